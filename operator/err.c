@@ -8,21 +8,36 @@
 const char *km_strerror(km_status st)
 {
     switch (st) {
-    case KM_OK: return "success";
-    case KM_ENOMEM: return "out of memory";
-    case KM_EINVAL: return "invalid argument";
-    case KM_EIO: return "I/O error";
-    case KM_ECONFIG: return "invalid configuration";
-    case KM_EUNSUPPORTED: return "not supported";
-    case KM_ETRANSPORT: return "transport error";
-    case KM_EAPI: return "API error";
-    case KM_EPARSE: return "parse error";
-    case KM_ETOOBIG: return "too large";
-    case KM_ECANCELED: return "canceled";
-    case KM_ETIMEOUT: return "timed out";
-    case KM_EVERIFY: return "verification failed";
-    case KM_ENOTFOUND: return "not found";
-    case KM_ESTATE: return "invalid state";
+    case KM_OK:
+        return "success";
+    case KM_ENOMEM:
+        return "out of memory";
+    case KM_EINVAL:
+        return "invalid argument";
+    case KM_EIO:
+        return "I/O error";
+    case KM_ECONFIG:
+        return "invalid configuration";
+    case KM_EUNSUPPORTED:
+        return "not supported";
+    case KM_ETRANSPORT:
+        return "transport error";
+    case KM_EAPI:
+        return "API error";
+    case KM_EPARSE:
+        return "parse error";
+    case KM_ETOOBIG:
+        return "too large";
+    case KM_ECANCELED:
+        return "canceled";
+    case KM_ETIMEOUT:
+        return "timed out";
+    case KM_EVERIFY:
+        return "verification failed";
+    case KM_ENOTFOUND:
+        return "not found";
+    case KM_ESTATE:
+        return "invalid state";
     }
     return "unknown error";
 }

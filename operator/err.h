@@ -10,30 +10,30 @@
 
 typedef enum km_status {
     KM_OK = 0,
-    KM_ENOMEM,        /* allocation failed */
-    KM_EINVAL,        /* invalid argument or option */
-    KM_EIO,           /* file or OS I/O failed (errno in message) */
-    KM_ECONFIG,       /* invalid configuration (kubeconfig, in-cluster files, flags) */
-    KM_EUNSUPPORTED,  /* a feature kubemend does not support (exec / auth-provider users) */
-    KM_ETRANSPORT,    /* no HTTP response: connect, TLS, timeout, reset */
-    KM_EAPI,          /* the API server answered non-2xx; err->http_code/reason/message */
-    KM_EPARSE,        /* malformed JSON, YAML, PEM, JWT, watch line ... */
-    KM_ETOOBIG,       /* a bounded buffer or object limit was exceeded */
-    KM_ECANCELED,     /* stopped by the caller (shutdown, callback asked to stop) */
-    KM_ETIMEOUT,      /* a bounded wait ran out (not a transport timeout) */
-    KM_EVERIFY,       /* a signature, certificate or precondition did not verify */
-    KM_ENOTFOUND,     /* a looked-up item does not exist (local lookups, not HTTP 404) */
-    KM_ESTATE,        /* the operation is not valid in the current state */
+    KM_ENOMEM,       /* allocation failed */
+    KM_EINVAL,       /* invalid argument or option */
+    KM_EIO,          /* file or OS I/O failed (errno in message) */
+    KM_ECONFIG,      /* invalid configuration (kubeconfig, in-cluster files, flags) */
+    KM_EUNSUPPORTED, /* a feature kubemend does not support (exec / auth-provider users) */
+    KM_ETRANSPORT,   /* no HTTP response: connect, TLS, timeout, reset */
+    KM_EAPI,         /* the API server answered non-2xx; err->http_code/reason/message */
+    KM_EPARSE,       /* malformed JSON, YAML, PEM, JWT, watch line ... */
+    KM_ETOOBIG,      /* a bounded buffer or object limit was exceeded */
+    KM_ECANCELED,    /* stopped by the caller (shutdown, callback asked to stop) */
+    KM_ETIMEOUT,     /* a bounded wait ran out (not a transport timeout) */
+    KM_EVERIFY,      /* a signature, certificate or precondition did not verify */
+    KM_ENOTFOUND,    /* a looked-up item does not exist (local lookups, not HTTP 404) */
+    KM_ESTATE,       /* the operation is not valid in the current state */
 } km_status;
 
 /* Detail of a failure.  Fixed-size fields: nothing to free, safe to copy. */
 typedef struct km_err {
     km_status status;
-    long http_code;      /* HTTP status of an API error, 0 otherwise */
-    char reason[64];     /* metav1.Status reason ("NotFound", "Conflict", ...) or "" */
-    char message[512];   /* Status message or a human-readable description */
-    char details[256];   /* compact Status details (kind/name/causes) or "" */
-    long retry_after;    /* seconds from Retry-After / details.retryAfterSeconds, 0 = none */
+    long http_code;    /* HTTP status of an API error, 0 otherwise */
+    char reason[64];   /* metav1.Status reason ("NotFound", "Conflict", ...) or "" */
+    char message[512]; /* Status message or a human-readable description */
+    char details[256]; /* compact Status details (kind/name/causes) or "" */
+    long retry_after;  /* seconds from Retry-After / details.retryAfterSeconds, 0 = none */
 } km_err;
 
 /* Static English description of a status code; never NULL. */

@@ -28,10 +28,10 @@
 typedef struct km_kube km_kube;
 
 typedef struct km_kube_opts {
-    double qps;           /* client-side rate limit; 0 = off (default 50) */
-    int burst;            /* token bucket size (default 100) */
-    long timeout_ms;      /* default per-request timeout (default 30000) */
-    int max_retries;      /* retries of retryable failures (default 5) */
+    double qps;             /* client-side rate limit; 0 = off (default 50) */
+    int burst;              /* token bucket size (default 100) */
+    long timeout_ms;        /* default per-request timeout (default 30000) */
+    int max_retries;        /* retries of retryable failures (default 5) */
     const char *user_agent; /* default "kubemend/<version>" */
 } km_kube_opts;
 
@@ -70,9 +70,9 @@ km_kubeconfig *km_kube_config(const km_kube *k);
 /* ---- raw requests ------------------------------------------------------------------------ */
 
 typedef struct km_kube_req {
-    const char *method;       /* "GET", "POST", "PUT", "PATCH", "DELETE" */
-    const char *path;         /* absolute path incl. query, e.g. "/api/v1/pods?limit=500" */
-    const char *body;         /* NULL = none */
+    const char *method; /* "GET", "POST", "PUT", "PATCH", "DELETE" */
+    const char *path;   /* absolute path incl. query, e.g. "/api/v1/pods?limit=500" */
+    const char *body;   /* NULL = none */
     size_t body_len;
     const char *content_type; /* NULL = application/json when there is a body */
     const char *accept;       /* NULL = application/json */
@@ -90,10 +90,8 @@ km_status km_kube_do(km_kube *k, const km_kube_req *req, long *code, km_buf *res
  * failure *out is untouched.  Errors as km_kube_do. */
 
 km_status km_kube_get(km_kube *k, const char *path, cJSON **out, km_err *err);
-km_status km_kube_create(km_kube *k, const char *path, const cJSON *obj, cJSON **out,
-                         km_err *err);
-km_status km_kube_update(km_kube *k, const char *path, const cJSON *obj, cJSON **out,
-                         km_err *err);
+km_status km_kube_create(km_kube *k, const char *path, const cJSON *obj, cJSON **out, km_err *err);
+km_status km_kube_update(km_kube *k, const char *path, const cJSON *obj, cJSON **out, km_err *err);
 
 typedef enum km_patch_type {
     KM_PATCH_MERGE = 0, /* application/merge-patch+json */
@@ -125,9 +123,9 @@ km_status km_kube_delete(km_kube *k, const char *path, const km_delete_opts *o, 
 typedef struct km_kube_page {
     const cJSON *items;           /* the page's items array (borrowed, valid during the call) */
     const char *resource_version; /* the list's metadata.resourceVersion */
-    int restarted;   /* 1 on the first page of a list restarted after an expired continue (410):
-                        items already delivered may be delivered again */
-    long remaining;  /* metadata.remainingItemCount, -1 when absent */
+    int restarted;  /* 1 on the first page of a list restarted after an expired continue (410):
+                       items already delivered may be delivered again */
+    long remaining; /* metadata.remainingItemCount, -1 when absent */
 } km_kube_page;
 
 /* Called once per page; a non-KM_OK return stops the list and is returned by km_kube_list. */
@@ -164,8 +162,8 @@ km_status km_kube_stream(km_kube *k, const char *path, long idle_timeout_ms, km_
 /* Writes "/api/v1[/namespaces/NS]/RESOURCE[/NAME[/SUB]]" (group "" or NULL = core) or
  * "/apis/GROUP/VERSION/..." into buf.  ns, name, sub may be NULL.  KM_ETOOBIG if it does not
  * fit (buf then holds a truncated string). */
-km_status km_kube_path(char *buf, size_t n, const char *group, const char *version,
-                       const char *ns, const char *resource, const char *name, const char *sub);
+km_status km_kube_path(char *buf, size_t n, const char *group, const char *version, const char *ns,
+                       const char *resource, const char *name, const char *sub);
 
 /* Percent-encodes s for a URL query value.  Returns a malloc'ed string (caller frees) or NULL
  * on allocation failure. */

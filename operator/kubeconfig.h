@@ -16,8 +16,8 @@ typedef struct km_kubeconfig km_kubeconfig;
 #define KM_INCLUSTER_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
 typedef struct km_kubeconfig_opts {
-    const char *kubeconfig;   /* --kubeconfig; NULL = resolve (see km_kubeconfig_load) */
-    const char *context;      /* --context; NULL = current-context */
+    const char *kubeconfig;    /* --kubeconfig; NULL = resolve (see km_kubeconfig_load) */
+    const char *context;       /* --context; NULL = current-context */
     const char *incluster_dir; /* NULL = KM_INCLUSTER_DIR (tests override it) */
 } km_kubeconfig_opts;
 

@@ -1,0 +1,55 @@
+/* step.c — small helpers shared by the recovery steps. */
+#include "reconcilers/step.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void km_step_set_result(km_step_ctx *ctx, const char *status, const char *reason, const char *fmt,
+                        ...)
+{
+    snprintf(ctx->cond_status, sizeof(ctx->cond_status), "%s", status);
+    snprintf(ctx->cond_reason, sizeof(ctx->cond_reason), "%s", reason);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->cond_message, sizeof(ctx->cond_message), fmt, ap);
+    va_end(ap);
+}
+
+km_status km_step_list_add(cJSON *obj, const char *key, const char *s, int max)
+{
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsArray(arr)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+        arr = cJSON_AddArrayToObject(obj, key);
+        if (!arr)
+            return KM_ENOMEM;
+    }
+    int n = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
+            return KM_OK;
+        n++;
+    }
+    if (n >= max)
+        return KM_OK;
+    cJSON *str = cJSON_CreateString(s);
+    if (!str || !cJSON_AddItemToArray(arr, str)) {
+        cJSON_Delete(str);
+        return KM_ENOMEM;
+    }
+    return KM_OK;
+}
+
+void km_step_counter_add(cJSON *obj, const char *key, long delta)
+{
+    cJSON *n = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (cJSON_IsNumber(n)) {
+        cJSON_SetNumberValue(n, n->valuedouble + (double)delta);
+        return;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+    cJSON_AddNumberToObject(obj, key, (double)delta);
+}
