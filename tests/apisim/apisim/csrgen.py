@@ -1,0 +1,191 @@
+"""PKCS#10 CSRs for scenarios: build them with the `openssl` CLI, parse them with a tiny DER reader.
+
+build_csr(key_pem, cn, orgs, dns, ips, emails, uris) -> PEM (str); keys are EC P-256 and meant to be reused
+(one per node) so generating hundreds of CSRs costs one `openssl req` call each (~5 ms).
+parse_csr(pem) -> dict(cn, orgs, dns, ips, emails, uris) or raises ValueError (bad PEM / garbage).
+csr_request_b64(pem) -> the value for spec.request (base64 of the PEM bytes).
+"""
+
+import base64
+import ipaddress
+import os
+import subprocess
+import tempfile
+import threading
+
+_KEY_CACHE = {}
+_KEY_LOCK = threading.Lock()
+
+
+def _run(args, data=None):
+    proc = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError("openssl failed: %s" % proc.stderr.decode(errors="replace")[-300:])
+    return proc.stdout
+
+
+def new_key():
+    """A fresh EC P-256 private key (PEM str)."""
+    return _run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]).decode()
+
+
+def key_for(label):
+    """A cached EC key per label (e.g. per node name), so many CSRs reuse few keys."""
+    with _KEY_LOCK:
+        key = _KEY_CACHE.get(label)
+        if key is None:
+            key = new_key()
+            _KEY_CACHE[label] = key
+        return key
+
+
+def _subj_escape(value):
+    return value.replace("\\", "\\\\").replace("/", "\\/").replace("=", "\\=")
+
+
+def build_csr(key_pem=None, cn="", orgs=(), dns=(), ips=(), emails=(), uris=()):
+    """PEM CSR signed by key_pem (a cached key when None)."""
+    key_pem = key_pem or key_for("_default")
+    subj = "".join("/O=%s" % _subj_escape(o) for o in orgs)
+    if cn:
+        subj += "/CN=%s" % _subj_escape(cn)
+    if not subj:
+        subj = "/"
+    sans = ["DNS:%s" % d for d in dns] + ["IP:%s" % i for i in ips] + ["email:%s" % e for e in emails] + \
+        ["URI:%s" % u for u in uris]
+    fd, path = tempfile.mkstemp(prefix="apisim-csr-", suffix=".key")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(key_pem)
+        args = ["openssl", "req", "-new", "-key", path, "-subj", subj]
+        if sans:
+            args += ["-addext", "subjectAltName=" + ",".join(sans)]
+        return _run(args).decode()
+    finally:
+        os.unlink(path)
+
+
+def csr_request_b64(pem):
+    if isinstance(pem, str):
+        pem = pem.encode()
+    return base64.b64encode(pem).decode()
+
+
+# --------------------------------------------------------------------------- parsing
+
+_OID_CN = "2.5.4.3"
+_OID_O = "2.5.4.10"
+_OID_EXT_REQ = "1.2.840.113549.1.9.14"
+_OID_SAN = "2.5.29.17"
+
+
+def _read(buf, pos):
+    if pos + 2 > len(buf):
+        raise ValueError("truncated DER")
+    tag = buf[pos]
+    length = buf[pos + 1]
+    pos += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or pos + n > len(buf):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(buf[pos:pos + n], "big")
+        pos += n
+    if pos + length > len(buf):
+        raise ValueError("truncated DER")
+    return tag, buf[pos:pos + length], pos + length
+
+
+def _items(buf):
+    pos = 0
+    out = []
+    while pos < len(buf):
+        tag, val, pos = _read(buf, pos)
+        out.append((tag, val))
+    return out
+
+
+def _oid(raw):
+    if not raw:
+        raise ValueError("empty OID")
+    parts = [raw[0] // 40, raw[0] % 40]
+    n = 0
+    for b in raw[1:]:
+        n = (n << 7) | (b & 0x7F)
+        if not b & 0x80:
+            parts.append(n)
+            n = 0
+    return ".".join(str(p) for p in parts)
+
+
+def pem_to_der(pem):
+    if isinstance(pem, bytes):
+        pem = pem.decode("ascii", errors="replace")
+    begin = "-----BEGIN CERTIFICATE REQUEST-----"
+    end = "-----END CERTIFICATE REQUEST-----"
+    if begin not in pem:
+        begin, end = "-----BEGIN NEW CERTIFICATE REQUEST-----", "-----END NEW CERTIFICATE REQUEST-----"
+    if begin not in pem or end not in pem:
+        raise ValueError("PEM block type must be CERTIFICATE REQUEST")
+    body = pem.split(begin, 1)[1].split(end, 1)[0]
+    try:
+        return base64.b64decode("".join(body.split()), validate=True)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError("bad base64 in PEM: %s" % e)
+
+
+def parse_csr(pem):
+    """Subject CN/O and SANs of a PEM CSR (signature not verified). Raises ValueError on garbage."""
+    der = pem_to_der(pem)
+    tag, req, _ = _read(der, 0)
+    if tag != 0x30:
+        raise ValueError("not a SEQUENCE")
+    parts = _items(req)
+    if len(parts) < 3 or parts[0][0] != 0x30:
+        raise ValueError("not a CertificationRequest")
+    info = _items(parts[0][1])
+    if len(info) < 3:
+        raise ValueError("bad CertificationRequestInfo")
+    out = {"cn": "", "orgs": [], "dns": [], "ips": [], "emails": [], "uris": []}
+    for _tag, rdn in _items(info[1][1]):
+        for _t, atv in _items(rdn):
+            kv = _items(atv)
+            oid = _oid(kv[0][1])
+            value = kv[1][1].decode("utf-8", errors="replace")
+            if oid == _OID_CN:
+                out["cn"] = value
+            elif oid == _OID_O:
+                out["orgs"].append(value)
+    for tag, val in info[3:]:
+        if tag != 0xA0:
+            continue
+        for _t, attr in _items(val):
+            a = _items(attr)
+            if _oid(a[0][1]) != _OID_EXT_REQ:
+                continue
+            for _t2, exts in _items(a[1][1]):
+                for _t3, ext in _items(exts):
+                    e = _items(ext)
+                    if _oid(e[0][1]) != _OID_SAN:
+                        continue
+                    _, names, _ = _read(e[-1][1], 0)
+                    for ntag, nval in _items(names):
+                        kind = ntag & 0x1F
+                        if kind == 1:
+                            out["emails"].append(nval.decode(errors="replace"))
+                        elif kind == 2:
+                            out["dns"].append(nval.decode(errors="replace"))
+                        elif kind == 6:
+                            out["uris"].append(nval.decode(errors="replace"))
+                        elif kind == 7:
+                            out["ips"].append(str(ipaddress.ip_address(nval)))
+    return out
+
+
+def parse_request_b64(request_b64):
+    """parse_csr() of a CSR's spec.request (base64 of PEM)."""
+    try:
+        pem = base64.b64decode(request_b64 or "")
+    except Exception as e:  # noqa: BLE001
+        raise ValueError("spec.request is not base64: %s" % e)
+    return parse_csr(pem)
