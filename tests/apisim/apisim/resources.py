@@ -1,0 +1,307 @@
+"""Resource registry: built-in kinds the simulator serves plus CRD-defined ones.
+
+Resource keys: "<group>/<plural>", core group -> "<plural>" (e.g. "pods", "apps/deployments")."""
+
+import threading
+
+STD_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+SUB_VERBS = ["get", "patch", "update"]
+
+
+def _get_path(obj, path):
+    cur = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _fs_str(path, default=""):
+    def get(obj):
+        v = _get_path(obj, path)
+        if v is None:
+            return default
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+    return get
+
+
+class ResourceInfo:
+    def __init__(self, group, version, kind, plural, singular="", namespaced=True, short_names=None, verbs=None,
+                 subresources=None, list_kind=None, printer_columns=None, field_selectors=None, categories=None,
+                 versions=None, has_generation=False, status_subresource=None, is_crd=False, crd_name=None,
+                 schema=None, schemas=None):
+        self.group = group
+        self.version = version          # storage / canonical version
+        self.versions = list(versions or [version])  # every served version, preferred first
+        self.kind = kind
+        self.plural = plural
+        self.singular = singular
+        self.namespaced = namespaced
+        self.short_names = list(short_names or [])
+        self.verbs = list(verbs if verbs is not None else STD_VERBS)
+        # subresources: name -> {"kind":..., "verbs":[...], "group":..., "version":...}
+        self.subresources = dict(subresources or {})
+        self.list_kind = list_kind or kind + "List"
+        self.printer_columns = printer_columns  # CRD additionalPrinterColumns (list of dicts) or None
+        fs = {"metadata.name": _fs_str("metadata.name")}
+        if namespaced:
+            fs["metadata.namespace"] = _fs_str("metadata.namespace")
+        fs.update(field_selectors or {})
+        self.field_selectors = fs       # field label -> getter(obj) -> str
+        self.categories = list(categories or [])
+        self.has_generation = has_generation
+        if status_subresource is None:
+            status_subresource = "status" in self.subresources
+        self.status_subresource = status_subresource
+        self.is_crd = is_crd
+        self.crd_name = crd_name
+        self.schemas = schemas or {}  # version -> openAPIV3Schema (CRDs)
+
+    @property
+    def key(self):
+        return (self.group + "/" + self.plural) if self.group else self.plural
+
+    def api_version(self, version=None):
+        v = version or self.version
+        return (self.group + "/" + v) if self.group else v
+
+    def __repr__(self):
+        return "<ResourceInfo %s>" % self.key
+
+
+def _status(kind):
+    return {"status": {"kind": kind, "verbs": list(SUB_VERBS)}}
+
+
+def _builtin():
+    R = ResourceInfo
+    res = []
+    pods_sub = _status("Pod")
+    pods_sub.update({
+        "eviction": {"kind": "Eviction", "verbs": ["create"], "group": "policy", "version": "v1"},
+        "log": {"kind": "Pod", "verbs": ["get"]},
+        "binding": {"kind": "Binding", "verbs": ["create"]},
+    })
+    res.append(R("", "v1", "Pod", "pods", namespaced=True, short_names=["po"], categories=["all"],
+                 subresources=pods_sub, field_selectors={
+                     "spec.nodeName": _fs_str("spec.nodeName"),
+                     "spec.restartPolicy": _fs_str("spec.restartPolicy"),
+                     "spec.schedulerName": _fs_str("spec.schedulerName"),
+                     "spec.serviceAccountName": _fs_str("spec.serviceAccountName"),
+                     "status.phase": _fs_str("status.phase"),
+                     "status.podIP": _fs_str("status.podIP"),
+                     "status.nominatedNodeName": _fs_str("status.nominatedNodeName"),
+                 }))
+    res.append(R("", "v1", "Secret", "secrets", field_selectors={"type": _fs_str("type")}))
+    res.append(R("", "v1", "ServiceAccount", "serviceaccounts", short_names=["sa"], subresources={
+        "token": {"kind": "TokenRequest", "verbs": ["create"], "group": "authentication.k8s.io", "version": "v1"}}))
+    res.append(R("", "v1", "ConfigMap", "configmaps", short_names=["cm"]))
+    res.append(R("", "v1", "Node", "nodes", namespaced=False, short_names=["no"], subresources=_status("Node"),
+                 field_selectors={"spec.unschedulable": _fs_str("spec.unschedulable", "false")}))
+    ns_sub = _status("Namespace")
+    ns_sub["finalize"] = {"kind": "Namespace", "verbs": ["update"]}
+    res.append(R("", "v1", "Namespace", "namespaces", namespaced=False, short_names=["ns"],
+                 verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=ns_sub,
+                 field_selectors={"status.phase": _fs_str("status.phase")}))
+    ev_fs = {}
+    for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"):
+        ev_fs["involvedObject." + f] = _fs_str("involvedObject." + f)
+    ev_fs["reason"] = _fs_str("reason")
+    ev_fs["reportingComponent"] = _fs_str("reportingComponent")
+    ev_fs["source"] = lambda o: (o.get("source") or {}).get("component") or o.get("reportingComponent") or ""
+    ev_fs["type"] = _fs_str("type")
+    res.append(R("", "v1", "Event", "events", short_names=["ev"], field_selectors=ev_fs))
+    ev2_fs = {}
+    for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"):
+        ev2_fs["involvedObject." + f] = _fs_str("regarding." + f)
+        ev2_fs["regarding." + f] = _fs_str("regarding." + f)
+    ev2_fs["reason"] = _fs_str("reason")
+    ev2_fs["reportingController"] = _fs_str("reportingController")
+    ev2_fs["type"] = _fs_str("type")
+    res.append(R("events.k8s.io", "v1", "Event", "events", short_names=["ev"], field_selectors=ev2_fs,
+                 versions=["v1", "v1beta1"]))
+    res.append(R("", "v1", "Service", "services", short_names=["svc"], categories=["all"],
+                 verbs=["create", "delete", "get", "list", "patch", "update", "watch"], subresources=_status("Service")))
+    res.append(R("", "v1", "Endpoints", "endpoints", short_names=["ep"]))
+    res.append(R("", "v1", "LimitRange", "limitranges", short_names=["limits"]))
+    res.append(R("", "v1", "ResourceQuota", "resourcequotas", short_names=["quota"], subresources=_status("ResourceQuota")))
+    res.append(R("", "v1", "PodTemplate", "podtemplates"))
+    res.append(R("", "v1", "ReplicationController", "replicationcontrollers", short_names=["rc"], categories=["all"],
+                 subresources=_status("ReplicationController"), has_generation=True))
+    for kind, plural, short in (("Deployment", "deployments", "deploy"), ("ReplicaSet", "replicasets", "rs"),
+                                ("StatefulSet", "statefulsets", "sts"), ("DaemonSet", "daemonsets", "ds")):
+        sub = _status(kind)
+        if plural != "daemonsets":
+            sub["scale"] = {"kind": "Scale", "verbs": list(SUB_VERBS), "group": "autoscaling", "version": "v1"}
+        fs = {"status.replicas": _fs_str("status.replicas", "0")} if plural == "replicasets" else {}
+        res.append(R("apps", "v1", kind, plural, short_names=[short], categories=["all"], subresources=sub,
+                     has_generation=True, field_selectors=fs))
+    res.append(R("apps", "v1", "ControllerRevision", "controllerrevisions"))
+    res.append(R("batch", "v1", "Job", "jobs", categories=["all"], subresources=_status("Job"), has_generation=True,
+                 field_selectors={"status.successful": _fs_str("status.succeeded", "0")}))
+    res.append(R("batch", "v1", "CronJob", "cronjobs", short_names=["cj"], categories=["all"],
+                 subresources=_status("CronJob"), has_generation=True, versions=["v1", "v1beta1"]))
+    res.append(R("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", short_names=["pdb"],
+                 subresources=_status("PodDisruptionBudget"), has_generation=True, versions=["v1", "v1beta1"]))
+    csr_sub = _status("CertificateSigningRequest")
+    csr_sub["approval"] = {"kind": "CertificateSigningRequest", "verbs": list(SUB_VERBS)}
+    res.append(R("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests",
+                 namespaced=False, short_names=["csr"], subresources=csr_sub,
+                 field_selectors={"spec.signerName": _fs_str("spec.signerName")}))
+    res.append(R("coordination.k8s.io", "v1", "Lease", "leases"))
+    res.append(R("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+                 namespaced=False, short_names=["crd", "crds"], subresources=_status("CustomResourceDefinition"),
+                 has_generation=True))
+    for kind, plural, ns in (("Role", "roles", True), ("ClusterRole", "clusterroles", False),
+                             ("RoleBinding", "rolebindings", True), ("ClusterRoleBinding", "clusterrolebindings", False)):
+        res.append(R("rbac.authorization.k8s.io", "v1", kind, plural, namespaced=ns))
+    # create-only virtual resources
+    res.append(R("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False, verbs=["create"]))
+    for kind, plural, ns in (("SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+                             ("SubjectAccessReview", "subjectaccessreviews", False),
+                             ("LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+                             ("SelfSubjectRulesReview", "selfsubjectrulesreviews", False)):
+        res.append(R("authorization.k8s.io", "v1", kind, plural, namespaced=ns, verbs=["create"]))
+    return res
+
+
+VIRTUAL = {"authentication.k8s.io/tokenreviews", "authorization.k8s.io/selfsubjectaccessreviews",
+           "authorization.k8s.io/subjectaccessreviews", "authorization.k8s.io/localsubjectaccessreviews",
+           "authorization.k8s.io/selfsubjectrulesreviews"}
+
+
+class Registry:
+    """Thread-safe registry of served resources (built-ins + CRDs)."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._by_key = {}
+        self._order = []
+        for info in _builtin():
+            self.add(info)
+
+    def add(self, info):
+        with self._lock:
+            if info.key not in self._by_key:
+                self._order.append(info.key)
+            self._by_key[info.key] = info
+
+    def remove(self, key):
+        with self._lock:
+            self._by_key.pop(key, None)
+            if key in self._order:
+                self._order.remove(key)
+
+    def by_key(self, key):
+        with self._lock:
+            return self._by_key.get(key)
+
+    def all(self):
+        with self._lock:
+            return [self._by_key[k] for k in self._order]
+
+    def lookup(self, group, version, plural):
+        with self._lock:
+            info = self._by_key.get((group + "/" + plural) if group else plural)
+        if info is None or version not in info.versions:
+            return None
+        return info
+
+    def groups(self):
+        """[(group, [versions...])] in registration order; core group excluded."""
+        out = {}
+        for info in self.all():
+            if not info.group:
+                continue
+            vs = out.setdefault(info.group, [])
+            for v in info.versions:
+                if v not in vs:
+                    vs.append(v)
+        return list(out.items())
+
+    def resources_for(self, group, version):
+        return [i for i in self.all() if i.group == group and version in i.versions]
+
+    def by_kind(self, group, kind):
+        for info in self.all():
+            if info.group == group and info.kind == kind:
+                return info
+        return None
+
+
+def _container_defaults(c):
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    c.setdefault("imagePullPolicy", "Always" if str(c.get("image", "")).endswith(":latest") or
+                 ":" not in str(c.get("image", "")) else "IfNotPresent")
+    c.setdefault("resources", {})
+
+
+def _pod_spec_defaults(spec):
+    for c in spec.get("containers") or []:
+        _container_defaults(c)
+    for c in spec.get("initContainers") or []:
+        _container_defaults(c)
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+
+
+def apply_defaults(res, obj):
+    """Server-side defaulting (a subset of the real defaults) applied on create."""
+    if res == "namespaces":
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+    elif res == "pods":
+        spec = obj.setdefault("spec", {})
+        _pod_spec_defaults(spec)
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        spec["serviceAccountName"] = sa
+        spec["serviceAccount"] = sa
+        spec.setdefault("enableServiceLinks", True)
+        spec.setdefault("priority", 0)
+        st = obj.setdefault("status", {})
+        st.setdefault("phase", "Pending")
+        st.setdefault("qosClass", "BestEffort")
+    elif res == "secrets":
+        obj.setdefault("type", "Opaque")
+        sd = obj.pop("stringData", None)
+        if sd:
+            import base64
+            data = obj.setdefault("data", {})
+            for k, v in sd.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+    elif res in ("apps/deployments", "apps/replicasets", "apps/statefulsets", "apps/daemonsets", "batch/jobs"):
+        spec = obj.setdefault("spec", {})
+        if res != "apps/daemonsets" and res != "batch/jobs":
+            spec.setdefault("replicas", 1)
+        tmpl = spec.setdefault("template", {})
+        _pod_spec_defaults(tmpl.setdefault("spec", {}))
+        tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        if res == "apps/deployments":
+            spec.setdefault("strategy", {"type": "RollingUpdate",
+                                         "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+            spec.setdefault("revisionHistoryLimit", 10)
+            spec.setdefault("progressDeadlineSeconds", 600)
+        elif res == "apps/statefulsets":
+            spec.setdefault("podManagementPolicy", "OrderedReady")
+            spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+            spec.setdefault("revisionHistoryLimit", 10)
+        elif res == "apps/daemonsets":
+            spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}})
+            spec.setdefault("revisionHistoryLimit", 10)
+        obj.setdefault("status", {})
+    elif res in ("policy/poddisruptionbudgets",):
+        obj.setdefault("status", {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,
+                                  "expectedPods": 0})
+    elif res == "certificates.k8s.io/certificatesigningrequests":
+        obj.setdefault("status", {})
+        obj.get("spec", {}).pop("expirationSeconds", None) if False else None
+    elif res == "nodes":
+        obj.setdefault("spec", {})
+        obj.setdefault("status", {}).setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 0}})
