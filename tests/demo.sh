@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# make demo — the full recovery of a cluster just after a PKI rebuild, shown with kubectl.
+#
+# 1. starts tests/apisim with the `seed` scenario (kubeadm cluster after a lost /etc/kubernetes),
+# 2. shows what is broken (stale tokens checked by TokenReview, pending CSRs, CA bundle),
+# 3. installs the CRD, runs the operator, creates a ClusterRecovery and follows it to Succeeded,
+# 4. prints a before/after summary.
+# Everything binds to 127.0.0.1 and is stopped on exit.  Usage: tests/demo.sh path/to/kubemend
+set -euo pipefail
+
+BIN=${1:?usage: demo.sh path/to/kubemend}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=$ROOT/demo-out
+PY=/usr/bin/python3
+KUBECTL=${KUBECTL:-$(command -v kubectl || echo /usr/bin/kubectl)}
+REC=after-pki-rebuild
+rm -rf "$OUT" && mkdir -p "$OUT"
+export KUBECONFIG=$OUT/kubeconfig
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+k() { "$KUBECTL" "$@"; }
+
+bold "Starting the API simulator with the after-PKI-rebuild 'seed' cluster"
+(cd "$ROOT/tests/apisim" && exec "$PY" -m apisim --scenario seed --kubeconfig-out "$KUBECONFIG" \
+    --kubelet-delay 1 >"$OUT/apisim.out" 2>"$OUT/apisim.log") &
+pids+=($!)
+for _ in $(seq 1 300); do
+    grep -q '^READY' "$OUT/apisim.out" 2>/dev/null && break
+    kill -0 "${pids[0]}" 2>/dev/null || { cat "$OUT/apisim.log" >&2; exit 1; }
+    sleep 0.1
+done
+grep '^READY' "$OUT/apisim.out" || { echo "apisim did not start" >&2; exit 1; }
+
+# Counts token Secrets whose token the API server rejects, asking it through TokenReview.
+review_tokens() {
+    "$PY" - "$KUBECTL" <<'EOF'
+import base64, json, subprocess, sys
+kubectl = sys.argv[1]
+def kj(*args, stdin=None):
+    r = subprocess.run([kubectl, *args], input=stdin, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+secrets = kj("get", "secrets", "-A", "--field-selector", "type=kubernetes.io/service-account-token", "-o", "json")
+stale, valid, empty = [], 0, 0
+for s in secrets["items"]:
+    tok = (s.get("data") or {}).get("token")
+    name = s["metadata"]["namespace"] + "/" + s["metadata"]["name"]
+    if not tok:
+        empty += 1
+        continue
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+              "spec": {"token": base64.b64decode(tok).decode()}}
+    r = kj("create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", "-",
+           stdin=json.dumps(review))
+    if r.get("status", {}).get("authenticated"):
+        valid += 1
+    else:
+        stale.append(name)
+print(f"  token Secrets: {len(secrets['items'])}, valid: {valid}, rejected by the API server: {len(stale)}"
+      + (f", without a token yet: {empty}" if empty else ""))
+for n in stale[:12]:
+    print("    rejected:", n)
+if len(stale) > 12:
+    print(f"    ... and {len(stale) - 12} more")
+EOF
+}
+
+ca_count() {
+    k get configmap -n kube-system extension-apiserver-authentication -o json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)["data"]
+for key in ("client-ca-file", "requestheader-client-ca-file"):
+    print(f"  {key}: {d.get(key, \"\").count(\"BEGIN CERTIFICATE\")} CA certificate(s)")'
+}
+
+bold "BEFORE: what the PKI rebuild left behind"
+k get nodes -o wide
+echo
+review_tokens
+echo
+k get csr
+echo
+ca_count
+review_tokens >"$OUT/before-tokens.txt"
+k get pods -A -o wide >"$OUT/before-pods.txt"
+
+bold "Installing the ClusterRecovery CRD and starting the operator"
+k apply -f "$ROOT/crds/clusterrecoveries.kubemend.io.yaml"
+k wait --for=condition=Established crd/clusterrecoveries.kubemend.io --timeout=30s
+"$BIN" operator --kubeconfig "$KUBECONFIG" --namespace kube-system --metrics-bind-address 127.0.0.1:0 \
+    --health-probe-bind-address 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+pids+=($!)
+
+bold "Creating ClusterRecovery/$REC"
+k apply -f - <<EOF
+apiVersion: kubemend.io/v1alpha1
+kind: ClusterRecovery
+metadata:
+  name: $REC
+spec:
+  tokens:
+    mode: Regenerate
+  csr:
+    windowSeconds: 600
+  pods:
+    namespaces: [monitoring]
+    maxConcurrent: 3
+    namespaceTimeoutSeconds: 60
+EOF
+
+bold "Following it (kubectl get crec)"
+k get crec
+deadline=$((SECONDS + 300))
+last=""
+while :; do
+    line=$(k get crec "$REC" --no-headers 2>/dev/null || true)
+    [ "$line" != "$last" ] && { echo "$line"; last=$line; }
+    reason=$(k get crec "$REC" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}' 2>/dev/null || true)
+    [ "$reason" = "True" ] || [ "$reason" = "False" ] && break
+    [ $SECONDS -gt $deadline ] && { echo "timed out" >&2; break; }
+    kill -0 "${pids[1]}" 2>/dev/null || { echo "operator exited" >&2; tail -20 "$OUT/operator.log"; exit 1; }
+    sleep 1
+done
+k wait --for=condition=Succeeded "crec/$REC" --timeout=10s || true
+
+bold "kubectl describe crec $REC"
+k describe crec "$REC"
+
+bold "AFTER"
+review_tokens
+echo
+k get csr -o custom-columns='NAME:.metadata.name,REQUESTOR:.spec.username,CONDITION:.status.conditions[0].type,REASON:.status.conditions[0].reason,MESSAGE:.status.conditions[0].message'
+echo
+ca_count
+echo
+k get crec "$REC" -o json >"$OUT/recovery.json"
+"$PY" - "$OUT/recovery.json" "$OUT/before-tokens.txt" <<'EOF'
+import json, sys
+st = json.load(open(sys.argv[1])).get("status", {})
+before = open(sys.argv[2]).read().strip().splitlines()[0].strip()
+t = st.get("tokens", {})
+e = st.get("extensionApiserverAuthentication", {})
+c = st.get("csr", {})
+p = st.get("pods", {})
+print("Summary")
+print(f"  tokens    before: {before}")
+print(f"            kubemend ({t.get('method', '?')}): scanned {t.get('scanned', 0)}, stale {t.get('stale', 0)}, "
+      f"regenerated {t.get('regenerated', 0)}, deleted {t.get('deleted', 0)}, healed {t.get('healed', 0)}, "
+      f"malformed {t.get('malformed', 0)}, failed {t.get('failed', 0)}")
+print(f"  CA bundle removed {len(e.get('removed', []))} certificate(s), backup ConfigMap kube-system/{e.get('backup', '-')}")
+for r in e.get("removed", []):
+    print(f"            - {r.get('key')}: {r.get('subject')} ({r.get('reason')})")
+print(f"  CSRs      approved {c.get('approved', 0)}, denied {c.get('denied', 0)}, pending {c.get('pending', 0)}")
+for r in c.get("recent", []):
+    print(f"            - {r.get('name')}: {r.get('decision')} {r.get('reason', '')}")
+print(f"  pods      workloads restarted {p.get('restarted', 0)}, pods evicted {p.get('evicted', 0)}, "
+      f"namespaces done {p.get('namespacesDone', 0)}/{p.get('namespacesTotal', 0)} in order {', '.join(p.get('done', []))}")
+for m in p.get("manual", []):
+    print(f"            - needs a manual restart (ownerless, kept): {m}")
+for s in p.get("stuck", []):
+    print(f"            - did not become ready in time: {s}")
+cond = {x["type"]: x for x in st.get("conditions", [])}
+s = cond.get("Succeeded", {})
+print(f"  result    Succeeded={s.get('status')} ({s.get('reason')}): {s.get('message', '')}")
+sys.exit(0 if s.get("status") == "True" else 1)
+EOF
