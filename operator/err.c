@@ -72,7 +72,13 @@ void km_err_prefix(km_err *err, const char *fmt, ...)
     va_end(ap);
     char old[sizeof(err->message)];
     memcpy(old, err->message, sizeof(old));
-    snprintf(err->message, sizeof(err->message), "%s: %s", pre, old);
+    /* "<pre>: <old>", truncated to fit (snprintf here trips -Wformat-truncation) */
+    size_t pl = strnlen(pre, sizeof(err->message) - 3);
+    size_t ol = strnlen(old, sizeof(err->message) - 3 - pl);
+    memcpy(err->message, pre, pl);
+    memcpy(err->message + pl, ": ", 2);
+    memcpy(err->message + pl + 2, old, ol);
+    err->message[pl + 2 + ol] = '\0';
 }
 
 int km_err_is_http(const km_err *err, long http_code)

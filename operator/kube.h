@@ -33,6 +33,10 @@ typedef struct km_kube_opts {
     long timeout_ms;        /* default per-request timeout (default 30000) */
     int max_retries;        /* retries of retryable failures (default 5) */
     const char *user_agent; /* default "kubemend/<version>" */
+    /* appended */
+    double backoff_initial; /* first retry delay in seconds (default 0.5; x2 per retry) */
+    double backoff_max;     /* longest retry delay (default 30) */
+    double retry_after_max; /* cap on a server's Retry-After (default 60) */
 } km_kube_opts;
 
 /* Fills o with the defaults above. */
@@ -168,5 +172,34 @@ km_status km_kube_path(char *buf, size_t n, const char *group, const char *versi
 /* Percent-encodes s for a URL query value.  Returns a malloc'ed string (caller frees) or NULL
  * on allocation failure. */
 char *km_kube_escape(const char *s);
+
+/* ---- additions (appended) ------------------------------------------------------------------ */
+
+/* One-time process-wide libcurl initialisation.  Call from main before threads start (tests
+ * call it too); idempotent and thread-safe.  KM_ETRANSPORT when libcurl cannot initialise. */
+km_status km_kube_global_init(void);
+
+/* One HTTP exchange as seen by the retry logic (tests replace the transport). */
+typedef struct km_kube_reply {
+    long code;        /* HTTP status; 0 when there was no response */
+    long retry_after; /* Retry-After header in seconds, 0 = none */
+    int sent;         /* 1 when the request may have reached the server */
+    int transient;    /* transport errors: 1 when retrying may help (not TLS verification) */
+} km_kube_reply;
+
+/* Performs one exchange: KM_OK with reply->code (any HTTP status) and the body appended to body,
+ * or KM_ETRANSPORT / KM_ECANCELED with err filled.  token (NULL = none) is the bearer token. */
+typedef km_status (*km_kube_transport_fn)(const km_kube_req *req, const char *token,
+                                          km_kube_reply *reply, km_buf *body, km_err *err,
+                                          void *user);
+
+/* Replaces libcurl under km_kube_do / get / list / ... for this client (not streams, not
+ * inherited by clones); fn NULL restores libcurl.  For tests. */
+void km_kube_set_transport(km_kube *k, km_kube_transport_fn fn, void *user);
+
+/* The message logged once and put in err->message when the server rejects the credentials. */
+#define KM_KUBE_CREDENTIALS_REJECTED                                                               \
+    "credentials rejected \xe2\x80\x94 after a PKI rebuild restart the operator's pod or run "     \
+    "with --kubeconfig"
 
 #endif

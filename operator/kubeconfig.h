@@ -54,4 +54,20 @@ const char *km_kubeconfig_client_key_pem(const km_kubeconfig *cfg);
  * *changed (may be NULL) is set to 1 when the token differs from the previous call's. */
 km_status km_kubeconfig_token(km_kubeconfig *cfg, char **out, int *changed);
 
+/* ---- additions (appended) -------------------------------------------------------------- */
+
+/* tls-server-name of the cluster (SNI and the name the server certificate is verified
+ * against), borrowed from cfg, or NULL when unset. */
+const char *km_kubeconfig_tls_server_name(const km_kubeconfig *cfg);
+
+/* Like km_kubeconfig_token but re-reads the token file now, whatever its stat says (used after
+ * a 401).  Same failure behaviour. */
+km_status km_kubeconfig_token_reload(km_kubeconfig *cfg, char **out, int *changed);
+
+/* How often km_kubeconfig_token may stat the token file (default 1 s; 0 = every call). */
+void km_kubeconfig_set_token_recheck(km_kubeconfig *cfg, double seconds);
+
+/* Non-zero when the token comes from a file that is re-read (tokenFile / in-cluster). */
+int km_kubeconfig_token_from_file(const km_kubeconfig *cfg);
+
 #endif
