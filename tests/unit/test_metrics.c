@@ -322,7 +322,7 @@ typedef struct worker_arg {
 static void *worker(void *p)
 {
     worker_arg *a = p;
-    char key[8];
+    char key[16];
     for (int i = 0; i < ITER; i++) {
         snprintf(key, sizeof(key), "k%d", i % 3);
         if (KM_METRIC_INC(a->c, key) != KM_OK)
@@ -374,7 +374,7 @@ static void test_concurrency_smoke(void **state)
     }
     double total = 0;
     for (int k = 0; k < 3; k++) {
-        char key[8];
+        char key[16];
         double v = 0;
         snprintf(key, sizeof(key), "k%d", k);
         assert_int_equal(km_metric_value(c, KM_METRIC_VALUES(key), &v), KM_OK);
