@@ -1,0 +1,80 @@
+/* podsel.h — the pure rules of the pod restart step (no I/O): which pods need a restart, in which
+ * order namespaces are visited, how a workload is identified and when it counts as rolled out.
+ * reconcilers/pods.c does the API calls around them. */
+#ifndef KM_PODSEL_H
+#define KM_PODSEL_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "operator/err.h"
+
+#define KM_RESTARTED_AT_ANNOTATION "kubectl.kubernetes.io/restartedAt"
+#define KM_MIRROR_ANNOTATION "kubernetes.io/config.mirror"
+
+/* Why a pod is (not) restarted. */
+typedef enum km_podsel_reason {
+    KM_PODSEL_RESTART = 0, /* uses a non-default SA token: restart it */
+    KM_PODSEL_DEFAULT_SA,  /* spec.serviceAccountName is "default"/empty (option off) */
+    KM_PODSEL_NO_TOKEN,    /* automount off on pod (or SA) and no token volume */
+    KM_PODSEL_MIRROR,      /* static pod mirror (annotation kubernetes.io/config.mirror) */
+    KM_PODSEL_FINISHED,    /* status.phase Succeeded or Failed */
+    KM_PODSEL_NEW,         /* created at or after the recovery started */
+    KM_PODSEL_DELETING,    /* metadata.deletionTimestamp set */
+} km_podsel_reason;
+
+/* "restart", "defaultServiceAccount", "noToken", "mirror", "finished", "createdAfterStart",
+ * "deleting". */
+const char *km_podsel_reason_str(km_podsel_reason r);
+
+/* Parses an RFC 3339 UTC/offset time ("2026-11-26T09:54:13Z", fractions allowed) into *out.
+ * KM_EPARSE (out untouched) when malformed or NULL. */
+km_status km_podsel_time(const char *s, time_t *out);
+
+/* Decides one pod.  sa is the pod's ServiceAccount object (NULL when unknown or missing: its
+ * automountServiceAccountToken then counts as unset = true).  started_at is the recovery's
+ * RFC 3339 start (NULL or malformed: no pod is "new").  Rules in order: deleting, mirror,
+ * finished, new, default SA, token. */
+km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,
+                               int include_default_sa);
+
+/* Non-zero when the pod mounts a service-account token: a projected serviceAccountToken volume,
+ * a Secret volume holding the SA's legacy token (listed in sa.secrets or named "<sa>-token-*"),
+ * or automount not switched off (pod field first, else the SA's). */
+int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa);
+
+/* The pod's controlling owner reference (controller: true, else the first one), or NULL. */
+const cJSON *km_podsel_owner(const cJSON *obj);
+
+/* Orders namespaces for the step.  names: array of namespace names (strings; already filtered
+ * by the namespace selector); pods_spec: the step's spec (namespaces, includeNamespaces,
+ * excludeNamespaces).  Result: kube-system first (when present and allowed), then
+ * spec.namespaces in their order (present and allowed ones), then the rest alphabetically;
+ * excluded ones and (with a non-empty include list) ones not included are dropped; no
+ * duplicates.  On success *out is a new array of strings the caller frees with cJSON_Delete;
+ * KM_ENOMEM leaves *out untouched. */
+km_status km_podsel_order_namespaces(const cJSON *names, const cJSON *pods_spec, cJSON **out);
+
+/* Renders a metav1.LabelSelector (matchLabels, matchExpressions with In/NotIn/Exists/
+ * DoesNotExist) as a labelSelector query string ("a=b,c in (x,y),!d").  NULL or empty selector
+ * -> "".  On success *out is malloc'ed (caller frees); KM_EINVAL (unknown operator, bad values;
+ * err says which) or KM_ENOMEM leave *out untouched. */
+km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *err);
+
+/* Non-zero when the workload's spec.template.metadata.annotations[restartedAt] is at or after
+ * started_at (this recovery already restarted it). */
+int km_podsel_restarted_since(const cJSON *workload, const char *started_at);
+
+/* Non-zero when a Deployment / StatefulSet / DaemonSet (kind) has rolled out and is ready:
+ *   Deployment: observedGeneration >= generation, updatedReplicas, availableReplicas and
+ *               status.replicas all == spec.replicas (default 1; no old replicas left)
+ *   StatefulSet: observedGeneration >= generation, (updateRevision == currentRevision or
+ *               updatedReplicas == spec.replicas) and readyReplicas == spec.replicas
+ *   DaemonSet:  observedGeneration >= generation, updatedNumberScheduled and numberAvailable
+ *               == desiredNumberScheduled
+ * Unknown kinds: 1. */
+int km_podsel_workload_ready(const char *kind, const cJSON *obj);
+
+#endif
