@@ -1,0 +1,87 @@
+"""/_sim test controls (admin only): counters, faults, watch cut/expire, restart, dump, PKI rebuild, tokens, nodes."""
+
+import json
+import threading
+
+from . import errors
+from .pki import legacy_token_claims
+
+
+def _body(handler):
+    if not handler.body.strip():
+        return {}
+    try:
+        d = json.loads(handler.body.decode())
+    except ValueError as e:
+        raise errors.bad_request("invalid JSON: %s" % e)
+    return d if isinstance(d, dict) else {}
+
+
+def handle(sim, h, method, path):
+    parts = [p for p in path.split("/") if p][1:]  # drop "_sim"
+    route = "/".join(parts)
+    h._verb = method.lower()
+    h._sub = route
+    if method == "GET" and route == "counters":
+        return h.send_json(200, sim.counters.snapshot())
+    if method == "POST" and route == "counters/reset":
+        sim.counters.reset()
+        return h.send_json(200, {"ok": True})
+    if route == "faults":
+        if method == "POST":
+            rules = _body(h).get("rules") or []
+            sim.faults.set(rules)
+            return h.send_json(200, {"ok": True, "rules": len(rules)})
+        if method == "DELETE":
+            sim.faults.clear()
+            return h.send_json(200, {"ok": True})
+        if method == "GET":
+            with sim.faults.lock:
+                return h.send_json(200, {"rules": list(sim.faults.rules)})
+    if method == "POST" and route == "watch/cut":
+        n = _body(h).get("afterEvents")
+        sim.watch_cut_after = None if n is None else int(n)
+        return h.send_json(200, {"ok": True, "afterEvents": sim.watch_cut_after})
+    if method == "POST" and route == "watch/expire":
+        sim.watch_expire_next = True
+        return h.send_json(200, {"ok": True})
+    if method == "POST" and route == "continue/expire":
+        sim.store.compact()
+        return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv})
+    if method == "POST" and route == "restart":
+        h.send_json(200, {"ok": True})
+        h.wfile.flush()
+        h.close_connection = True
+        threading.Thread(target=sim.restart, daemon=True).start()
+        return None
+    if method == "GET" and route == "dump":
+        return h.send_json(200, {"resourceVersion": str(sim.store.current_rv()), "objects": sim.store.dump()})
+    if method == "POST" and route == "pki-rebuild":
+        sim.pki.rebuild()
+        return h.send_json(200, {"ok": True, "caCert": sim.pki.ca_cert_pem,
+                                 "kid": sim.pki.current_sa_key.kid})
+    if method == "GET" and route == "pki":
+        return h.send_json(200, {"caCert": sim.pki.ca_cert_pem, "oldCaCerts": list(sim.pki.old_ca_cert_pems),
+                                 "kid": sim.pki.current_sa_key.kid})
+    if method == "POST" and route == "token":
+        b = _body(h)
+        ns, sa = b.get("namespace", "default"), b.get("serviceAccount", "default")
+        key = sim.pki.current_sa_key
+        if b.get("key") == "old":
+            key = sim.pki.old_sa_key()
+            if key is None:
+                raise errors.bad_request("no old service-account key (no PKI rebuild yet)")
+        sao = sim.store.get_ref("serviceaccounts", ns, sa)
+        uid = b.get("uid") or (sao["metadata"]["uid"] if sao else "")
+        secret = b.get("secretName") or "%s-token-sim" % sa
+        token = sim.pki.sign_jwt(legacy_token_claims(ns, sa, uid, secret), key)
+        return h.send_json(200, {"token": token})
+    if method == "POST" and len(parts) == 3 and parts[0] == "nodes" and parts[2] in ("down", "up"):
+        if parts[2] == "down":
+            sim.down_nodes.add(parts[1])
+        else:
+            sim.down_nodes.discard(parts[1])
+        return h.send_json(200, {"ok": True, "downNodes": sorted(sim.down_nodes)})
+    if method == "GET" and route == "nodes":
+        return h.send_json(200, {"downNodes": sorted(sim.down_nodes)})
+    raise errors.generic_not_found()
