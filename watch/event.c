@@ -17,9 +17,16 @@ const char *km_event_type_name(km_event_type t)
 km_status km_event_parse(const char *line, size_t len, km_event *ev, km_err *err)
 {
     km_status st = KM_OK;
-    cJSON *doc = km_json_parse(line, len);
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(line, len, &end, 0);
     if (!doc)
         return km_err_set(err, KM_EPARSE, "watch event: invalid JSON (%zu bytes)", len);
+    for (; end && end < line + len; end++) { /* only whitespace may follow the object */
+        if (*end != ' ' && *end != '\t' && *end != '\r' && *end != '\n') {
+            st = km_err_set(err, KM_EPARSE, "watch event: trailing data after the JSON");
+            goto out;
+        }
+    }
     if (!cJSON_IsObject(doc)) {
         st = km_err_set(err, KM_EPARSE, "watch event: not a JSON object");
         goto out;
