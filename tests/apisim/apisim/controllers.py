@@ -1710,38 +1710,9 @@ class Controllers:
         pod_ip = self._next_ip()
 
         def fn(obj):
-            st = obj.setdefault("status", {})
             if meta(obj).get("deletionTimestamp") or (obj.get("spec") or {}).get("nodeName") != node:
                 return False
-            conds = st.get("conditions") or []
-            sched = [c for c in conds if c.get("type") == "PodScheduled"]
-            new_conds = []
-            for t in ("Initialized", "Ready", "ContainersReady"):
-                old = [c for c in conds if c.get("type") == t]
-                c = {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
-                if old and old[0].get("status") == "True":
-                    c["lastTransitionTime"] = old[0].get("lastTransitionTime", now)
-                new_conds.append(c)
-            new_conds.append(sched[0] if sched else {"type": "PodScheduled", "status": "True",
-                                                     "lastProbeTime": None, "lastTransitionTime": now})
-            st["phase"] = "Running"
-            st["conditions"] = new_conds
-            st["hostIP"] = host_ip
-            if not st.get("podIP"):
-                st["podIP"] = pod_ip
-                st["podIPs"] = [{"ip": pod_ip}]
-            st["startTime"] = st.get("startTime") or now
-            cstats = []
-            for c in (obj.get("spec") or {}).get("containers") or []:
-                cid = hashlib.sha256(("%s/%s/%s/%s" % (ns, name, meta(obj).get("uid"), c.get("name"))).encode()
-                                     ).hexdigest()
-                image = c.get("image", "")
-                cstats.append({"name": c.get("name"), "state": {"running": {"startedAt": now}}, "lastState": {},
-                               "ready": True, "restartCount": 0, "image": image,
-                               "imageID": image + "@sha256:" + hashlib.sha256(image.encode()).hexdigest(),
-                               "containerID": "containerd://" + cid, "started": True})
-            st["containerStatuses"] = cstats
-            st.setdefault("qosClass", "BestEffort")
+            obj["status"] = running_pod_status(obj, host_ip, pod_ip, now)
             return True
         self._mutate(RES_PODS, ns, name, fn, subresource="status")
 
@@ -2171,6 +2142,42 @@ class Controllers:
 
 
 # --------------------------------------------------------------------------- module helpers
+
+def running_pod_status(pod, host_ip, pod_ip, now):
+    """status of a Running+Ready pod as a kubelet reports it (keeps PodScheduled, podIP and startTime)."""
+    m = meta(pod)
+    st = dict(pod.get("status") or {})
+    conds = st.get("conditions") or []
+    sched = [c for c in conds if c.get("type") == "PodScheduled"]
+    new_conds = []
+    for t in ("Initialized", "Ready", "ContainersReady"):
+        old = [c for c in conds if c.get("type") == t]
+        c = {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": now}
+        if old and old[0].get("status") == "True":
+            c["lastTransitionTime"] = old[0].get("lastTransitionTime", now)
+        new_conds.append(c)
+    new_conds.append(sched[0] if sched else {"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                                             "lastTransitionTime": now})
+    st["phase"] = "Running"
+    st["conditions"] = new_conds
+    st["hostIP"] = host_ip
+    if not st.get("podIP"):
+        st["podIP"] = pod_ip
+        st["podIPs"] = [{"ip": pod_ip}]
+    st["startTime"] = st.get("startTime") or now
+    cstats = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        cid = hashlib.sha256(("%s/%s/%s/%s" % (m.get("namespace"), m.get("name"), m.get("uid"), c.get("name"))
+                              ).encode()).hexdigest()
+        image = c.get("image", "")
+        cstats.append({"name": c.get("name"), "state": {"running": {"startedAt": st["startTime"]}}, "lastState": {},
+                       "ready": True, "restartCount": 0, "image": image,
+                       "imageID": image + "@sha256:" + hashlib.sha256(image.encode()).hexdigest(),
+                       "containerID": "containerd://" + cid, "started": True})
+    st["containerStatuses"] = cstats
+    st.setdefault("qosClass", "BestEffort")
+    return st
+
 
 def admit_pod(sim, pod):
     """Module-level hook: ServiceAccount admission through sim.controllers."""

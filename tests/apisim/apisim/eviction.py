@@ -110,6 +110,10 @@ def evict(ctl, ns, name, body, api_version=None):
             dp = dict(s.get("disruptedPods") or {})
             dp[name] = now
             s["disruptedPods"] = dp
+            if s["disruptionsAllowed"] <= 0 and s.get("conditions"):
+                s["conditions"] = [dict(c, status="False", reason="InsufficientPods", lastTransitionTime=now)
+                                   if c.get("type") == "DisruptionAllowed" and c.get("status") != "False" else c
+                                   for c in s["conditions"]]
             obj["status"] = s
             return True
         try:
