@@ -14,6 +14,7 @@
 #include "operator/json.h"
 #include "operator/log.h"
 #include "operator/yamljson.h"
+#include "reconcilers/csr.h"
 #include "reconcilers/status.h"
 #include "reconcilers/step.h"
 
@@ -39,17 +40,17 @@ static const field tokens_fields[] = {
 };
 static const field extauth_fields[] = {
     {"enabled", F_BOOL, 1, 0, 0, NULL},
-    {"pinnedFingerprints", F_FPRLIST, NAN, 0, 0, NULL},
+    {"pinnedFingerprints", F_FPRLIST, NAN, 0, 20, NULL},
     {NULL, F_BOOL, 0, 0, 0, NULL},
 };
 static const field csr_fields[] = {
     {"enabled", F_BOOL, 1, 0, 0, NULL},
-    {"windowSeconds", F_INT, 3600, 1, 31536000, NULL},
+    {"windowSeconds", F_INT, 3600, 1, 1e15, NULL},
     {"continuous", F_BOOL, 0, 0, 0, NULL},
     {"deny", F_BOOL, 1, 0, 0, NULL},
     {"approveKubeletClient", F_BOOL, 0, 0, 0, NULL},
-    {"allowedDNSPatterns", F_REGEXLIST, NAN, 0, 0, NULL},
-    {"maxExpirationSeconds", F_INT, 31536000, 600, 315360000, NULL},
+    {"allowedDNSPatterns", F_REGEXLIST, NAN, 0, 50, NULL},
+    {"maxExpirationSeconds", F_INT, 31536000, 600, 1e15, NULL},
     {NULL, F_BOOL, 0, 0, 0, NULL},
 };
 static const field pods_fields[] = {
@@ -61,8 +62,8 @@ static const field pods_fields[] = {
     {"namespaceSelector", F_SELECTOR, NAN, 0, 0, NULL},
     {"maxConcurrent", F_INT, 5, 1, 100, NULL},
     {"waitForReady", F_BOOL, 1, 0, 0, NULL},
-    {"namespaceTimeoutSeconds", F_INT, 600, 1, 86400, NULL},
-    {"evictionTimeoutSeconds", F_INT, 300, 1, 86400, NULL},
+    {"namespaceTimeoutSeconds", F_INT, 600, 1, 2147483647, NULL},
+    {"evictionTimeoutSeconds", F_INT, 300, 1, 2147483647, NULL},
     {"deleteOwnerlessPods", F_BOOL, 0, 0, 0, NULL},
     {NULL, F_BOOL, 0, 0, 0, NULL},
 };
@@ -139,16 +140,18 @@ static km_status check_strlist(const cJSON *v, const char *path, km_err *err)
 
 static km_status check_fingerprint(const char *s, const char *path, km_err *err)
 {
-    int hex = 0;
-    for (const char *p = s; *p; p++) {
-        if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))
-            hex++;
-        else if (*p != ':')
-            return km_err_set(err, KM_EINVAL,
-                              "%s: \"%s\" is not a SHA-256 fingerprint (64 hex digits)", path, s);
+    /* The CRD's pattern: 64 hex digits, or 32 hex pairs separated by colons. */
+    size_t n = strlen(s);
+    int ok = n == 64 || n == 95;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = s[i];
+        int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        ok = n == 64 ? hex : (i % 3 == 2 ? c == ':' : hex);
     }
-    if (hex != 64)
-        return km_err_set(err, KM_EINVAL, "%s: \"%s\" is not a SHA-256 fingerprint (64 hex digits)",
+    if (!ok)
+        return km_err_set(err, KM_EINVAL,
+                          "%s: \"%s\" is not a SHA-256 fingerprint (64 hex digits, colons allowed "
+                          "between pairs)",
                           path, s);
     return KM_OK;
 }
@@ -240,12 +243,17 @@ static km_status check_field(const field *f, const cJSON *v, const char *path, k
         return check_strlist(v, path, err);
     case F_REGEXLIST: {
         km_status st = check_strlist(v, path, err);
+        if (st == KM_OK && cJSON_GetArraySize(v) > (int)f->max)
+            return km_err_set(err, KM_EINVAL, "%s: at most %.0f entries", path, f->max);
         const cJSON *it;
         if (st != KM_OK)
             return st;
         cJSON_ArrayForEach(it, v)
         {
             regex_t re;
+            size_t len = strlen(it->valuestring);
+            if (len < 1 || len > 256)
+                return km_err_set(err, KM_EINVAL, "%s: patterns must be 1..256 characters", path);
             if (regcomp(&re, it->valuestring, REG_EXTENDED | REG_NOSUB) != 0)
                 return km_err_set(err, KM_EINVAL, "%s: \"%s\" is not a valid regular expression",
                                   path, it->valuestring);
@@ -255,6 +263,8 @@ static km_status check_field(const field *f, const cJSON *v, const char *path, k
     }
     case F_FPRLIST: {
         km_status st = check_strlist(v, path, err);
+        if (st == KM_OK && cJSON_GetArraySize(v) > (int)f->max)
+            return km_err_set(err, KM_EINVAL, "%s: at most %.0f entries", path, f->max);
         const cJSON *it;
         if (st != KM_OK)
             return st;
@@ -501,6 +511,8 @@ static const struct step_def {
 static km_step_fn step_entry(int step)
 {
     switch (step) {
+    case KM_STEP_CSR:
+        return km_csr_step;
     default:
         return NULL;
     }
@@ -522,7 +534,7 @@ struct km_recovery {
 
     pthread_mutex_t mu; /* guards pending */
     cJSON *pending;     /* approver decisions not yet in status: [{name,node,decision,reason}] */
-    void *approver;     /* km_csr_approver * while the window is open */
+    km_csr_approver *approver; /* while the window is open */
 };
 
 static cJSON *status_obj(km_recovery *r)
@@ -683,7 +695,9 @@ static void set_cond(km_recovery *r, const char *type, const char *cstatus, cons
 
 static void set_progress(km_recovery *r, const char *step, const char *text)
 {
-    km_status_set_str(status_obj(r), "progress", text);
+    char shortened[257]; /* the CRD's maxLength */
+    snprintf(shortened, sizeof(shortened), "%s", text);
+    km_status_set_str(status_obj(r), "progress", shortened);
     if (r->o.progress)
         r->o.progress(r->name, step ? step : "", text, r->o.user);
 }
@@ -790,21 +804,42 @@ static km_status approver_start(km_recovery *r, km_err *err)
 {
     if (r->approver)
         return KM_OK;
-    (void)hook_decided;
-    (void)hook_event;
-    return km_err_set(err, KM_EUNSUPPORTED, "the CSR approver is not part of this build");
+    cJSON *spec = cJSON_Duplicate(KM_JSON_AT(r->spec, "csr"), 1);
+    if (!spec)
+        return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
+    int continuous = KM_JSON_BOOL(r->spec, 0, "csr", "continuous") && !r->o.once;
+    const char *ends = KM_JSON_STR(status_obj(r), "csr", "windowEndsAt");
+    /* run --once without --csr-window: the approver lives until the run ends. */
+    int bounded = !continuous && ends && !(r->o.once && r->o.csr_window <= 0);
+    km_status st = KM_OK;
+    if (bounded && km_json_set_str(spec, "windowEndsAt", ends) != KM_OK) {
+        st = km_err_set(err, KM_ENOMEM, "recovery: out of memory");
+        goto out;
+    }
+    km_csr_hooks hooks = {hook_decided, hook_event, r};
+    st = km_csr_approver_start(r->o.kube, spec, &hooks, &r->approver, err);
+    if (st == KM_OK)
+        km_log_info("CSR approver started", "recovery", r->name, "until",
+                    continuous ? "continuous"
+                    : bounded  ? ends
+                               : "end of run");
+out:
+    cJSON_Delete(spec);
+    return st;
 }
 
 static void approver_stop(km_recovery *r)
 {
     if (!r->approver)
         return;
+    km_csr_approver_free(r->approver);
     r->approver = NULL;
+    km_log_info("CSR approver stopped", "recovery", r->name);
 }
 
 int km_recovery_window_open(const km_recovery *r)
 {
-    return r->approver != NULL;
+    return r->approver != NULL && km_csr_approver_running(r->approver);
 }
 
 /* Whether the window of a recovery whose csr step finished is (still) open at `now`. */
