@@ -189,3 +189,75 @@ def parse_request_b64(request_b64):
     except Exception as e:  # noqa: BLE001
         raise ValueError("spec.request is not base64: %s" % e)
     return parse_csr(pem)
+
+
+# --------------------------------------------------------------------------- fast in-process CSR builder
+
+def _len(n):
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _tlv(tag, body):
+    return bytes([tag]) + _len(len(body)) + body
+
+
+def _enc_oid(dotted):
+    parts = [int(x) for x in dotted.split(".")]
+    out = bytearray([parts[0] * 40 + parts[1]])
+    for p in parts[2:]:
+        chunk = [p & 0x7F]
+        p >>= 7
+        while p:
+            chunk.append(0x80 | (p & 0x7F))
+            p >>= 7
+        out += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(out))
+
+
+class FastKey:
+    """An EC P-256 key loaded into libcrypto (via pki's ctypes wrapper) for signing many CSRs quickly."""
+
+    def __init__(self, key_pem=None):
+        from .pki import crypto
+        if key_pem is None:
+            key_pem = new_key()
+        self.key_pem = key_pem.encode() if isinstance(key_pem, str) else key_pem
+        self.spki = _run(["openssl", "pkey", "-pubout", "-outform", "DER"], self.key_pem)
+        self._pkey = crypto().load_private(self.key_pem)
+
+    def sign(self, data):
+        from .pki import crypto
+        return crypto().sign(self._pkey, data)
+
+
+def build_csr_fast(key, cn="", orgs=(), dns=(), ips=(), emails=(), uris=()):
+    """Same result as build_csr() (ECDSA-SHA256 PKCS#10 PEM) without a subprocess; key is a FastKey."""
+    rdns = b""
+    for o in orgs:
+        rdns += _tlv(0x31, _tlv(0x30, _enc_oid(_OID_O) + _tlv(0x0C, o.encode())))
+    if cn:
+        rdns += _tlv(0x31, _tlv(0x30, _enc_oid(_OID_CN) + _tlv(0x0C, cn.encode())))
+    subject = _tlv(0x30, rdns)
+    names = b""
+    for e in emails:
+        names += _tlv(0x81, e.encode())
+    for d in dns:
+        names += _tlv(0x82, d.encode())
+    for u in uris:
+        names += _tlv(0x86, u.encode())
+    for i in ips:
+        names += _tlv(0x87, ipaddress.ip_address(i).packed)
+    attrs = b""
+    if names:
+        ext = _tlv(0x30, _enc_oid(_OID_SAN) + _tlv(0x04, _tlv(0x30, names)))
+        attrs = _tlv(0x30, _enc_oid(_OID_EXT_REQ) + _tlv(0x31, _tlv(0x30, ext)))
+    info = _tlv(0x30, b"\x02\x01\x00" + subject + key.spki + _tlv(0xA0, attrs))
+    sig = key.sign(info)
+    alg = _tlv(0x30, _enc_oid("1.2.840.10045.4.3.2"))
+    der = _tlv(0x30, info + alg + _tlv(0x03, b"\x00" + sig))
+    b = base64.b64encode(der).decode()
+    return "-----BEGIN CERTIFICATE REQUEST-----\n" + "\n".join(b[i:i + 64] for i in range(0, len(b), 64)) + \
+        "\n-----END CERTIFICATE REQUEST-----\n"
