@@ -305,3 +305,147 @@ def apply_defaults(res, obj):
     elif res == "nodes":
         obj.setdefault("spec", {})
         obj.setdefault("status", {}).setdefault("daemonEndpoints", {"kubeletEndpoint": {"Port": 0}})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Protobuf request bodies.  kubectl's typed clients (create configmap/secret/namespace/serviceaccount, create token,
+# certificate approve/deny, drain's evictions) send `application/vnd.kubernetes.protobuf`.  The real server decodes
+# any built-in type; we decode the handful of message types those commands send (field numbers from the
+# k8s.io/api generated.proto files) into the equivalent JSON dict.  Responses are always JSON (clients accept it).
+
+def _pb_varint(buf, pos):
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _pb_fields(buf):
+    pos, out = 0, []
+    while pos < len(buf):
+        key, pos = _pb_varint(buf, pos)
+        fno, wt = key >> 3, key & 7
+        if wt == 0:
+            val, pos = _pb_varint(buf, pos)
+        elif wt == 2:
+            n, pos = _pb_varint(buf, pos)
+            val = bytes(buf[pos:pos + n])
+            pos += n
+        elif wt == 1:
+            val = bytes(buf[pos:pos + 8])
+            pos += 8
+        elif wt == 5:
+            val = bytes(buf[pos:pos + 4])
+            pos += 4
+        else:
+            raise ValueError("unsupported protobuf wire type %d" % wt)
+        out.append((fno, wt, val))
+    return out
+
+
+_S, _B, _I, _BOOL, _T, _MSS, _MSB, _RS = "s", "b", "i", "bool", "t", "mss", "msb", "rs"
+_OWNER = {1: ("kind", _S), 3: ("name", _S), 4: ("uid", _S), 5: ("apiVersion", _S), 6: ("controller", _BOOL),
+          7: ("blockOwnerDeletion", _BOOL)}
+_OBJMETA = {1: ("name", _S), 2: ("generateName", _S), 3: ("namespace", _S), 5: ("uid", _S),
+            6: ("resourceVersion", _S), 7: ("generation", "iz"), 8: ("creationTimestamp", _T),
+            9: ("deletionTimestamp", _T), 10: ("deletionGracePeriodSeconds", _I), 11: ("labels", _MSS),
+            12: ("annotations", _MSS), 13: ("ownerReferences", ("rep", _OWNER)), 14: ("finalizers", _RS)}
+_OBJREF = {1: ("kind", _S), 2: ("namespace", _S), 3: ("name", _S), 4: ("uid", _S), 5: ("apiVersion", _S),
+           6: ("resourceVersion", _S), 7: ("fieldPath", _S)}
+_DELOPTS = {1: ("gracePeriodSeconds", _I), 2: ("preconditions", {1: ("uid", _S), 2: ("resourceVersion", _S)}),
+            3: ("orphanDependents", _BOOL), 4: ("propagationPolicy", _S), 5: ("dryRun", _RS)}
+_CSR_COND = {1: ("type", _S), 2: ("reason", _S), 3: ("message", _S), 4: ("lastUpdateTime", _T),
+             5: ("lastTransitionTime", _T), 6: ("status", _S)}
+PB_SCHEMAS = {
+    "ConfigMap": {1: ("metadata", _OBJMETA), 2: ("data", _MSS), 3: ("binaryData", _MSB), 4: ("immutable", _BOOL)},
+    "Secret": {1: ("metadata", _OBJMETA), 2: ("data", _MSB), 3: ("type", _S), 4: ("stringData", _MSS),
+               5: ("immutable", _BOOL)},
+    "Namespace": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("finalizers", _RS)}), 3: ("status", {1: ("phase", _S)})},
+    "ServiceAccount": {1: ("metadata", _OBJMETA), 2: ("secrets", ("rep", _OBJREF)),
+                       3: ("imagePullSecrets", ("rep", {1: ("name", _S)})),
+                       4: ("automountServiceAccountToken", _BOOL)},
+    "CertificateSigningRequest": {
+        1: ("metadata", _OBJMETA),
+        2: ("spec", {1: ("request", _B), 2: ("username", _S), 3: ("uid", _S), 4: ("groups", _RS), 5: ("usages", _RS),
+                     7: ("signerName", _S), 8: ("expirationSeconds", _I)}),
+        3: ("status", {1: ("conditions", ("rep", _CSR_COND)), 2: ("certificate", _B)})},
+    "Eviction": {1: ("metadata", _OBJMETA), 2: ("deleteOptions", _DELOPTS)},
+    "DeleteOptions": _DELOPTS,
+    "TokenRequest": {1: ("metadata", _OBJMETA),
+                     2: ("spec", {1: ("audiences", _RS), 4: ("expirationSeconds", _I),
+                                  3: ("boundObjectRef", {1: ("kind", _S), 2: ("apiVersion", _S), 3: ("name", _S),
+                                                         4: ("uid", _S)})})},
+}
+
+
+def _pb_decode(buf, schema):
+    import base64
+    import datetime
+    out = {}
+    for fno, wt, val in _pb_fields(buf):
+        spec = schema.get(fno)
+        if spec is None:
+            continue
+        name, typ = spec
+        if typ == _S:
+            v = val.decode("utf-8")
+            if v:
+                out[name] = v
+        elif typ == _B:
+            out[name] = base64.b64encode(val).decode()
+        elif typ in (_I, "iz"):
+            v = val - (1 << 64) if val >= (1 << 63) else val
+            if typ == _I or v:
+                out[name] = v
+        elif typ == _BOOL:
+            out[name] = bool(val)
+        elif typ == _T:
+            secs = 0
+            for f2, _w, v2 in _pb_fields(val):
+                if f2 == 1:
+                    secs = v2
+            if secs:
+                out[name] = datetime.datetime.fromtimestamp(secs, datetime.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ")
+        elif typ in (_MSS, _MSB):
+            k, v = "", b""
+            for f2, _w, v2 in _pb_fields(val):
+                if f2 == 1:
+                    k = v2.decode()
+                elif f2 == 2:
+                    v = v2
+            out.setdefault(name, {})[k] = v.decode("utf-8") if typ == _MSS else base64.b64encode(v).decode()
+        elif typ == _RS:
+            out.setdefault(name, []).append(val.decode("utf-8"))
+        elif isinstance(typ, tuple) and typ[0] == "rep":
+            out.setdefault(name, []).append(_pb_decode(val, typ[1]))
+        elif isinstance(typ, dict):
+            out[name] = _pb_decode(val, typ)
+    return out
+
+
+def decode_protobuf(body):
+    """`k8s\\x00` + runtime.Unknown -> JSON-like dict.  Raises ValueError for unsupported kinds / bad data."""
+    if not body.startswith(b"k8s\x00"):
+        raise ValueError("missing protobuf magic")
+    api_version, kind, raw = "", "", b""
+    for fno, _wt, val in _pb_fields(body[4:]):
+        if fno == 1:
+            for f2, _w, v2 in _pb_fields(val):
+                if f2 == 1:
+                    api_version = v2.decode()
+                elif f2 == 2:
+                    kind = v2.decode()
+        elif fno == 2:
+            raw = val
+    schema = PB_SCHEMAS.get(kind)
+    if schema is None:
+        raise ValueError("protobuf decoding of kind %r is not supported by the simulator" % kind)
+    obj = _pb_decode(raw, schema)
+    out = {"kind": kind, "apiVersion": api_version}
+    out.update(obj)
+    return out

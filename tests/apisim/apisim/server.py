@@ -759,6 +759,15 @@ def make_handler(sim):
         # ------------------------------------------------------------ helpers
         def _parse_body(self):
             ct = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+            if ct == "application/vnd.kubernetes.protobuf":
+                from .resources import decode_protobuf
+                try:
+                    obj = decode_protobuf(self.body)
+                except (ValueError, IndexError) as e:
+                    raise errors.unsupported_media_type(
+                        "the body of the request was in an unknown format - accepted media types include: "
+                        "application/json, application/yaml (%s)" % e)
+                return obj
             text = self.body.decode("utf-8", errors="replace")
             try:
                 if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
@@ -1346,7 +1355,13 @@ def make_handler(sim):
         # ------------------------------------------------------------ DELETE
         def _delete_options(self):
             opts = {}
-            if self.body.strip():
+            if self.body.startswith(b"k8s\x00"):
+                from .resources import decode_protobuf
+                try:
+                    opts = decode_protobuf(self.body)
+                except (ValueError, IndexError) as e:
+                    raise errors.bad_request("invalid DeleteOptions: %s" % e)
+            elif self.body.strip():
                 try:
                     opts = json.loads(self.body.decode())
                 except ValueError as e:
