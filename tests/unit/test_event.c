@@ -29,7 +29,7 @@ static void test_types(void **state)
         assert_int_equal(parse(line, &ev, NULL), KM_OK);
         assert_int_equal(ev.type, (km_event_type)i);
         assert_string_equal(km_event_type_name(ev.type), names[i]);
-        char rv[8];
+        char rv[16];
         snprintf(rv, sizeof(rv), "%d", 100 + i);
         assert_string_equal(ev.resource_version, rv);
         assert_int_equal(ev.expired, 0);
