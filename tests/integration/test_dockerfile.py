@@ -1,0 +1,210 @@
+"""Lints the Dockerfile by reading it (Docker cannot run here).
+
+Checks the two stages, the build running the repository's `make all`, the non-root USER and the
+exec-form ENTRYPOINT, that every package it installs exists for bookworm in `apt-cache policy`,
+that the build stage has a -dev package for every pkg-config module the Makefile links, and that
+the runtime stage provides every shared library the built binary needs.
+"""
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOCKERFILE = os.path.join(ROOT, "Dockerfile")
+
+# pkg-config module (Makefile PKGS) -> the Debian -dev package that provides it
+DEV_PACKAGE = {
+    "libcurl": "libcurl4-openssl-dev",
+    "openssl": "libssl-dev",
+    "libcjson": "libcjson-dev",
+    "libwebsockets": "libwebsockets-dev",
+    "yaml-0.1": "libyaml-dev",
+}
+RUNTIME = {"libcurl4", "libssl3", "libcjson1", "libwebsockets17", "libyaml-0-2", "ca-certificates"}
+
+
+def instructions(text):
+    """[(INSTRUCTION, args)] with line continuations joined and comments dropped."""
+    out, cur = [], ""
+    for line in text.splitlines():
+        s = line.strip()
+        if not cur and (not s or s.startswith("#")):
+            continue
+        if s.startswith("#"):
+            continue
+        if s.endswith("\\"):
+            cur += s[:-1] + " "
+            continue
+        cur += s
+        op, _, rest = cur.partition(" ")
+        out.append((op.upper(), rest.strip()))
+        cur = ""
+    assert not cur, "dangling line continuation"
+    return out
+
+
+def stages(instrs):
+    """[(FROM args, [(op, args)...])] per stage."""
+    result = []
+    for op, args in instrs:
+        if op == "FROM":
+            result.append((args, []))
+        else:
+            assert result, f"{op} before FROM"
+            result[-1][1].append((op, args))
+    return result
+
+
+def apt_installed(stage_instrs):
+    """Packages named in `apt-get install` commands of one stage."""
+    pkgs = []
+    for op, args in stage_instrs:
+        if op != "RUN":
+            continue
+        for cmd in re.split(r"&&|;", args):
+            words = shlex.split(cmd)
+            if words[:2] == ["apt-get", "install"]:
+                pkgs += [w for w in words[2:] if not w.startswith("-")]
+    return pkgs
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    with open(DOCKERFILE) as f:
+        return stages(instructions(f.read()))
+
+
+def test_two_stages_bookworm(parsed):
+    assert len(parsed) == 2
+    assert re.fullmatch(r"debian:bookworm\s+AS\s+build", parsed[0][0], re.I)
+    assert parsed[1][0] == "debian:bookworm-slim"
+    copies = [a for op, a in parsed[1][1] if op == "COPY"]
+    assert copies and all(a.startswith("--from=build ") for a in copies)
+
+
+def test_build_stage_runs_make_all(parsed):
+    runs = " && ".join(a for op, a in parsed[0][1] if op == "RUN")
+    makes = [shlex.split(c) for c in re.split(r"&&|;", runs) if shlex.split(c)[:1] == ["make"]]
+    assert any("all" in m for m in makes), makes
+    assert any("install" in m for m in makes), makes
+    assert ("COPY", ". .") in parsed[0][1]
+
+
+def test_runtime_user_and_entrypoint(parsed):
+    final = parsed[1][1]
+    users = [a for op, a in final if op == "USER"]
+    assert users, "no USER in the runtime stage"
+    uid = users[-1].split(":")[0]
+    assert uid == "65532"
+    # USER must come after the last RUN (package installation needs root)
+    ops = [op for op, _ in final]
+    assert max(i for i, op in enumerate(ops) if op == "RUN") < ops.index("USER")
+    eps = [a for op, a in final if op == "ENTRYPOINT"]
+    assert len(eps) == 1
+    assert json.loads(eps[0]) == ["/usr/local/bin/kubemend"]
+    cmd = [a for op, a in final if op == "CMD"]
+    assert cmd and json.loads(cmd[0])[0] == "operator"
+
+
+def test_deployment_runs_as_the_image_user():
+    import yaml
+    with open(os.path.join(ROOT, "deploy", "deployment.yaml")) as f:
+        dep = yaml.safe_load(f)
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["containers"][0]["securityContext"]["runAsUser"] == 65532
+
+
+def test_runtime_packages_are_exactly_the_libraries(parsed):
+    assert set(apt_installed(parsed[1][1])) == RUNTIME
+    assert not any(p.endswith("-dev") for p in apt_installed(parsed[1][1]))
+
+
+def test_build_stage_has_dev_package_per_pkg_config_module(parsed):
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        m = re.search(r"^PKGS\s*:=\s*(.+)$", f.read(), re.M)
+    assert m
+    build_pkgs = set(apt_installed(parsed[0][1]))
+    for mod in m.group(1).split():
+        assert mod in DEV_PACKAGE, f"Makefile links {mod}: add its -dev package to the test map"
+        assert DEV_PACKAGE[mod] in build_pkgs, mod
+    assert {"build-essential", "pkg-config"} <= build_pkgs
+
+
+@pytest.mark.skipif(not shutil.which("apt-cache"), reason="needs apt-cache")
+def test_every_package_exists(parsed):
+    pkgs = apt_installed(parsed[0][1]) + apt_installed(parsed[1][1])
+    assert len(pkgs) >= 12
+    out = subprocess.run(["apt-cache", "policy", *pkgs], capture_output=True, text=True,
+                         check=True).stdout
+    found = {}
+    name = None
+    for line in out.splitlines():
+        if not line.startswith(" ") and line.endswith(":"):
+            name = line[:-1]
+        elif name and line.strip().startswith("Candidate:"):
+            found[name] = line.split(":", 1)[1].strip()
+    for p in pkgs:
+        assert p in found, f"apt-cache policy does not know {p}"
+        assert found[p] != "(none)", f"{p} has no installation candidate"
+
+
+def _binary():
+    for path in (os.environ.get("KUBEMEND_BIN"), os.path.join(ROOT, "build", "kubemend"),
+                 os.path.join(os.environ.get("KUBEMEND_TOOLS", ""), "kmhttp")):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+@pytest.mark.skipif(not (shutil.which("apt-cache") and shutil.which("dpkg-query")
+                         and shutil.which("ldd")), reason="needs apt-cache, dpkg and ldd")
+def test_runtime_stage_provides_every_needed_library():
+    binary = _binary()
+    if not binary:
+        pytest.skip("no built binary (run via `make test-integration`)")
+    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    libs = [m.group(1) for m in re.finditer(r"=>\s+(/\S+)", ldd)]
+    assert libs
+    # packages the runtime stage gets: the listed ones and everything they depend on
+    out = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                          "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+                          *sorted(RUNTIME)], capture_output=True, text=True, check=True).stdout
+    have = set(RUNTIME) | {"libc6"}
+    for line in out.splitlines():
+        m = re.match(r"\s*(?:\|)?(?:Pre)?Depends:\s+<?([^\s<>:]+)", line)
+        if m:
+            have.add(m.group(1))
+        elif line and not line.startswith(" "):
+            have.add(line.strip().split(":")[0])
+    for lib in libs:
+        real = os.path.realpath(lib)
+        owner = None
+        for cand in (lib, real, "/usr" + lib if not lib.startswith("/usr") else lib[4:],
+                     "/usr" + real if not real.startswith("/usr") else real[4:]):
+            r = subprocess.run(["dpkg-query", "-S", cand], capture_output=True, text=True)
+            if r.returncode == 0:
+                owner = r.stdout.split(":")[0].strip()
+                break
+        if owner is None:
+            # sanitizer runtimes (ASan builds) are not part of the image
+            assert re.search(r"lib(asan|ubsan)", lib), f"no Debian package owns {lib}"
+            continue
+        if owner.startswith(("libasan", "libubsan")):
+            continue
+        assert owner in have, f"{lib} ({owner}) is not provided by the runtime stage"
+
+
+def test_dockerignore_excludes_build_output_and_git():
+    with open(os.path.join(ROOT, ".dockerignore")) as f:
+        entries = {l.strip() for l in f if l.strip() and not l.startswith("#")}
+    for e in (".git", "build", "build-asan"):
+        assert e in entries
+    # nothing the build needs is excluded
+    for needed in ("Makefile", "operator", "watch", "reconcilers", "tests", "crds", "deploy"):
+        assert needed not in entries
