@@ -46,7 +46,7 @@ def handle(sim, h, method, path):
         sim.watch_expire_next = True
         return h.send_json(200, {"ok": True})
     if method == "POST" and route == "continue/expire":
-        sim.store.compact()
+        sim.store.compact(sim.store.current_rv() + 1)  # every token issued so far expires
         return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv})
     if method == "POST" and route == "restart":
         h.send_json(200, {"ok": True})
