@@ -12,11 +12,11 @@
 #include "operator/log.h"
 #include "reconcilers/csrcheck.h"
 #include "reconcilers/podsel.h"
-#include "watch/strmap.h"
 #include "watch/watcher.h"
 
 #define CSR_PATH "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 #define RECENT_MAX 50
+#define REPORTED_MAX 10000
 
 /* What happened to one CSR. */
 typedef enum outcome {
@@ -385,7 +385,7 @@ struct km_csr_approver {
     km_watcher *w;
     km_csr_hooks hooks;
     handler h;
-    km_strmap *reported; /* CSRs reported as left pending (value: non-NULL marker) */
+    cJSON *reported; /* object: names of CSRs reported as left pending (bounded) */
     atomic_int stop;
     int has_end;
     time_t ends;
@@ -413,7 +413,7 @@ static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
         !km_csrcheck_handles(a->policy, KM_JSON_STR(obj, "spec", "signerName")))
         return;
     const char *name = KM_JSON_STR(obj, "metadata", "name");
-    if (name && km_strmap_has(a->reported, name))
+    if (name && cJSON_GetObjectItemCaseSensitive(a->reported, name))
         return; /* already reported as left pending */
     result r;
     km_err e;
@@ -426,8 +426,8 @@ static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
     }
     if (r.out < OUT_APPROVED)
         return;
-    if (r.out == OUT_PENDING && name)
-        km_strmap_put(a->reported, name, a, NULL);
+    if (r.out == OUT_PENDING && name && cJSON_GetArraySize(a->reported) < REPORTED_MAX)
+        cJSON_AddTrueToObject(a->reported, name);
     if (a->hooks.decided)
         a->hooks.decided(r.name, r.d.node, decision_str(r.out), r.reason, a->hooks.user);
 }
@@ -469,7 +469,7 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
         a->hooks = *hooks;
     if ((st = km_csr_policy_from_spec(csr_spec, &a->policy, err)) != KM_OK)
         goto fail;
-    if (!(a->reported = km_strmap_new())) {
+    if (!(a->reported = cJSON_CreateObject())) {
         st = km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
         goto fail;
     }
@@ -544,7 +544,7 @@ void km_csr_approver_free(km_csr_approver *a)
     km_csr_approver_stop(a);
     km_watcher_free(a->w);
     km_kube_free(a->kube);
-    km_strmap_free(a->reported);
+    cJSON_Delete(a->reported);
     km_csr_policy_free(a->policy);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);

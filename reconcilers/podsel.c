@@ -206,7 +206,10 @@ km_status km_podsel_order_namespaces(const cJSON *names, const cJSON *pods_spec,
     km_status st = KM_ENOMEM;
     size_t n = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, names) n++;
+    cJSON_ArrayForEach(it, names)
+    {
+        n++;
+    }
     const char **rest = calloc(n ? n : 1, sizeof(*rest));
     cJSON *res = cJSON_CreateArray();
     if (!rest || !res)

@@ -1,0 +1,944 @@
+/* pods.c — the pod restart step (see pods.h; the pure rules live in podsel.c). */
+#include "reconcilers/pods.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "operator/backoff.h"
+#include "operator/json.h"
+#include "operator/log.h"
+#include "reconcilers/podsel.h"
+#include "watch/event.h"
+#include "watch/lines.h"
+
+#define LIST_MAX 50
+#define WATCH_MAX_S 300
+
+typedef struct run {
+    km_step_ctx *ctx;
+    km_kube *k;
+    cJSON *st; /* ctx->status */
+    const char *started_at;
+    char started_buf[32];
+    int include_default, max_conc, wait_ready, delete_ownerless, dry_run;
+    long ns_timeout, evict_timeout;
+    int eviction_v1beta1; /* the server has no policy/v1 Eviction */
+    int stuck_now;        /* things got stuck in this run */
+
+    /* per namespace */
+    const char *ns;
+    cJSON *pods;      /* slim copies of the listed pods */
+    cJSON *sa_cache;  /* object: SA name -> SA object or null (missing) */
+    cJSON *rs_cache;  /* object: RS name -> Deployment name or null */
+    cJSON *workloads; /* array of {kind, name} */
+    cJSON *evict;     /* array of pod names */
+    cJSON *ownerless; /* array of pod names */
+    long skipped[KM_PODSEL_DELETING + 1];
+} run;
+
+static int cancelled(const run *r)
+{
+    return r->ctx->cancel && atomic_load(r->ctx->cancel);
+}
+
+/* Sleeps up to secs, waking early on cancel.  KM_ECANCELED when cancelled. */
+static km_status nap(const run *r, double secs)
+{
+    while (secs > 0) {
+        if (cancelled(r))
+            return KM_ECANCELED;
+        double step = secs < 0.1 ? secs : 0.1;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(step * 1e9)};
+        nanosleep(&ts, NULL);
+        secs -= step;
+    }
+    return cancelled(r) ? KM_ECANCELED : KM_OK;
+}
+
+static void event(run *r, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void event(run *r, const char *type, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->ctx->event)
+        r->ctx->event(r->ctx, type, reason, msg);
+}
+
+static void count(run *r, const char *status_key, const char *counter, long delta)
+{
+    if (status_key)
+        km_step_counter_add(r->st, status_key, delta);
+    if (r->ctx->count)
+        r->ctx->count(r->ctx, counter, delta);
+}
+
+static km_status save(run *r, km_err *err)
+{
+    return r->ctx->save ? r->ctx->save(r->ctx, err) : KM_OK;
+}
+
+static int array_has(const cJSON *arr, const char *s)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static km_status oom(km_err *err)
+{
+    return km_err_set(err, KM_ENOMEM, "pods: out of memory");
+}
+
+/* ---- namespaces ------------------------------------------------------------------------------ */
+
+static km_status collect_ns(const km_kube_page *page, void *user)
+{
+    cJSON *names = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        const char *n = KM_JSON_STR(it, "metadata", "name");
+        const char *phase = KM_JSON_STR(it, "status", "phase");
+        if (!n || (phase && strcmp(phase, "Terminating") == 0) || array_has(names, n))
+            continue;
+        cJSON *s = cJSON_CreateString(n);
+        if (!s || !cJSON_AddItemToArray(names, s)) {
+            cJSON_Delete(s);
+            return KM_ENOMEM;
+        }
+    }
+    return KM_OK;
+}
+
+static km_status list_namespaces(run *r, cJSON **order, km_err *err)
+{
+    char *sel = NULL;
+    km_status st =
+        km_podsel_label_selector(KM_JSON_AT(r->ctx->spec, "namespaceSelector"), &sel, err);
+    if (st != KM_OK)
+        return st;
+    cJSON *names = cJSON_CreateArray();
+    if (!names) {
+        free(sel);
+        return oom(err);
+    }
+    km_list_opts lo = {.label_selector = sel[0] ? sel : NULL, .limit = 500};
+    st = km_kube_list(r->k, "/api/v1/namespaces", &lo, collect_ns, names, NULL, err);
+    if (st == KM_OK && (st = km_podsel_order_namespaces(names, r->ctx->spec, order)) != KM_OK)
+        oom(err);
+    if (st != KM_OK)
+        km_err_prefix(err, "list namespaces");
+    cJSON_Delete(names);
+    free(sel);
+    return st;
+}
+
+/* ---- pods of one namespace ------------------------------------------------------------------- */
+
+/* Copies the fields the selection needs (the list may be big; we keep only these). */
+static cJSON *slim_pod(const cJSON *pod)
+{
+    static const char *const md_keys[] = {"name", "creationTimestamp", "deletionTimestamp",
+                                          "ownerReferences"};
+    static const char *const spec_keys[] = {"serviceAccountName", "automountServiceAccountToken",
+                                            "volumes"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON *md = o ? cJSON_AddObjectToObject(o, "metadata") : NULL;
+    cJSON *spec = o ? cJSON_AddObjectToObject(o, "spec") : NULL;
+    cJSON *status = o ? cJSON_AddObjectToObject(o, "status") : NULL;
+    if (!md || !spec || !status)
+        goto fail;
+    for (size_t i = 0; i < sizeof(md_keys) / sizeof(md_keys[0]); i++) {
+        const cJSON *v = KM_JSON_AT(pod, "metadata", md_keys[i]);
+        if (v && !cJSON_AddItemToObject(md, md_keys[i], cJSON_Duplicate(v, 1)))
+            goto fail;
+    }
+    const cJSON *mirror = KM_JSON_AT(pod, "metadata", "annotations", KM_MIRROR_ANNOTATION);
+    if (mirror) {
+        cJSON *ann = cJSON_AddObjectToObject(md, "annotations");
+        if (!ann || !cJSON_AddItemToObject(ann, KM_MIRROR_ANNOTATION, cJSON_Duplicate(mirror, 1)))
+            goto fail;
+    }
+    for (size_t i = 0; i < sizeof(spec_keys) / sizeof(spec_keys[0]); i++) {
+        const cJSON *v = KM_JSON_AT(pod, "spec", spec_keys[i]);
+        if (v && !cJSON_AddItemToObject(spec, spec_keys[i], cJSON_Duplicate(v, 1)))
+            goto fail;
+    }
+    const char *phase = KM_JSON_STR(pod, "status", "phase");
+    if (phase && km_json_set_str(status, "phase", phase) != KM_OK)
+        goto fail;
+    return o;
+fail:
+    cJSON_Delete(o);
+    return NULL;
+}
+
+static km_status collect_pods(const km_kube_page *page, void *user)
+{
+    run *r = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        const char *name = KM_JSON_STR(it, "metadata", "name");
+        if (!name)
+            continue;
+        if (page->restarted) { /* a restarted list may repeat pods */
+            const cJSON *p;
+            int dup = 0;
+            cJSON_ArrayForEach(p, r->pods)
+            {
+                if (strcmp(KM_JSON_STR(p, "metadata", "name"), name) == 0)
+                    dup = 1;
+            }
+            if (dup)
+                continue;
+        }
+        cJSON *s = slim_pod(it);
+        if (!s || !cJSON_AddItemToArray(r->pods, s)) {
+            cJSON_Delete(s);
+            return KM_ENOMEM;
+        }
+    }
+    return KM_OK;
+}
+
+/* The pod's ServiceAccount from the namespace cache (GET on a miss).  *out borrowed or NULL. */
+static km_status service_account(run *r, const char *name, const cJSON **out, km_err *err)
+{
+    *out = NULL;
+    if (!name || !name[0])
+        return KM_OK;
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(r->sa_cache, name);
+    if (!c) {
+        char path[768];
+        if (km_kube_path(path, sizeof(path), NULL, "v1", r->ns, "serviceaccounts", name, NULL))
+            return km_err_set(err, KM_EINVAL, "serviceaccount name too long");
+        km_err e;
+        km_err_clear(&e);
+        km_status st = km_kube_get(r->k, path, &c, &e);
+        if (st == KM_EAPI && e.http_code == 404) {
+            c = cJSON_CreateNull();
+        } else if (st != KM_OK) {
+            if (err)
+                *err = e;
+            km_err_prefix(err, "get serviceaccount %s/%s", r->ns, name);
+            return st;
+        }
+        if (!c || !cJSON_AddItemToObject(r->sa_cache, name, c)) {
+            cJSON_Delete(c);
+            return oom(err);
+        }
+    }
+    *out = cJSON_IsNull(c) ? NULL : c;
+    return KM_OK;
+}
+
+/* The Deployment owning ReplicaSet rs ("" when none), cached per namespace. */
+static km_status rs_owner(run *r, const char *rs, const char **deploy, km_err *err)
+{
+    *deploy = "";
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(r->rs_cache, rs);
+    if (!c) {
+        char path[768];
+        cJSON *obj = NULL;
+        if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, "replicasets", rs, NULL))
+            return km_err_set(err, KM_EINVAL, "replicaset name too long");
+        km_err e;
+        km_err_clear(&e);
+        km_status st = km_kube_get(r->k, path, &obj, &e);
+        if (st != KM_OK && !(st == KM_EAPI && e.http_code == 404)) {
+            if (err)
+                *err = e;
+            km_err_prefix(err, "get replicaset %s/%s", r->ns, rs);
+            return st;
+        }
+        const cJSON *o = km_podsel_owner(obj);
+        const char *kind = KM_JSON_STR(o, "kind");
+        const char *name = KM_JSON_STR(o, "name");
+        c = (kind && name && strcmp(kind, "Deployment") == 0) ? cJSON_CreateString(name)
+                                                              : cJSON_CreateString("");
+        cJSON_Delete(obj);
+        if (!c || !cJSON_AddItemToObject(r->rs_cache, rs, c)) {
+            cJSON_Delete(c);
+            return oom(err);
+        }
+    }
+    *deploy = cJSON_IsString(c) ? c->valuestring : "";
+    return KM_OK;
+}
+
+static km_status add_workload(run *r, const char *kind, const char *name, km_err *err)
+{
+    const cJSON *w;
+    cJSON_ArrayForEach(w, r->workloads)
+    {
+        if (strcmp(KM_JSON_STR(w, "kind"), kind) == 0 && strcmp(KM_JSON_STR(w, "name"), name) == 0)
+            return KM_OK;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (!o || km_json_set_str(o, "kind", kind) || km_json_set_str(o, "name", name) ||
+        !cJSON_AddItemToArray(r->workloads, o)) {
+        cJSON_Delete(o);
+        return oom(err);
+    }
+    return KM_OK;
+}
+
+static km_status add_name(cJSON *arr, const char *name, km_err *err)
+{
+    cJSON *s = cJSON_CreateString(name);
+    if (!s || !cJSON_AddItemToArray(arr, s)) {
+        cJSON_Delete(s);
+        return oom(err);
+    }
+    return KM_OK;
+}
+
+/* Selects the namespace's pods and sorts them into workloads / evictions / ownerless. */
+static km_status plan_namespace(run *r, km_err *err)
+{
+    char path[512];
+    km_status st;
+    if (km_kube_path(path, sizeof(path), NULL, "v1", r->ns, "pods", NULL, NULL))
+        return km_err_set(err, KM_EINVAL, "namespace name too long");
+    km_list_opts lo = {.limit = 500};
+    if (!r->include_default)
+        lo.field_selector = "spec.serviceAccountName!=default";
+    if ((st = km_kube_list(r->k, path, &lo, collect_pods, r, NULL, err)) != KM_OK) {
+        km_err_prefix(err, "list pods in %s", r->ns);
+        return st;
+    }
+    const cJSON *pod;
+    cJSON_ArrayForEach(pod, r->pods)
+    {
+        const char *name = KM_JSON_STR(pod, "metadata", "name");
+        const cJSON *sa = NULL;
+        if ((st = service_account(r, KM_JSON_STR(pod, "spec", "serviceAccountName"), &sa, err)))
+            return st;
+        km_podsel_reason why = km_podsel_pod(pod, sa, r->started_at, r->include_default);
+        if (why != KM_PODSEL_RESTART) {
+            r->skipped[why]++;
+            km_log_debug("pod skipped", "namespace", r->ns, "pod", name, "reason",
+                         km_podsel_reason_str(why));
+            continue;
+        }
+        const cJSON *owner = km_podsel_owner(pod);
+        const char *kind = KM_JSON_STR(owner, "kind");
+        const char *oname = KM_JSON_STR(owner, "name");
+        if (!owner || !kind || !oname) {
+            st = add_name(r->ownerless, name, err);
+        } else if (strcmp(kind, "ReplicaSet") == 0) {
+            const char *deploy = "";
+            if ((st = rs_owner(r, oname, &deploy, err)) != KM_OK)
+                return st;
+            st = deploy[0] ? add_workload(r, "Deployment", deploy, err)
+                           : add_name(r->evict, name, err);
+        } else if (strcmp(kind, "StatefulSet") == 0 || strcmp(kind, "DaemonSet") == 0) {
+            st = add_workload(r, kind, oname, err);
+        } else {
+            st = add_name(r->evict, name, err);
+        }
+        if (st != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+/* ---- rollout restarts --------------------------------------------------------------------------
+ */
+
+static const char *plural(const char *kind)
+{
+    if (strcmp(kind, "Deployment") == 0)
+        return "deployments";
+    if (strcmp(kind, "StatefulSet") == 0)
+        return "statefulsets";
+    return "daemonsets";
+}
+
+static cJSON *current_obj(run *r)
+{
+    return km_json_obj(r->st, "current");
+}
+
+/* Restarts one workload unless this recovery already did.  *restarted = 1 when it is (now or
+ * before) restarted by this recovery and should be waited for. */
+static km_status restart_workload(run *r, const char *kind, const char *name, int *restarted,
+                                  km_err *err)
+{
+    char key[512], path[768], patch[512];
+    km_status st;
+    *restarted = 0;
+    snprintf(key, sizeof(key), "%s/%.400s", kind, name);
+    cJSON *cur = current_obj(r);
+    if (!cur)
+        return oom(err);
+    if (array_has(KM_JSON_AT(cur, "restarted"), key)) {
+        *restarted = 1;
+        return KM_OK;
+    }
+    if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), name, NULL))
+        return km_err_set(err, KM_EINVAL, "workload name too long");
+    cJSON *obj = NULL;
+    km_err e;
+    km_err_clear(&e);
+    st = km_kube_get(r->k, path, &obj, &e);
+    if (st == KM_EAPI && e.http_code == 404)
+        return KM_OK; /* gone: nothing to restart */
+    if (st != KM_OK) {
+        if (err)
+            *err = e;
+        km_err_prefix(err, "get %s %s/%s", kind, r->ns, name);
+        return st;
+    }
+    int already = km_podsel_restarted_since(obj, r->started_at);
+    cJSON_Delete(obj);
+    if (!already && !r->dry_run) {
+        snprintf(
+            patch, sizeof(patch),
+            "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"" KM_RESTARTED_AT_ANNOTATION
+            "\":\"%s\"}}}}}",
+            r->started_at);
+        if ((st = km_kube_patch(r->k, path, KM_PATCH_STRATEGIC, patch, NULL, &e)) != KM_OK) {
+            if (st == KM_EAPI && e.http_code == 404)
+                return KM_OK;
+            if (err)
+                *err = e;
+            km_err_prefix(err, "restart %s %s/%s", kind, r->ns, name);
+            return st;
+        }
+    }
+    /* counted once: a workload found already annotated was patched by us before a crash */
+    if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK)
+        return oom(err);
+    count(r, "restarted", "pods_restarted_total", 1);
+    if (already)
+        km_log_info("workload already restarted by this recovery", "namespace", r->ns, "workload",
+                    key);
+    else
+        event(r, "Normal", r->dry_run ? "WouldRestartWorkload" : "WorkloadRestarted", "%s %s/%s%s",
+              r->dry_run ? "would restart" : "rollout restart of", r->ns, key,
+              r->dry_run ? " (dry run)" : "");
+    *restarted = !r->dry_run;
+    return save(r, err);
+}
+
+/* ---- waiting for readiness (list, then watch from the list's resourceVersion) ------------------
+ */
+
+typedef struct waiter {
+    run *r;
+    const char *kind;
+    cJSON *pending; /* array of names still not ready */
+    char rv[64];
+    km_lines *lines;
+    int expired;
+} waiter;
+
+static void drop_pending(cJSON *pending, const char *name)
+{
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, pending)
+    {
+        if (strcmp(it->valuestring, name) == 0) {
+            cJSON_DeleteItemFromArray(pending, i);
+            return;
+        }
+        i++;
+    }
+}
+
+static void observe(waiter *w, const cJSON *obj, int deleted)
+{
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    if (!name || !array_has(w->pending, name))
+        return;
+    if (deleted || km_podsel_workload_ready(w->kind, obj))
+        drop_pending(w->pending, name);
+}
+
+static km_status wait_list_page(const km_kube_page *page, void *user)
+{
+    waiter *w = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        observe(w, it, 0);
+    }
+    if (page->resource_version)
+        snprintf(w->rv, sizeof(w->rv), "%s", page->resource_version);
+    return KM_OK;
+}
+
+static km_status wait_line(const char *line, size_t len, void *user)
+{
+    waiter *w = user;
+    km_event ev;
+    if (km_event_parse(line, len, &ev, NULL) != KM_OK)
+        return KM_OK; /* ignore a malformed line; the relist catches up */
+    if (ev.type == KM_EV_ERROR) {
+        w->expired = ev.expired;
+        km_event_cleanup(&ev);
+        return KM_ECANCELED; /* relist */
+    }
+    if (ev.resource_version)
+        snprintf(w->rv, sizeof(w->rv), "%s", ev.resource_version);
+    if (ev.type != KM_EV_BOOKMARK)
+        observe(w, ev.object, ev.type == KM_EV_DELETED);
+    km_event_cleanup(&ev);
+    return cJSON_GetArraySize(w->pending) == 0 ? KM_ECANCELED : KM_OK;
+}
+
+static km_status wait_chunk(const char *data, size_t len, void *user)
+{
+    waiter *w = user;
+    if (cancelled(w->r))
+        return KM_ECANCELED;
+    return km_lines_feed(w->lines, data, len);
+}
+
+/* Waits until every name in pending (workloads of one kind) is ready or deadline passes;
+ * pending keeps the ones that are not.  Failure: KM_ECANCELED, KM_ENOMEM. */
+static km_status wait_kind(run *r, const char *kind, cJSON *pending, time_t deadline, km_err *err)
+{
+    char path[768], wpath[1024];
+    waiter w = {.r = r, .kind = kind, .pending = pending};
+    km_status st = km_lines_new(0, KM_LINES_SKIP, wait_line, &w, &w.lines);
+    if (st != KM_OK)
+        return oom(err);
+    if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), NULL, NULL)) {
+        st = km_err_set(err, KM_EINVAL, "namespace name too long");
+        goto out;
+    }
+    while (cJSON_GetArraySize(pending) > 0) {
+        if (cancelled(r)) {
+            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+            goto out;
+        }
+        km_err e;
+        km_err_clear(&e);
+        w.rv[0] = '\0';
+        km_list_opts lo = {.limit = 500};
+        st = km_kube_list(r->k, path, &lo, wait_list_page, &w, NULL, &e);
+        if (st == KM_ECANCELED) {
+            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+            goto out;
+        }
+        time_t now = time(NULL);
+        if (cJSON_GetArraySize(pending) == 0 || now >= deadline)
+            break;
+        if (st != KM_OK || !w.rv[0]) { /* transient: retry the list shortly */
+            char buf[768];
+            km_log_warn("pods: list for readiness failed", "namespace", r->ns, "error",
+                        km_err_str(&e, buf, sizeof(buf)));
+            if (nap(r, 1.0) != KM_OK) {
+                st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+                goto out;
+            }
+            continue;
+        }
+        long secs = (long)(deadline - now);
+        if (secs > WATCH_MAX_S)
+            secs = WATCH_MAX_S;
+        if (secs < 1)
+            secs = 1;
+        snprintf(wpath, sizeof(wpath),
+                 "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%ld", path,
+                 w.rv, secs);
+        km_lines_reset(w.lines);
+        w.expired = 0;
+        time_t began = time(NULL);
+        km_err_clear(&e);
+        st = km_kube_stream(r->k, wpath, secs * 1000 + 30000, wait_chunk, &w, &e);
+        if (cancelled(r)) {
+            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+            goto out;
+        }
+        /* a stream that failed at once must not turn into a busy loop */
+        if (st != KM_OK && st != KM_ECANCELED && time(NULL) - began < 1 && nap(r, 1.0) != KM_OK) {
+            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+            goto out;
+        }
+    }
+    st = KM_OK;
+out:
+    km_lines_free(w.lines);
+    return st;
+}
+
+/* Waits for the batch (array of {kind,name}) and reports what is not ready at the deadline. */
+static km_status wait_batch(run *r, const cJSON *batch, time_t deadline, km_err *err)
+{
+    static const char *const kinds[] = {"Deployment", "StatefulSet", "DaemonSet"};
+    for (size_t i = 0; i < 3; i++) {
+        cJSON *pending = cJSON_CreateArray();
+        if (!pending)
+            return oom(err);
+        const cJSON *w;
+        cJSON_ArrayForEach(w, batch)
+        {
+            if (strcmp(KM_JSON_STR(w, "kind"), kinds[i]) == 0 &&
+                add_name(pending, KM_JSON_STR(w, "name"), err) != KM_OK) {
+                cJSON_Delete(pending);
+                return KM_ENOMEM;
+            }
+        }
+        km_status st = cJSON_GetArraySize(pending) > 0
+                           ? wait_kind(r, kinds[i], pending, deadline, err)
+                           : KM_OK;
+        const cJSON *n;
+        const cJSON *left = st == KM_OK ? pending : NULL;
+        cJSON_ArrayForEach(n, left)
+        {
+            char key[1024];
+            snprintf(key, sizeof(key), "%s/%s/%s", r->ns, kinds[i], n->valuestring);
+            if (km_step_list_add(r->st, "stuck", key, LIST_MAX) != KM_OK)
+                st = oom(err);
+            r->stuck_now = 1;
+            count(r, NULL, "pods_stuck_total", 1);
+            event(r, "Warning", "WorkloadStuck",
+                  "%s %s/%s not rolled out and ready within namespaceTimeoutSeconds (%ld s)",
+                  kinds[i], r->ns, n->valuestring, r->ns_timeout);
+        }
+        cJSON_Delete(pending);
+        if (st != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+static km_status restart_workloads(run *r, time_t deadline, km_err *err)
+{
+    km_status st = KM_OK;
+    int n = cJSON_GetArraySize(r->workloads);
+    for (int i = 0; i < n; i += r->max_conc) {
+        cJSON *batch = cJSON_CreateArray();
+        if (!batch)
+            return oom(err);
+        for (int j = i; j < n && j < i + r->max_conc; j++) {
+            if (cancelled(r)) {
+                st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+                break;
+            }
+            const cJSON *w = cJSON_GetArrayItem(r->workloads, j);
+            int restarted = 0;
+            st = restart_workload(r, KM_JSON_STR(w, "kind"), KM_JSON_STR(w, "name"), &restarted,
+                                  err);
+            if (st != KM_OK)
+                break;
+            cJSON *copy = restarted ? cJSON_Duplicate(w, 1) : NULL;
+            if (restarted && (!copy || !cJSON_AddItemToArray(batch, copy))) {
+                cJSON_Delete(copy);
+                st = oom(err);
+                break;
+            }
+        }
+        if (st == KM_OK && r->wait_ready && cJSON_GetArraySize(batch) > 0)
+            st = wait_batch(r, batch, deadline, err);
+        cJSON_Delete(batch);
+        if (st != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+/* ---- evictions, ownerless pods --------------------------------------------------------------- */
+
+static km_status post_eviction(run *r, const char *pod, int v1beta1, long *code, km_err *err)
+{
+    char path[768], body[1024];
+    if (km_kube_path(path, sizeof(path), NULL, "v1", r->ns, "pods", pod, "eviction"))
+        return km_err_set(err, KM_EINVAL, "pod name too long");
+    int n = snprintf(body, sizeof(body),
+                     "{\"apiVersion\":\"policy/%s\",\"kind\":\"Eviction\",\"metadata\":{\"name\":"
+                     "\"%s\",\"namespace\":\"%s\"}}",
+                     v1beta1 ? "v1beta1" : "v1", pod, r->ns);
+    km_kube_req req = {
+        .method = "POST", .path = path, .body = body, .body_len = (size_t)n, .no_retry = 1};
+    *code = 0;
+    return km_kube_do(r->k, &req, code, NULL, err);
+}
+
+static km_status evict_pod(run *r, const char *pod, km_err *err)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s/Pod/%s", r->ns, pod);
+    if (r->dry_run) {
+        count(r, "evicted", "pods_evicted_total", 1);
+        event(r, "Normal", "WouldEvictPod", "would evict pod %s/%s (dry run)", r->ns, pod);
+        return KM_OK;
+    }
+    km_backoff bo;
+    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
+    time_t deadline = time(NULL) + r->evict_timeout;
+    for (;;) {
+        km_err e;
+        km_err_clear(&e);
+        long code = 0;
+        km_status st = post_eviction(r, pod, r->eviction_v1beta1, &code, &e);
+        if (st == KM_EAPI && !r->eviction_v1beta1 && (code == 400 || code == 404)) {
+            /* no policy/v1 Eviction on this server (< 1.22): the fixture's 400; or the pod is gone
+             */
+            km_err_clear(&e);
+            st = post_eviction(r, pod, 1, &code, &e);
+            if (st == KM_OK || (st == KM_EAPI && code != 400 && code != 404)) {
+                r->eviction_v1beta1 = 1;
+                km_log_info("pods: server has no policy/v1 Eviction, using policy/v1beta1");
+            }
+        }
+        if (st == KM_OK) {
+            count(r, "evicted", "pods_evicted_total", 1);
+            event(r, "Normal", "PodEvicted", "evicted pod %s/%s", r->ns, pod);
+            return save(r, err);
+        }
+        if (st == KM_EAPI && code == 404)
+            return KM_OK; /* already gone */
+        int retryable = st == KM_ETRANSPORT || (st == KM_EAPI && (code == 429 || code >= 500));
+        if (!retryable) {
+            if (err)
+                *err = e;
+            km_err_prefix(err, "evict pod %s/%s", r->ns, pod);
+            return st;
+        }
+        double delay = km_backoff_next(&bo, km_backoff_rand());
+        if (e.retry_after > 0 && (double)e.retry_after > delay)
+            delay = (double)e.retry_after;
+        time_t now = time(NULL);
+        if (now + (time_t)delay >= deadline) {
+            if (km_step_list_add(r->st, "stuck", key, LIST_MAX) != KM_OK)
+                return oom(err);
+            r->stuck_now = 1;
+            count(r, NULL, "pods_stuck_total", 1);
+            event(r, "Warning", "EvictionBlocked",
+                  "pod %s/%s could not be evicted within evictionTimeoutSeconds (%ld s): %s", r->ns,
+                  pod, r->evict_timeout, e.message);
+            return save(r, err);
+        }
+        km_log_info("pods: eviction refused, retrying", "namespace", r->ns, "pod", pod, "code",
+                    KM_LOG_INT(code), "delay", KM_LOG_DBL(delay));
+        if (nap(r, delay) != KM_OK)
+            return km_err_set(err, KM_ECANCELED, "pods step cancelled");
+    }
+}
+
+static km_status handle_ownerless(run *r, const char *pod, km_err *err)
+{
+    char key[1024];
+    snprintf(key, sizeof(key), "%s/%s", r->ns, pod);
+    if (!r->delete_ownerless) {
+        if (array_has(KM_JSON_AT(r->st, "manual"), key))
+            return KM_OK;
+        if (km_step_list_add(r->st, "manual", key, LIST_MAX) != KM_OK)
+            return oom(err);
+        count(r, NULL, "pods_manual_total", 1);
+        event(r, "Warning", "NeedsManualRestart",
+              "pod %s has no owner and uses a stale service-account token: restart it by hand "
+              "(it would be lost if deleted; spec.pods.deleteOwnerlessPods allows deleting it)",
+              key);
+        return KM_OK;
+    }
+    if (r->dry_run) {
+        count(r, "deleted", "pods_deleted_total", 1);
+        event(r, "Normal", "WouldDeletePod", "would delete ownerless pod %s (dry run)", key);
+        return KM_OK;
+    }
+    char path[768];
+    if (km_kube_path(path, sizeof(path), NULL, "v1", r->ns, "pods", pod, NULL))
+        return km_err_set(err, KM_EINVAL, "pod name too long");
+    km_err e;
+    km_err_clear(&e);
+    km_status st = km_kube_delete(r->k, path, NULL, NULL, &e);
+    if (st == KM_EAPI && e.http_code == 404)
+        return KM_OK;
+    if (st != KM_OK) {
+        if (err)
+            *err = e;
+        km_err_prefix(err, "delete pod %s", key);
+        return st;
+    }
+    count(r, "deleted", "pods_deleted_total", 1);
+    event(r, "Normal", "OwnerlessPodDeleted", "deleted ownerless pod %s (deleteOwnerlessPods)",
+          key);
+    return save(r, err);
+}
+
+/* ---- the step ----------------------------------------------------------------------------------
+ */
+
+static void ns_reset(run *r)
+{
+    cJSON_Delete(r->pods);
+    cJSON_Delete(r->sa_cache);
+    cJSON_Delete(r->rs_cache);
+    cJSON_Delete(r->workloads);
+    cJSON_Delete(r->evict);
+    cJSON_Delete(r->ownerless);
+    r->pods = r->sa_cache = r->rs_cache = r->workloads = r->evict = r->ownerless = NULL;
+}
+
+static km_status do_namespace(run *r, const char *ns, km_err *err)
+{
+    km_status st;
+    r->ns = ns;
+    memset(r->skipped, 0, sizeof(r->skipped));
+    r->pods = cJSON_CreateArray();
+    r->sa_cache = cJSON_CreateObject();
+    r->rs_cache = cJSON_CreateObject();
+    r->workloads = cJSON_CreateArray();
+    r->evict = cJSON_CreateArray();
+    r->ownerless = cJSON_CreateArray();
+    if (!r->pods || !r->sa_cache || !r->rs_cache || !r->workloads || !r->evict || !r->ownerless)
+        return oom(err);
+    cJSON *cur = current_obj(r);
+    if (!cur)
+        return oom(err);
+    const char *cur_ns = KM_JSON_STR(cur, "namespace");
+    if (!cur_ns || strcmp(cur_ns, ns) != 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(cur, "restarted");
+        if (km_json_set_str(cur, "namespace", ns) || !cJSON_AddArrayToObject(cur, "restarted"))
+            return oom(err);
+    }
+    if (km_json_set_str(r->st, "currentNamespace", ns))
+        return oom(err);
+    if ((st = save(r, err)) != KM_OK)
+        return st;
+    time_t deadline = time(NULL) + r->ns_timeout;
+    if ((st = plan_namespace(r, err)) != KM_OK)
+        return st;
+    km_log_info("pods: namespace planned", "namespace", ns, "workloads",
+                KM_LOG_INT(cJSON_GetArraySize(r->workloads)), "evictions",
+                KM_LOG_INT(cJSON_GetArraySize(r->evict)), "ownerless",
+                KM_LOG_INT(cJSON_GetArraySize(r->ownerless)), "skippedNoToken",
+                KM_LOG_INT(r->skipped[KM_PODSEL_NO_TOKEN]), "skippedNew",
+                KM_LOG_INT(r->skipped[KM_PODSEL_NEW]));
+    if ((st = restart_workloads(r, deadline, err)) != KM_OK)
+        return st;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, r->evict)
+    {
+        if (cancelled(r))
+            return km_err_set(err, KM_ECANCELED, "pods step cancelled");
+        if ((st = evict_pod(r, p->valuestring, err)) != KM_OK)
+            return st;
+    }
+    cJSON_ArrayForEach(p, r->ownerless)
+    {
+        if ((st = handle_ownerless(r, p->valuestring, err)) != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+km_status km_pods_step(km_step_ctx *ctx, km_err *err)
+{
+    km_status st;
+    cJSON *order = NULL;
+    run r;
+    memset(&r, 0, sizeof(r));
+    r.ctx = ctx;
+    r.k = ctx->kube;
+    r.st = ctx->status;
+    r.dry_run = ctx->dry_run;
+    r.include_default = KM_JSON_BOOL(ctx->spec, 0, "includeDefaultServiceAccount");
+    r.max_conc = (int)KM_JSON_NUM(ctx->spec, 5, "maxConcurrent");
+    if (r.max_conc < 1)
+        r.max_conc = 1;
+    r.wait_ready = KM_JSON_BOOL(ctx->spec, 1, "waitForReady") && !r.dry_run;
+    r.delete_ownerless = KM_JSON_BOOL(ctx->spec, 0, "deleteOwnerlessPods");
+    r.ns_timeout = (long)KM_JSON_NUM(ctx->spec, 600, "namespaceTimeoutSeconds");
+    r.evict_timeout = (long)KM_JSON_NUM(ctx->spec, 300, "evictionTimeoutSeconds");
+    r.started_at = ctx->started_at;
+    time_t t;
+    if (km_podsel_time(r.started_at, &t) != KM_OK) {
+        /* no start recorded: the restart marker needs one; use now */
+        t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(r.started_buf, sizeof(r.started_buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        r.started_at = r.started_buf;
+        km_log_warn("pods: recovery has no startedAt, using now", "startedAt", r.started_at);
+    }
+
+    if ((st = list_namespaces(&r, &order, err)) != KM_OK)
+        goto out;
+    cJSON *done = cJSON_GetObjectItemCaseSensitive(r.st, "done");
+    if (!cJSON_IsArray(done)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(r.st, "done");
+        if (!(done = cJSON_AddArrayToObject(r.st, "done"))) {
+            st = oom(err);
+            goto out;
+        }
+    }
+    int total = cJSON_GetArraySize(order);
+    if (km_json_set_num(r.st, "namespacesTotal", total) != KM_OK) {
+        st = oom(err);
+        goto out;
+    }
+    const cJSON *ns;
+    cJSON_ArrayForEach(ns, order)
+    {
+        if (array_has(done, ns->valuestring))
+            continue;
+        if (cancelled(&r)) {
+            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+            goto out;
+        }
+        char text[512];
+        snprintf(text, sizeof(text), "pods %d/%d namespaces (%.200s)", cJSON_GetArraySize(done),
+                 total, ns->valuestring);
+        if (ctx->progress)
+            ctx->progress(ctx, text);
+        st = do_namespace(&r, ns->valuestring, err);
+        ns_reset(&r);
+        if (st != KM_OK)
+            goto out;
+        if (km_step_list_add(r.st, "done", ns->valuestring, 1 << 30) != KM_OK) {
+            st = oom(err);
+            goto out;
+        }
+        cJSON_DeleteItemFromObjectCaseSensitive(r.st, "current");
+        km_json_set_num(r.st, "namespacesDone", cJSON_GetArraySize(done));
+        km_json_set_str(r.st, "currentNamespace", "");
+        if ((st = save(&r, err)) != KM_OK)
+            goto out;
+    }
+    km_json_set_num(r.st, "namespacesDone", cJSON_GetArraySize(done));
+    km_json_set_str(r.st, "currentNamespace", "");
+    char text[128];
+    snprintf(text, sizeof(text), "pods %d/%d namespaces", cJSON_GetArraySize(done), total);
+    if (ctx->progress)
+        ctx->progress(ctx, text);
+    long restarted = (long)KM_JSON_NUM(r.st, 0, "restarted");
+    long evicted = (long)KM_JSON_NUM(r.st, 0, "evicted");
+    long deleted = (long)KM_JSON_NUM(r.st, 0, "deleted");
+    int nstuck = cJSON_GetArraySize(KM_JSON_AT(r.st, "stuck"));
+    int nmanual = cJSON_GetArraySize(KM_JSON_AT(r.st, "manual"));
+    const char *dry = r.dry_run ? "dry run: would have " : "";
+    if (nstuck > 0)
+        km_step_set_result(ctx, "False", "WorkloadsStuck",
+                           "%srestarted %ld workloads, evicted %ld pods, deleted %ld in %d "
+                           "namespaces; %d stuck (see status.pods.stuck), %d need a manual restart",
+                           dry, restarted, evicted, deleted, total, nstuck, nmanual);
+    else
+        km_step_set_result(ctx, "True", r.dry_run ? "DryRun" : "PodsRestarted",
+                           "%srestarted %ld workloads, evicted %ld pods, deleted %ld in %d "
+                           "namespaces; %d ownerless pods need a manual restart",
+                           dry, restarted, evicted, deleted, total, nmanual);
+    st = save(&r, err);
+out:
+    ns_reset(&r);
+    cJSON_Delete(order);
+    return st;
+}

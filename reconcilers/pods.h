@@ -1,0 +1,39 @@
+/* pods.h — the pod restart step: restarts pods that use a non-default service-account token,
+ * namespace by namespace (kube-system first), so they pick up tokens valid for the new key.
+ *
+ * Per namespace (order and pod selection: reconcilers/podsel.h):
+ *   1. list the namespace's pods page by page (fieldSelector spec.serviceAccountName!=default
+ *      unless includeDefaultServiceAccount) and select them (ServiceAccounts cached per
+ *      namespace);
+ *   2. resolve owners: Pod -> ReplicaSet (GET, cached per namespace) -> Deployment, StatefulSet,
+ *      DaemonSet = rollout restart; other owners (Job, bare ReplicaSet, unknown kinds) = Eviction;
+ *      no owner = listed in status.pods.manual + Warning Event NeedsManualRestart (deleted only
+ *      with deleteOwnerlessPods);
+ *   3. rollout restart: strategic-merge PATCH of spec.template.metadata.annotations
+ *      ["kubectl.kubernetes.io/restartedAt"] = the recovery's startedAt, maxConcurrent workloads
+ *      at a time, once per workload (skipped when the annotation is already >= startedAt); after
+ *      each batch (waitForReady) wait without polling — list, then watch from the list's
+ *      resourceVersion — until the batch is rolled out and ready or namespaceTimeoutSeconds
+ *      passed (-> status.pods.stuck "ns/Kind/name" + Warning Event WorkloadStuck);
+ *   4. evictions: POST pods/<name>/eviction (policy/v1, falling back to policy/v1beta1 on
+ *      400/404), never retried by the client; 429 (PodDisruptionBudget) is retried with backoff
+ *      up to evictionTimeoutSeconds, then reported (stuck "ns/Pod/name", Warning EvictionBlocked).
+ * status.pods is saved after every workload restart / eviction and after each namespace:
+ * namespacesTotal, namespacesDone, currentNamespace, done [ns], restarted, evicted, deleted,
+ * manual, stuck, current {namespace, restarted ["Kind/name"]} — a resumed step skips done
+ * namespaces and never patches a workload of current.restarted again.
+ * Dry run: everything is decided, counted and reported as what would happen; nothing is written
+ * and nothing is waited for. */
+#ifndef KM_PODS_H
+#define KM_PODS_H
+
+#include "operator/err.h"
+#include "reconcilers/step.h"
+
+/* Runs (or resumes) the step.  KM_OK when every namespace was handled (condition True /
+ * PodsRestarted, or False / WorkloadsStuck when something got stuck).  Failure: an API error
+ * (the step resumes from status when re-run), KM_ECANCELED when ctx->cancel was set, KM_EINVAL
+ * for a bad namespaceSelector. */
+km_status km_pods_step(km_step_ctx *ctx, km_err *err);
+
+#endif
