@@ -182,15 +182,18 @@ def test_runtime_stage_provides_every_needed_library():
             have.add(m.group(1))
         elif line and not line.startswith(" "):
             have.add(line.strip().split(":")[0])
+    def variants(path):  # merged /usr: dpkg may know either spelling
+        return {path, path[4:] if path.startswith("/usr/") else "/usr" + path}
+
+    cands = {lib: variants(lib) | variants(os.path.realpath(lib)) for lib in libs}
+    r = subprocess.run(["dpkg-query", "-S", *sorted(set().union(*cands.values()))],
+                       capture_output=True, text=True)
+    owners = {}
+    for line in r.stdout.splitlines():
+        pkg, _, path = line.partition(": ")
+        owners[path.strip()] = pkg.split(":")[0].strip()
     for lib in libs:
-        real = os.path.realpath(lib)
-        owner = None
-        for cand in (lib, real, "/usr" + lib if not lib.startswith("/usr") else lib[4:],
-                     "/usr" + real if not real.startswith("/usr") else real[4:]):
-            r = subprocess.run(["dpkg-query", "-S", cand], capture_output=True, text=True)
-            if r.returncode == 0:
-                owner = r.stdout.split(":")[0].strip()
-                break
+        owner = next((owners[c] for c in sorted(cands[lib]) if c in owners), None)
         if owner is None:
             # sanitizer runtimes (ASan builds) are not part of the image
             assert re.search(r"lib(asan|ubsan)", lib), f"no Debian package owns {lib}"
