@@ -154,22 +154,26 @@ def test_every_package_exists(parsed):
         assert found[p] != "(none)", f"{p} has no installation candidate"
 
 
-def _binary():
+def _binaries():
+    """The built kubemend binary and the kmhttp tool (same link line) that exist."""
+    found = []
     for path in (os.environ.get("KUBEMEND_BIN"), os.path.join(ROOT, "build", "kubemend"),
                  os.path.join(os.environ.get("KUBEMEND_TOOLS", ""), "kmhttp")):
-        if path and os.path.isfile(path):
-            return path
-    return None
+        if path and os.path.isfile(path) and os.path.realpath(path) not in found:
+            found.append(os.path.realpath(path))
+    return found
 
 
 @pytest.mark.skipif(not (shutil.which("apt-cache") and shutil.which("dpkg-query")
                          and shutil.which("ldd")), reason="needs apt-cache, dpkg and ldd")
 def test_runtime_stage_provides_every_needed_library():
-    binary = _binary()
-    if not binary:
+    binaries = _binaries()
+    if not binaries:
         pytest.skip("no built binary (run via `make test-integration`)")
-    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-    libs = [m.group(1) for m in re.finditer(r"=>\s+(/\S+)", ldd)]
+    libs = set()
+    for binary in binaries:
+        ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+        libs |= {m.group(1) for m in re.finditer(r"=>\s+(/\S+)", ldd)}
     assert libs
     # packages the runtime stage gets: the listed ones and everything they depend on
     out = subprocess.run(["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
