@@ -507,11 +507,18 @@ class Store:
             nmd["deletionTimestamp"] = now_rfc3339(grace)
             nmd["deletionGracePeriodSeconds"] = grace
             if dry_run:
+                if res != "pods" and not finalizers and not ns_pending:
+                    nmd.pop("deletionTimestamp", None)
+                    nmd.pop("deletionGracePeriodSeconds", None)
                 return (not finalizers and grace == 0 and not ns_pending), clone(new)
             if finalizers or grace > 0 or ns_pending:
                 nmd["resourceVersion"] = str(self._next_rv())
                 self._commit(res, t, "MODIFIED", key, new, old)
                 return False, clone(new)
+            if res != "pods":
+                # only kinds with graceful deletion (pods) carry deletionTimestamp in the final state
+                nmd.pop("deletionTimestamp", None)
+                nmd.pop("deletionGracePeriodSeconds", None)
             nmd["resourceVersion"] = str(self._next_rv())
             self._commit(res, t, "DELETED", key, new, old)
             return True, clone(new)
