@@ -1,0 +1,98 @@
+/* kmtest.c — shared helpers for the client's cmocka tests. */
+#include "tests/unit/support/kmtest.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "operator/buf.h"
+#include "operator/log.h"
+
+char *kmtest_mkdtemp(char *buf, size_t n)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(buf, n, "%s/kmtest-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(buf)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return buf;
+}
+
+void kmtest_rmdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[PATH_MAX];
+    while (d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+void kmtest_write(const char *dir, const char *name, const char *text, char *out)
+{
+    char p[PATH_MAX];
+    if (dir)
+        snprintf(p, sizeof(p), "%s/%s", dir, name);
+    else
+        snprintf(p, sizeof(p), "%s", name);
+    FILE *f = fopen(p, "wb");
+    if (!f || fwrite(text, 1, strlen(text), f) != strlen(text) || fclose(f) != 0) {
+        perror(p);
+        abort();
+    }
+    if (out)
+        memcpy(out, p, strlen(p) + 1);
+}
+
+static km_buf g_log;
+static pthread_mutex_t g_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void sink(km_log_level level, const char *line, void *user)
+{
+    (void)level;
+    (void)user;
+    pthread_mutex_lock(&g_log_lock);
+    km_buf_puts(&g_log, line);
+    km_buf_puts(&g_log, "\n");
+    pthread_mutex_unlock(&g_log_lock);
+}
+
+void kmtest_log_start(void)
+{
+    km_buf_cleanup(&g_log);
+    km_buf_init(&g_log, 0);
+    km_log_set_sink(sink, NULL);
+}
+
+const char *kmtest_log_text(void)
+{
+    return km_buf_str(&g_log);
+}
+
+int kmtest_log_count(const char *s)
+{
+    int n = 0;
+    const char *p = km_buf_str(&g_log);
+    while ((p = strstr(p, s)) != NULL) {
+        n++;
+        p += strlen(s);
+    }
+    return n;
+}
+
+void kmtest_log_stop(void)
+{
+    km_log_set_sink(NULL, NULL);
+    km_buf_cleanup(&g_log);
+}

@@ -1,0 +1,28 @@
+/* kmtest.h — shared helpers for the client's cmocka tests: temporary directories, files, and a
+ * log capture sink. */
+#ifndef KM_TEST_KMTEST_H
+#define KM_TEST_KMTEST_H
+
+#include <stddef.h>
+
+/* Creates a fresh directory under $TMPDIR (or /tmp) and copies its path into buf (n >= 64).
+ * Aborts the test program on failure.  Returns buf. */
+char *kmtest_mkdtemp(char *buf, size_t n);
+
+/* Removes a directory created by kmtest_mkdtemp and everything in it (one level of files). */
+void kmtest_rmdir(const char *dir);
+
+/* Writes text to dir/name (dir may be NULL: name is the path); copies the path into out (may be
+ * NULL, size PATH_MAX).  Aborts on failure. */
+void kmtest_write(const char *dir, const char *name, const char *text, char *out);
+
+/* Captures log lines (km_log_set_sink) into a buffer until kmtest_log_stop(). */
+void kmtest_log_start(void);
+/* The captured lines, '\n'-separated (borrowed, valid until the next start/stop). */
+const char *kmtest_log_text(void);
+/* Number of captured lines containing s. */
+int kmtest_log_count(const char *s);
+/* Restores the stderr sink and frees the capture. */
+void kmtest_log_stop(void);
+
+#endif
