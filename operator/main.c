@@ -12,12 +12,16 @@
 
 #include <curl/curl.h>
 
+#include "operator/http.h"
 #include "operator/json.h"
 #include "operator/kube.h"
 #include "operator/kubeconfig.h"
+#include "operator/lease.h"
+#include "operator/metrics.h"
 #include "operator/log.h"
 #include "operator/yamljson.h"
 #include "reconcilers/recovery.h"
+#include "reconcilers/recovery_ctl.h"
 #include "reconcilers/status.h"
 
 #ifndef KM_VERSION
@@ -404,12 +408,310 @@ out:
 
 /* ---- operator ----------------------------------------------------------------------------- */
 
+typedef struct op_state {
+    atomic_int leading;   /* 1 after on_started_leading */
+    atomic_int lost;      /* 1 after on_stopped_leading: exit */
+    km_recovery_ctl *ctl; /* set before the HTTP server starts */
+    km_lease *lease;      /* NULL without --leader-elect */
+    int leader_elect;
+    km_metrics *metrics;
+} op_state;
+
+static void op_started_leading(void *user)
+{
+    op_state *s = user;
+    atomic_store(&s->leading, 1);
+}
+
+static void op_stopped_leading(void *user)
+{
+    op_state *s = user;
+    /* Stop acting at once: cancel every request of this process, then main exits. */
+    atomic_store(&s->lost, 1);
+    atomic_store(&g_stop, 1);
+}
+
+static int op_live(char *reason, size_t n, void *user)
+{
+    (void)reason;
+    (void)n;
+    (void)user;
+    return 1;
+}
+
+static int op_ready(char *reason, size_t n, void *user)
+{
+    op_state *s = user;
+    if (!s->ctl || !km_recovery_ctl_synced(s->ctl)) {
+        snprintf(reason, n, "ClusterRecovery cache not synced");
+        return 0;
+    }
+    if (s->leader_elect && !km_lease_state_known(s->lease)) {
+        snprintf(reason, n, "leader state unknown");
+        return 0;
+    }
+    return 1;
+}
+
+/* Starts an HTTP server on addr ("0" = off). */
+static int start_http(const char *flag, const char *addr, km_metrics *metrics, op_state *s,
+                      km_http **out)
+{
+    if (!addr || strcmp(addr, "0") == 0)
+        return 0;
+    char host[128];
+    int port = 0;
+    km_err e;
+    km_err_clear(&e);
+    if (km_http_parse_address(addr, host, sizeof(host), &port, &e) != KM_OK)
+        return usage_error("operator", "invalid address: %s", flag);
+    km_http_opts ho;
+    memset(&ho, 0, sizeof(ho));
+    ho.bind_address = host;
+    ho.port = port;
+    ho.metrics = metrics;
+    ho.live = op_live;
+    ho.ready = op_ready;
+    ho.user = s;
+    if (km_http_start(&ho, out, &e) != KM_OK) {
+        char buf[768];
+        fprintf(stderr, "kubemend operator: %s %s: %s\n", flag, addr,
+                km_err_str(&e, buf, sizeof(buf)));
+        return EXIT_FAILED;
+    }
+    km_log_info("http server listening", "flag", flag, "port", KM_LOG_INT(km_http_port(*out)));
+    return 0;
+}
+
 static int cmd_operator(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fputs(usage_operator, stderr);
-    return EXIT_FAILED;
+    static const struct option longopts[] = {
+        {"kubeconfig", required_argument, NULL, 'k'},
+        {"context", required_argument, NULL, 'c'},
+        {"namespace", required_argument, NULL, 'n'},
+        {"leader-elect", no_argument, NULL, 'E'},
+        {"lease-name", required_argument, NULL, 'N'},
+        {"metrics-bind-address", required_argument, NULL, 'M'},
+        {"health-probe-bind-address", required_argument, NULL, 'H'},
+        {"qps", required_argument, NULL, 'Q'},
+        {"burst", required_argument, NULL, 'B'},
+        {"workers", required_argument, NULL, 'w'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *kubeconfig = NULL, *context = NULL, *ns = NULL, *lease_name = "kubemend-leader";
+    const char *metrics_addr = ":8080", *health_addr = ":8081";
+    const char *qps_s = NULL, *burst_s = NULL, *workers_s = NULL;
+    const char *log_level = NULL, *log_format = NULL;
+    int leader_elect = 0;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            kubeconfig = optarg;
+            break;
+        case 'c':
+            context = optarg;
+            break;
+        case 'n':
+            ns = optarg;
+            break;
+        case 'E':
+            leader_elect = 1;
+            break;
+        case 'N':
+            lease_name = optarg;
+            break;
+        case 'M':
+            metrics_addr = optarg;
+            break;
+        case 'H':
+            health_addr = optarg;
+            break;
+        case 'Q':
+            qps_s = optarg;
+            break;
+        case 'B':
+            burst_s = optarg;
+            break;
+        case 'w':
+            workers_s = optarg;
+            break;
+        case 'L':
+            log_level = optarg;
+            break;
+        case 'F':
+            log_format = optarg;
+            break;
+        case 'h':
+            fputs(usage_operator, stdout);
+            return 0;
+        default:
+            return getopt_error("operator", argv, c);
+        }
+    }
+    if (optind < argc)
+        return usage_error("operator", "unexpected argument %s", argv[optind]);
+    km_kube_opts ko;
+    km_kube_opts_default(&ko);
+    long v = 0;
+    if (qps_s) {
+        char *end = NULL;
+        double q = strtod(qps_s, &end);
+        if (!*qps_s || *end || !(q >= 0 && q <= 100000))
+            return usage_error("operator", "invalid --qps %s", qps_s);
+        ko.qps = q;
+    }
+    if (burst_s) {
+        if (parse_long(burst_s, 1, 100000, &v) != 0)
+            return usage_error("operator", "invalid --burst %s", burst_s);
+        ko.burst = (int)v;
+    }
+    int workers = 2;
+    if (workers_s) {
+        if (parse_long(workers_s, 1, 16, &v) != 0)
+            return usage_error("operator", "invalid --workers %s (1..16)", workers_s);
+        workers = (int)v;
+    }
+    if (!*lease_name)
+        return usage_error("operator", "%s--lease-name must not be empty", "");
+    char host[128];
+    int port;
+    if (km_http_parse_address(metrics_addr, host, sizeof(host), &port, NULL) != KM_OK &&
+        strcmp(metrics_addr, "0") != 0)
+        return usage_error("operator", "invalid --metrics-bind-address %s", metrics_addr);
+    if (km_http_parse_address(health_addr, host, sizeof(host), &port, NULL) != KM_OK &&
+        strcmp(health_addr, "0") != 0)
+        return usage_error("operator", "invalid --health-probe-bind-address %s", health_addr);
+    int rc = set_logging("operator", log_level, log_format);
+    if (rc)
+        return rc;
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    start_signal_thread();
+    op_state s;
+    memset(&s, 0, sizeof(s));
+    s.leader_elect = leader_elect;
+    km_kubeconfig *cfg = NULL;
+    km_kube *kube = NULL;
+    km_metrics *metrics = NULL;
+    km_events *events = NULL;
+    km_http *hm = NULL, *hh = NULL;
+    km_err e;
+    km_err_clear(&e);
+    char ebuf[1024];
+    rc = connect_client(kubeconfig, context, &ko, &cfg, &kube);
+    if (rc)
+        goto out;
+    if (km_metrics_new_default(&metrics, &e) != KM_OK) {
+        fprintf(stderr, "kubemend operator: %s\n", km_err_str(&e, ebuf, sizeof(ebuf)));
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    s.metrics = metrics;
+    km_kube_set_observer(kube, km_metrics_observe_api, metrics);
+    if (km_events_new(kube, "kubemend", &events, &e) != KM_OK) {
+        fprintf(stderr, "kubemend operator: %s\n", km_err_str(&e, ebuf, sizeof(ebuf)));
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    km_recovery_ctl_opts co;
+    memset(&co, 0, sizeof(co));
+    co.kube = kube;
+    co.events = events;
+    co.metrics = metrics;
+    co.current_ca_pem = km_kubeconfig_ca_pem(cfg);
+    co.workers = workers;
+    if (km_recovery_ctl_start(&co, &s.ctl, &e) != KM_OK) {
+        fprintf(stderr, "kubemend operator: %s\n", km_err_str(&e, ebuf, sizeof(ebuf)));
+        rc = EXIT_FAILED;
+        goto out;
+    }
+    if ((rc = start_http("--metrics-bind-address", metrics_addr, metrics, &s, &hm)) != 0)
+        goto out;
+    if (health_addr && metrics_addr && strcmp(health_addr, metrics_addr) != 0 &&
+        (rc = start_http("--health-probe-bind-address", health_addr, metrics, &s, &hh)) != 0)
+        goto out;
+
+    /* Lease namespace: --namespace, $POD_NAMESPACE, the in-cluster namespace, kubemend-system. */
+    if (!ns || !*ns)
+        ns = getenv("POD_NAMESPACE");
+    if ((!ns || !*ns) && km_kubeconfig_source(cfg) &&
+        strcmp(km_kubeconfig_source(cfg), "in-cluster") == 0)
+        ns = km_kubeconfig_namespace(cfg);
+    if (!ns || !*ns)
+        ns = "kubemend-system";
+    char identity[128];
+    const char *pod = getenv("POD_NAME");
+    if (pod && *pod) {
+        char rnd[64];
+        km_lease_identity(rnd, sizeof(rnd));
+        const char *us = strrchr(rnd, '_');
+        snprintf(identity, sizeof(identity), "%s%s", pod, us ? us : "");
+    } else {
+        km_lease_identity(identity, sizeof(identity));
+    }
+    if (leader_elect) {
+        km_lease_config lc;
+        memset(&lc, 0, sizeof(lc));
+        lc.ns = ns;
+        lc.name = lease_name;
+        lc.identity = identity;
+        lc.release_on_stop = 1;
+        lc.on_started_leading = op_started_leading;
+        lc.on_stopped_leading = op_stopped_leading;
+        lc.user = &s;
+        if (km_lease_start(kube, &lc, &s.lease, &e) != KM_OK) {
+            fprintf(stderr, "kubemend operator: %s\n", km_err_str(&e, ebuf, sizeof(ebuf)));
+            rc = EXIT_FAILED;
+            goto out;
+        }
+        km_log_info("leader election", "namespace", ns, "lease", lease_name, "identity", identity);
+    } else {
+        atomic_store(&s.leading, 1);
+    }
+    km_log_info("operator started", "version", KM_VERSION, "server", km_kubeconfig_server(cfg),
+                "workers", KM_LOG_INT(workers));
+
+    int workers_started = 0;
+    km_metric *leader_g = km_metrics_get(metrics, KM_METRIC_LEADER);
+    while (!atomic_load(&g_stop)) {
+        if (!workers_started && atomic_load(&s.leading) && !atomic_load(&s.lost)) {
+            if (km_recovery_ctl_start_workers(s.ctl, &e) != KM_OK) {
+                km_log_error("cannot start workers", "error", e.message);
+                rc = EXIT_FAILED;
+                break;
+            }
+            workers_started = 1;
+            km_log_info("acting as leader: workers started");
+        }
+        if (leader_g)
+            km_metric_set(leader_g, NULL, workers_started && !atomic_load(&s.lost) ? 1 : 0);
+        km_recovery_ctl_sample_metrics(s.ctl);
+        usleep(200000);
+    }
+    if (atomic_load(&s.lost)) {
+        km_log_error("leader election lost: exiting");
+        rc = EXIT_FAILED;
+    }
+out:
+    km_log_info("operator stopping");
+    atomic_store(&g_stop, 1);
+    km_recovery_ctl_free(s.ctl); /* cancels and joins runner and workers first */
+    s.ctl = NULL;
+    km_lease_stop(s.lease); /* releases the lease only after every writer stopped */
+    km_http_stop(hm);
+    km_http_stop(hh);
+    km_events_free(events);
+    km_kube_free(kube);
+    km_metrics_free(metrics);
+    km_kubeconfig_free(cfg);
+    curl_global_cleanup();
+    return rc;
 }
 
 int main(int argc, char **argv)

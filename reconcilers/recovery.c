@@ -15,6 +15,7 @@
 #include "operator/log.h"
 #include "operator/yamljson.h"
 #include "reconcilers/csr.h"
+#include "reconcilers/pods.h"
 #include "reconcilers/status.h"
 #include "reconcilers/step.h"
 
@@ -513,6 +514,8 @@ static km_step_fn step_entry(int step)
     switch (step) {
     case KM_STEP_CSR:
         return km_csr_step;
+    case KM_STEP_PODS:
+        return km_pods_step;
     default:
         return NULL;
     }
