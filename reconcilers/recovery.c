@@ -1202,10 +1202,20 @@ km_status km_recovery_mark_waiting(km_recovery *r, const char *running, km_err *
         changed = 1;
     if (!changed)
         return KM_OK;
-    record(r, "Normal", "Waiting", "%s", msg);
-    if (!r->o.persist)
+    if (!r->o.persist) {
+        record(r, "Normal", "Waiting", "%s", msg);
         return KM_OK;
-    return km_status_write(r->o.kube, r->path, r->obj, err);
+    }
+    /* One guarded attempt: on a conflict the caller re-reads and decides again (re-applying
+     * "Waiting" onto a newer object could overwrite a run's progress). */
+    char spath[600];
+    snprintf(spath, sizeof(spath), "%s/status", r->path);
+    cJSON *out = NULL;
+    km_status st = km_kube_update(r->o.kube, spath, r->obj, &out, err);
+    cJSON_Delete(out);
+    if (st == KM_OK)
+        record(r, "Normal", "Waiting", "%s", msg);
+    return st;
 }
 
 static km_status window_tick(km_recovery *r, int force_close, double *next_s, km_err *err)

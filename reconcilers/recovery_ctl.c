@@ -438,6 +438,28 @@ static km_status reconcile(km_recovery_ctl *c, km_kube *kube, const char *name, 
         goto out;       /* the MODIFIED event requeues it */
     }
 
+    /* Decide on the authoritative object, not the cache: right after a run completed the
+     * watch may still show it Running, and starting it again would redo its last step. */
+    {
+        char path[512];
+        cJSON *fresh = NULL;
+        km_kube_path(path, sizeof(path), KM_RECOVERY_GROUP, KM_RECOVERY_VERSION, NULL,
+                     KM_RECOVERY_PLURAL, name, NULL);
+        st = km_kube_get(kube, path, &fresh, err);
+        if (st == KM_EAPI && km_err_is_http(err, 404)) {
+            st = KM_OK;
+            goto out;
+        }
+        if (st != KM_OK)
+            goto out;
+        cJSON_Delete(obj);
+        obj = fresh;
+        if (KM_JSON_STR(obj, "metadata", "deletionTimestamp")) {
+            km_queue_add(c->queue, name);
+            goto out;
+        }
+    }
+
     if (km_recovery_is_completed(obj)) {
         pthread_mutex_lock(&c->mu);
         if (c->run) { /* a newer run owns the window now */
