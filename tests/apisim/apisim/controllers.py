@@ -482,9 +482,10 @@ class Controllers:
             self._listening = True
             self._buffer = []
         self.store.add_listener(self._on_event)
+        lister = getattr(self.store, "list_refs", None) or self.store.list  # stored objects are immutable
         for res in CACHED:
             try:
-                items = self.store.list(res)
+                items = lister(res)
             except Exception:  # noqa: BLE001 - resource not served by this store
                 items = []
             with self._lock:
@@ -2271,3 +2272,33 @@ def validate_for_signer(signer, info, usages):
         if "client auth" not in us or us - {"digital signature", "key encipherment", "client auth"}:
             return "invalid usage for client certificate: %s" % ",".join(sorted(us))
     return None
+
+
+def local_sim(workdir=None, start=True, **options):
+    """Tests: an in-process simulator (A's server.Sim without the HTTPS server) with started controllers.
+
+    options go to Controllers (e.g. profile="legacy", kubelet_delay=0.05); sa_key_type defaults to "ec"."""
+    import tempfile
+    from .server import Sim
+    sim = Sim(workdir or tempfile.mkdtemp(prefix="apisim-local-"), sa_key_type=options.pop("sa_key_type", "ec"),
+              profile=options.get("profile", "modern"), kubelet_delay=options.get("kubelet_delay", 0.05))
+    options.setdefault("kubelet_delay", 0.05)
+    options.setdefault("token_delay", 0.05)
+    options.setdefault("csr_sign_delay", 0.05)
+    sim.controllers = Controllers(sim, **options)
+    if start:
+        sim.controllers.start()
+    return sim
+
+
+def wait_for(pred, timeout=15.0, interval=0.02):
+    """Poll pred() until truthy; returns its value or raises AssertionError after timeout (a deadline, not a
+    timing assertion)."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("condition not reached within %.1fs (last=%r)" % (timeout, last))

@@ -62,8 +62,13 @@ def generate(sim, text):
                "forgedCsrs": [], "validCsrs": []}
     counts = summary["counts"]
 
-    def create(res, obj):
+    bulk = getattr(store, "bulk_create", None)
+
+    def create(res, obj, need_result=True):
         counts[res] = counts.get(res, 0) + 1
+        if not need_result and bulk is not None:
+            bulk(res, [obj])
+            return None
         return store.create(res, obj)
 
     old_key = None
@@ -116,7 +121,8 @@ def generate(sim, text):
         token = pki.sign_jwt(legacy_token_claims(ns, sa, sa_uids[(ns, sa)], name), key=key)
         create("secrets", {"metadata": {"name": name, "namespace": ns,
                                         "annotations": {ANN_SA_NAME: sa, ANN_SA_UID: sa_uids[(ns, sa)]}},
-                           "type": SA_TOKEN, "data": {"ca.crt": ca_b64, "namespace": b64(ns), "token": b64(token)}})
+                           "type": SA_TOKEN, "data": {"ca.crt": ca_b64, "namespace": b64(ns), "token": b64(token)}},
+               need_result=False)
         summary["staleTokenSecrets" if key is not None else "freshTokenSecrets"] += 1
 
     # deployments -> replicasets -> pods (steady state)
@@ -196,7 +202,7 @@ def generate(sim, text):
                     "qosClass": "BestEffort"}
             create("pods", {"metadata": {"name": "%s-%s" % (rs_name, _rand5(rng)), "namespace": ns,
                                          "labels": {"app": name, "pod-template-hash": h}, "ownerReferences": oref},
-                            "spec": spec, "status": status})
+                            "spec": spec, "status": status}, need_result=False)
 
     # CSRs
     keys = {}
@@ -205,9 +211,10 @@ def generate(sim, text):
         if not nodes:
             break
         node = nodes[i % len(nodes)]
-        key = keys.get(node)
+        label = "gen-%d" % (i % 8)
+        key = keys.get(label)
         if key is None:
-            key = keys[node] = csrgen.FastKey(csrgen.key_for("gen-%d" % (len(keys) % 8)))
+            key = keys[label] = csrgen.FastKey(csrgen.key_for(label))
         ips = [node_ips[node]]
         forged = i < n_forged and len(nodes) > 1
         if forged:
