@@ -1,0 +1,244 @@
+/* kmstep — runs one recovery step (pods or csr) or the background CSR approver against a
+ * cluster, for integration tests, without the ClusterRecovery orchestration.
+ *
+ *   kmstep --kubeconfig F --step pods|csr [--spec JSON] [--started-at RFC3339] [--dry-run]
+ *          [--status-file F] [--log-level L]
+ *   kmstep --kubeconfig F --approver SECONDS [--spec JSON]
+ *
+ * --status-file: the step's status is loaded from F (when it exists) and written back to F
+ * (atomically) on every ctx->save, so a killed run can be resumed.  Events are printed as JSON
+ * lines {"event":{type,reason,message}} on stdout as they happen, the approver's decisions as
+ * {"decided":{name,node,decision,reason}}; at the end {"result":{status, condition}} (exit 0)
+ * or {"error":...} (exit 1). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "operator/json.h"
+#include "operator/kube.h"
+#include "operator/kubeconfig.h"
+#include "operator/log.h"
+#include "reconcilers/csr.h"
+#include "reconcilers/pods.h"
+#include "reconcilers/step.h"
+
+static const char *g_status_file;
+static cJSON *g_counters;
+
+static void emit(const char *key, cJSON *obj)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, key, obj);
+    char *s = cJSON_PrintUnformatted(o);
+    printf("%s\n", s ? s : "{}");
+    fflush(stdout);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static km_status ctx_save(km_step_ctx *ctx, km_err *err)
+{
+    if (!g_status_file)
+        return KM_OK;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", g_status_file);
+    char *s = cJSON_PrintUnformatted(ctx->status);
+    FILE *f = fopen(tmp, "w");
+    if (!s || !f || fputs(s, f) < 0 || fclose(f) != 0 || rename(tmp, g_status_file) != 0) {
+        free(s);
+        return km_err_set(err, KM_EIO, "cannot write %s", g_status_file);
+    }
+    free(s);
+    return KM_OK;
+}
+
+static void ctx_event(km_step_ctx *ctx, const char *type, const char *reason, const char *message)
+{
+    (void)ctx;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddStringToObject(e, "reason", reason);
+    cJSON_AddStringToObject(e, "message", message);
+    emit("event", e);
+}
+
+static void ctx_progress(km_step_ctx *ctx, const char *text)
+{
+    (void)ctx;
+    emit("progress", cJSON_CreateString(text));
+}
+
+static void ctx_count(km_step_ctx *ctx, const char *counter, long delta)
+{
+    (void)ctx;
+    km_step_counter_add(g_counters, counter, delta);
+}
+
+static void hook_decided(const char *csr, const char *node, const char *decision,
+                         const char *reason, void *user)
+{
+    (void)user;
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "name", csr);
+    cJSON_AddStringToObject(d, "node", node);
+    cJSON_AddStringToObject(d, "decision", decision);
+    cJSON_AddStringToObject(d, "reason", reason);
+    emit("decided", d);
+}
+
+static void hook_event(const char *type, const char *reason, const char *message, void *user)
+{
+    ctx_event(user, type, reason, message);
+}
+
+static cJSON *read_json_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 >= cap) {
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        if (n == 0)
+            break;
+        len += n;
+    }
+    fclose(f);
+    cJSON *o = buf ? km_json_parse(buf, len) : NULL;
+    free(buf);
+    return o;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: kmstep --kubeconfig F (--step pods|csr | --approver SECONDS) "
+                    "[--spec JSON] [--started-at T] [--dry-run] [--status-file F] "
+                    "[--log-level L]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    const char *kubeconfig = NULL, *step = NULL, *spec_text = "{}", *started_at = NULL;
+    const char *level = "info";
+    long approver_secs = -1;
+    int dry_run = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--dry-run") == 0) {
+            dry_run = 1;
+            continue;
+        }
+        if (!v)
+            return usage();
+        if (strcmp(a, "--kubeconfig") == 0)
+            kubeconfig = v;
+        else if (strcmp(a, "--step") == 0)
+            step = v;
+        else if (strcmp(a, "--spec") == 0)
+            spec_text = v;
+        else if (strcmp(a, "--started-at") == 0)
+            started_at = v;
+        else if (strcmp(a, "--status-file") == 0)
+            g_status_file = v;
+        else if (strcmp(a, "--log-level") == 0)
+            level = v;
+        else if (strcmp(a, "--approver") == 0)
+            approver_secs = strtol(v, NULL, 10);
+        else
+            return usage();
+        i++;
+    }
+    if (!kubeconfig || (!step && approver_secs < 0))
+        return usage();
+    km_log_level lvl = KM_LOG_INFO;
+    km_log_parse_level(level, &lvl);
+    km_log_configure(lvl, KM_LOG_TEXT);
+
+    km_err err;
+    km_err_clear(&err);
+    km_kubeconfig *cfg = NULL;
+    km_kube *kube = NULL;
+    cJSON *spec = cJSON_Parse(spec_text);
+    cJSON *status = g_status_file ? read_json_file(g_status_file) : NULL;
+    g_counters = cJSON_CreateObject();
+    km_status st = KM_EINVAL;
+    if (!spec) {
+        km_err_set(&err, KM_EINVAL, "--spec is not JSON");
+        goto out;
+    }
+    if (!status)
+        status = cJSON_CreateObject();
+    if ((st = km_kubeconfig_from_file(kubeconfig, NULL, &cfg, &err)) != KM_OK ||
+        (st = km_kube_new(cfg, NULL, &kube, &err)) != KM_OK)
+        goto out;
+
+    if (approver_secs >= 0) {
+        km_csr_hooks hooks = {.decided = hook_decided, .event = hook_event, .user = NULL};
+        km_csr_approver *a = NULL;
+        if ((st = km_csr_approver_start(kube, spec, &hooks, &a, &err)) != KM_OK)
+            goto out;
+        emit("approver", cJSON_CreateString("started"));
+        struct timespec ts = {.tv_sec = approver_secs, .tv_nsec = 0};
+        nanosleep(&ts, NULL);
+        km_csr_approver_free(a);
+        emit("approver", cJSON_CreateString("stopped"));
+        goto out;
+    }
+
+    atomic_int cancel = 0;
+    km_step_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.kube = kube;
+    ctx.spec = spec;
+    ctx.status = status;
+    ctx.dry_run = dry_run;
+    ctx.recovery = "kmstep";
+    ctx.started_at = started_at;
+    ctx.cancel = &cancel;
+    ctx.save = ctx_save;
+    ctx.event = ctx_event;
+    ctx.progress = ctx_progress;
+    ctx.count = ctx_count;
+    if (strcmp(step, "pods") == 0)
+        st = km_pods_step(&ctx, &err);
+    else if (strcmp(step, "csr") == 0)
+        st = km_csr_step(&ctx, &err);
+    else
+        st = km_err_set(&err, KM_EINVAL, "unknown step %s", step);
+    if (st == KM_OK) {
+        cJSON *res = cJSON_CreateObject();
+        cJSON_AddItemToObject(res, "status", cJSON_Duplicate(status, 1));
+        cJSON *cond = cJSON_AddObjectToObject(res, "condition");
+        cJSON_AddStringToObject(cond, "status", ctx.cond_status);
+        cJSON_AddStringToObject(cond, "reason", ctx.cond_reason);
+        cJSON_AddStringToObject(cond, "message", ctx.cond_message);
+        cJSON_AddItemToObject(res, "counters", cJSON_Duplicate(g_counters, 1));
+        emit("result", res);
+    }
+out:
+    if (st != KM_OK) {
+        char buf[1024];
+        emit("error", cJSON_CreateString(km_err_str(&err, buf, sizeof(buf))));
+    }
+    km_kube_free(kube);
+    km_kubeconfig_free(cfg);
+    cJSON_Delete(spec);
+    cJSON_Delete(status);
+    cJSON_Delete(g_counters);
+    return st == KM_OK ? 0 : 1;
+}
