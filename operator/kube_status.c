@@ -159,12 +159,13 @@ void km_kube_status_parse(long code, const char *body, size_t len, const char *r
     cJSON_Delete(doc);
     if (!err->reason[0])
         snprintf(err->reason, sizeof(err->reason), "%s", km_kube_reason_for_code(code));
-    if (!err->message[0]) {
+    if (!err->message[0] && is_status) {
+        snprintf(err->message, sizeof(err->message), "HTTP %ld", code);
+    } else if (!err->message[0]) {
         char ex[240];
         excerpt(body ? body : "", body ? len : 0, ex, sizeof(ex));
-        snprintf(err->message, sizeof(err->message), "HTTP %ld%s%s%s", code,
-                 is_status ? "" : (ex[0] ? " (non-Status body: " : " (empty body"), ex,
-                 is_status ? "" : ")");
+        snprintf(err->message, sizeof(err->message), "HTTP %ld (%s%s)", code,
+                 ex[0] ? "non-Status body: " : "empty body", ex);
     }
     long hdr = km_kube_retry_after(retry_after_hdr);
     if (hdr > 0)
