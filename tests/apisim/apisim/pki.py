@@ -289,7 +289,10 @@ class PKI:
         ca_cert, ca_key = ca if ca else (self.ca_cert_path, self.ca_key_path)
         key = _genkey(key_type)
         subj = "".join("/O=%s" % o.replace("/", "\\/") for o in orgs) + "/CN=%s" % cn.replace("/", "\\/")
-        ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment"]
+        # AKID matters: after a rebuild the old and new CA have the same subject (CN=kubernetes); OpenSSL picks
+        # the issuer by name + key identifier, so certificates without AKID fail against an old+new bundle.
+        ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+               "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid,issuer"]
         eku = []
         if client:
             eku.append("clientAuth")
@@ -332,7 +335,7 @@ class PKI:
                    "email protection": "emailProtection"}
         ku = [ku_map[u] for u in usages if u in ku_map]
         eku = [eku_map[u] for u in usages if u in eku_map]
-        ext = ["basicConstraints=critical,CA:FALSE"]
+        ext = ["basicConstraints=critical,CA:FALSE", "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid,issuer"]
         if ku:
             ext.append("keyUsage=critical," + ",".join(ku))
         if eku:

@@ -360,6 +360,9 @@ _DELOPTS = {1: ("gracePeriodSeconds", _I), 2: ("preconditions", {1: ("uid", _S),
             3: ("orphanDependents", _BOOL), 4: ("propagationPolicy", _S), 5: ("dryRun", _RS)}
 _CSR_COND = {1: ("type", _S), 2: ("reason", _S), 3: ("message", _S), 4: ("lastUpdateTime", _T),
              5: ("lastTransitionTime", _T), 6: ("status", _S)}
+_RATTRS = {1: ("namespace", _S), 2: ("verb", _S), 3: ("group", _S), 4: ("version", _S), 5: ("resource", _S),
+           6: ("subresource", _S), 7: ("name", _S)}
+_NRATTRS = {1: ("path", _S), 2: ("verb", _S)}
 PB_SCHEMAS = {
     "ConfigMap": {1: ("metadata", _OBJMETA), 2: ("data", _MSS), 3: ("binaryData", _MSB), 4: ("immutable", _BOOL)},
     "Secret": {1: ("metadata", _OBJMETA), 2: ("data", _MSB), 3: ("type", _S), 4: ("stringData", _MSS),
@@ -375,6 +378,17 @@ PB_SCHEMAS = {
         3: ("status", {1: ("conditions", ("rep", _CSR_COND)), 2: ("certificate", _B)})},
     "Eviction": {1: ("metadata", _OBJMETA), 2: ("deleteOptions", _DELOPTS)},
     "DeleteOptions": _DELOPTS,
+    "SelfSubjectAccessReview": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("resourceAttributes", _RATTRS),
+                                                                      2: ("nonResourceAttributes", _NRATTRS)})},
+    "SubjectAccessReview": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("resourceAttributes", _RATTRS),
+                                                                  2: ("nonResourceAttributes", _NRATTRS),
+                                                                  3: ("user", _S), 4: ("groups", _RS), 6: ("uid", _S)})},
+    "LocalSubjectAccessReview": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("resourceAttributes", _RATTRS),
+                                                                       2: ("nonResourceAttributes", _NRATTRS),
+                                                                       3: ("user", _S), 4: ("groups", _RS),
+                                                                       6: ("uid", _S)})},
+    "SelfSubjectRulesReview": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("namespace", _S)})},
+    "TokenReview": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("token", _S), 2: ("audiences", _RS)})},
     "TokenRequest": {1: ("metadata", _OBJMETA),
                      2: ("spec", {1: ("audiences", _RS), 4: ("expirationSeconds", _I),
                                   3: ("boundObjectRef", {1: ("kind", _S), 2: ("apiVersion", _S), 3: ("name", _S),

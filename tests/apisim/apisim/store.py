@@ -556,13 +556,17 @@ class Store:
         int -> ("events", [Event...]) newer than from_rv, or ("expired", oldest_rv) if too old."""
         with self.lock:
             t = self._table(res)
+            ns = getattr(watcher, "ns", None) or None
             if from_rv is None:
-                snap = [t.objs[k] for k in self._sorted(t)]
+                keys = self._sorted(t)
+                lo, hi = self._range(keys, ns)
+                snap = [t.objs[k] for k in keys[lo:hi]]
                 t.watchers.add(watcher)
                 return "snapshot", snap, self._rv
             if from_rv < t.oldest_rv:
                 return "expired", t.oldest_rv, self._rv
-            evs = [e for e in t.history if e.rv > from_rv]
+            evs = [e for e in t.history if e.rv > from_rv and
+                   (ns is None or (e.obj.get("metadata") or {}).get("namespace") == ns)]
             t.watchers.add(watcher)
             return "events", evs, self._rv
 
