@@ -59,7 +59,8 @@ unsigned km_queue_num_requeues(km_queue *q, const char *key);
 
 /* Takes the next key, waiting up to timeout seconds (< 0 = forever).  On KM_OK *key is a
  * malloc'ed copy the caller passes to km_queue_done and then frees.  KM_ECANCELED when the
- * queue is shut down and empty, KM_ETIMEOUT when the wait ran out; *key untouched then. */
+ * queue is shut down and empty, KM_ETIMEOUT when the wait ran out, KM_ENOMEM (nothing taken);
+ * *key untouched then. */
 km_status km_queue_get(km_queue *q, double timeout, char **key);
 
 /* Ends the processing of key (from km_queue_get); re-queues it if it was added meanwhile. */
