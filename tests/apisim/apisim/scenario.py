@@ -27,6 +27,13 @@ SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
 CLIENT_USAGES = ["digital signature", "key encipherment", "client auth"]
 
 
+TOP_KEYS = ("name", "description", "profile", "seed", "pkiRebuild", "before", "after",
+            "extensionApiserverAuthentication", "controllers")
+CONTROLLER_OPTIONS = {"kubeletDelay": "kubelet_delay", "graceCap": "grace_cap", "tokenDelay": "token_delay",
+                      "csrSignDelay": "csr_sign_delay", "trustResync": "trust_resync",
+                      "csrAutoApprove": "csr_auto_approve", "evictionV1": "eviction_v1"}
+
+
 class ScenarioError(ValueError):
     pass
 
@@ -82,6 +89,10 @@ class Builder:
     def build(self):
         t0 = time.monotonic()
         doc = self.doc
+        unknown = set(doc) - set(SECTIONS) - set(TOP_KEYS)
+        if unknown:
+            raise ScenarioError("unknown scenario keys: %s" % ", ".join(sorted(unknown)))
+        self.controller_options(doc.get("controllers") or {})
         if doc.get("pkiRebuild"):
             self.phase = "before"
             self.keys["old"] = self.pki.current_sa_key
@@ -141,6 +152,24 @@ class Builder:
             else:
                 buckets["forgedTokenSecrets"].append(ref)
         self.summary.update(buckets)
+
+    def controller_options(self, opts):
+        """`controllers:` section: kubeletDelay, graceCap, tokenDelay, csrSignDelay, trustResync, csrAutoApprove,
+        evictionV1, staleApiserver (bool), staleInterval (seconds)."""
+        ctl = self.ctl
+        for k, v in opts.items():
+            if k in CONTROLLER_OPTIONS:
+                ctl.opts[CONTROLLER_OPTIONS[k]] = v
+                if k == "kubeletDelay":
+                    ctl.kubelet_delay = float(v)
+                    if ctl.opts.get("grace_cap") is None:
+                        ctl.grace_cap = float(v)
+                if k == "graceCap":
+                    ctl.grace_cap = float(v)
+            elif k not in ("staleApiserver", "staleInterval"):
+                raise ScenarioError("unknown controllers option %r" % k)
+        if opts.get("staleApiserver"):
+            ctl.set_stale_apiserver(True, opts.get("staleInterval"))
 
     def count(self, what, n=1):
         self.summary["counts"][what] = self.summary["counts"].get(what, 0) + n
