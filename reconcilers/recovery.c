@@ -15,9 +15,11 @@
 #include "operator/log.h"
 #include "operator/yamljson.h"
 #include "reconcilers/csr.h"
+#include "reconcilers/extauth.h"
 #include "reconcilers/pods.h"
 #include "reconcilers/status.h"
 #include "reconcilers/step.h"
+#include "reconcilers/tokens.h"
 
 /* ---- spec schema --------------------------------------------------------------------------- */
 
@@ -512,6 +514,10 @@ static const struct step_def {
 static km_step_fn step_entry(int step)
 {
     switch (step) {
+    case KM_STEP_TOKENS:
+        return km_tokens_step;
+    case KM_STEP_EXTAUTH:
+        return km_extauth_step;
     case KM_STEP_CSR:
         return km_csr_step;
     case KM_STEP_PODS:
