@@ -89,6 +89,7 @@ typedef enum verdict { V_VALID, V_STALE, V_MALFORMED, V_OTHER } verdict;
 
 typedef struct changed {
     char *ns, *name, *sa, *sa_uid, *old_uid;
+    int del; /* deleted (else regenerated in place) */
     int done, healed;
 } changed;
 
@@ -154,7 +155,7 @@ static void changed_free(changed *c)
 
 /* Remembers a changed Secret for verification (no duplicates).  KM_ENOMEM. */
 static km_status remember(run *r, const char *ns, const char *name, const char *sa,
-                          const char *sa_uid, const char *old_uid)
+                          const char *sa_uid, const char *old_uid, int del)
 {
     for (size_t i = 0; i < r->nch; i++)
         if (strcmp(r->ch[i].ns, ns) == 0 && strcmp(r->ch[i].name, name) == 0)
@@ -172,6 +173,7 @@ static km_status remember(run *r, const char *ns, const char *name, const char *
                  dup_or_null(sa),
                  dup_or_null(sa_uid),
                  dup_or_null(old_uid),
+                 del,
                  0,
                  0};
     if (!c.ns || !c.name) {
@@ -302,8 +304,41 @@ static void secret_path(char *buf, size_t n, const char *ns, const char *name)
     km_kube_path(buf, n, NULL, "v1", ns, "secrets", name, NULL);
 }
 
-/* Applies the mode's fix.  *conflict = 1 when the Secret changed under us (re-read). */
-static km_status fix(run *r, const cJSON *s, int *conflict, km_err *err)
+/* Mode Delete: 1 when the Secret's ServiceAccount lists it in .secrets — an auto-generated
+ * token Secret that a < 1.24 tokens controller recreates.  A Secret it does not list
+ * (user-created, or the ServiceAccount is gone) would be lost for good, so it is regenerated in
+ * place instead.  Fails only on transport errors. */
+static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
+{
+    const char *ns = KM_JSON_STR(s, "metadata", "namespace");
+    const char *name = KM_JSON_STR(s, "metadata", "name");
+    const char *sa = KM_JSON_STR(s, "metadata", "annotations", ANN_NAME);
+    char path[600];
+    km_kube_path(path, sizeof(path), NULL, "v1", ns, "serviceaccounts", sa, NULL);
+    cJSON *obj = NULL;
+    km_err e;
+    km_err_clear(&e);
+    km_status st = km_kube_get(r->ctx->kube, path, &obj, &e);
+    *out = 0;
+    if (st != KM_OK && st != KM_EAPI) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, KM_JSON_AT(obj, "secrets"))
+    {
+        const char *n = KM_JSON_STR(it, "name");
+        if (n && strcmp(n, name) == 0)
+            *out = 1;
+    }
+    cJSON_Delete(obj);
+    return KM_OK;
+}
+
+/* Applies the fix (del: DELETE, else the guarded patch).  *conflict = 1 when the Secret changed
+ * under us (re-read). */
+static km_status fix(run *r, const cJSON *s, int del, int *conflict, km_err *err)
 {
     const char *ns = KM_JSON_STR(s, "metadata", "namespace");
     const char *name = KM_JSON_STR(s, "metadata", "name");
@@ -313,7 +348,7 @@ static km_status fix(run *r, const cJSON *s, int *conflict, km_err *err)
     secret_path(path, sizeof(path), ns, name);
     km_status st;
     *conflict = 0;
-    if (r->del) {
+    if (del) {
         km_delete_opts o;
         km_delete_opts_init(&o);
         o.uid = uid;
@@ -441,22 +476,31 @@ static km_status process(run *r, const cJSON *item, km_err *err)
             km_log_info("tokens: stale token (dry run, not changed)", "secret", key);
             break;
         }
-        int conflict = 0;
+        int conflict = 0, del = 0;
         km_err e;
         km_err_clear(&e);
-        st = fix(r, cur, &conflict, &e);
+        if (r->del && (st = sa_references(r, cur, &del, &e)) != KM_OK) {
+            if (err)
+                *err = e;
+            goto out;
+        }
+        if (r->del && !del)
+            km_log_info("tokens: not listed by its ServiceAccount (would not be recreated), "
+                        "regenerating in place instead of deleting",
+                        "secret", key);
+        st = fix(r, cur, del, &conflict, &e);
         if (st == KM_OK) {
             const char *sa = KM_JSON_STR(cur, "metadata", "annotations", ANN_NAME);
             const char *sa_uid = KM_JSON_STR(cur, "metadata", "annotations", ANN_UID);
             const char *uid = KM_JSON_STR(cur, "metadata", "uid");
-            km_step_counter_add(r->st, r->del ? "deleted" : "regenerated", 1);
-            count(r, r->del ? "tokens_deleted_total" : "tokens_regenerated_total", 1);
+            km_step_counter_add(r->st, del ? "deleted" : "regenerated", 1);
+            count(r, del ? "tokens_deleted_total" : "tokens_regenerated_total", 1);
             km_step_list_add(r->st, "changed", key, LIST_MAX);
             r->page_change = 1;
-            km_log_info(r->del ? "tokens: deleted stale token Secret"
-                               : "tokens: removed stale token (controller writes a new one)",
+            km_log_info(del ? "tokens: deleted stale token Secret"
+                            : "tokens: removed stale token (controller writes a new one)",
                         "secret", key);
-            st = remember(r, ns, name, sa, sa_uid, uid);
+            st = remember(r, ns, name, sa, sa_uid, uid, del);
             if (st != KM_OK)
                 km_err_set(err, st, "tokens: out of memory");
             goto out;
@@ -589,7 +633,7 @@ static km_status check_healed(run *r, changed *c, km_err *err)
     km_err e;
     km_err_clear(&e);
     km_status st;
-    if (r->del) {
+    if (c->del) {
         char path[600];
         km_kube_path(path, sizeof(path), NULL, "v1", c->ns, "secrets", NULL, NULL);
         km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = PAGE_LIMIT};
@@ -664,8 +708,9 @@ static km_status verify(run *r, km_err *err)
     return KM_OK;
 }
 
-/* Loads status.changed into the verification list (resume).  Delete mode cannot find the
- * ServiceAccount of an already deleted Secret, so those are not re-verified. */
+/* Loads status.changed into the verification list (resume), mode Regenerate only: in mode
+ * Delete the ServiceAccount of an already deleted Secret is not known any more, so Secrets
+ * changed before the restart are not verified again (logged). */
 static km_status preload_changed(run *r)
 {
     const cJSON *arr = KM_JSON_AT(r->st, "changed");
@@ -681,7 +726,7 @@ static km_status preload_changed(run *r)
             continue;
         char ns[256];
         snprintf(ns, sizeof(ns), "%.*s", (int)(slash - it->valuestring), it->valuestring);
-        km_status st = remember(r, ns, slash + 1, NULL, NULL, NULL);
+        km_status st = remember(r, ns, slash + 1, NULL, NULL, NULL, 0);
         if (st != KM_OK)
             return st;
     }
@@ -724,7 +769,14 @@ static void finish(run *r)
     km_step_ctx *ctx = r->ctx;
     const char *method = KM_JSON_STR(r->st, "method");
     long scanned = num(r, "scanned"), stale = num(r, "stale"), failed = num(r, "failed");
-    long changed = num(r, r->del ? "deleted" : "regenerated");
+    long deleted = num(r, "deleted"), regenerated = num(r, "regenerated");
+    long changed = deleted + regenerated;
+    char how[96];
+    if (deleted && regenerated)
+        snprintf(how, sizeof(how), "changed (%ld deleted and recreated, %ld regenerated)", deleted,
+                 regenerated);
+    else
+        snprintf(how, sizeof(how), "%s", deleted ? "deleted and recreated" : "regenerated");
     long malformed = num(r, "malformed"), skipped = num(r, "skipped");
     char extra[160] = "";
     if (malformed || r->other)
@@ -757,15 +809,15 @@ static void finish(run *r)
         km_step_set_result(ctx, "False", "ChangeFailed",
                            "%ld stale token Secret(s) could not be fixed (see the operator log); "
                            "%ld %s (%s)%s",
-                           failed, changed, r->del ? "deleted" : "regenerated", method, extra);
+                           failed, changed, how, method, extra);
         return;
     }
     if (changed > 0) {
         char msg[512];
         snprintf(msg, sizeof(msg), "%ld stale token Secret(s) %s and verified (%s), %ld scanned",
-                 changed, r->del ? "deleted and recreated" : "regenerated", method, scanned);
-        event(r, "Normal", r->del ? "TokensDeleted" : "TokensRegenerated", msg);
-        km_step_set_result(ctx, "True", r->del ? "Deleted" : "Regenerated", "%s%s", msg, extra);
+                 changed, how, method, scanned);
+        event(r, "Normal", deleted ? "TokensDeleted" : "TokensRegenerated", msg);
+        km_step_set_result(ctx, "True", deleted ? "Deleted" : "Regenerated", "%s%s", msg, extra);
         return;
     }
     km_step_set_result(ctx, "True", "NoStaleTokens", "%ld token Secrets scanned (%s), none stale%s",
@@ -795,6 +847,9 @@ km_status km_tokens_step(km_step_ctx *ctx, km_err *err)
     } else if (!verify_only) {
         reset_pass(&r);
     }
+    if (cont && *cont && r.del)
+        km_log_warn("tokens: resumed in mode Delete: Secrets deleted before the restart are not "
+                    "verified again");
     if ((cont && *cont) && (st = preload_changed(&r)) != KM_OK) {
         km_err_set(err, st, "tokens: out of memory");
         goto out;
