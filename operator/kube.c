@@ -577,8 +577,11 @@ static const char *verb_of(const char *method, const char *path)
     if (strstr(path, "watch=1") || strstr(path, "watch=true"))
         return "watch";
     /* segments after /api/v1 or /apis/G/V: RES or namespaces/NS/RES = collection */
-    const char *p = strncmp(path, "/api/", 5) == 0 ? path + 5 : path + 6;
-    int skip = strncmp(path, "/api/", 5) == 0 ? 1 : 2, segs = 0;
+    int core = strncmp(path, "/api/", 5) == 0;
+    if (!core && strncmp(path, "/apis/", 6) != 0)
+        return "get";
+    const char *p = core ? path + 5 : path + 6;
+    int skip = core ? 1 : 2, segs = 0;
     const char *first = NULL;
     for (; *p && *p != '?'; p++) {
         if (*p == '/')

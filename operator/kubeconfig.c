@@ -747,19 +747,17 @@ static km_status token_load(km_kubeconfig *cfg, int force, int *changed)
 static km_status token_get(km_kubeconfig *cfg, int force, char **out, int *changed)
 {
     int ch = 0;
-    km_status st = KM_OK;
-    char *copy = NULL;
     pthread_mutex_lock(&cfg->lock);
     if (cfg->token_file && (force || km_monotonic_now() - cfg->last_check >= cfg->recheck)) {
         if (token_load(cfg, force, &ch) != KM_OK)
             km_log_warn("cannot re-read the token file; keeping the previous token", "file",
                         cfg->token_file, "error", strerror(errno));
     }
-    if (cfg->token && !(copy = strdup(cfg->token)))
-        st = KM_ENOMEM;
+    char *copy = cfg->token ? strdup(cfg->token) : NULL;
+    int oom = cfg->token && !copy;
     pthread_mutex_unlock(&cfg->lock);
-    if (st != KM_OK)
-        return st;
+    if (oom)
+        return KM_ENOMEM;
     *out = copy;
     if (changed)
         *changed = ch;

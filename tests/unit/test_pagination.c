@@ -428,10 +428,11 @@ static void test_observer_verbs(void **state)
                                         "/api/v1/namespaces/a/pods/p",
                                         "/apis/apps/v1/namespaces/a/deployments",
                                         "/apis/apps/v1/deployments/x",
-                                        "/api/v1/pods?watch=1"};
-    static const char *const want[] = {"list", "list", "get", "list",
-                                       "get",  "list", "get", "watch"};
-    for (size_t i = 0; i < 8; i++) {
+                                        "/api/v1/pods?watch=1",
+                                        "/x"};
+    static const char *const want[] = {"list", "list", "get",   "list", "get",
+                                       "list", "get",  "watch", "get"};
+    for (size_t i = 0; i < 9; i++) {
         add(&f->s, 200, "{}");
         km_kube_req req = {.method = "GET", .path = paths[i]};
         assert_int_equal(km_kube_do(f->k, &req, NULL, NULL, NULL), KM_OK);
@@ -439,8 +440,8 @@ static void test_observer_verbs(void **state)
     }
     add(&f->s, 500, "{}");
     assert_int_equal(do_req(f, "POST", NULL, NULL), KM_EAPI);
-    assert_string_equal(s.verbs[8], "create");
-    assert_int_equal(s.codes[8], 500);
+    assert_string_equal(s.verbs[9], "create");
+    assert_int_equal(s.codes[9], 500);
 }
 
 static void test_path_and_escape(void **state)
