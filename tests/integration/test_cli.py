@@ -1,0 +1,118 @@
+"""kubemend CLI: usage errors (exit 2), recovery files, `run --once` against the simulator
+(exit codes, --dry-run writes nothing, a real run heals the seed cluster)."""
+
+import json
+import os
+
+import pytest
+
+import kmop
+from kmop import SimProcess
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--once", "--bogus"],
+    ["run"],                                  # --once is required
+    ["run", "--once", "--steps", "tokens,nope"],
+    ["run", "--once", "--csr-window", "-5"],
+    ["run", "--once", "-o", "yaml"],
+    ["run", "--once", "--log-level", "loud"],
+    ["run", "--once", "-f"],                  # missing value
+    ["operator", "--workers", "0"],
+    ["operator", "--nope"],
+    ["operator", "--metrics-bind-address", "nonsense"],
+    ["frobnicate"],
+    [],
+])
+def test_usage_errors_exit_2(args):
+    cp = kmop.run(args, timeout=20)
+    assert cp.returncode == 2, (cp.stdout, cp.stderr)
+    assert cp.stderr.strip(), "a usage error must say what is wrong"
+
+
+def test_help_and_version():
+    for args in (["--help"], ["run", "--help"], ["operator", "--help"], ["version", "--help"]):
+        cp = kmop.run(args, timeout=20)
+        assert cp.returncode == 0 and "Usage" in cp.stdout + cp.stderr, args
+    cp = kmop.run(["version"], timeout=20)
+    assert cp.returncode == 0 and cp.stdout.startswith("kubemend ")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("apiVersion: v1\nkind: ClusterRecovery\n", "apiVersion"),
+    ("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nspec:\n  pods:\n    maxConcurrent: 0\n",
+     "spec.pods.maxConcurrent"),
+    ("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nspec:\n  tokens:\n    mode: Rotate\n",
+     "spec.tokens.mode"),
+    ("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nspec:\n  typo: 1\n", "spec.typo"),
+    ("apiVersion: [\n", "line"),
+])
+def test_invalid_recovery_file_exit_2(tmp_path, text, needle):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    # No cluster is contacted for an invalid file: the kubeconfig does not even exist.
+    cp = kmop.run(["run", "--once", "-f", str(p), "--kubeconfig", str(tmp_path / "none")], timeout=20)
+    assert cp.returncode == 2, cp.stderr
+    assert needle in cp.stderr and str(p) in cp.stderr, cp.stderr
+
+
+def test_missing_recovery_file_exit_2(tmp_path):
+    cp = kmop.run(["run", "--once", "-f", str(tmp_path / "absent.yaml")], timeout=20)
+    assert cp.returncode == 2 and "absent.yaml" in cp.stderr
+
+
+@pytest.fixture(scope="module")
+def seed():
+    with SimProcess(scenario="seed") as sim:
+        yield sim
+
+
+def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
+    sim = seed
+    sim.sim("POST", "/_sim/counters/reset")
+    cp = kmop.run(["run", "--once", "--dry-run", "-o", "json", "--kubeconfig", sim.kubeconfig])
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    status = json.loads(cp.stdout)
+    assert status["phase"] == "Succeeded"
+    # It computed the work ...
+    assert status["tokens"]["stale"] > 0
+    assert status["pods"]["restarted"] > 0
+    # ... and wrote nothing at all.
+    assert kmop.writes(sim, exclude=()) == {}, kmop.writes(sim, exclude=())
+    # No CRD and no ClusterRecovery were needed or created.
+    code, _ = sim.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusterrecoveries.kubemend.io")
+    assert code == 404
+
+    rec = tmp_path / "rec.yaml"
+    rec.write_text(kmop.crec_yaml("breakglass", "  csr:\n    windowSeconds: 60\n"))
+    cp = kmop.run(["run", "--once", "-f", str(rec), "-o", "json", "--kubeconfig", sim.kubeconfig])
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    status = json.loads(cp.stdout)
+    assert status["phase"] == "Succeeded"
+    conds = {c["type"]: c for c in status["conditions"]}
+    for t in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"):
+        assert conds[t]["status"] == "True", conds[t]
+    assert status["tokens"]["regenerated"] > 0
+    assert "breakglass" in cp.stderr  # progress on the terminal
+    w = kmop.writes(sim)
+    assert any(k[1] == "secrets" for k in w), w
+
+    # A second run finds nothing left to regenerate (idempotent).
+    cp = kmop.run(["run", "--once", "--steps", "tokens", "-o", "json", "--kubeconfig", sim.kubeconfig])
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    again = json.loads(cp.stdout)
+    assert again["tokens"].get("regenerated", 0) == 0
+    conds = {c["type"]: c for c in again["conditions"]}
+    assert conds["PodsRestarted"]["reason"] == "Disabled"
+
+
+def test_failed_step_exits_1(tmp_path):
+    with SimProcess() as sim:
+        # Every list of Secrets fails: the tokens step cannot finish.
+        sim.sim("POST", "/_sim/faults", {"rules": [{"verb": "list", "resource": "secrets", "code": 403, "rate": 1.0}]})
+        cp = kmop.run(["run", "--once", "--steps", "tokens", "-o", "json", "--kubeconfig", sim.kubeconfig],
+                      timeout=120)
+        assert cp.returncode == 1, cp.stderr[-2000:]
+        status = json.loads(cp.stdout)
+        assert status["phase"] == "Failed"
+        assert kmop.cond({"status": status}, "Succeeded")["status"] == "False"
