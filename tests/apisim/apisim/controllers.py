@@ -412,6 +412,20 @@ class Controllers:
             v = getattr(sim, k, None)
             if v is not None and not callable(v):
                 opts[k] = v
+        import os
+        for part in filter(None, os.environ.get("APISIM_CONTROLLER_OPTS", "").split(",")):
+            k, _, v = part.partition("=")
+            k = k.strip()
+            if k not in DEFAULTS:
+                raise ValueError("APISIM_CONTROLLER_OPTS: unknown option %r" % k)
+            if k == "profile":
+                opts[k] = v
+            elif k in ("stale_apiserver", "csr_auto_approve", "eviction_v1"):
+                opts[k] = v.lower() in ("1", "true", "yes", "on")
+            elif k == "node_down":
+                opts[k] = [n for n in v.split(":") if n]
+            else:
+                opts[k] = float(v)
         for k, v in options.items():
             if v is not None:
                 opts[k] = v
