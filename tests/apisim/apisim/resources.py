@@ -238,6 +238,9 @@ def _container_defaults(c):
     c.setdefault("imagePullPolicy", "Always" if str(c.get("image", "")).endswith(":latest") or
                  ":" not in str(c.get("image", "")) else "IfNotPresent")
     c.setdefault("resources", {})
+    for port in c.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("protocol", "TCP")
 
 
 def _pod_spec_defaults(spec):
@@ -363,6 +366,20 @@ _CSR_COND = {1: ("type", _S), 2: ("reason", _S), 3: ("message", _S), 4: ("lastUp
 _RATTRS = {1: ("namespace", _S), 2: ("verb", _S), 3: ("group", _S), 4: ("version", _S), 5: ("resource", _S),
            6: ("subresource", _S), 7: ("name", _S)}
 _NRATTRS = {1: ("path", _S), 2: ("verb", _S)}
+_LABELSEL = {1: ("matchLabels", _MSS), 2: ("matchExpressions", ("rep", {1: ("key", _S), 2: ("operator", _S),
+                                                                        3: ("values", _RS)}))}
+_CONTAINER = {1: ("name", _S), 2: ("image", _S), 3: ("command", _RS), 4: ("args", _RS), 5: ("workingDir", _S),
+              6: ("ports", ("rep", {1: ("name", _S), 2: ("hostPort", "iz"), 3: ("containerPort", _I),
+                                    4: ("protocol", _S), 5: ("hostIP", _S)})),
+              7: ("env", ("rep", {1: ("name", _S), 2: ("value", _S)})),
+              9: ("volumeMounts", ("rep", {1: ("name", _S), 2: ("readOnly", _BOOL), 3: ("mountPath", _S),
+                                           4: ("subPath", _S)})),
+              13: ("terminationMessagePath", _S), 14: ("imagePullPolicy", _S), 20: ("terminationMessagePolicy", _S)}
+_PODSPEC = {2: ("containers", ("rep", _CONTAINER)), 20: ("initContainers", ("rep", _CONTAINER)),
+            3: ("restartPolicy", _S), 4: ("terminationGracePeriodSeconds", _I), 6: ("dnsPolicy", _S),
+            7: ("nodeSelector", _MSS), 8: ("serviceAccountName", _S), 9: ("serviceAccount", _S), 10: ("nodeName", _S),
+            21: ("automountServiceAccountToken", _BOOL), 19: ("schedulerName", _S)}
+_TEMPLATE = {1: ("metadata", _OBJMETA), 2: ("spec", _PODSPEC)}
 PB_SCHEMAS = {
     "ConfigMap": {1: ("metadata", _OBJMETA), 2: ("data", _MSS), 3: ("binaryData", _MSB), 4: ("immutable", _BOOL)},
     "Secret": {1: ("metadata", _OBJMETA), 2: ("data", _MSB), 3: ("type", _S), 4: ("stringData", _MSS),
@@ -377,6 +394,14 @@ PB_SCHEMAS = {
                      7: ("signerName", _S), 8: ("expirationSeconds", _I)}),
         3: ("status", {1: ("conditions", ("rep", _CSR_COND)), 2: ("certificate", _B)})},
     "Eviction": {1: ("metadata", _OBJMETA), 2: ("deleteOptions", _DELOPTS)},
+    # partial: fields `kubectl create deployment|job` send (unknown fields are dropped)
+    "Deployment": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("replicas", _I), 2: ("selector", _LABELSEL),
+                                                           3: ("template", _TEMPLATE), 5: ("minReadySeconds", "iz"),
+                                                           6: ("revisionHistoryLimit", _I), 7: ("paused", _BOOL),
+                                                           9: ("progressDeadlineSeconds", _I)})},
+    "Job": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("parallelism", _I), 2: ("completions", _I),
+                                                    3: ("activeDeadlineSeconds", _I), 4: ("selector", _LABELSEL),
+                                                    6: ("template", _TEMPLATE), 7: ("backoffLimit", _I)})},
     "DeleteOptions": _DELOPTS,
     "SelfSubjectAccessReview": {1: ("metadata", _OBJMETA), 2: ("spec", {1: ("resourceAttributes", _RATTRS),
                                                                       2: ("nonResourceAttributes", _NRATTRS)})},

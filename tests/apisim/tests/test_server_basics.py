@@ -111,6 +111,11 @@ def test_kubectl_typed_protobuf_commands(sim):
     assert cm["data"] == {"k": "v"}
     _, s = sim.request("GET", "/api/v1/namespaces/pb-ns/secrets/pb-s")
     assert s["data"] == {"k": "dg=="} and s["type"] == "Opaque"
+    sim.kubectl("-n", "pb-ns", "create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80")
+    _, d = sim.request("GET", "/apis/apps/v1/namespaces/pb-ns/deployments/web")
+    c = d["spec"]["template"]["spec"]["containers"][0]
+    assert d["spec"]["replicas"] == 2 and d["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+    assert c["image"] == "nginx" and c["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
 
 
 def test_kubectl_wait_and_table_columns(sim, tmp_path):
