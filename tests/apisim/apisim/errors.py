@@ -90,7 +90,8 @@ def invalid(kind, name, causes, group=None):
         details["group"] = group
     details["kind"] = kind
     details["causes"] = causes
-    return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (kind, name or "", agg), details)
+    qualified = kind + ("." + group if group else "")  # schema.GroupKind.String()
+    return ApiError(422, "Invalid", '%s "%s" is invalid: %s' % (qualified, name or "", agg), details)
 
 
 def field_invalid(field, value, detail):

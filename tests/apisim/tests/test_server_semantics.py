@@ -314,3 +314,41 @@ def test_namespace_delete_terminating_then_gone(sim):
 def test_create_in_missing_namespace_404(sim):
     st, err = sim.request("POST", "/api/v1/namespaces/nope/configmaps", {"metadata": {"name": "x"}})
     assert st == 404 and err["message"] == 'namespaces "nope" not found'
+
+
+def test_crd_schema_defaults_versions_and_namespaced_scope(sim):
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.ex.com"},
+           "spec": {"group": "ex.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+                    "versions": [
+                        {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                         "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                             "spec": {"type": "object", "default": {}, "properties": {
+                                 "size": {"type": "integer", "default": 3},
+                                 "mode": {"type": "string", "default": "auto"}}}}}}},
+                        {"name": "v1beta1", "served": True, "storage": False,
+                         "schema": {"openAPIV3Schema": {"type": "object",
+                                                        "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    assert sim.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)[0] == 201
+    st, w = sim.request("POST", "/apis/ex.com/v1/namespaces/default/widgets",
+                        {"apiVersion": "ex.com/v1", "kind": "Widget", "metadata": {"name": "w1"},
+                         "spec": {"mode": "manual"}})
+    assert st == 201 and w["spec"] == {"mode": "manual", "size": 3}
+    st, w2 = sim.request("GET", "/apis/ex.com/v1beta1/namespaces/default/widgets/w1")
+    assert st == 200 and w2["apiVersion"] == "ex.com/v1beta1" and w2["spec"]["size"] == 3
+    assert sim.request("GET", "/apis/ex.com/v1/widgets")[0] == 200  # all-namespaces list
+    assert "w1" in sim.kubectl("get", "wd", "-n", "default").stdout
+
+
+def test_bad_requests(sim, ns):
+    st, err = sim.request("POST", "/api/v1/namespaces/%s/configmaps" % ns,
+                          {"metadata": {"name": "x", "namespace": "other"}})
+    assert st == 400 and err["reason"] == "BadRequest"
+    assert err["message"] == "the namespace of the provided object does not match the namespace sent on the request"
+    st, err = sim.request("POST", "/api/v1/namespaces/%s/configmaps/x" % ns, {"metadata": {"name": "x"}})
+    assert st == 405 and err["reason"] == "MethodNotAllowed"
+    st, err = sim.request("POST", "/api/v1/namespaces/%s/configmaps" % ns, "{not json")
+    assert st == 400
+    st, err = sim.request("GET", "/api/v1/namespaces/%s/secrets?watch=1&resourceVersionMatch=NotOlderThan" % ns)
+    assert st == 422 and err == fixture("error-422-watchlist-params.json")
