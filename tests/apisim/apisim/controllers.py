@@ -51,6 +51,7 @@ DEFAULTS = {
     "node_down": (),
     "csr_auto_approve": True,
     "eviction_v1": None,
+    "default_node": "sim-node-1",
 }
 
 SA_TOKEN = "kubernetes.io/service-account-token"
@@ -422,6 +423,8 @@ class Controllers:
                 opts[k] = v
             elif k in ("stale_apiserver", "csr_auto_approve", "eviction_v1"):
                 opts[k] = v.lower() in ("1", "true", "yes", "on")
+            elif k == "default_node":
+                opts[k] = v
             elif k == "node_down":
                 opts[k] = [n for n in v.split(":") if n]
             else:
@@ -510,6 +513,18 @@ class Controllers:
             for etype, res, obj in buffered:
                 self._apply_event(etype, res, obj)
             self._started = True
+        if self.opts.get("default_node") and not self.cache[RES_NODES]:
+            # a cluster without any Node (no scenario) still runs pods: one Ready node like a kind cluster
+            name = self.opts["default_node"]
+            try:
+                self._create(RES_NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {
+                    "name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                             "kubernetes.io/arch": "amd64"}},
+                    "status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.1"},
+                                             {"type": "Hostname", "address": name}]}})
+            except Exception as e:  # noqa: BLE001
+                if getattr(e, "code", None) != 409:
+                    raise
         if self.pki is not None and hasattr(self.pki, "on_rebuild"):
             self.pki.on_rebuild(self._on_pki_rebuild)
         for q in self.queues.values():
@@ -2013,8 +2028,9 @@ class Controllers:
             try:
                 out = subprocess.run(["openssl", "x509", "-noout", "-enddate"], input=pem.encode(),
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout.decode()
-                exp = time.mktime(time.strptime(out.strip().split("=", 1)[1].replace(" GMT", ""),
-                                                "%b %d %H:%M:%S %Y")) - time.timezone
+                import calendar
+                exp = calendar.timegm(time.strptime(" ".join(out.strip().split("=", 1)[1].split()[:4]),
+                                                    "%b %d %H:%M:%S %Y"))
             except Exception:  # noqa: BLE001
                 exp = float("inf")
             self._cert_expiry[pem] = exp
@@ -2297,6 +2313,7 @@ def local_sim(workdir=None, start=True, **options):
     sim = Sim(workdir or tempfile.mkdtemp(prefix="apisim-local-"), sa_key_type=options.pop("sa_key_type", "ec"),
               profile=options.get("profile", "modern"), kubelet_delay=options.get("kubelet_delay", 0.05))
     options.setdefault("kubelet_delay", 0.05)
+    options.setdefault("default_node", "")
     options.setdefault("token_delay", 0.05)
     options.setdefault("csr_sign_delay", 0.05)
     sim.controllers = Controllers(sim, **options)
