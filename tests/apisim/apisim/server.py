@@ -555,7 +555,7 @@ def make_handler(sim):
             self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(parsed.query, keep_blank_values=True).items()}
             try:
                 self.body = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
-                self.user = auth.authenticate(sim, self)
+                self.user = auth.impersonate(sim, self, auth.authenticate(sim, self))
                 self.route(method)
             except errors.ApiError as e:
                 if e.code == 429 and self._res_key == "pods" and self._sub == "eviction" and self.warnings:
