@@ -1003,6 +1003,8 @@ class Controllers:
         ns, name = okey(sa)
         for r in sa.get("secrets") or []:
             s = self.get(RES_SECRETS, ns, r.get("name"))
+            if s is None and not self._started:
+                s = self.store.get(RES_SECRETS, ns, r.get("name"))
             if s is not None and s.get("type") == SA_TOKEN and not meta(s).get("deletionTimestamp") and \
                     (meta(s).get("annotations") or {}).get(ANN_SA_NAME) == name and \
                     (meta(s).get("annotations") or {}).get(ANN_SA_UID, "") in ("", meta(sa).get("uid")):

@@ -174,7 +174,23 @@ class Builder:
     def count(self, what, n=1):
         self.summary["counts"][what] = self.summary["counts"].get(what, 0) + n
 
+    def legacy_tokens(self):
+        """profile legacy: every ServiceAccount has its auto-generated token Secret, signed with the key of the
+        current phase (what the < 1.24 tokens controller did while that key was current)."""
+        if self.profile != "legacy":
+            return
+        for sa in self.store.list("serviceaccounts"):
+            m = sa["metadata"]
+            if sa.get("secrets"):
+                continue
+            self.secret({"namespace": m["namespace"], "name": "%s-token-%s" % (m["name"], self.rand5()),
+                         "serviceAccount": m["name"], "signedBy": "current", "referenced": True})
+
     def apply(self, part):
+        self._apply(part)
+        self.legacy_tokens()
+
+    def _apply(self, part):
         unknown = set(part) - set(SECTIONS)
         if unknown:
             raise ScenarioError("unknown scenario sections: %s" % ", ".join(sorted(unknown)))

@@ -171,3 +171,23 @@ def test_seed_over_https_with_kubectl():
                                  {"apiVersion": "policy/v1", "kind": "Eviction",
                                   "metadata": {"name": "frontend-nope", "namespace": "shop"}})
         assert status == 404
+
+
+def test_seed_in_legacy_profile_every_sa_has_a_token_and_is_steady():
+    from apisim.scenario import resolve
+    sim = local_sim(start=False, profile="legacy")
+    doc = dict(resolve("seed"), profile="legacy")
+    summary = load_scenario(sim, doc)
+    for sa in sim.store.list("serviceaccounts"):
+        assert sa.get("secrets"), sa["metadata"]
+    frontend = [p for p in sim.store.list("pods", "shop") if p["metadata"]["name"].startswith("frontend-")][0]
+    vol = frontend["spec"]["volumes"][0]
+    assert vol["secret"]["secretName"].startswith("frontend-token-")
+    assert "shop/" + vol["secret"]["secretName"] in summary["staleTokenSecrets"]
+    rv = sim.store.current_rv()
+    sim.controllers.start()
+    try:
+        assert sim.controllers.wait_idle(5)
+        assert sim.store.current_rv() == rv
+    finally:
+        sim.controllers.stop()
