@@ -45,16 +45,30 @@ def writes(sim, exclude=("events",)):
 
 def install(sim):
     """kubectl apply of crds/ and deploy/ (the simulator serves no OpenAPI: --validate=false)."""
-    sim.kubectl("apply", "--validate=false", "-f", os.path.join(ROOT, "crds"))
+    sim.kubectl("apply", "--validate=false", "-k", os.path.join(ROOT, "crds"))
+    sim.kubectl("wait", "--for=condition=Established", "crd/clusterrecoveries.kubemend.io", "--timeout=30s")
     sim.kubectl("apply", "--validate=false", "-k", os.path.join(ROOT, "deploy"))
 
 
 def sa_kubeconfig(sim, ns="kubemend-system", sa="kubemend"):
     """A kubeconfig with a legacy token of the deploy/ ServiceAccount, so the simulator enforces
-    exactly deploy/'s RBAC on the operator."""
-    code, body = sim.sim("POST", "/_sim/token", {"namespace": ns, "serviceAccount": sa})
+    exactly deploy/'s RBAC on the operator.  Legacy tokens are only valid while their Secret holds
+    them, so the token Secret is created too (as the tokens controller would)."""
+    import base64
+    code, sao = sim.request("GET", "/api/v1/namespaces/%s/serviceaccounts/%s" % (ns, sa))
+    assert code == 200, sao
+    secret = sa + "-token-test"
+    code, body = sim.sim("POST", "/_sim/token", {"namespace": ns, "serviceAccount": sa, "secretName": secret})
     assert code == 200, body
-    return sim.token_kubeconfig(body["token"])
+    token = body["token"]
+    obj = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+           "metadata": {"name": secret, "namespace": ns, "annotations": {
+               "kubernetes.io/service-account.name": sa,
+               "kubernetes.io/service-account.uid": sao["metadata"]["uid"]}},
+           "data": {"token": base64.b64encode(token.encode()).decode()}}
+    code, out = sim.request("POST", "/api/v1/namespaces/%s/secrets" % ns, obj)
+    assert code == 201, out
+    return sim.token_kubeconfig(token)
 
 
 class Operator:

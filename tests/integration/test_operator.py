@@ -1,0 +1,143 @@
+"""kubemend operator against the simulator, installed from crds/ and deploy/ and running as the
+deploy/ ServiceAccount (so the simulator enforces exactly that RBAC): kubectl wait, printer
+columns, Events, one recovery at a time, deletion through the finalizer, leader election with
+failover after SIGKILL, resume after SIGKILL without redoing units."""
+
+import os
+import time
+
+import pytest
+
+import kmop
+from kmop import SimProcess
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    with SimProcess(scenario="seed") as sim:
+        kmop.install(sim)
+        sim.kubeconfig_sa = kmop.sa_kubeconfig(sim)
+        ops = []
+
+        def start(name="op"):
+            op = kmop.Operator(sim.kubeconfig_sa, str(tmp_path / (name + ".log")))
+            ops.append(op)
+            return op
+
+        sim.start_operator = start
+        yield sim
+        for op in ops:
+            op.stop()
+
+
+def apply(sim, name, spec=""):
+    sim.kubectl("apply", "--validate=false", "-f", "-", input=kmop.crec_yaml(name, spec))
+
+
+def test_recovery_succeeds_under_deploy_rbac(cluster):
+    sim = cluster
+    op = sim.start_operator()
+    apply(sim, "fix")
+    cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/fix", "--timeout=180s", check=False, timeout=200)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+    obj = kmop.get_crec(sim, "fix")
+    st = obj["status"]
+    assert st["phase"] == "Succeeded" and st["currentStep"] == ""
+    assert st["observedGeneration"] == obj["metadata"]["generation"]
+    for c in st["conditions"]:
+        assert c["observedGeneration"] == obj["metadata"]["generation"], c
+        assert c["status"] == "True", c
+    assert st["tokens"]["regenerated"] > 0 and st["pods"]["restarted"] > 0
+    assert "kubemend.io/finalizer" in obj["metadata"]["finalizers"]
+
+    out = sim.kubectl("get", "crec").stdout
+    header = out.splitlines()[0].split()
+    assert header[:4] == ["NAME", "PHASE", "STEP", "PROGRESS"], out
+    assert "fix" in out and "Succeeded" in out
+
+    desc = sim.kubectl("describe", "crec", "fix").stdout
+    assert "Events:" in desc and "Completed" in desc and "StepCompleted" in desc, desc
+    # The operator never hit an RBAC wall.
+    assert "403" not in op.text(), op.text()[-3000:]
+
+
+def test_second_recovery_waits(cluster):
+    sim = cluster
+    sim.start_operator()
+    apply(sim, "first")
+    kmop.wait_for(lambda: (kmop.get_crec(sim, "first") or {}).get("status", {}).get("phase") == "Running",
+                  what="first running")
+    apply(sim, "second")
+
+    def second_waiting():
+        o = kmop.get_crec(sim, "second")
+        c = kmop.cond(o, "Succeeded")
+        return c and c["reason"] == "WaitingForOtherRecovery" and o["status"]["phase"] == "Waiting" and c
+    c = kmop.wait_for(second_waiting, timeout=60, what="second Waiting")
+    assert "first" in c["message"]
+    # The first one was still not finished when the second was marked Waiting, or finished since.
+    cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/first", "crec/second", "--timeout=240s",
+                     check=False)
+    assert cp.returncode == 0, cp.stderr
+    a, b = kmop.get_crec(sim, "first"), kmop.get_crec(sim, "second")
+    assert a["status"]["completedAt"] <= b["status"]["startedAt"]
+
+
+def test_delete_running_recovery_stops_and_removes_finalizer(cluster):
+    sim = cluster
+    op = sim.start_operator()
+    apply(sim, "doomed")
+    kmop.wait_for(lambda: (kmop.get_crec(sim, "doomed") or {}).get("status", {}).get("phase") == "Running",
+                  what="running")
+    cp = sim.kubectl("delete", "crec", "doomed", "--timeout=60s", check=False)
+    assert cp.returncode == 0, cp.stderr + op.text()[-3000:]
+    kmop.wait_for(lambda: kmop.get_crec(sim, "doomed") is None, timeout=60, what="object gone")
+    assert "finalizer removed" in op.text()
+
+
+def test_only_the_leader_acts_and_failover(cluster):
+    sim = cluster
+    a = sim.start_operator("a")
+    b = sim.start_operator("b")
+    kmop.wait_for(lambda: kmop.lease_holder(sim), what="a lease holder")
+    kmop.wait_for(lambda: a.leading() or b.leading(), what="a leader")
+    time.sleep(3)  # both had several election rounds
+    assert a.leading() != b.leading(), "exactly one operator acts"
+    leader, standby = (a, b) if a.leading() else (b, a)
+    holder = kmop.lease_holder(sim)
+
+    leader.kill()
+    # The standby takes over once the lease expired on ITS clock (duration 15 s) ...
+    kmop.wait_for(standby.leading, timeout=45, what="failover")
+    assert kmop.lease_holder(sim) not in (None, "", holder)
+    # ... and it is the one that acts now.
+    apply(sim, "after-failover", "  tokens: {enabled: false}\n  extensionApiserverAuthentication: {enabled: false}\n"
+                                 "  pods: {enabled: false}\n")
+    cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/after-failover", "--timeout=60s", check=False)
+    assert cp.returncode == 0, cp.stderr + standby.text()[-3000:]
+
+
+def test_resume_after_sigkill_redoes_nothing(cluster):
+    sim = cluster
+    op = sim.start_operator("first")
+    apply(sim, "resume")
+
+    def in_pods():
+        o = kmop.get_crec(sim, "resume") or {}
+        st = o.get("status") or {}
+        return st.get("currentStep") == "pods" and (st.get("pods") or {}).get("namespacesDone", 0) >= 1 and st
+    before = kmop.wait_for(in_pods, timeout=120, what="pods step under way")
+    op.kill()
+    sim.sim("POST", "/_sim/counters/reset")
+    op2 = sim.start_operator("second")
+    cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/resume", "--timeout=240s", check=False, timeout=260)
+    assert cp.returncode == 0, cp.stderr + op2.text()[-4000:]
+    st = kmop.get_crec(sim, "resume")["status"]
+    # Finished steps were not run again: no token Secret was written after the restart ...
+    w = kmop.writes(sim)
+    assert not any(k[1] == "secrets" for k in w), w
+    assert st["tokens"]["regenerated"] == before["tokens"]["regenerated"]
+    # ... namespaces already done were not restarted again, and the counters add up.
+    assert st["pods"]["done"][:len(before["pods"]["done"])] == before["pods"]["done"]
+    assert st["startedAt"] == before["startedAt"]
+    assert "Resumed" in sim.kubectl("describe", "crec", "resume").stdout
