@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +29,16 @@ typedef struct yj {
     km_err *err;
 } yj;
 
-static km_status yj_fail(yj *y, const yaml_event_t *ev, const char *fmt, const char *arg)
+static km_status yj_fail(yj *y, const yaml_event_t *ev, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static km_status yj_fail(yj *y, const yaml_event_t *ev, const char *fmt, ...)
 {
     char msg[256];
-    snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     if (ev)
         return km_err_set(y->err, KM_EPARSE, "line %lu column %lu: %s",
                           (unsigned long)ev->start_mark.line + 1,
@@ -93,7 +100,7 @@ static km_status remember_anchor(yj *y, const yaml_event_t *ev, const char *name
     if (!name)
         return KM_OK;
     if (y->nanchors >= YJ_MAX_ANCHORS)
-        return yj_fail(y, ev, "too many anchors", NULL);
+        return yj_fail(y, ev, "too many anchors");
     anchor *a = &y->anchors[y->nanchors];
     a->name = strdup(name);
     a->node = cJSON_Duplicate(node, 1);
@@ -122,7 +129,7 @@ static km_status parse_collection(yj *y, yaml_event_t *start, int depth, cJSON *
         goto out;
     }
     if (depth > YJ_MAX_DEPTH) {
-        st = yj_fail(y, start, "nesting deeper than %s levels", "64");
+        st = yj_fail(y, start, "nesting deeper than %d levels", YJ_MAX_DEPTH);
         goto out;
     }
     for (;;) {
@@ -137,7 +144,7 @@ static km_status parse_collection(yj *y, yaml_event_t *start, int depth, cJSON *
         char *key = NULL;
         if (is_map) {
             if (ev.type != YAML_SCALAR_EVENT) {
-                st = yj_fail(y, &ev, "mapping keys must be scalars", NULL);
+                st = yj_fail(y, &ev, "mapping keys must be scalars");
                 yaml_event_delete(&ev);
                 goto out;
             }
@@ -227,7 +234,7 @@ static km_status parse_node(yj *y, yaml_event_t *ev, int depth, cJSON **out)
         return yj_fail(y, ev, "unknown alias *%s", name);
     }
     default:
-        return yj_fail(y, ev, "unexpected YAML event", NULL);
+        return yj_fail(y, ev, "unexpected YAML event");
     }
 }
 
@@ -268,7 +275,7 @@ km_status km_yaml_parse(const char *s, size_t n, cJSON **out, km_err *err)
             }
             if (doc) {
                 cJSON_Delete(node);
-                st = yj_fail(&y, &ev, "more than one YAML document (expected exactly one)", NULL);
+                st = yj_fail(&y, &ev, "more than one YAML document (expected exactly one)");
                 yaml_event_delete(&ev);
                 goto out;
             }
