@@ -175,20 +175,29 @@ BUILTIN = {
 
 
 def jsonpath(obj, path):
-    """Minimal JSONPath for printer columns: .a.b, .a[0].b, .a[*].b, .a['x.y']."""
+    """Minimal JSONPath for printer columns: .a.b, .a[0].b, .a[*].b, .a['x.y'] and filters
+    .a[?(@.k=="v")].b / [?(@.k!="v")] (what CRD printer columns commonly use for conditions)."""
     import re
     p = path.strip()
     if p.startswith("{") and p.endswith("}"):
         p = p[1:-1]
     if p.startswith("$"):
         p = p[1:]
-    toks = re.findall(r"\.([A-Za-z0-9_\-]+)|\[(\d+|\*)\]|\['([^']+)'\]|\[\"([^\"]+)\"\]", p)
+    toks = re.findall(r"\.([A-Za-z0-9_\-]+)|\[(\d+|\*)\]|\['([^']+)'\]|\[\"([^\"]+)\"\]"
+                      r"|\[\?\(@\.([A-Za-z0-9_.\-]+)\s*(==|!=)\s*[\"']([^\"']*)[\"']\)\]", p)
     cur = [obj]
-    for name, idx, q1, q2 in toks:
+    for name, idx, q1, q2, fkey, fop, fval in toks:
         nxt = []
         key = name or q1 or q2
         for c in cur:
-            if key:
+            if fkey:
+                for item in c if isinstance(c, list) else []:
+                    v = item
+                    for part in fkey.split("."):
+                        v = v.get(part) if isinstance(v, dict) else None
+                    if (str(v) == fval if v is not None else False) == (fop == "=="):
+                        nxt.append(item)
+            elif key:
                 if isinstance(c, dict) and key in c:
                     nxt.append(c[key])
             elif idx == "*":
