@@ -671,6 +671,25 @@ def make_handler(sim):
                                    'user not permitted to approve requests with signerName "%s"' % signer)
 
         # ------------------------------------------------------------ non-resource
+        def send_openapi_v2(self):
+            """A valid but empty OpenAPI v2 document (no definitions).  kubectl downloads it for
+            client-side validation and skips kinds the document does not describe, so `kubectl
+            apply/create` work without --validate=false; no schema is enforced (documented)."""
+            accept = self.headers.get("Accept", "")
+            if "protobuf" in accept:
+                body = b""  # an empty openapi_v2.Document message
+                ctype = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"  # as kube-openapi answers
+            else:
+                body = json.dumps({"swagger": "2.0", "info": {"title": "Kubernetes", "version": VERSION_INFO[
+                    "gitVersion"]}, "paths": {}, "definitions": {}}, separators=(",", ":")).encode()
+                ctype = "application/json"
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self._code = 200
+
         def non_resource(self, method, path):
             verb = method.lower() if method != "HEAD" else "get"
             self._verb = verb
@@ -697,6 +716,8 @@ def make_handler(sim):
                 self.wfile.write(body)
                 self._code = 200
                 return
+            if path == "/openapi/v2":
+                return self.send_openapi_v2()
             if path == "/api":
                 return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                     {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:%d" % sim.port}]})
