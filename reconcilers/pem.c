@@ -275,7 +275,10 @@ km_status km_pem_decide(const km_pem_bundle *b, const km_pem_policy *p, km_pem_v
             v[i] = KM_PEM_KEEP;
             for (size_t j = 0; j < n; j++) {
                 const pem_cert *o = &b->certs[j];
-                if (j != i && o->not_before > c->not_before && o->not_after >= p->now &&
+                /* Newer, or a current CA minted in the same second (current wins ties). */
+                int newer = o->not_before > c->not_before ||
+                            (o->not_before == c->not_before && km_pem_contains(p->current, o->fp));
+                if (j != i && newer && o->not_after >= p->now &&
                     X509_NAME_cmp(X509_get_subject_name(o->x509), X509_get_subject_name(c->x509)) ==
                         0) {
                     v[i] = KM_PEM_REMOVE_SUPERSEDED;

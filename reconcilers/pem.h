@@ -7,7 +7,9 @@
  *   keep   a pinned certificate (spec pinnedFingerprints),
  *   remove an expired certificate (notAfter < now),
  *   remove a certificate superseded by another unexpired certificate of the bundle with the
- *          same subject and a strictly later notBefore (the old CA after a PKI rebuild),
+ *          same subject and a strictly later notBefore (the old CA after a PKI rebuild) — or
+ *          with the same notBefore when that other certificate is a current CA (ties: current
+ *          wins; without a current CA a tie supersedes nothing),
  *   keep   everything else (e.g. foreign CAs whose subject nothing newer supersedes).
  * Current beats pinned beats expired beats superseded.  A decision that would remove every
  * certificate of a non-empty bundle is refused (KM_ESTATE): an empty client CA bundle would

@@ -186,6 +186,26 @@ static void test_current_kept(void **state)
     X509_free(c[1]);
 }
 
+static void test_same_second_tie(void **state)
+{
+    (void)state;
+    X509 *c[2];
+    c[0] = testpki_ca("CN=kubernetes", NOW - DAY, NOW + 3000 * DAY, NULL);
+    c[1] = testpki_ca("CN=kubernetes", NOW - DAY, NOW + 3000 * DAY, NULL);
+    km_pem_bundle *b = parse_certs(c, 2);
+    /* Without a current CA nothing tells them apart: both stay. */
+    km_pem_policy p = {.now = NOW};
+    assert_string_equal(decide(b, &p), "latest,latest");
+    /* The current CA wins the tie. */
+    km_pem_bundle *cur = parse_certs(&c[1], 1);
+    p.current = cur;
+    assert_string_equal(decide(b, &p), "superseded,current");
+    km_pem_free(cur);
+    km_pem_free(b);
+    X509_free(c[0]);
+    X509_free(c[1]);
+}
+
 static void test_order_preserved(void **state)
 {
     (void)state;
@@ -353,11 +373,11 @@ static void test_fixture(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_old_and_new),  cmocka_unit_test(test_expired),
-        cmocka_unit_test(test_foreign_kept), cmocka_unit_test(test_pinned),
-        cmocka_unit_test(test_current_kept), cmocka_unit_test(test_order_preserved),
-        cmocka_unit_test(test_refuse_empty), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_fixture),
+        cmocka_unit_test(test_old_and_new),     cmocka_unit_test(test_expired),
+        cmocka_unit_test(test_foreign_kept),    cmocka_unit_test(test_pinned),
+        cmocka_unit_test(test_current_kept),    cmocka_unit_test(test_same_second_tie),
+        cmocka_unit_test(test_order_preserved), cmocka_unit_test(test_refuse_empty),
+        cmocka_unit_test(test_malformed),       cmocka_unit_test(test_fixture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
