@@ -72,9 +72,12 @@ def test_eviction_allowed_decrements_budget_and_deletes_gracefully(sim):
                                                               "selector": {"matchLabels": {"app": "fx-evict"}}}})
     wait_for(lambda: (sim.store.get("policy/poddisruptionbudgets", "fixtures", "pdb").get("status") or {})
              .get("disruptionsAllowed") == 1)
+    sim.controllers.stop()  # freeze the kubelet / disruption controller to see exactly what the eviction wrote
     assert evict(sim, "a", "policy/v1") == (201, fixture("eviction-success-no-pdb.json"))
     st = sim.store.get("policy/poddisruptionbudgets", "fixtures", "pdb")["status"]
     assert st["disruptionsAllowed"] == 0 and "a" in st["disruptedPods"]
+    a = sim.store.get("pods", "fixtures", "a")
+    assert a["metadata"]["deletionTimestamp"] and a["metadata"]["deletionGracePeriodSeconds"] == 30
     with pytest.raises(ApiError) as e:
         evict(sim, "b", "policy/v1")
     assert e.value.code == 429
