@@ -10,7 +10,7 @@ set -euo pipefail
 
 BIN=${1:?usage: demo.sh path/to/kubemend}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$ROOT/demo-out
+OUT=${DEMO_OUT:-$ROOT/demo-out}
 PY=/usr/bin/python3
 KUBECTL=${KUBECTL:-$(command -v kubectl || echo /usr/bin/kubectl)}
 REC=after-pki-rebuild
@@ -60,8 +60,17 @@ for s in secrets["items"]:
            stdin=json.dumps(review))
     if r.get("status", {}).get("authenticated"):
         valid += 1
-    else:
-        stale.append(name)
+        continue
+    md = s["metadata"]
+    ann = md.get("annotations") or {}
+    why = ""
+    if md.get("deletionTimestamp"):
+        why = " (being deleted: kubemend leaves it alone)"
+    elif not (ann.get("kubernetes.io/service-account.name") and ann.get("kubernetes.io/service-account.uid")):
+        why = " (no service-account annotations: kubemend leaves it alone)"
+    elif base64.b64decode(tok).count(b".") != 2:
+        why = " (not a JWT: kubemend reports it)"
+    stale.append(name + why)
 print(f"  token Secrets: {len(secrets['items'])}, valid: {valid}, rejected by the API server: {len(stale)}"
       + (f", without a token yet: {empty}" if empty else ""))
 for n in stale[:12]:
@@ -76,7 +85,8 @@ ca_count() {
 import json, sys
 d = json.load(sys.stdin)["data"]
 for key in ("client-ca-file", "requestheader-client-ca-file"):
-    print(f"  {key}: {d.get(key, \"\").count(\"BEGIN CERTIFICATE\")} CA certificate(s)")'
+    n = d.get(key, "").count("BEGIN CERTIFICATE")
+    print("  %s: %d CA certificate(s)" % (key, n))'
 }
 
 bold "BEFORE: what the PKI rebuild left behind"
@@ -91,7 +101,7 @@ review_tokens >"$OUT/before-tokens.txt"
 k get pods -A -o wide >"$OUT/before-pods.txt"
 
 bold "Installing the ClusterRecovery CRD and starting the operator"
-k apply -f "$ROOT/crds/clusterrecoveries.kubemend.io.yaml"
+k apply -k "$ROOT/crds"
 k wait --for=condition=Established crd/clusterrecoveries.kubemend.io --timeout=30s
 "$BIN" operator --kubeconfig "$KUBECONFIG" --namespace kube-system --metrics-bind-address 127.0.0.1:0 \
     --health-probe-bind-address 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
@@ -140,7 +150,8 @@ echo
 ca_count
 echo
 k get crec "$REC" -o json >"$OUT/recovery.json"
-"$PY" - "$OUT/recovery.json" "$OUT/before-tokens.txt" <<'EOF'
+review_tokens >"$OUT/after-tokens.txt"
+"$PY" - "$OUT/recovery.json" "$OUT/before-tokens.txt" "$OUT/after-tokens.txt" <<'EOF'
 import json, sys
 st = json.load(open(sys.argv[1])).get("status", {})
 before = open(sys.argv[2]).read().strip().splitlines()[0].strip()
@@ -150,9 +161,10 @@ c = st.get("csr", {})
 p = st.get("pods", {})
 print("Summary")
 print(f"  tokens    before: {before}")
+print(f"            after:  {open(sys.argv[3]).read().strip().splitlines()[0].strip()}")
 print(f"            kubemend ({t.get('method', '?')}): scanned {t.get('scanned', 0)}, stale {t.get('stale', 0)}, "
       f"regenerated {t.get('regenerated', 0)}, deleted {t.get('deleted', 0)}, healed {t.get('healed', 0)}, "
-      f"malformed {t.get('malformed', 0)}, failed {t.get('failed', 0)}")
+      f"malformed {t.get('malformed', 0)}, skipped {t.get('skipped', 0)}, failed {t.get('failed', 0)}")
 print(f"  CA bundle removed {len(e.get('removed', []))} certificate(s), backup ConfigMap kube-system/{e.get('backup', '-')}")
 for r in e.get("removed", []):
     print(f"            - {r.get('key')}: {r.get('subject')} ({r.get('reason')})")
