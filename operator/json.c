@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const cJSON *json_walk(const cJSON *o, va_list ap)
 {
@@ -46,6 +47,17 @@ int km_json_bool_at(const cJSON *o, int dflt, ...)
     const cJSON *r = json_walk(o, ap);
     va_end(ap);
     return cJSON_IsBool(r) ? cJSON_IsTrue(r) : dflt;
+}
+
+int km_json_array_has_str(const cJSON *arr, const char *s)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 static km_status json_set(cJSON *obj, const char *key, cJSON *item)

@@ -27,6 +27,9 @@ int km_json_bool_at(const cJSON *o, int dflt, ...);
 #define KM_JSON_NUM(o, dflt, ...) km_json_num_at((o), (dflt), __VA_ARGS__, (const char *)NULL)
 #define KM_JSON_BOOL(o, dflt, ...) km_json_bool_at((o), (dflt), __VA_ARGS__, (const char *)NULL)
 
+/* 1 when arr is an array holding the string s, else 0 (arr may be NULL). */
+int km_json_array_has_str(const cJSON *arr, const char *s);
+
 /* Sets obj[key] to a copy of val (replacing any existing item).  KM_ENOMEM leaves obj as it was
  * (when replacing, the old item may already be gone: callers treat KM_ENOMEM as fatal). */
 km_status km_json_set_str(cJSON *obj, const char *key, const char *val);

@@ -162,17 +162,6 @@ int km_csrcheck_is_decided(const cJSON *csr)
     return cert && cert[0];
 }
 
-static int str_array_has(const cJSON *arr, const char *s)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Fills out with a Deny for check and returns 0 (so callers can `return deny(...)`). */
 static int deny(km_csr_decision *out, const char *check, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -433,7 +422,7 @@ static int decide_serving(const km_csr_policy *p, const cJSON *csr, const cJSON 
     if (!out->node[0])
         return deny(out, "requesterNotNode", "requester %s is not system:node:<name>",
                     user ? user : "<none>");
-    if (!str_array_has(KM_JSON_AT(csr, "spec", "groups"), NODES_GROUP))
+    if (!km_json_array_has_str(KM_JSON_AT(csr, "spec", "groups"), NODES_GROUP))
         return deny(out, "requesterGroupMissing", "requester %s is not in group system:nodes",
                     user);
     if (!check_expiration(p, csr, out))
@@ -548,8 +537,9 @@ static int decide_client(const km_csr_policy *p, const cJSON *csr, km_csr_decisi
     else
         out->node[0] = '\0';
 
-    int self = user && ncn == 1 && strcmp(user, cn) == 0 && str_array_has(groups, NODES_GROUP);
-    if (!self && !str_array_has(groups, BOOTSTRAP_GROUP)) {
+    int self =
+        user && ncn == 1 && strcmp(user, cn) == 0 && km_json_array_has_str(groups, NODES_GROUP);
+    if (!self && !km_json_array_has_str(groups, BOOTSTRAP_GROUP)) {
         deny(out, "requesterNotNode",
              "requester %s is neither the node itself (group system:nodes) nor a bootstrapper",
              user ? user : "<none>");

@@ -84,17 +84,6 @@ static km_status save(run *r, km_err *err)
     return r->ctx->save ? r->ctx->save(r->ctx, err) : KM_OK;
 }
 
-static int array_has(const cJSON *arr, const char *s)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static km_status oom(km_err *err)
 {
     return km_err_set(err, KM_ENOMEM, "pods: out of memory");
@@ -110,7 +99,7 @@ static km_status collect_ns(const km_kube_page *page, void *user)
     {
         const char *n = KM_JSON_STR(it, "metadata", "name");
         const char *phase = KM_JSON_STR(it, "status", "phase");
-        if (!n || (phase && strcmp(phase, "Terminating") == 0) || array_has(names, n))
+        if (!n || (phase && strcmp(phase, "Terminating") == 0) || km_json_array_has_str(names, n))
             continue;
         cJSON *s = cJSON_CreateString(n);
         if (!s || !cJSON_AddItemToArray(names, s)) {
@@ -384,7 +373,7 @@ static km_status restart_workload(run *r, const char *kind, const char *name, in
     cJSON *cur = current_obj(r);
     if (!cur)
         return oom(err);
-    if (array_has(KM_JSON_AT(cur, "restarted"), key)) {
+    if (km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key)) {
         *restarted = 1;
         return KM_OK;
     }
@@ -463,7 +452,7 @@ static void drop_pending(cJSON *pending, const char *name)
 static void observe(waiter *w, const cJSON *obj, int deleted)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
-    if (!name || !array_has(w->pending, name))
+    if (!name || !km_json_array_has_str(w->pending, name))
         return;
     if (deleted || km_podsel_workload_ready(w->kind, obj))
         drop_pending(w->pending, name);
@@ -738,7 +727,7 @@ static km_status handle_ownerless(run *r, const char *pod, km_err *err)
     char key[1024];
     snprintf(key, sizeof(key), "%s/%s", r->ns, pod);
     if (!r->delete_ownerless) {
-        if (array_has(KM_JSON_AT(r->st, "manual"), key))
+        if (km_json_array_has_str(KM_JSON_AT(r->st, "manual"), key))
             return KM_OK;
         if (km_step_list_add(r->st, "manual", key, LIST_MAX) != KM_OK)
             return oom(err);
@@ -889,7 +878,7 @@ km_status km_pods_step(km_step_ctx *ctx, km_err *err)
     const cJSON *ns;
     cJSON_ArrayForEach(ns, order)
     {
-        if (array_has(done, ns->valuestring))
+        if (km_json_array_has_str(done, ns->valuestring))
             continue;
         if (cancelled(&r)) {
             st = km_err_set(err, KM_ECANCELED, "pods step cancelled");

@@ -165,23 +165,12 @@ const cJSON *km_podsel_owner(const cJSON *obj)
     return cJSON_IsObject(r) ? r : NULL;
 }
 
-static int array_has(const cJSON *arr, const char *s)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static int ns_allowed(const char *ns, const cJSON *spec)
 {
     const cJSON *inc = KM_JSON_AT(spec, "includeNamespaces");
-    if (array_has(KM_JSON_AT(spec, "excludeNamespaces"), ns))
+    if (km_json_array_has_str(KM_JSON_AT(spec, "excludeNamespaces"), ns))
         return 0;
-    if (cJSON_GetArraySize(inc) > 0 && !array_has(inc, ns))
+    if (cJSON_GetArraySize(inc) > 0 && !km_json_array_has_str(inc, ns))
         return 0;
     return 1;
 }
@@ -214,13 +203,13 @@ km_status km_podsel_order_namespaces(const cJSON *names, const cJSON *pods_spec,
     cJSON *res = cJSON_CreateArray();
     if (!rest || !res)
         goto out;
-    if (array_has(names, "kube-system") && ns_allowed("kube-system", pods_spec) &&
+    if (km_json_array_has_str(names, "kube-system") && ns_allowed("kube-system", pods_spec) &&
         push(res, "kube-system") != KM_OK)
         goto out;
     cJSON_ArrayForEach(it, KM_JSON_AT(pods_spec, "namespaces"))
     {
-        if (!cJSON_IsString(it) || !array_has(names, it->valuestring) ||
-            !ns_allowed(it->valuestring, pods_spec) || array_has(res, it->valuestring))
+        if (!cJSON_IsString(it) || !km_json_array_has_str(names, it->valuestring) ||
+            !ns_allowed(it->valuestring, pods_spec) || km_json_array_has_str(res, it->valuestring))
             continue;
         if (push(res, it->valuestring) != KM_OK)
             goto out;
@@ -229,7 +218,7 @@ km_status km_podsel_order_namespaces(const cJSON *names, const cJSON *pods_spec,
     cJSON_ArrayForEach(it, names)
     {
         if (cJSON_IsString(it) && ns_allowed(it->valuestring, pods_spec) &&
-            !array_has(res, it->valuestring))
+            !km_json_array_has_str(res, it->valuestring))
             rest[nr++] = it->valuestring;
     }
     qsort(rest, nr, sizeof(*rest), cmp_str);

@@ -285,17 +285,6 @@ static km_status check_field(const field *f, const cJSON *v, const char *path, k
     return KM_OK;
 }
 
-static int list_has(const cJSON *list, const char *s)
-{
-    const cJSON *it;
-    cJSON_ArrayForEach(it, list)
-    {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 /* Validates and defaults one step block in place (blk is the output copy). */
 static km_status step_defaults(const struct step_schema *sc, cJSON *blk, km_err *err)
 {
@@ -336,7 +325,7 @@ static km_status step_defaults(const struct step_schema *sc, cJSON *blk, km_err 
     if (inc && exc) {
         cJSON_ArrayForEach(it, inc)
         {
-            if (list_has(exc, it->valuestring))
+            if (km_json_array_has_str(exc, it->valuestring))
                 return km_err_set(err, KM_EINVAL,
                                   "spec.pods: namespace \"%s\" is both in includeNamespaces and "
                                   "excludeNamespaces",

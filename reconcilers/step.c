@@ -1,6 +1,8 @@
 /* step.c — small helpers shared by the recovery steps. */
 #include "reconcilers/step.h"
 
+#include "operator/json.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,15 +27,7 @@ km_status km_step_list_add(cJSON *obj, const char *key, const char *s, int max)
         if (!arr)
             return KM_ENOMEM;
     }
-    int n = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        if (cJSON_IsString(it) && strcmp(it->valuestring, s) == 0)
-            return KM_OK;
-        n++;
-    }
-    if (n >= max)
+    if (km_json_array_has_str(arr, s) || cJSON_GetArraySize(arr) >= max)
         return KM_OK;
     cJSON *str = cJSON_CreateString(s);
     if (!str || !cJSON_AddItemToArray(arr, str)) {
