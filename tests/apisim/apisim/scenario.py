@@ -73,7 +73,9 @@ class Builder:
         self.rng = random.Random(doc.get("seed", 1))
         ctl = getattr(sim, "controllers", None)
         self.ctl = ctl if ctl is not None else Controllers(sim, profile=doc.get("profile", "modern"))
-        if doc.get("profile") and not getattr(sim, "profile_from_cli", False):
+        # an explicit non-default --profile (sim.profile == "legacy") or sim.profile_from_cli wins over the scenario
+        if doc.get("profile") and not getattr(sim, "profile_from_cli", False) and \
+                getattr(sim, "profile", "modern") in (None, "modern"):
             self.ctl.profile = doc["profile"]
         self.profile = self.ctl.profile
         self.phase = "after"
