@@ -2,7 +2,7 @@
 bundles after the PKI rebuild): dry run, cleanup with a one-time backup, idempotence, conflict
 retry, pinned fingerprints, unexpected content left untouched, re-added old CA reported.
 
-The step runs through build/tools/kmstep_tokens --step extauth."""
+The step runs through build/tools/kmstep --step extauth."""
 
 import hashlib
 import json
@@ -23,7 +23,7 @@ KEYS = ("client-ca-file", "requestheader-client-ca-file")
 
 
 def run_step(sim, spec=None, dry_run=False, status_file=None):
-    args = [os.path.join(tools_dir(), "kmstep_tokens"), "--kubeconfig", sim.kubeconfig, "--step",
+    args = [os.path.join(tools_dir(), "kmstep"), "--kubeconfig", sim.kubeconfig, "--step",
             "extauth", "--recovery", "r1", "--spec", json.dumps(spec or {})]
     if dry_run:
         args.append("--dry-run")
@@ -203,7 +203,7 @@ def test_pinned_fingerprint_kept(seed):
 
 
 def test_invalid_pin_fails_before_reading(seed):
-    p = subprocess.run([os.path.join(tools_dir(), "kmstep_tokens"), "--kubeconfig", seed.kubeconfig,
+    p = subprocess.run([os.path.join(tools_dir(), "kmstep"), "--kubeconfig", seed.kubeconfig,
                         "--step", "extauth", "--spec", json.dumps({"pinnedFingerprints": ["xyz"]})],
                        capture_output=True, text=True, timeout=60)
     r = StepRun(p.returncode, p.stdout, p.stderr)

@@ -2,7 +2,7 @@
 being-deleted, unannotated, malformed token Secrets), Regenerate vs Delete, dry run, idempotence,
 JWKS forbidden -> TokenReview fallback, conflict retry.
 
-The step runs through build/tools/kmstep_tokens (the step without the ClusterRecovery orchestration;
+The step runs through build/tools/kmstep (the step without the ClusterRecovery orchestration;
 same output format as kmstep)."""
 
 import base64
@@ -32,7 +32,7 @@ MALFORMED = "ci/ci-runner-broken-token"
 
 
 def run_step(sim, spec=None, dry_run=False, status_file=None, extra=()):
-    args = [os.path.join(tools_dir(), "kmstep_tokens"), "--kubeconfig", sim.kubeconfig, "--step",
+    args = [os.path.join(tools_dir(), "kmstep"), "--kubeconfig", sim.kubeconfig, "--step",
             "tokens", "--spec", json.dumps(spec or {"verifyTimeoutSeconds": 20})]
     if dry_run:
         args.append("--dry-run")

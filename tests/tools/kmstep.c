@@ -1,10 +1,12 @@
-/* kmstep — runs one recovery step (pods or csr) or the background CSR approver against a
- * cluster, for integration tests, without the ClusterRecovery orchestration.
+/* kmstep — runs one recovery step (tokens, extauth, csr or pods) or the background CSR approver
+ * against a cluster, for integration tests, without the ClusterRecovery orchestration.
  *
- *   kmstep --kubeconfig F --step pods|csr [--spec JSON] [--started-at RFC3339] [--dry-run]
- *          [--status-file F] [--log-level L]
+ *   kmstep --kubeconfig F --step tokens|extauth|csr|pods [--spec JSON] [--started-at RFC3339]
+ *          [--recovery NAME] [--current-ca FILE|-] [--dry-run] [--status-file F] [--log-level L]
  *   kmstep --kubeconfig F --approver SECONDS [--spec JSON]
  *
+ * --spec is the step's spec block (defaults are the step's own); --current-ca sets
+ * ctx->current_ca_pem (default: the kubeconfig's CA; "-" = none).
  * --status-file: the step's status is loaded from F (when it exists) and written back to F
  * (atomically) on every ctx->save, so a killed run can be resumed.  Events are printed as JSON
  * lines {"event":{type,reason,message}} on stdout as they happen, the approver's decisions as
@@ -24,7 +26,9 @@
 #include "operator/kubeconfig.h"
 #include "operator/log.h"
 #include "reconcilers/csr.h"
+#include "reconcilers/extauth.h"
 #include "reconcilers/pods.h"
+#include "reconcilers/tokens.h"
 #include "reconcilers/step.h"
 
 static const char *g_status_file;
@@ -96,27 +100,29 @@ static void hook_event(const char *type, const char *reason, const char *message
     ctx_event(user, type, reason, message);
 }
 
-static cJSON *read_json_file(const char *path)
+/* Whole file as a malloc'ed NUL-terminated string (caller frees), NULL if unreadable. */
+static char *read_file(const char *path, size_t *len_out)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 >= cap) {
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb)
-                break;
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        if (n == 0)
+    km_buf b;
+    km_buf_init(&b, 64u << 20);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (km_buf_append(&b, chunk, n) != KM_OK)
             break;
-        len += n;
-    }
     fclose(f);
+    if (len_out)
+        *len_out = b.len;
+    return km_buf_take(&b);
+}
+
+static cJSON *read_json_file(const char *path)
+{
+    size_t len = 0;
+    char *buf = read_file(path, &len);
     cJSON *o = buf ? km_json_parse(buf, len) : NULL;
     free(buf);
     return o;
@@ -124,8 +130,9 @@ static cJSON *read_json_file(const char *path)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: kmstep --kubeconfig F (--step pods|csr | --approver SECONDS) "
-                    "[--spec JSON] [--started-at T] [--dry-run] [--status-file F] "
+    fprintf(stderr, "usage: kmstep --kubeconfig F (--step tokens|extauth|csr|pods | --approver "
+                    "SECONDS) [--spec JSON] [--started-at T] [--recovery NAME] "
+                    "[--current-ca FILE|-] [--dry-run] [--status-file F] "
                     "[--log-level L]\n");
     return 2;
 }
@@ -133,7 +140,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     const char *kubeconfig = NULL, *step = NULL, *spec_text = "{}", *started_at = NULL;
-    const char *level = "info";
+    const char *level = "info", *recovery = "kmstep", *current_ca = NULL;
     long approver_secs = -1;
     int dry_run = 0;
     for (int i = 1; i < argc; i++) {
@@ -159,6 +166,10 @@ int main(int argc, char **argv)
             level = v;
         else if (strcmp(a, "--approver") == 0)
             approver_secs = strtol(v, NULL, 10);
+        else if (strcmp(a, "--recovery") == 0)
+            recovery = v;
+        else if (strcmp(a, "--current-ca") == 0)
+            current_ca = v;
         else
             return usage();
         i++;
@@ -175,6 +186,7 @@ int main(int argc, char **argv)
     km_kube *kube = NULL;
     cJSON *spec = cJSON_Parse(spec_text);
     cJSON *status = g_status_file ? read_json_file(g_status_file) : NULL;
+    char *ca = NULL; /* --current-ca FILE */
     g_counters = cJSON_CreateObject();
     km_status st = KM_EINVAL;
     if (!spec) {
@@ -207,14 +219,23 @@ int main(int argc, char **argv)
     ctx.spec = spec;
     ctx.status = status;
     ctx.dry_run = dry_run;
-    ctx.recovery = "kmstep";
+    ctx.recovery = recovery;
+    ctx.current_ca_pem = km_kubeconfig_ca_pem(cfg);
+    if (current_ca && strcmp(current_ca, "-") == 0)
+        ctx.current_ca_pem = NULL;
+    else if (current_ca && (ca = read_file(current_ca, NULL)) != NULL)
+        ctx.current_ca_pem = ca;
     ctx.started_at = started_at;
     ctx.cancel = &cancel;
     ctx.save = ctx_save;
     ctx.event = ctx_event;
     ctx.progress = ctx_progress;
     ctx.count = ctx_count;
-    if (strcmp(step, "pods") == 0)
+    if (strcmp(step, "tokens") == 0)
+        st = km_tokens_step(&ctx, &err);
+    else if (strcmp(step, "extauth") == 0)
+        st = km_extauth_step(&ctx, &err);
+    else if (strcmp(step, "pods") == 0)
         st = km_pods_step(&ctx, &err);
     else if (strcmp(step, "csr") == 0)
         st = km_csr_step(&ctx, &err);
@@ -240,5 +261,6 @@ out:
     cJSON_Delete(spec);
     cJSON_Delete(status);
     cJSON_Delete(g_counters);
+    free(ca);
     return st == KM_OK ? 0 : 1;
 }
