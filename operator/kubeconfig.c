@@ -12,6 +12,7 @@
 
 #include <yaml.h>
 
+#include "operator/base64.h"
 #include "operator/buf.h"
 #include "operator/log.h"
 #include "operator/ratelimit.h"
@@ -84,69 +85,19 @@ static void rtrim(char *s)
         s[--n] = '\0';
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict base64 (standard alphabet, optional padding, whitespace ignored) into a malloc'ed
- * NUL-terminated string.  NULL with errno EINVAL (malformed) or ENOMEM. */
+/* Base64 of PEM text (whitespace allowed) into a malloc'ed NUL-terminated string.  NULL with errno
+ * EINVAL (malformed, or holding NUL bytes, which PEM text never does) or ENOMEM. */
 static char *b64_decode(const char *in)
 {
-    size_t n = strlen(in);
-    char *out = malloc(n / 4 * 3 + 4);
-    if (!out) {
-        errno = ENOMEM;
+    unsigned char *out = NULL;
+    size_t n = 0;
+    km_status st = km_base64_decode(in, strlen(in), KM_B64_SKIP_SPACE, &out, &n);
+    if (st != KM_OK || memchr(out, '\0', n)) {
+        free(out);
+        errno = st == KM_ENOMEM ? ENOMEM : EINVAL;
         return NULL;
     }
-    size_t o = 0, pad = 0, cnt = 0;
-    unsigned acc = 0;
-    for (const char *p = in; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64val(c);
-        if (v < 0 || pad) /* bad character or data after padding */
-            goto bad;
-        acc = (acc << 6) | (unsigned)v;
-        if (++cnt % 4 == 0) {
-            out[o++] = (char)(acc >> 16);
-            out[o++] = (char)(acc >> 8);
-            out[o++] = (char)acc;
-            acc = 0;
-        }
-    }
-    size_t rem = cnt % 4;
-    if (rem == 1 || pad > 2 || (pad && (rem + pad) % 4 != 0))
-        goto bad;
-    if (rem == 2)
-        out[o++] = (char)(acc >> 4);
-    else if (rem == 3) {
-        out[o++] = (char)(acc >> 10);
-        out[o++] = (char)(acc >> 2);
-    }
-    out[o] = '\0';
-    if (memchr(out, '\0', o)) /* PEM text never holds NUL bytes */
-        goto bad;
-    return out;
-bad:
-    free(out);
-    errno = EINVAL;
-    return NULL;
+    return (char *)out;
 }
 
 /* ---- the YAML tree ------------------------------------------------------------------------- */

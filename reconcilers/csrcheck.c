@@ -16,6 +16,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "operator/base64.h"
 #include "operator/json.h"
 
 #define NODE_PREFIX "system:node:"
@@ -178,60 +179,13 @@ static int deny(km_csr_decision *out, const char *check, const char *fmt, ...)
     return 0;
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict standard base64 (padding optional) -> malloc'ed bytes in *out / *outlen.  0 on
- * success, -1 on malformed input or allocation failure. */
-static int b64_decode(const char *s, unsigned char **out, size_t *outlen)
-{
-    size_t n = strlen(s);
-    while (n > 0 && s[n - 1] == '=')
-        n--;
-    if (n % 4 == 1 || strlen(s) - n > 2)
-        return -1;
-    unsigned char *buf = malloc(n / 4 * 3 + 3);
-    if (!buf)
-        return -1;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0) {
-            free(buf);
-            return -1;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (unsigned char)((acc >> bits) & 0xff);
-        }
-    }
-    *out = buf;
-    *outlen = o;
-    return 0;
-}
-
 /* Parses spec.request into a new X509_REQ (caller frees) or NULL. */
 static X509_REQ *parse_request(const char *b64)
 {
     unsigned char *pem = NULL;
     size_t len = 0;
-    if (!b64 || strlen(b64) > MAX_REQUEST_BYTES || b64_decode(b64, &pem, &len) != 0)
+    if (!b64 || strlen(b64) > MAX_REQUEST_BYTES ||
+        km_base64_decode(b64, strlen(b64), 0, &pem, &len) != KM_OK)
         return NULL;
     X509_REQ *req = NULL;
     BIO *bio = BIO_new_mem_buf(pem, (int)len);

@@ -1,6 +1,8 @@
 /* jwt.c — JWT signature verification against a JWK Set with OpenSSL 3 (see jwt.h). */
 #include "reconcilers/jwt.h"
 
+#include "operator/base64.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,65 +67,6 @@ int km_jwt_result_is_stale(km_jwt_result r)
     return r == KM_JWT_INVALID_SIGNATURE || r == KM_JWT_UNKNOWN_KEY;
 }
 
-/* ---- base64 ------------------------------------------------------------------------------ */
-
-static int b64_value(unsigned char c, int url)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == (url ? '-' : '+'))
-        return 62;
-    if (c == (url ? '_' : '/'))
-        return 63;
-    return -1;
-}
-
-km_status km_jwt_base64_decode(const char *in, size_t n, int url, unsigned char **out,
-                               size_t *out_len)
-{
-    /* Strip up to two '=' of padding; the remaining length decides the tail. */
-    size_t pad = 0;
-    while (n > 0 && in[n - 1] == '=' && pad < 2) {
-        n--;
-        pad++;
-    }
-    if (n % 4 == 1 || (pad && (n + pad) % 4 != 0))
-        return KM_EPARSE;
-    size_t len = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
-    unsigned char *buf = malloc(len + 1);
-    if (!buf)
-        return KM_ENOMEM;
-    size_t o = 0;
-    unsigned int acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = b64_value((unsigned char)in[i], url);
-        if (v < 0) {
-            free(buf);
-            return KM_EPARSE;
-        }
-        acc = (acc << 6) | (unsigned int)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            buf[o++] = (unsigned char)((acc >> bits) & 0xff);
-        }
-    }
-    /* Leftover bits must be zero (canonical encoding). */
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-        free(buf);
-        return KM_EPARSE;
-    }
-    buf[o] = '\0';
-    *out = buf;
-    *out_len = o;
-    return KM_OK;
-}
-
 /* ---- key sets ------------------------------------------------------------------------------ */
 
 /* Decodes the base64url string member `name` of k; NULL when missing or invalid. */
@@ -131,7 +74,7 @@ static unsigned char *b64_member(const cJSON *k, const char *name, size_t *len)
 {
     const char *s = KM_JSON_STR(k, name);
     unsigned char *out = NULL;
-    if (!s || !*s || km_jwt_base64_decode(s, strlen(s), 1, &out, len) != KM_OK)
+    if (!s || !*s || km_base64_decode(s, strlen(s), KM_B64_URL, &out, len) != KM_OK)
         return NULL;
     return out;
 }
@@ -325,9 +268,9 @@ static km_jwt_result parse_token(const char *t, size_t len, km_jwt_info *info, p
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - t)) : NULL;
     if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - t)) || d1 == t)
         goto out;
-    if (km_jwt_base64_decode(t, (size_t)(d1 - t), 1, &hdr, &hl) != KM_OK ||
-        km_jwt_base64_decode(d1 + 1, (size_t)(d2 - d1 - 1), 1, &pay, &pl) != KM_OK ||
-        km_jwt_base64_decode(d2 + 1, len - (size_t)(d2 + 1 - t), 1, &sig, &sl) != KM_OK)
+    if (km_base64_decode(t, (size_t)(d1 - t), KM_B64_URL, &hdr, &hl) != KM_OK ||
+        km_base64_decode(d1 + 1, (size_t)(d2 - d1 - 1), KM_B64_URL, &pay, &pl) != KM_OK ||
+        km_base64_decode(d2 + 1, len - (size_t)(d2 + 1 - t), KM_B64_URL, &sig, &sl) != KM_OK)
         goto out;
     h = km_json_parse((const char *)hdr, hl);
     if (!cJSON_IsObject(h) || !is_object_json(pay, pl))

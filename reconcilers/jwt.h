@@ -72,13 +72,4 @@ km_jwt_result km_jwt_inspect(const char *token, size_t len, km_jwt_info *info);
  * for the key-selection rules).  info may be NULL.  keys may be NULL (= empty set). */
 km_jwt_result km_jwt_verify(const km_jwks *keys, const char *token, size_t len, km_jwt_info *info);
 
-/* ---- base64 ------------------------------------------------------------------------------- */
-
-/* Decodes n bytes of base64 (url = 0: standard alphabet, '=' padding optional) or base64url
- * (url = 1: '-' '_', padding optional).  Whitespace is not allowed.  On success *out is a
- * malloc'ed buffer of *out_len bytes plus a terminating NUL (caller frees).  On failure
- * (KM_EPARSE: bad character or length; KM_ENOMEM) outputs are untouched. */
-km_status km_jwt_base64_decode(const char *in, size_t n, int url, unsigned char **out,
-                               size_t *out_len);
-
 #endif

@@ -8,6 +8,7 @@
 
 #include <openssl/crypto.h>
 
+#include "operator/base64.h"
 #include "operator/buf.h"
 #include "operator/json.h"
 #include "operator/log.h"
@@ -52,7 +53,7 @@ km_token_check km_tokens_precheck(const cJSON *secret, char **token_out)
         return KM_TOKEN_MALFORMED;
     unsigned char *raw = NULL;
     size_t n = 0;
-    if (km_jwt_base64_decode(tok->valuestring, strlen(tok->valuestring), 0, &raw, &n) != KM_OK)
+    if (km_base64_decode(tok->valuestring, strlen(tok->valuestring), 0, &raw, &n) != KM_OK)
         return KM_TOKEN_MALFORMED;
     /* Trailing whitespace/newlines in a hand-made Secret: the server would not accept them
      * either, so they are judged as they are.  Embedded NULs make it malformed. */

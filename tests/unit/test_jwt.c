@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "operator/json.h"
+#include "operator/base64.h"
 #include "reconcilers/jwt.h"
 #include "tests/unit/support/testpki.h"
 
@@ -325,36 +326,6 @@ static void test_jwks_parse(void **state)
     free(offcurve);
 }
 
-static void test_base64(void **state)
-{
-    (void)state;
-    unsigned char *out = NULL;
-    size_t n = 0;
-    assert_int_equal(km_jwt_base64_decode("aGk=", 4, 0, &out, &n), KM_OK);
-    assert_int_equal(n, 2);
-    assert_string_equal((char *)out, "hi");
-    free(out);
-    assert_int_equal(km_jwt_base64_decode("aGk", 3, 1, &out, &n), KM_OK);
-    assert_string_equal((char *)out, "hi");
-    free(out);
-    assert_int_equal(km_jwt_base64_decode("-_8", 3, 1, &out, &n), KM_OK);
-    assert_int_equal(n, 2);
-    assert_int_equal(out[0], 0xfb);
-    assert_int_equal(out[1], 0xff);
-    free(out);
-    out = NULL;
-    assert_int_equal(km_jwt_base64_decode("-_8", 3, 0, &out, &n), KM_EPARSE);
-    assert_int_equal(km_jwt_base64_decode("+/8", 3, 1, &out, &n), KM_EPARSE);
-    assert_int_equal(km_jwt_base64_decode("a", 1, 0, &out, &n), KM_EPARSE);
-    assert_int_equal(km_jwt_base64_decode("aGk==", 5, 0, &out, &n), KM_EPARSE);
-    assert_int_equal(km_jwt_base64_decode("aGl=", 4, 0, &out, &n), KM_EPARSE); /* non-zero tail */
-    assert_int_equal(km_jwt_base64_decode("aG k", 4, 0, &out, &n), KM_EPARSE);
-    assert_null(out);
-    assert_int_equal(km_jwt_base64_decode("", 0, 0, &out, &n), KM_OK);
-    assert_int_equal(n, 0);
-    free(out);
-}
-
 /* ---- recorded kube-apiserver 1.19 material ---------------------------------------------- */
 
 static char *fixture_token(const char *file, int from_secret)
@@ -373,7 +344,7 @@ static char *fixture_token(const char *file, int from_secret)
         assert_non_null(b64);
         unsigned char *raw = NULL;
         size_t n = 0;
-        assert_int_equal(km_jwt_base64_decode(b64, strlen(b64), 0, &raw, &n), KM_OK);
+        assert_int_equal(km_base64_decode(b64, strlen(b64), 0, &raw, &n), KM_OK);
         tok = (char *)raw;
     } else {
         const char *t = KM_JSON_STR(doc, "spec", "token");
@@ -433,7 +404,7 @@ int main(void)
         cmocka_unit_test(test_wrong_key),        cmocka_unit_test(test_unknown_kid),
         cmocka_unit_test(test_tampered),         cmocka_unit_test(test_bad_alg),
         cmocka_unit_test(test_malformed),        cmocka_unit_test(test_jwks_parse),
-        cmocka_unit_test(test_base64),           cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_fixtures),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
