@@ -136,6 +136,8 @@ static const char usage_run[] =
     "  --context NAME          kubeconfig context\n"
     "  --log-level LEVEL       debug|info|warn|error (default info)\n"
     "  --log-format FORMAT     text|json (default text)\n"
+    "  --qps Q                 client-side request rate, 0 = unlimited (default 50)\n"
+    "  --burst B               client-side burst (default 100)\n"
     "  -h, --help              this help\n"
     "\n"
     "Exit status: 0 success, 1 a step failed, 2 usage error or invalid file.\n";
@@ -236,6 +238,28 @@ static void print_summary(const cJSON *obj)
     }
 }
 
+/* Client options from --qps / --burst (NULL = default) into *ko.  0, or EXIT_USAGE after the
+ * error was printed. */
+static int parse_client_opts(const char *cmd, const char *qps_s, const char *burst_s,
+                             km_kube_opts *ko)
+{
+    km_kube_opts_default(ko);
+    long v = 0;
+    if (qps_s) {
+        char *end = NULL;
+        double q = strtod(qps_s, &end);
+        if (!*qps_s || *end || !(q >= 0 && q <= 100000))
+            return usage_error(cmd, "invalid --qps %s", qps_s);
+        ko->qps = q;
+    }
+    if (burst_s) {
+        if (parse_long(burst_s, 1, 100000, &v) != 0)
+            return usage_error(cmd, "invalid --burst %s", burst_s);
+        ko->burst = (int)v;
+    }
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -249,10 +273,13 @@ static int cmd_run(int argc, char **argv)
         {"context", required_argument, NULL, 'c'},
         {"log-level", required_argument, NULL, 'L'},
         {"log-format", required_argument, NULL, 'F'},
+        {"qps", required_argument, NULL, 'Q'},
+        {"burst", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int once = 0, dry_run = 0;
+    const char *qps_s = NULL, *burst_s = NULL;
     const char *file = NULL, *steps = NULL, *window = NULL, *output = NULL;
     const char *kubeconfig = NULL, *context = NULL, *log_level = NULL, *log_format = NULL;
     optind = 1;
@@ -290,6 +317,12 @@ static int cmd_run(int argc, char **argv)
         case 'F':
             log_format = optarg;
             break;
+        case 'Q':
+            qps_s = optarg;
+            break;
+        case 'B':
+            burst_s = optarg;
+            break;
         case 'h':
             fputs(usage_run, stdout);
             return 0;
@@ -312,7 +345,11 @@ static int cmd_run(int argc, char **argv)
     char ebuf[1024];
     if (steps && km_recovery_parse_steps(steps, &mask, &e) != KM_OK)
         return usage_error("run", "%s", e.message);
-    int rc = set_logging("run", log_level, log_format);
+    km_kube_opts ko;
+    int rc = parse_client_opts("run", qps_s, burst_s, &ko);
+    if (rc)
+        return rc;
+    rc = set_logging("run", log_level, log_format);
     if (rc)
         return rc;
 
@@ -337,8 +374,6 @@ static int cmd_run(int argc, char **argv)
     km_kubeconfig *cfg = NULL;
     km_kube *kube = NULL;
     km_recovery *r = NULL;
-    km_kube_opts ko;
-    km_kube_opts_default(&ko);
     rc = connect_client(kubeconfig, context, &ko, &cfg, &kube);
     if (rc)
         goto out;
@@ -557,20 +592,10 @@ static int cmd_operator(int argc, char **argv)
     if (optind < argc)
         return usage_error("operator", "unexpected argument %s", argv[optind]);
     km_kube_opts ko;
-    km_kube_opts_default(&ko);
     long v = 0;
-    if (qps_s) {
-        char *end = NULL;
-        double q = strtod(qps_s, &end);
-        if (!*qps_s || *end || !(q >= 0 && q <= 100000))
-            return usage_error("operator", "invalid --qps %s", qps_s);
-        ko.qps = q;
-    }
-    if (burst_s) {
-        if (parse_long(burst_s, 1, 100000, &v) != 0)
-            return usage_error("operator", "invalid --burst %s", burst_s);
-        ko.burst = (int)v;
-    }
+    int prc = parse_client_opts("operator", qps_s, burst_s, &ko);
+    if (prc)
+        return prc;
     int workers = 2;
     if (workers_s) {
         if (parse_long(workers_s, 1, 16, &v) != 0)

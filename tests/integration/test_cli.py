@@ -18,6 +18,8 @@ from kmop import SimProcess
     ["run", "--once", "-o", "yaml"],
     ["run", "--once", "--log-level", "loud"],
     ["run", "--once", "-f"],                  # missing value
+    ["run", "--once", "--qps", "fast"],
+    ["run", "--once", "--burst", "0"],
     ["operator", "--workers", "0"],
     ["operator", "--nope"],
     ["operator", "--metrics-bind-address", "nonsense"],
@@ -98,7 +100,8 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     assert any(k[1] == "secrets" for k in w), w
 
     # A second run finds nothing left to regenerate (idempotent).
-    cp = kmop.run(["run", "--once", "--steps", "tokens", "-o", "json", "--kubeconfig", sim.kubeconfig])
+    cp = kmop.run(["run", "--once", "--steps", "tokens", "-o", "json", "--qps", "0", "--burst", "1",
+                   "--kubeconfig", sim.kubeconfig])
     assert cp.returncode == 0, cp.stderr[-2000:]
     again = json.loads(cp.stdout)
     assert again["tokens"].get("regenerated", 0) == 0
