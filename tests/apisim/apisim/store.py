@@ -8,6 +8,7 @@ import bisect
 import collections
 import datetime
 import queue
+import random
 import threading
 import time
 import uuid
@@ -89,6 +90,7 @@ class Store:
         self._commit_hooks = []    # fn(event) called under lock after commit (must be cheap)
         self._owner_index = collections.defaultdict(set)  # owner uid -> {(res, key)}
         self._dispatch_q = queue.Queue()
+        self._uid_rng = random.Random()  # uids (used under the lock; seeded from os.urandom)
         self._gc_q = queue.Queue()
         self._stopped = False
         self.compact_rv = 0            # continue tokens older than this -> 410
@@ -279,9 +281,8 @@ class Store:
             return out, None, None, rv
 
     # ------------------------------------------------------------------ writes
-    def create(self, res, obj, *, dry_run=False, namespace=None):
-        info = self._info(res)
-        obj = clone(obj)
+    def _normalize_new(self, info, res, obj, namespace):
+        """apiVersion/kind/namespace/defaults of an object about to be created (no lock needed)."""
         md = obj.setdefault("metadata", {})
         if namespace is not None:
             md["namespace"] = namespace
@@ -292,38 +293,58 @@ class Store:
             obj["kind"] = info.kind
         if apply_defaults is not None:
             apply_defaults(res, obj)
+        return md
+
+    def _insert_new(self, info, res, t, obj, md, dry_run):
+        """Names, uid, timestamps and the commit of a new object.  Caller holds the lock."""
+        if not md.get("name") and md.get("generateName"):
+            for _ in range(50):
+                cand = md["generateName"] + random_suffix()
+                if make_key(md.get("namespace", ""), cand) not in t.objs:
+                    md["name"] = cand
+                    break
+        if not md.get("name"):
+            raise errors.invalid(info.kind if info else res, "", [errors.field_required(
+                "metadata.name", "name or generateName is required")])
+        key = obj_key(obj)
+        if key in t.objs:
+            raise errors.already_exists(info or res, md["name"])
+        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            md.pop(f, None)
+        md["uid"] = str(uuid.UUID(int=self._uid_rng.getrandbits(128), version=4))
+        md["creationTimestamp"] = now_rfc3339()
+        if info is not None and info.has_generation:
+            md["generation"] = 1
+        else:
+            md.pop("generation", None)
+        if info is not None and info.status_subresource and info.is_crd:
+            obj.pop("status", None)
+        for fn in self._prepare_hooks.get(res, ()):
+            fn("create", obj, None)
+        if dry_run:
+            md["resourceVersion"] = str(self._rv)
+            return
+        md["resourceVersion"] = str(self._next_rv())
+        self._commit(res, t, "ADDED", key, obj, None)
+
+    def create(self, res, obj, *, dry_run=False, namespace=None):
+        info = self._info(res)
+        obj = clone(obj)
+        md = self._normalize_new(info, res, obj, namespace)
+        with self.lock:
+            self._insert_new(info, res, self._table(res), obj, md, dry_run)
+            return clone(obj)
+
+    def bulk_create(self, res, objs):
+        """Fast path for scenario loading: create() for each object, but it TAKES OWNERSHIP of the
+        dicts (no copies in or out; callers must not touch them afterwards) and returns nothing.
+        Raises ApiError like create() (objects before the failing one stay created)."""
+        info = self._info(res)
+        mds = [self._normalize_new(info, res, obj, None) for obj in objs]
         with self.lock:
             t = self._table(res)
-            if not md.get("name") and md.get("generateName"):
-                for _ in range(50):
-                    cand = md["generateName"] + random_suffix()
-                    if make_key(md.get("namespace", ""), cand) not in t.objs:
-                        md["name"] = cand
-                        break
-            if not md.get("name"):
-                raise errors.invalid(info.kind if info else res, "", [errors.field_required(
-                    "metadata.name", "name or generateName is required")])
-            key = obj_key(obj)
-            if key in t.objs:
-                raise errors.already_exists(info or res, md["name"])
-            for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
-                md.pop(f, None)
-            md["uid"] = str(uuid.uuid4())
-            md["creationTimestamp"] = now_rfc3339()
-            if info is not None and info.has_generation:
-                md["generation"] = 1
-            else:
-                md.pop("generation", None)
-            if info is not None and info.status_subresource and info.is_crd:
-                obj.pop("status", None)
-            for fn in self._prepare_hooks.get(res, ()):
-                fn("create", obj, None)
-            if dry_run:
-                md["resourceVersion"] = str(self._rv)
-                return clone(obj)
-            md["resourceVersion"] = str(self._next_rv())
-            self._commit(res, t, "ADDED", key, obj, None)
-            return clone(obj)
+            for obj, md in zip(objs, mds):
+                self._insert_new(info, res, t, obj, md, False)
 
     def update(self, res, obj, *, subresource=None, check_rv=True, dry_run=False):
         info = self._info(res)

@@ -1,6 +1,25 @@
 """User impersonation (Impersonate-User / -Group headers, kubectl --as) as the real impersonation filter."""
 
-from test_server_auth import sa_token  # noqa: F401  (fixture)
+import pytest
+
+
+@pytest.fixture
+def own_sa_token(sim):
+    """A fresh legacy token of SA impns/imp (its own Secret), valid whatever other tests did to the PKI."""
+    sim.request("POST", "/api/v1/namespaces", {"metadata": {"name": "impns"}})
+    sim.request("POST", "/api/v1/namespaces/impns/serviceaccounts", {"metadata": {"name": "imp"}})
+    _, sa = sim.request("GET", "/api/v1/namespaces/impns/serviceaccounts/imp")
+    sim.request("DELETE", "/api/v1/namespaces/impns/secrets/imp-token")
+    st, tok = sim.sim("POST", "/_sim/token", {"namespace": "impns", "serviceAccount": "imp", "secretName": "imp-token"})
+    assert st == 200
+    import base64
+    st, _ = sim.request("POST", "/api/v1/namespaces/impns/secrets", {
+        "metadata": {"name": "imp-token", "annotations": {"kubernetes.io/service-account.name": "imp",
+                                                          "kubernetes.io/service-account.uid": sa["metadata"]["uid"]}},
+        "type": "kubernetes.io/service-account-token",
+        "data": {"token": base64.b64encode(tok["token"].encode()).decode()}})
+    assert st == 201
+    return tok["token"]
 
 
 def test_admin_impersonates_node_for_csr(sim):
@@ -23,12 +42,12 @@ def test_impersonated_user_is_authorized_as_itself(sim):
                                'in the namespace "default"')
 
 
-def test_impersonation_needs_the_impersonate_verb(sim, sa_token):  # noqa: F811
-    st, body = sim.request("GET", "/api/v1/namespaces/default/secrets", token=sa_token,
+def test_impersonation_needs_the_impersonate_verb(sim, own_sa_token):
+    st, body = sim.request("GET", "/api/v1/namespaces/default/secrets", token=own_sa_token,
                            headers={"Impersonate-User": "system:admin", "Impersonate-Group": "system:masters"})
     assert st == 403
     assert body["reason"] == "Forbidden"
-    assert body["message"] == ('users "system:admin" is forbidden: User "system:serviceaccount:authns:norbac" '
+    assert body["message"] == ('users "system:admin" is forbidden: User "system:serviceaccount:impns:imp" '
                                'cannot impersonate resource "users" in API group "" at the cluster scope')
 
 
