@@ -1146,6 +1146,12 @@ def make_handler(sim):
                 else:
                     spec.pop("extra", None)
                 body["status"] = {}
+            elif info.key == "pods" and getattr(sim.controllers, "admit_pod", None) is not None:
+                # the controllers' ServiceAccount admission knows the profile (legacy secret volume
+                # vs. projected kube-api-access volume) and rejects a missing ServiceAccount
+                body.setdefault("metadata", {}).setdefault("namespace", self.ns)
+                sim.controllers.admit_pod(body)
+                body["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
             elif info.key == "pods":
                 spec = body.setdefault("spec", {})
                 sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
