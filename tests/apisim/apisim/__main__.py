@@ -13,7 +13,9 @@ def main(argv=None):
     p.add_argument("--scenario", default=None, help="scenario name (seed, gen:...) or YAML file")
     p.add_argument("--kubeconfig-out", required=True)
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--profile", choices=["modern", "legacy"], default="modern")
+    p.add_argument("--profile", choices=["modern", "legacy"], default=None,
+                   help="modern (>= 1.24, default) or legacy (< 1.24 token Secrets); given explicitly it wins over "
+                        "the scenario's profile")
     p.add_argument("--kubelet-delay", type=float, default=1.0)
     p.add_argument("--sa-key-type", choices=["rsa", "ec"], default="rsa")
     p.add_argument("--workdir", default=None)
@@ -30,7 +32,8 @@ def main(argv=None):
     from .server import Sim
     sim = Sim(workdir, sa_key_type=args.sa_key_type, history_size=args.history_size,
               bookmark_interval=args.bookmark_interval, compaction_interval=args.compaction_interval,
-              log_requests=args.log_requests, profile=args.profile, kubelet_delay=args.kubelet_delay)
+              log_requests=args.log_requests, profile=args.profile or "modern", kubelet_delay=args.kubelet_delay)
+    sim.profile_from_cli = args.profile is not None
     controllers = None
     if not args.no_controllers:
         try:
