@@ -1,6 +1,7 @@
 /* tokens.c — the tokens step (see tokens.h). */
 #include "reconcilers/tokens.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #define PAGE_LIMIT 100
 #define LIST_MAX 50
 #define VERIFY_MARK "verify"
+#define VERIFY_NAP_MS 500
 
 /* ---- pure parts ---------------------------------------------------------------------------- */
 
@@ -92,7 +94,17 @@ typedef struct changed {
     char *ns, *name, *sa, *sa_uid, *old_uid;
     int del; /* deleted (else regenerated in place) */
     int done, healed;
+    int seen; /* listed by the current verification re-list */
 } changed;
+
+/* An open-addressing hash index over run.ch (slot = index + 1, 0 = empty): keyed by "ns/name"
+ * (every entry) or by "ns/serviceaccount" (deleted entries; several may share a key). */
+typedef enum idx_by { BY_NAME, BY_SA } idx_by;
+
+typedef struct chindex {
+    size_t *slot;
+    size_t cap, used; /* cap is 0 or a power of two */
+} chindex;
 
 typedef struct run {
     km_step_ctx *ctx;
@@ -103,6 +115,7 @@ typedef struct run {
     int counting;  /* 0 while re-listing Secrets up to the marker */
     changed *ch;
     size_t nch, capch;
+    chindex by_name, by_sa;
     long other;      /* not authenticated for a non-key reason */
     char last[512];  /* key of the last Secret handled */
     int page_change; /* a Secret was changed on this page */
@@ -154,13 +167,71 @@ static void changed_free(changed *c)
     free(c->old_uid);
 }
 
-/* Remembers a changed Secret for verification (no duplicates).  KM_ENOMEM. */
+static uint64_t key_hash(const char *a, const char *b)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "a/b" */
+    for (const char *p = a; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ (unsigned char)'/') * 1099511628211ULL;
+    for (const char *p = b; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t entry_hash(const changed *c, idx_by by)
+{
+    return key_hash(c->ns, by == BY_NAME ? c->name : c->sa);
+}
+
+static void idx_place(size_t *slot, size_t cap, uint64_t h, size_t v)
+{
+    size_t p = (size_t)h & (cap - 1);
+    while (slot[p])
+        p = (p + 1) & (cap - 1);
+    slot[p] = v;
+}
+
+/* Adds r->ch[i] to the index (grows it to stay at most half full).  KM_ENOMEM: unchanged. */
+static km_status idx_add(run *r, chindex *x, size_t i, idx_by by)
+{
+    if ((x->used + 1) * 2 > x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 64;
+        size_t *s = calloc(cap, sizeof(*s));
+        if (!s)
+            return KM_ENOMEM;
+        for (size_t j = 0; j < x->cap; j++)
+            if (x->slot[j])
+                idx_place(s, cap, entry_hash(&r->ch[x->slot[j] - 1], by), x->slot[j]);
+        free(x->slot);
+        x->slot = s;
+        x->cap = cap;
+    }
+    idx_place(x->slot, x->cap, entry_hash(&r->ch[i], by), i + 1);
+    x->used++;
+    return KM_OK;
+}
+
+/* The remembered Secret ns/name, or NULL. */
+static changed *find_changed(run *r, const char *ns, const char *name)
+{
+    if (!r->by_name.cap)
+        return NULL;
+    size_t mask = r->by_name.cap - 1;
+    for (size_t p = (size_t)key_hash(ns, name) & mask; r->by_name.slot[p]; p = (p + 1) & mask) {
+        changed *c = &r->ch[r->by_name.slot[p] - 1];
+        if (strcmp(c->ns, ns) == 0 && strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+/* Remembers a changed Secret for verification (no duplicates).  KM_ENOMEM (a Secret that made
+ * it into the list but not into the ServiceAccount index is still freed with the run). */
 static km_status remember(run *r, const char *ns, const char *name, const char *sa,
                           const char *sa_uid, const char *old_uid, int del)
 {
-    for (size_t i = 0; i < r->nch; i++)
-        if (strcmp(r->ch[i].ns, ns) == 0 && strcmp(r->ch[i].name, name) == 0)
-            return KM_OK;
+    if (find_changed(r, ns, name))
+        return KM_OK;
     if (r->nch == r->capch) {
         size_t cap = r->capch ? r->capch * 2 : 16;
         changed *n = realloc(r->ch, cap * sizeof(*n));
@@ -176,12 +247,20 @@ static km_status remember(run *r, const char *ns, const char *name, const char *
                  dup_or_null(old_uid),
                  del,
                  0,
+                 0,
                  0};
-    if (!c.ns || !c.name) {
+    if (!c.ns || !c.name || (sa && !c.sa)) {
         changed_free(&c);
         return KM_ENOMEM;
     }
-    r->ch[r->nch++] = c;
+    r->ch[r->nch] = c;
+    if (idx_add(r, &r->by_name, r->nch, BY_NAME) != KM_OK) {
+        changed_free(&c);
+        return KM_ENOMEM;
+    }
+    r->nch++;
+    if (del && c.sa)
+        return idx_add(r, &r->by_sa, r->nch - 1, BY_SA);
     return KM_OK;
 }
 
@@ -672,26 +751,150 @@ static km_status check_healed(run *r, changed *c, km_err *err)
     return KM_OK; /* API errors: try again until the deadline */
 }
 
+typedef struct relist_ctx {
+    run *r;
+    km_err *err;
+} relist_ctx;
+
+/* Verification re-list, one listed Secret: heals the remembered Secret of that name (Regenerate)
+ * and the deleted Secrets of its ServiceAccount it replaces (Delete) when its token validates.
+ * Fails on transport errors. */
+static km_status verify_item(run *r, const cJSON *it, km_err *err)
+{
+    const char *ns = KM_JSON_STR(it, "metadata", "namespace");
+    const char *name = KM_JSON_STR(it, "metadata", "name");
+    if (!ns || !name)
+        return KM_OK;
+    int judged = 0, valid = 0;
+    changed *c = find_changed(r, ns, name);
+    changed *self = c && !c->del && !c->done ? c : NULL;
+    if (c)
+        c->seen = 1;
+    const char *sa = KM_JSON_STR(it, "metadata", "annotations", ANN_NAME);
+    const char *sa_uid = KM_JSON_STR(it, "metadata", "annotations", ANN_UID);
+    const char *uid = KM_JSON_STR(it, "metadata", "uid");
+    size_t mask = r->by_sa.cap ? r->by_sa.cap - 1 : 0;
+    size_t p = sa && r->by_sa.cap ? (size_t)key_hash(ns, sa) & mask : 0;
+    for (;;) {
+        changed *want = self;
+        self = NULL;
+        if (!want) { /* the next pending deleted Secret this one may replace */
+            if (!sa || !r->by_sa.cap || !r->by_sa.slot[p])
+                break;
+            want = &r->ch[r->by_sa.slot[p] - 1];
+            p = (p + 1) & mask;
+            if (want->done || !want->del || strcmp(want->ns, ns) != 0 ||
+                strcmp(want->sa, sa) != 0 ||
+                (want->sa_uid && sa_uid && strcmp(sa_uid, want->sa_uid) != 0) ||
+                (uid && want->old_uid && strcmp(uid, want->old_uid) == 0))
+                continue;
+        }
+        if (!judged) {
+            judged = 1;
+            char *token = NULL;
+            if (km_tokens_precheck(it, &token) != KM_TOKEN_CHECK)
+                return KM_OK;
+            verdict v = V_OTHER;
+            char why[256];
+            km_err e;
+            km_err_clear(&e);
+            km_status st = judge(r, token, &v, why, sizeof(why), &e);
+            km_tokens_token_free(token);
+            if (fatal(st)) {
+                if (err)
+                    *err = e;
+                return st;
+            }
+            valid = st == KM_OK && v == V_VALID; /* API errors: try again next round */
+        }
+        if (!valid)
+            return KM_OK;
+        want->done = want->healed = 1;
+    }
+    return KM_OK;
+}
+
+static km_status on_verify_page(const km_kube_page *page, void *user)
+{
+    relist_ctx *vc = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        if (cancelled(vc->r))
+            return km_err_set(vc->err, KM_ECANCELED, "tokens: cancelled");
+        km_status st = verify_item(vc->r, it, vc->err);
+        if (st != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+/* One verification round by re-listing the token Secrets: cheaper than one request per pending
+ * Secret once more are pending than the list has pages.  A regenerated Secret the list no
+ * longer holds was deleted (e.g. with its ServiceAccount) and cannot heal.  API errors leave
+ * the Secrets pending (next round); transport errors and cancel are returned. */
+static km_status verify_relist(run *r, km_err *err)
+{
+    km_err e;
+    km_err_clear(&e);
+    for (size_t i = 0; i < r->nch; i++)
+        r->ch[i].seen = 0;
+    km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = PAGE_LIMIT};
+    relist_ctx vc = {r, &e};
+    km_status st = km_kube_list(r->ctx->kube, "/api/v1/secrets", &o, on_verify_page, &vc, NULL, &e);
+    if (st == KM_OK) {
+        for (size_t i = 0; i < r->nch; i++)
+            if (!r->ch[i].del && !r->ch[i].done && !r->ch[i].seen)
+                r->ch[i].done = 1;
+        return KM_OK;
+    }
+    if (fatal(st)) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    return KM_OK;
+}
+
+static size_t count_pending(const run *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nch; i++)
+        n += !r->ch[i].done;
+    return n;
+}
+
 static km_status verify(run *r, km_err *err)
 {
     long timeout = (long)KM_JSON_NUM(r->ctx->spec, 60, "verifyTimeoutSeconds");
     if (timeout < 0)
         timeout = 0;
     double deadline = mono_now() + (double)timeout;
+    /* Pages a re-list of the token Secrets takes, estimated from this pass's scan. */
+    long scanned = num(r, "scanned");
+    size_t pages = scanned > 0 ? (size_t)((scanned + PAGE_LIMIT - 1) / PAGE_LIMIT) : 1;
+    /* The tokens controller needs a moment for the Secrets changed last: a first look right
+     * away would mostly cost a second round. */
+    if (timeout > 0 && nap(r, VERIFY_NAP_MS))
+        return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
     for (;;) {
-        size_t pending = 0;
-        for (size_t i = 0; i < r->nch; i++) {
-            if (r->ch[i].done)
-                continue;
-            km_status st = check_healed(r, &r->ch[i], err);
+        size_t pending = count_pending(r);
+        if (pending > pages) {
+            km_status st = verify_relist(r, err);
             if (st != KM_OK)
                 return st;
-            if (!r->ch[i].done)
-                pending++;
+        } else {
+            for (size_t i = 0; i < r->nch; i++) {
+                if (r->ch[i].done)
+                    continue;
+                km_status st = check_healed(r, &r->ch[i], err);
+                if (st != KM_OK)
+                    return st;
+            }
         }
-        if (pending == 0 || mono_now() >= deadline)
+        if (count_pending(r) == 0 || mono_now() >= deadline)
             break;
-        if (nap(r, 1000))
+        if (nap(r, VERIFY_NAP_MS))
             return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
     }
     long healed = 0;
@@ -884,6 +1087,8 @@ out:
     for (size_t i = 0; i < r.nch; i++)
         changed_free(&r.ch[i]);
     free(r.ch);
+    free(r.by_name.slot);
+    free(r.by_sa.slot);
     free(r.marker);
     km_jwks_free(r.jwks);
     return st;

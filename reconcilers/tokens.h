@@ -28,8 +28,13 @@
  *
  * Afterwards each changed Secret is polled until it holds a token that validates (Regenerate:
  * the same Secret; Delete: a new token Secret of the same ServiceAccount), at most
- * spec.verifyTimeoutSeconds.  Not healed -> Warning event TokensNotHealed and condition False
- * NotHealed naming them.  A per-Secret API failure other than a conflict counts as failed
+ * spec.verifyTimeoutSeconds, in rounds (a short pause first and between rounds).  A round with
+ * more Secrets pending than a list of the token Secrets takes pages (estimated from the scan)
+ * re-lists them (same fieldSelector, paged) and checks the changed ones against an in-memory
+ * index of them (a regenerated Secret missing from the list was deleted: not healed); a round
+ * with few pending reads each (Regenerate: GET; Delete: list of its namespace's token
+ * Secrets).  Not healed -> Warning event TokensNotHealed and condition False NotHealed naming
+ * them.  A per-Secret API failure other than a conflict counts as failed
  * (condition False ChangeFailed); transport errors end the step with the error (the
  * orchestrator retries and the step resumes).
  *

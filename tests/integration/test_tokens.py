@@ -278,3 +278,27 @@ def test_resume_from_status_does_not_count_twice(seed, tmp_path):
     with open(status_file) as f:
         saved = json.load(f)
     assert saved["regenerated"] == 11
+
+
+def request_count(sim, verb, resource):
+    return sum(r["count"] for r in counters(sim)["requests"]
+               if r["verb"] == verb and r["resource"] == resource and r["subresource"] == "")
+
+
+def test_verification_relists_instead_of_getting_each_secret():
+    """150 regenerated Secrets, 300 token Secrets (3 list pages of 100): verifying them by one
+    GET each would cost 150 requests; re-listing costs 3 per round."""
+    with SimProcess(scenario="gen:namespaces=10,pods=10,secrets=300,stale=0.5,nodes=2,csrs=0,seed=3") as sim:
+        st, _ = sim.sim("POST", "/_sim/counters/reset")
+        assert st == 200
+        r = run_step(sim, spec={"verifyTimeoutSeconds": 60})
+        assert r.status["scanned"] == 300
+        assert r.status["regenerated"] == 150 and r.status["healed"] == 150, r.status
+        assert r.condition["reason"] == "Regenerated"
+        for k, s in secrets(sim).items():
+            assert token_of(s) and review(sim, token_of(s)).get("authenticated") is True, k
+        # the scan's 3 pages plus at least one verification re-list of 3 pages ...
+        assert request_count(sim, "list", "secrets") >= 6
+        # ... and per-Secret GETs only for the few a re-list would not pay off for
+        assert request_count(sim, "get", "secrets") < 15
+        assert request_count(sim, "patch", "secrets") == 150
