@@ -17,6 +17,7 @@
 #define CSR_PATH "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 #define RECENT_MAX 50
 #define REPORTED_MAX 10000
+#define NODE_PAGE 500
 
 /* What happened to one CSR. */
 typedef enum outcome {
@@ -33,6 +34,7 @@ typedef struct handler {
     const km_csr_policy *policy;
     int deny;
     int dry_run;
+    const cJSON *nodes; /* name -> Node listed for this pass (borrowed); NULL = GET each */
     void (*event)(void *user, const char *type, const char *reason, const char *message);
     void *user;
 } handler;
@@ -133,11 +135,15 @@ static km_status handle(const handler *h, const cJSON *csr_in, result *r, km_err
         char node_name[256];
         cJSON_Delete(node);
         node = NULL;
+        const cJSON *listed = NULL;
         if (signer && strcmp(signer, KM_CSR_SIGNER_SERVING) == 0 &&
-            km_csrcheck_node_name(csr, node_name, sizeof(node_name)) &&
-            (st = get_node(h->kube, node_name, &node, err)) != KM_OK)
-            goto out;
-        km_csrcheck_decide(h->policy, csr, node, &r->d);
+            km_csrcheck_node_name(csr, node_name, sizeof(node_name))) {
+            listed = h->nodes ? cJSON_GetObjectItemCaseSensitive(h->nodes, node_name) : NULL;
+            /* not listed: GET it (created since the list, or not a node at all) */
+            if (!listed && (st = get_node(h->kube, node_name, &node, err)) != KM_OK)
+                goto out;
+        }
+        km_csrcheck_decide(h->policy, csr, listed ? listed : node, &r->d);
         int approve = r->d.verdict == KM_CSR_APPROVE;
         r->reason = approve ? "allChecksPassed" : r->d.check;
         if (!approve && !h->deny) {
@@ -265,6 +271,105 @@ static km_status collect_page(const km_kube_page *page, void *user)
     return KM_OK;
 }
 
+/* ---- the Nodes of one pass ---------------------------------------------------------------- */
+
+typedef struct node_list {
+    cJSON *want;  /* node name -> number of pending serving CSRs naming it */
+    cJSON *nodes; /* node name -> Node, the wanted ones found by the list */
+    long unfound; /* CSRs whose Node the list has not shown yet */
+    long pages;
+    int stopped; /* the list was ended early on purpose */
+} node_list;
+
+/* Keeps the wanted Nodes of a page.  Ends the list (KM_ECANCELED with nl->stopped) as soon as
+ * the pages still to come would cost more than GETting the Nodes not found yet. */
+static km_status node_page(const km_kube_page *page, void *user)
+{
+    node_list *nl = user;
+    const cJSON *it;
+    nl->pages++;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        const char *name = KM_JSON_STR(it, "metadata", "name");
+        const cJSON *w = name ? cJSON_GetObjectItemCaseSensitive(nl->want, name) : NULL;
+        if (!w || cJSON_GetObjectItemCaseSensitive(nl->nodes, name))
+            continue;
+        cJSON *copy = cJSON_Duplicate(it, 1);
+        if (!copy || !cJSON_AddItemToObject(nl->nodes, name, copy)) {
+            cJSON_Delete(copy);
+            return KM_ENOMEM;
+        }
+        nl->unfound -= (long)w->valuedouble;
+    }
+    long left = page->remaining >= 0 ? (page->remaining + NODE_PAGE - 1) / NODE_PAGE : nl->pages;
+    if (page->remaining != 0 && (nl->unfound <= 0 || left >= nl->unfound)) {
+        nl->stopped = 1;
+        return KM_ECANCELED;
+    }
+    return KM_OK;
+}
+
+/* Lists the Nodes once (paged) when more pending CSRs need a Node than the list would take
+ * pages, keeping only the Nodes they name (*out: name -> Node, caller frees; NULL when not
+ * listed, so every CSR GETs its Node).  A refused list (API error) also leaves *out NULL.
+ * Fails on ENOMEM, transport errors and cancel. */
+static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON *todo, cJSON **out,
+                            km_err *err)
+{
+    km_status st = KM_ENOMEM;
+    node_list nl = {.want = cJSON_CreateObject(), .nodes = cJSON_CreateObject()};
+    const cJSON *csr;
+    *out = NULL;
+    if (!nl.want || !nl.nodes) {
+        km_err_set(err, st, "csr: out of memory");
+        goto out;
+    }
+    cJSON_ArrayForEach(csr, todo)
+    {
+        char name[256];
+        const char *signer = KM_JSON_STR(csr, "spec", "signerName");
+        if (!signer || strcmp(signer, KM_CSR_SIGNER_SERVING) != 0 ||
+            !km_csrcheck_handles(policy, signer) || !km_csrcheck_node_name(csr, name, sizeof(name)))
+            continue;
+        cJSON *w = cJSON_GetObjectItemCaseSensitive(nl.want, name);
+        if (w)
+            cJSON_SetNumberValue(w, w->valuedouble + 1);
+        else if (!cJSON_AddNumberToObject(nl.want, name, 1)) {
+            km_err_set(err, st, "csr: out of memory");
+            goto out;
+        }
+        nl.unfound++;
+    }
+    st = KM_OK;
+    if (nl.unfound <= 1) /* one GET at most: no cheaper than a list page */
+        goto out;
+    km_err e;
+    km_err_clear(&e);
+    km_list_opts lo = {.limit = NODE_PAGE};
+    st = km_kube_list(k, "/api/v1/nodes", &lo, node_page, &nl, NULL, &e);
+    if (st != KM_OK && nl.stopped)
+        st = KM_OK;
+    if (st == KM_EAPI) {
+        char buf[768];
+        km_log_warn("csr: cannot list nodes, reading them one by one", "error",
+                    km_err_str(&e, buf, sizeof(buf)));
+        st = KM_OK;
+        goto out;
+    }
+    if (st != KM_OK) {
+        if (err)
+            *err = e;
+        km_err_prefix(err, "list nodes");
+        goto out;
+    }
+    *out = nl.nodes;
+    nl.nodes = NULL;
+out:
+    cJSON_Delete(nl.want);
+    cJSON_Delete(nl.nodes);
+    return st;
+}
+
 static void step_event(void *user, const char *type, const char *reason, const char *message)
 {
     km_step_ctx *ctx = user;
@@ -306,6 +411,7 @@ km_status km_csr_step(km_step_ctx *ctx, km_err *err)
 {
     km_status st;
     km_csr_policy *policy = NULL;
+    cJSON *nodes = NULL;
     step_state s = {.ctx = ctx, .todo = cJSON_CreateArray()};
     long n[5] = {0};
     if (!s.todo)
@@ -325,6 +431,9 @@ km_status km_csr_step(km_step_ctx *ctx, km_err *err)
         km_err_prefix(err, "list certificatesigningrequests");
         goto out;
     }
+    if ((st = list_nodes(ctx->kube, policy, s.todo, &nodes, err)) != KM_OK)
+        goto out;
+    h.nodes = nodes;
     const cJSON *csr;
     cJSON_ArrayForEach(csr, s.todo)
     {
@@ -373,6 +482,7 @@ km_status km_csr_step(km_step_ctx *ctx, km_err *err)
     st = KM_OK;
 out:
     km_csr_policy_free(policy);
+    cJSON_Delete(nodes);
     cJSON_Delete(s.todo);
     return st;
 }

@@ -11,7 +11,11 @@
  * CSRs that already carry an Approved/Denied condition are left alone (idempotent), so a
  * re-run or a second operator never decides a CSR twice.  With dry run everything is decided
  * and reported but nothing is written.  A 409 on the /approval write re-reads the CSR once and
- * retries if it is still undecided. */
+ * retries if it is still undecided.
+ * The Node a kubelet-serving CSR names: the step lists the Nodes once per pass (paged, keeping
+ * only the named ones; ended early when the pages left would cost more than GETs) when more
+ * than one CSR needs a Node, and GETs a Node the list did not show (created since, or no
+ * node; also every Node when the list is refused).  The approver GETs the Node per CSR. */
 #ifndef KM_CSR_H
 #define KM_CSR_H
 

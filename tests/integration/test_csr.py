@@ -123,3 +123,30 @@ def test_approver_decides_new_csrs_from_the_watch(seed):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_pass_lists_nodes_once_and_gets_only_unlisted_ones(seed):
+    # a CSR of a node that does not exist: not in the list, so read on its own (404 -> denied)
+    create_csr_as_node(seed, "ghost-1", "csr-ghost", dns=["ghost-1"], ips=["192.0.2.99"])
+    seed.sim("POST", "/_sim/counters/reset")
+    run = kmstep(seed, "csr")
+    assert run.rc == 0, run
+    assert (run.status["approved"], run.status["denied"]) == (3, 11), run.status
+    recent = {r["name"]: r for r in run.status["recent"]}
+    assert recent["csr-ghost"]["reason"] == "nodeNotFound"
+    assert count_requests(seed, "list", "nodes") == 1
+    assert count_requests(seed, "get", "nodes", code=200) == 0
+    assert count_requests(seed, "get", "nodes", code=404) == 1
+
+
+def test_pass_gets_nodes_when_the_list_is_refused(seed):
+    st, _ = seed.sim("POST", "/_sim/faults", {"rules": [{"verb": "list", "resource": "nodes", "code": 403}]})
+    assert st == 200
+    seed.sim("POST", "/_sim/counters/reset")
+    run = kmstep(seed, "csr")
+    assert run.rc == 0, run
+    assert (run.status["approved"], run.status["denied"]) == (3, 10), run.status
+    for name in VALID:
+        assert csr_conditions(seed, name)[0]["type"] == "Approved"
+    # every serving CSR that names a node read it on its own
+    assert count_requests(seed, "get", "nodes") == 12
