@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -450,7 +451,18 @@ typedef struct op_state {
     km_lease *lease;      /* NULL without --leader-elect */
     int leader_elect;
     km_metrics *metrics;
+    km_kube *kube;             /* for the credentials-rejected liveness check */
+    _Atomic long long beat_ms; /* monotonic ms of the main loop's last turn */
 } op_state;
+
+#define OP_STALL_MS 30000 /* /healthz fails when the main loop has not turned for this long */
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void op_started_leading(void *user)
 {
@@ -466,11 +478,22 @@ static void op_stopped_leading(void *user)
     atomic_store(&g_stop, 1);
 }
 
+/* Liveness: the main loop turns, and the API server still accepts our credentials — after a PKI
+ * rebuild a restart is what gives the pod a fresh projected token, so failing liveness is the fix.
+ */
 static int op_live(char *reason, size_t n, void *user)
 {
-    (void)reason;
-    (void)n;
-    (void)user;
+    op_state *s = user;
+    if (s->kube && km_kube_credentials_rejected(s->kube)) {
+        snprintf(reason, n,
+                 "credentials rejected by the API server; a restart mounts a fresh token");
+        return 0;
+    }
+    long long idle = mono_ms() - atomic_load(&s->beat_ms);
+    if (idle > OP_STALL_MS) {
+        snprintf(reason, n, "main loop stalled for %lld s", idle / 1000);
+        return 0;
+    }
     return 1;
 }
 
@@ -621,6 +644,7 @@ static int cmd_operator(int argc, char **argv)
     op_state s;
     memset(&s, 0, sizeof(s));
     s.leader_elect = leader_elect;
+    atomic_store(&s.beat_ms, mono_ms());
     km_kubeconfig *cfg = NULL;
     km_kube *kube = NULL;
     km_metrics *metrics = NULL;
@@ -638,6 +662,7 @@ static int cmd_operator(int argc, char **argv)
         goto out;
     }
     s.metrics = metrics;
+    s.kube = kube;
     km_kube_set_observer(kube, km_metrics_observe_api, metrics);
     if (km_events_new(kube, "kubemend", &events, &e) != KM_OK) {
         fprintf(stderr, "kubemend operator: %s\n", km_err_str(&e, ebuf, sizeof(ebuf)));
@@ -705,6 +730,7 @@ static int cmd_operator(int argc, char **argv)
     int workers_started = 0;
     km_metric *leader_g = km_metrics_get(metrics, KM_METRIC_LEADER);
     while (!atomic_load(&g_stop)) {
+        atomic_store(&s.beat_ms, mono_ms());
         if (!workers_started && atomic_load(&s.leading) && !atomic_load(&s.lost)) {
             if (km_recovery_ctl_start_workers(s.ctl, &e) != KM_OK) {
                 km_log_error("cannot start workers", "error", e.message);

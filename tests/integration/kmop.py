@@ -44,10 +44,10 @@ def writes(sim, exclude=("events",)):
 
 
 def install(sim):
-    """kubectl apply of crds/ and deploy/ (the simulator serves no OpenAPI: --validate=false)."""
-    sim.kubectl("apply", "--validate=false", "-k", os.path.join(ROOT, "crds"))
+    """kubectl apply of crds/ and deploy/, exactly as the README says."""
+    sim.kubectl("apply", "-k", os.path.join(ROOT, "crds"))
     sim.kubectl("wait", "--for=condition=Established", "crd/clusterrecoveries.kubemend.io", "--timeout=30s")
-    sim.kubectl("apply", "--validate=false", "-k", os.path.join(ROOT, "deploy"))
+    sim.kubectl("apply", "-k", os.path.join(ROOT, "deploy"))
 
 
 def sa_kubeconfig(sim, ns="kubemend-system", sa="kubemend"):
