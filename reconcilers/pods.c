@@ -16,6 +16,16 @@
 
 #define LIST_MAX 50
 #define WATCH_MAX_S 300
+#define NKINDS 3
+
+static const char *const KINDS[NKINDS] = {"Deployment", "StatefulSet", "DaemonSet"};
+
+/* One workload kind of the current namespace, listed at most once: slim copies of the objects
+ * (updated by our patches) and where a readiness watch continues. */
+typedef struct kind_cache {
+    cJSON *objs; /* object: name -> slim workload; NULL until listed */
+    char rv[64]; /* resourceVersion a watch continues from; "" = list (again) first */
+} kind_cache;
 
 typedef struct run {
     km_step_ctx *ctx;
@@ -32,8 +42,9 @@ typedef struct run {
     const char *ns;
     cJSON *pods;      /* slim copies of the listed pods */
     cJSON *sa_cache;  /* object: SA name -> SA object or null (missing) */
-    cJSON *rs_cache;  /* object: RS name -> Deployment name or null */
+    cJSON *rs_cache;  /* object: RS name -> Deployment name or "" */
     cJSON *workloads; /* array of {kind, name} */
+    kind_cache wl[NKINDS];
     cJSON *evict;     /* array of pod names */
     cJSON *ownerless; /* array of pod names */
     long skipped[KM_PODSEL_DELETING + 1];
@@ -135,11 +146,52 @@ static km_status list_namespaces(run *r, cJSON **order, km_err *err)
 
 /* ---- pods of one namespace ------------------------------------------------------------------- */
 
+/* Copies spec[key] (containers / initContainers) as [{volumeMounts: [{name, mountPath}]}] into
+ * spec.  0 on success, -1 when out of memory. */
+static int slim_mounts(cJSON *spec, const cJSON *pod, const char *key)
+{
+    const cJSON *cs = KM_JSON_AT(pod, "spec", key);
+    if (!cJSON_IsArray(cs))
+        return 0;
+    cJSON *out = cJSON_AddArrayToObject(spec, key);
+    if (!out)
+        return -1;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cs)
+    {
+        cJSON *oc = cJSON_CreateObject();
+        if (!oc || !cJSON_AddItemToArray(out, oc)) {
+            cJSON_Delete(oc);
+            return -1;
+        }
+        const cJSON *vms = KM_JSON_AT(c, "volumeMounts");
+        if (!cJSON_IsArray(vms))
+            continue;
+        cJSON *ovms = cJSON_AddArrayToObject(oc, "volumeMounts");
+        if (!ovms)
+            return -1;
+        const cJSON *vm;
+        cJSON_ArrayForEach(vm, vms)
+        {
+            const char *n = KM_JSON_STR(vm, "name");
+            const char *mp = KM_JSON_STR(vm, "mountPath");
+            cJSON *o = cJSON_CreateObject();
+            if (!o || !cJSON_AddItemToArray(ovms, o)) {
+                cJSON_Delete(o);
+                return -1;
+            }
+            if ((n && km_json_set_str(o, "name", n)) || (mp && km_json_set_str(o, "mountPath", mp)))
+                return -1;
+        }
+    }
+    return 0;
+}
+
 /* Copies the fields the selection needs (the list may be big; we keep only these). */
 static cJSON *slim_pod(const cJSON *pod)
 {
     static const char *const md_keys[] = {"name", "creationTimestamp", "deletionTimestamp",
-                                          "ownerReferences"};
+                                          "ownerReferences", "labels"};
     static const char *const spec_keys[] = {"serviceAccountName", "automountServiceAccountToken",
                                             "volumes"};
     cJSON *o = cJSON_CreateObject();
@@ -164,6 +216,8 @@ static cJSON *slim_pod(const cJSON *pod)
         if (v && !cJSON_AddItemToObject(spec, spec_keys[i], cJSON_Duplicate(v, 1)))
             goto fail;
     }
+    if (slim_mounts(spec, pod, "containers") || slim_mounts(spec, pod, "initContainers"))
+        goto fail;
     const char *phase = KM_JSON_STR(pod, "status", "phase");
     if (phase && km_json_set_str(status, "phase", phase) != KM_OK)
         goto fail;
@@ -202,6 +256,126 @@ static km_status collect_pods(const km_kube_page *page, void *user)
     return KM_OK;
 }
 
+/* ---- workloads of one namespace (one list per kind, only when needed) -------------------------
+ */
+
+static const char *plural(const char *kind)
+{
+    if (strcmp(kind, "Deployment") == 0)
+        return "deployments";
+    if (strcmp(kind, "StatefulSet") == 0)
+        return "statefulsets";
+    return "daemonsets";
+}
+
+static int kind_index(const char *kind)
+{
+    for (int i = 0; i < NKINDS; i++) {
+        if (strcmp(KINDS[i], kind) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* Copies what the step needs of a workload: name, generation, selector, replicas, the restart
+ * marker and status.  NULL when out of memory. */
+static cJSON *slim_workload(const cJSON *obj)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *md = o ? cJSON_AddObjectToObject(o, "metadata") : NULL;
+    cJSON *spec = o ? cJSON_AddObjectToObject(o, "spec") : NULL;
+    if (!md || !spec)
+        goto fail;
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    const cJSON *gen = KM_JSON_AT(obj, "metadata", "generation");
+    if ((name && km_json_set_str(md, "name", name)) ||
+        (cJSON_IsNumber(gen) && km_json_set_num(md, "generation", gen->valuedouble)))
+        goto fail;
+    const cJSON *v = KM_JSON_AT(obj, "spec", "replicas");
+    if (cJSON_IsNumber(v) && km_json_set_num(spec, "replicas", v->valuedouble))
+        goto fail;
+    v = KM_JSON_AT(obj, "spec", "selector");
+    if (v && !cJSON_AddItemToObject(spec, "selector", cJSON_Duplicate(v, 1)))
+        goto fail;
+    const char *mark =
+        KM_JSON_STR(obj, "spec", "template", "metadata", "annotations", KM_RESTARTED_AT_ANNOTATION);
+    if (mark) {
+        cJSON *ann = cJSON_AddObjectToObject(
+            cJSON_AddObjectToObject(cJSON_AddObjectToObject(spec, "template"), "metadata"),
+            "annotations");
+        if (!ann || km_json_set_str(ann, KM_RESTARTED_AT_ANNOTATION, mark))
+            goto fail;
+    }
+    v = KM_JSON_AT(obj, "status");
+    if (v && !cJSON_AddItemToObject(o, "status", cJSON_Duplicate(v, 1)))
+        goto fail;
+    return o;
+fail:
+    cJSON_Delete(o);
+    return NULL;
+}
+
+/* Stores (replacing) the slim copy of obj in objs.  KM_ENOMEM on failure (objs unchanged). */
+static km_status cache_put(cJSON *objs, const cJSON *obj)
+{
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    if (!name)
+        return KM_OK;
+    cJSON *s = slim_workload(obj);
+    if (!s)
+        return KM_ENOMEM;
+    int ok = cJSON_GetObjectItemCaseSensitive(objs, name)
+                 ? cJSON_ReplaceItemInObjectCaseSensitive(objs, name, s)
+                 : cJSON_AddItemToObject(objs, name, s);
+    if (!ok) {
+        cJSON_Delete(s);
+        return KM_ENOMEM;
+    }
+    return KM_OK;
+}
+
+static km_status collect_workloads(const km_kube_page *page, void *user)
+{
+    kind_cache *c = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        if (cache_put(c->objs, it) != KM_OK)
+            return KM_ENOMEM;
+    }
+    if (page->resource_version)
+        snprintf(c->rv, sizeof(c->rv), "%s", page->resource_version);
+    return KM_OK;
+}
+
+/* The namespace's workloads of KINDS[ki], listed on first use.  *out borrowed (object: name ->
+ * slim workload).  Failure: the API error (the kind stays unlisted), KM_ENOMEM. */
+static km_status workloads_of(run *r, int ki, const cJSON **out, km_err *err)
+{
+    kind_cache *c = &r->wl[ki];
+    if (!c->objs) {
+        char path[768];
+        if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(KINDS[ki]), NULL, NULL))
+            return km_err_set(err, KM_EINVAL, "namespace name too long");
+        cJSON *objs = cJSON_CreateObject();
+        if (!objs)
+            return oom(err);
+        kind_cache tmp = {.objs = objs};
+        km_list_opts lo = {.limit = 500};
+        km_status st = km_kube_list(r->k, path, &lo, collect_workloads, &tmp, NULL, err);
+        if (st != KM_OK) {
+            cJSON_Delete(objs);
+            if (st == KM_ENOMEM)
+                return oom(err);
+            km_err_prefix(err, "list %s in %s", plural(KINDS[ki]), r->ns);
+            return st;
+        }
+        *c = tmp;
+    }
+    *out = c->objs;
+    return KM_OK;
+}
+
 /* The pod's ServiceAccount from the namespace cache (GET on a miss).  *out borrowed or NULL. */
 static km_status service_account(run *r, const char *name, const cJSON **out, km_err *err)
 {
@@ -233,11 +407,35 @@ static km_status service_account(run *r, const char *name, const cJSON **out, km
     return KM_OK;
 }
 
-/* The Deployment owning ReplicaSet rs ("" when none), cached per namespace. */
-static km_status rs_owner(run *r, const char *rs, const char **deploy, km_err *err)
+/* The Deployment owning ReplicaSet rs, the controlling owner of pod ("" when none), cached per
+ * namespace: by the deployment controller's naming rule against the namespace's Deployments
+ * (listed once), else from the ReplicaSet's own owner reference (GET). */
+static km_status rs_owner(run *r, const cJSON *pod, const char *rs, const char **deploy,
+                          km_err *err)
 {
     *deploy = "";
     cJSON *c = cJSON_GetObjectItemCaseSensitive(r->rs_cache, rs);
+    const char *hash = KM_JSON_STR(pod, "metadata", "labels", KM_POD_TEMPLATE_HASH_LABEL);
+    size_t rn = strlen(rs), hn = hash ? strlen(hash) : 0;
+    if (!c && hn > 0 && rn > hn + 1 && rs[rn - hn - 1] == '-' && strcmp(rs + rn - hn, hash) == 0) {
+        const cJSON *deps = NULL;
+        km_status st = workloads_of(r, 0, &deps, err);
+        if (st != KM_OK)
+            return st;
+        char name[512];
+        if (rn - hn - 1 < sizeof(name)) {
+            memcpy(name, rs, rn - hn - 1);
+            name[rn - hn - 1] = '\0';
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(deps, name);
+            if (d && km_podsel_rs_of_deployment(rs, pod, d)) {
+                c = cJSON_CreateString(name);
+                if (!c || !cJSON_AddItemToObject(r->rs_cache, rs, c)) {
+                    cJSON_Delete(c);
+                    return oom(err);
+                }
+            }
+        }
+    }
     if (!c) {
         char path[768];
         cJSON *obj = NULL;
@@ -313,7 +511,8 @@ static km_status plan_namespace(run *r, km_err *err)
     {
         const char *name = KM_JSON_STR(pod, "metadata", "name");
         const cJSON *sa = NULL;
-        if ((st = service_account(r, KM_JSON_STR(pod, "spec", "serviceAccountName"), &sa, err)))
+        if (km_podsel_needs_sa(pod, r->started_at, r->include_default) &&
+            (st = service_account(r, KM_JSON_STR(pod, "spec", "serviceAccountName"), &sa, err)))
             return st;
         km_podsel_reason why = km_podsel_pod(pod, sa, r->started_at, r->include_default);
         if (why != KM_PODSEL_RESTART) {
@@ -329,7 +528,7 @@ static km_status plan_namespace(run *r, km_err *err)
             st = add_name(r->ownerless, name, err);
         } else if (strcmp(kind, "ReplicaSet") == 0) {
             const char *deploy = "";
-            if ((st = rs_owner(r, oname, &deploy, err)) != KM_OK)
+            if ((st = rs_owner(r, pod, oname, &deploy, err)) != KM_OK)
                 return st;
             st = deploy[0] ? add_workload(r, "Deployment", deploy, err)
                            : add_name(r->evict, name, err);
@@ -347,59 +546,56 @@ static km_status plan_namespace(run *r, km_err *err)
 /* ---- rollout restarts --------------------------------------------------------------------------
  */
 
-static const char *plural(const char *kind)
-{
-    if (strcmp(kind, "Deployment") == 0)
-        return "deployments";
-    if (strcmp(kind, "StatefulSet") == 0)
-        return "statefulsets";
-    return "daemonsets";
-}
-
 static cJSON *current_obj(run *r)
 {
     return km_json_obj(r->st, "current");
 }
 
-/* Restarts one workload unless this recovery already did.  *restarted = 1 when it is (now or
- * before) restarted by this recovery and should be waited for. */
+/* Restarts one workload unless this recovery already did; the namespace's list of its kind (no GET)
+ * says whether it still exists and already carries this recovery's marker.  *restarted = 1 when
+ * it is (now or before) restarted by this recovery and should be waited for; then *gen is the
+ * generation its rollout starts at (readiness counts only for objects at least that new). */
 static km_status restart_workload(run *r, const char *kind, const char *name, int *restarted,
-                                  km_err *err)
+                                  double *gen, km_err *err)
 {
     char key[512], path[768], patch[512];
     km_status st;
     *restarted = 0;
+    *gen = 0;
     snprintf(key, sizeof(key), "%s/%.400s", kind, name);
     cJSON *cur = current_obj(r);
     if (!cur)
         return oom(err);
+    int ki = kind_index(kind);
+    const cJSON *objs = NULL;
+    if (ki < 0)
+        return KM_OK;
+    if ((st = workloads_of(r, ki, &objs, err)) != KM_OK)
+        return st;
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(objs, name);
     if (km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key)) {
-        *restarted = 1;
+        *restarted = obj != NULL;
+        *gen = KM_JSON_NUM(obj, 0, "metadata", "generation");
+        return KM_OK;
+    }
+    if (!obj) { /* gone: nothing to restart */
+        km_log_info("pods: workload not found, skipped", "namespace", r->ns, "workload", key);
         return KM_OK;
     }
     if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), name, NULL))
         return km_err_set(err, KM_EINVAL, "workload name too long");
-    cJSON *obj = NULL;
-    km_err e;
-    km_err_clear(&e);
-    st = km_kube_get(r->k, path, &obj, &e);
-    if (st == KM_EAPI && e.http_code == 404)
-        return KM_OK; /* gone: nothing to restart */
-    if (st != KM_OK) {
-        if (err)
-            *err = e;
-        km_err_prefix(err, "get %s %s/%s", kind, r->ns, name);
-        return st;
-    }
     int already = km_podsel_restarted_since(obj, r->started_at);
-    cJSON_Delete(obj);
+    *gen = KM_JSON_NUM(obj, 0, "metadata", "generation");
     if (!already && !r->dry_run) {
         snprintf(
             patch, sizeof(patch),
             "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"" KM_RESTARTED_AT_ANNOTATION
             "\":\"%s\"}}}}}",
             r->started_at);
-        if ((st = km_kube_patch(r->k, path, KM_PATCH_STRATEGIC, patch, NULL, &e)) != KM_OK) {
+        cJSON *after = NULL;
+        km_err e;
+        km_err_clear(&e);
+        if ((st = km_kube_patch(r->k, path, KM_PATCH_STRATEGIC, patch, &after, &e)) != KM_OK) {
             if (st == KM_EAPI && e.http_code == 404)
                 return KM_OK;
             if (err)
@@ -407,6 +603,13 @@ static km_status restart_workload(run *r, const char *kind, const char *name, in
             km_err_prefix(err, "restart %s %s/%s", kind, r->ns, name);
             return st;
         }
+        /* the rollout starts at the patched generation; older states seen later (a watch
+         * replaying from before the patch) must not count as ready */
+        *gen = KM_JSON_NUM(after, *gen + 1, "metadata", "generation");
+        st = cache_put(r->wl[ki].objs, after);
+        cJSON_Delete(after);
+        if (st != KM_OK)
+            return oom(err);
     }
     /* counted once: a workload found already annotated was patched by us before a crash */
     if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK)
@@ -423,39 +626,36 @@ static km_status restart_workload(run *r, const char *kind, const char *name, in
     return save(r, err);
 }
 
-/* ---- waiting for readiness (list, then watch from the list's resourceVersion) ------------------
+/* ---- waiting for readiness (watch from the namespace list's resourceVersion) -------------------
  */
 
 typedef struct waiter {
     run *r;
     const char *kind;
-    cJSON *pending; /* array of names still not ready */
-    char rv[64];
+    kind_cache *c;
+    cJSON *pending; /* array of {name, gen} still not ready */
     km_lines *lines;
-    int expired;
+    int relist; /* the watch ended with an ERROR event (e.g. 410 Gone) */
 } waiter;
 
-static void drop_pending(cJSON *pending, const char *name)
-{
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, pending)
-    {
-        if (strcmp(it->valuestring, name) == 0) {
-            cJSON_DeleteItemFromArray(pending, i);
-            return;
-        }
-        i++;
-    }
-}
-
+/* Drops name from pending when obj (at least the generation its rollout started at) is ready or
+ * deleted. */
 static void observe(waiter *w, const cJSON *obj, int deleted)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
-    if (!name || !km_json_array_has_str(w->pending, name))
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, w->pending)
+    {
+        if (name && strcmp(KM_JSON_STR(it, "name"), name) == 0)
+            break;
+        i++;
+    }
+    if (!it)
         return;
-    if (deleted || km_podsel_workload_ready(w->kind, obj))
-        drop_pending(w->pending, name);
+    if (deleted || (KM_JSON_NUM(obj, 0, "metadata", "generation") >= KM_JSON_NUM(it, 0, "gen") &&
+                    km_podsel_workload_ready(w->kind, obj)))
+        cJSON_DeleteItemFromArray(w->pending, i);
 }
 
 static km_status wait_list_page(const km_kube_page *page, void *user)
@@ -467,7 +667,7 @@ static km_status wait_list_page(const km_kube_page *page, void *user)
         observe(w, it, 0);
     }
     if (page->resource_version)
-        snprintf(w->rv, sizeof(w->rv), "%s", page->resource_version);
+        snprintf(w->c->rv, sizeof(w->c->rv), "%s", page->resource_version);
     return KM_OK;
 }
 
@@ -478,12 +678,12 @@ static km_status wait_line(const char *line, size_t len, void *user)
     if (km_event_parse(line, len, &ev, NULL) != KM_OK)
         return KM_OK; /* ignore a malformed line; the relist catches up */
     if (ev.type == KM_EV_ERROR) {
-        w->expired = ev.expired;
+        w->relist = 1;
         km_event_cleanup(&ev);
         return KM_ECANCELED; /* relist */
     }
     if (ev.resource_version)
-        snprintf(w->rv, sizeof(w->rv), "%s", ev.resource_version);
+        snprintf(w->c->rv, sizeof(w->c->rv), "%s", ev.resource_version);
     if (ev.type != KM_EV_BOOKMARK)
         observe(w, ev.object, ev.type == KM_EV_DELETED);
     km_event_cleanup(&ev);
@@ -498,18 +698,26 @@ static km_status wait_chunk(const char *data, size_t len, void *user)
     return km_lines_feed(w->lines, data, len);
 }
 
-/* Waits until every name in pending (workloads of one kind) is ready or deadline passes;
- * pending keeps the ones that are not.  Failure: KM_ECANCELED, KM_ENOMEM. */
-static km_status wait_kind(run *r, const char *kind, cJSON *pending, time_t deadline, km_err *err)
+/* Waits until every {name, gen} in pending (workloads of KINDS[ki]) is ready or deadline passes;
+ * pending keeps the ones that are not.  Starts from the cached objects (the namespace's list
+ * plus our patch responses) and watches from where the namespace's list (or the last watch) left
+ * off; lists again only when the watch cannot continue.  Failure: KM_ECANCELED, KM_ENOMEM. */
+static km_status wait_kind(run *r, int ki, cJSON *pending, time_t deadline, km_err *err)
 {
     char path[768], wpath[1024];
-    waiter w = {.r = r, .kind = kind, .pending = pending};
+    const char *kind = KINDS[ki];
+    waiter w = {.r = r, .kind = kind, .c = &r->wl[ki], .pending = pending};
     km_status st = km_lines_new(0, KM_LINES_SKIP, wait_line, &w, &w.lines);
     if (st != KM_OK)
         return oom(err);
     if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), NULL, NULL)) {
         st = km_err_set(err, KM_EINVAL, "namespace name too long");
         goto out;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, w.c->objs)
+    {
+        observe(&w, it, 0);
     }
     while (cJSON_GetArraySize(pending) > 0) {
         if (cancelled(r)) {
@@ -518,17 +726,20 @@ static km_status wait_kind(run *r, const char *kind, cJSON *pending, time_t dead
         }
         km_err e;
         km_err_clear(&e);
-        w.rv[0] = '\0';
-        km_list_opts lo = {.limit = 500};
-        st = km_kube_list(r->k, path, &lo, wait_list_page, &w, NULL, &e);
-        if (st == KM_ECANCELED) {
-            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-            goto out;
+        if (!w.c->rv[0]) {
+            km_list_opts lo = {.limit = 500};
+            st = km_kube_list(r->k, path, &lo, wait_list_page, &w, NULL, &e);
+            if (st == KM_ECANCELED) {
+                st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
+                goto out;
+            }
+            if (st != KM_OK)
+                w.c->rv[0] = '\0';
         }
         time_t now = time(NULL);
         if (cJSON_GetArraySize(pending) == 0 || now >= deadline)
             break;
-        if (st != KM_OK || !w.rv[0]) { /* transient: retry the list shortly */
+        if (!w.c->rv[0]) { /* transient: retry the list shortly */
             char buf[768];
             km_log_warn("pods: list for readiness failed", "namespace", r->ns, "error",
                         km_err_str(&e, buf, sizeof(buf)));
@@ -545,9 +756,9 @@ static km_status wait_kind(run *r, const char *kind, cJSON *pending, time_t dead
             secs = 1;
         snprintf(wpath, sizeof(wpath),
                  "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%ld", path,
-                 w.rv, secs);
+                 w.c->rv, secs);
         km_lines_reset(w.lines);
-        w.expired = 0;
+        w.relist = 0;
         time_t began = time(NULL);
         km_err_clear(&e);
         st = km_kube_stream(r->k, wpath, secs * 1000 + 30000, wait_chunk, &w, &e);
@@ -555,6 +766,9 @@ static km_status wait_kind(run *r, const char *kind, cJSON *pending, time_t dead
             st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
             goto out;
         }
+        /* an ERROR event (410 Gone: too old) or a failed stream: list again */
+        if (w.relist || (st != KM_OK && st != KM_ECANCELED))
+            w.c->rv[0] = '\0';
         /* a stream that failed at once must not turn into a busy loop */
         if (st != KM_OK && st != KM_ECANCELED && time(NULL) - began < 1 && nap(r, 1.0) != KM_OK) {
             st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
@@ -567,39 +781,42 @@ out:
     return st;
 }
 
-/* Waits for the batch (array of {kind,name}) and reports what is not ready at the deadline. */
+/* Waits for the batch (array of {kind, name, gen}) and reports what is not ready at the
+ * deadline. */
 static km_status wait_batch(run *r, const cJSON *batch, time_t deadline, km_err *err)
 {
-    static const char *const kinds[] = {"Deployment", "StatefulSet", "DaemonSet"};
-    for (size_t i = 0; i < 3; i++) {
+    for (int i = 0; i < NKINDS; i++) {
         cJSON *pending = cJSON_CreateArray();
         if (!pending)
             return oom(err);
         const cJSON *w;
         cJSON_ArrayForEach(w, batch)
         {
-            if (strcmp(KM_JSON_STR(w, "kind"), kinds[i]) == 0 &&
-                add_name(pending, KM_JSON_STR(w, "name"), err) != KM_OK) {
+            if (strcmp(KM_JSON_STR(w, "kind"), KINDS[i]) != 0)
+                continue;
+            cJSON *copy = cJSON_Duplicate(w, 1);
+            if (!copy || !cJSON_AddItemToArray(pending, copy)) {
+                cJSON_Delete(copy);
                 cJSON_Delete(pending);
-                return KM_ENOMEM;
+                return oom(err);
             }
         }
-        km_status st = cJSON_GetArraySize(pending) > 0
-                           ? wait_kind(r, kinds[i], pending, deadline, err)
-                           : KM_OK;
+        km_status st =
+            cJSON_GetArraySize(pending) > 0 ? wait_kind(r, i, pending, deadline, err) : KM_OK;
         const cJSON *n;
         const cJSON *left = st == KM_OK ? pending : NULL;
         cJSON_ArrayForEach(n, left)
         {
             char key[1024];
-            snprintf(key, sizeof(key), "%s/%s/%s", r->ns, kinds[i], n->valuestring);
+            const char *name = KM_JSON_STR(n, "name");
+            snprintf(key, sizeof(key), "%s/%s/%s", r->ns, KINDS[i], name);
             if (km_step_list_add(r->st, "stuck", key, LIST_MAX) != KM_OK)
                 st = oom(err);
             r->stuck_now = 1;
             count(r, NULL, "pods_stuck_total", 1);
             event(r, "Warning", "WorkloadStuck",
                   "%s %s/%s not rolled out and ready within namespaceTimeoutSeconds (%ld s)",
-                  kinds[i], r->ns, n->valuestring, r->ns_timeout);
+                  KINDS[i], r->ns, name, r->ns_timeout);
         }
         cJSON_Delete(pending);
         if (st != KM_OK)
@@ -623,12 +840,14 @@ static km_status restart_workloads(run *r, time_t deadline, km_err *err)
             }
             const cJSON *w = cJSON_GetArrayItem(r->workloads, j);
             int restarted = 0;
+            double gen = 0;
             st = restart_workload(r, KM_JSON_STR(w, "kind"), KM_JSON_STR(w, "name"), &restarted,
-                                  err);
+                                  &gen, err);
             if (st != KM_OK)
                 break;
             cJSON *copy = restarted ? cJSON_Duplicate(w, 1) : NULL;
-            if (restarted && (!copy || !cJSON_AddItemToArray(batch, copy))) {
+            if (restarted && (!copy || km_json_set_num(copy, "gen", gen) ||
+                              !cJSON_AddItemToArray(batch, copy))) {
                 cJSON_Delete(copy);
                 st = oom(err);
                 break;
@@ -775,6 +994,11 @@ static void ns_reset(run *r)
     cJSON_Delete(r->evict);
     cJSON_Delete(r->ownerless);
     r->pods = r->sa_cache = r->rs_cache = r->workloads = r->evict = r->ownerless = NULL;
+    for (int i = 0; i < NKINDS; i++) {
+        cJSON_Delete(r->wl[i].objs);
+        r->wl[i].objs = NULL;
+        r->wl[i].rv[0] = '\0';
+    }
 }
 
 static km_status do_namespace(run *r, const char *ns, km_err *err)

@@ -3,18 +3,25 @@
  *
  * Per namespace (order and pod selection: reconcilers/podsel.h):
  *   1. list the namespace's pods page by page (fieldSelector spec.serviceAccountName!=default
- *      unless includeDefaultServiceAccount) and select them (ServiceAccounts cached per
- *      namespace);
- *   2. resolve owners: Pod -> ReplicaSet (GET, cached per namespace) -> Deployment, StatefulSet,
- *      DaemonSet = rollout restart; other owners (Job, bare ReplicaSet, unknown kinds) = Eviction;
- *      no owner = listed in status.pods.manual + Warning Event NeedsManualRestart (deleted only
- *      with deleteOwnerlessPods);
+ *      unless includeDefaultServiceAccount) and select them; whether a pod mounts a token comes
+ *      from its own volumes (ServiceAccount admission already applied automount), the
+ *      ServiceAccount is fetched (GET, cached per namespace) only for a pod whose spec has no
+ *      volume information at all;
+ *   2. resolve owners: Pod -> ReplicaSet -> Deployment by the deployment controller's naming rule
+ *      (RS == Deployment + "-" + pod-template-hash and the Deployment's selector matches the pod)
+ *      against the namespace's Deployments (listed once), else GET of the ReplicaSet (cached per
+ *      namespace); StatefulSet, DaemonSet = rollout restart; other owners (Job, bare
+ *      ReplicaSet, unknown kinds) = Eviction; no owner = listed in status.pods.manual + Warning
+ *      Event NeedsManualRestart (deleted only with deleteOwnerlessPods);
  *   3. rollout restart: strategic-merge PATCH of spec.template.metadata.annotations
  *      ["kubectl.kubernetes.io/restartedAt"] = the recovery's startedAt, maxConcurrent workloads
- *      at a time, once per workload (skipped when the annotation is already >= startedAt); after
- *      each batch (waitForReady) wait without polling — list, then watch from the list's
- *      resourceVersion — until the batch is rolled out and ready or namespaceTimeoutSeconds
- *      passed (-> status.pods.stuck "ns/Kind/name" + Warning Event WorkloadStuck);
+ *      at a time, once per workload (skipped when the annotation in the namespace's list of that
+ *      kind is already >= startedAt; StatefulSets / DaemonSets are listed only when pods of
+ *      theirs need a restart, each kind once per namespace; no GET); after each batch
+ *      (waitForReady) wait without polling — watch from that list's resourceVersion, listing
+ *      again only when the watch cannot continue (410) — until the batch is rolled out and
+ *      ready (at the generation our patch produced) or namespaceTimeoutSeconds passed
+ *      (-> status.pods.stuck "ns/Kind/name" + Warning Event WorkloadStuck);
  *   4. evictions: POST pods/<name>/eviction (policy/v1, falling back to policy/v1beta1 on
  *      400/404), never retried by the client; 429 (PodDisruptionBudget) is retried with backoff
  *      up to evictionTimeoutSeconds, then reported (stuck "ns/Pod/name", Warning EvictionBlocked).

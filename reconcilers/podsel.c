@@ -93,11 +93,61 @@ static int str_has_prefix(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa)
+/* The pod's volume called name, or NULL. */
+static const cJSON *find_volume(const cJSON *volumes, const char *name)
 {
-    const char *sa_name = KM_JSON_STR(pod, "spec", "serviceAccountName");
     const cJSON *v;
-    cJSON_ArrayForEach(v, KM_JSON_AT(pod, "spec", "volumes"))
+    cJSON_ArrayForEach(v, volumes)
+    {
+        const char *n = KM_JSON_STR(v, "name");
+        if (n && name && strcmp(n, name) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* Non-zero for a mount path naming the token directory (a trailing '/' allowed). */
+static int is_sa_mount_path(const char *p)
+{
+    size_t n = strlen(KM_SA_MOUNT_PATH);
+    return p && strncmp(p, KM_SA_MOUNT_PATH, n) == 0 && (p[n] == '\0' || strcmp(p + n, "/") == 0);
+}
+
+/* Looks at the volumeMounts of one container list: 1 when one of them puts a token at the SA
+ * path; *seen is set when any volumeMount exists. */
+static int mounts_token_in(const cJSON *containers, const cJSON *volumes, int *seen)
+{
+    const cJSON *c;
+    cJSON_ArrayForEach(c, containers)
+    {
+        const cJSON *vm;
+        cJSON_ArrayForEach(vm, KM_JSON_AT(c, "volumeMounts"))
+        {
+            *seen = 1;
+            if (!is_sa_mount_path(KM_JSON_STR(vm, "mountPath")))
+                continue;
+            const cJSON *v = find_volume(volumes, KM_JSON_STR(vm, "name"));
+            /* a Secret (legacy token) or a volume we cannot see: a token; an emptyDir /
+             * configMap / projected volume without a token source shadows it */
+            if (!v || KM_JSON_AT(v, "secret"))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+int km_podsel_token_from_spec(const cJSON *pod)
+{
+    const cJSON *spec = KM_JSON_AT(pod, "spec");
+    const cJSON *volumes = KM_JSON_AT(spec, "volumes");
+    const char *sa_name = KM_JSON_STR(spec, "serviceAccountName");
+    int seen = cJSON_GetArraySize(volumes) > 0;
+    char prefix[300];
+    prefix[0] = '\0';
+    if (sa_name && sa_name[0])
+        snprintf(prefix, sizeof(prefix), "%.250s-token-", sa_name);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, volumes)
     {
         const cJSON *src;
         cJSON_ArrayForEach(src, KM_JSON_AT(v, "projected", "sources"))
@@ -106,26 +156,86 @@ int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa)
                 return 1;
         }
         const char *secret = KM_JSON_STR(v, "secret", "secretName");
-        if (!secret)
-            continue;
-        const cJSON *ref;
-        cJSON_ArrayForEach(ref, KM_JSON_AT(sa, "secrets"))
-        {
-            const char *n = KM_JSON_STR(ref, "name");
-            if (n && strcmp(n, secret) == 0)
-                return 1;
-        }
-        if (sa_name) {
-            char prefix[300];
-            snprintf(prefix, sizeof(prefix), "%.250s-token-", sa_name);
-            if (str_has_prefix(secret, prefix))
-                return 1;
-        }
+        if (secret && prefix[0] && str_has_prefix(secret, prefix))
+            return 1;
     }
-    const cJSON *am = KM_JSON_AT(pod, "spec", "automountServiceAccountToken");
-    if (cJSON_IsBool(am))
-        return cJSON_IsTrue(am);
+    if (mounts_token_in(KM_JSON_AT(spec, "containers"), volumes, &seen) ||
+        mounts_token_in(KM_JSON_AT(spec, "initContainers"), volumes, &seen))
+        return 1;
+    const cJSON *am = KM_JSON_AT(spec, "automountServiceAccountToken");
+    if (cJSON_IsFalse(am) || seen)
+        return 0;
+    return cJSON_IsTrue(am) ? 1 : -1;
+}
+
+int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa)
+{
+    int t = km_podsel_token_from_spec(pod);
+    if (t >= 0)
+        return t;
     return KM_JSON_BOOL(sa, 1, "automountServiceAccountToken");
+}
+
+int km_podsel_needs_sa(const cJSON *pod, const char *started_at, int include_default_sa)
+{
+    return km_podsel_token_from_spec(pod) < 0 &&
+           km_podsel_pod(pod, NULL, started_at, include_default_sa) == KM_PODSEL_RESTART;
+}
+
+/* Non-zero when the string array vals holds s. */
+static int values_have(const cJSON *vals, const char *s)
+{
+    return s && km_json_array_has_str(vals, s);
+}
+
+int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels)
+{
+    if (!cJSON_IsObject(selector))
+        return 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchLabels"))
+    {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(labels, it->string);
+        if (!cJSON_IsString(it) || !cJSON_IsString(l) || strcmp(l->valuestring, it->valuestring))
+            return 0;
+    }
+    cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchExpressions"))
+    {
+        const char *key = KM_JSON_STR(it, "key");
+        const char *op = KM_JSON_STR(it, "operator");
+        const cJSON *vals = KM_JSON_AT(it, "values");
+        if (!key || !op)
+            return 0;
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(labels, key);
+        const char *val = cJSON_IsString(l) ? l->valuestring : NULL;
+        int ok;
+        if (strcmp(op, "In") == 0)
+            ok = values_have(vals, val);
+        else if (strcmp(op, "NotIn") == 0)
+            ok = !values_have(vals, val);
+        else if (strcmp(op, "Exists") == 0)
+            ok = val != NULL;
+        else if (strcmp(op, "DoesNotExist") == 0)
+            ok = val == NULL;
+        else
+            ok = 0;
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int km_podsel_rs_of_deployment(const char *rs, const cJSON *pod, const cJSON *deploy)
+{
+    const char *hash = KM_JSON_STR(pod, "metadata", "labels", KM_POD_TEMPLATE_HASH_LABEL);
+    const char *name = KM_JSON_STR(deploy, "metadata", "name");
+    if (!rs || !hash || !hash[0] || !name || !name[0])
+        return 0;
+    size_t n = strlen(name);
+    if (strncmp(rs, name, n) != 0 || rs[n] != '-' || strcmp(rs + n + 1, hash) != 0)
+        return 0;
+    return km_podsel_selector_matches(KM_JSON_AT(deploy, "spec", "selector"),
+                                      KM_JSON_AT(pod, "metadata", "labels"));
 }
 
 km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,

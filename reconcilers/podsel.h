@@ -33,17 +33,50 @@ const char *km_podsel_reason_str(km_podsel_reason r);
  * KM_EPARSE (out untouched) when malformed or NULL. */
 km_status km_podsel_time(const char *s, time_t *out);
 
-/* Decides one pod.  sa is the pod's ServiceAccount object (NULL when unknown or missing: its
+#define KM_SA_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
+#define KM_POD_TEMPLATE_HASH_LABEL "pod-template-hash"
+
+/* Decides one pod.  sa is the pod's ServiceAccount object, consulted only when the pod's spec
+ * cannot tell (km_podsel_token_from_spec() < 0; NULL = unknown or missing: its
  * automountServiceAccountToken then counts as unset = true).  started_at is the recovery's
  * RFC 3339 start (NULL or malformed: no pod is "new").  Rules in order: deleting, mirror,
  * finished, new, default SA, token. */
 km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,
                                int include_default_sa);
 
-/* Non-zero when the pod mounts a service-account token: a projected serviceAccountToken volume,
- * a Secret volume holding the SA's legacy token (listed in sa.secrets or named "<sa>-token-*"),
- * or automount not switched off (pod field first, else the SA's). */
+/* What the pod's own spec says about a service-account token (ServiceAccount admission already
+ * applied automount when the pod was created):
+ *    1  mounted: a projected volume with a serviceAccountToken source, a Secret volume named
+ *       "<serviceAccountName>-token-*" (the legacy admission volume), or a container /
+ *       initContainer volumeMount at KM_SA_MOUNT_PATH backed by a Secret volume (or by a volume
+ *       the spec does not list); the pod field automountServiceAccountToken: true without any
+ *       volume information
+ *    0  not mounted: automountServiceAccountToken: false on the pod, or the spec has volume
+ *       information (volumes or volumeMounts) and none of the above (an emptyDir / configMap
+ *       mounted at KM_SA_MOUNT_PATH shadows the token)
+ *   -1  cannot tell: no volumes and no volumeMounts at all (e.g. a stripped spec); the
+ *       ServiceAccount's automountServiceAccountToken decides. */
+int km_podsel_token_from_spec(const cJSON *pod);
+
+/* Non-zero when the pod mounts a service-account token: km_podsel_token_from_spec(), and when
+ * that cannot tell, the SA's automountServiceAccountToken (sa NULL or field unset: mounted). */
 int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa);
+
+/* Non-zero when km_podsel_pod()'s answer for this pod depends on its ServiceAccount (every other
+ * rule lets it through and the spec cannot tell about the token): only then is the SA fetched. */
+int km_podsel_needs_sa(const cJSON *pod, const char *started_at, int include_default_sa);
+
+/* Non-zero when labels (an object of strings, NULL = none) match a metav1.LabelSelector:
+ * every matchLabels pair and every matchExpressions entry (In, NotIn, Exists, DoesNotExist) holds.
+ * An empty selector ({}) matches everything; NULL, a non-object or an unknown operator matches
+ * nothing. */
+int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels);
+
+/* Non-zero when the ReplicaSet rs (the pod's controlling owner) belongs to Deployment deploy
+ * without looking at the ReplicaSet: rs == deploy's name + "-" + the pod's pod-template-hash
+ * label (the deployment controller's naming rule) and deploy's spec.selector matches the pod's
+ * labels (such a ReplicaSet is the Deployment's, or would be adopted by it). */
+int km_podsel_rs_of_deployment(const char *rs, const cJSON *pod, const cJSON *deploy);
 
 /* The pod's controlling owner reference (controller: true, else the first one), or NULL. */
 const cJSON *km_podsel_owner(const cJSON *obj);

@@ -1,7 +1,8 @@
 """The pod restart step against apisim: selection (each skip rule alone), namespace order and
 filters, rollout restart vs eviction vs ownerless pods, a PodDisruptionBudget blocking then
-allowing an eviction, a workload stuck on down nodes hitting the namespace timeout, and resume
-after SIGKILL mid-namespace without restarting any workload twice."""
+allowing an eviction, a workload stuck on down nodes hitting the namespace timeout, resume
+after SIGKILL mid-namespace without restarting any workload twice, and the API requests it
+needs (no GET of ServiceAccounts, ReplicaSets or workloads when the lists tell)."""
 
 import json
 import os
@@ -82,6 +83,15 @@ def test_selection_each_skip_rule_alone():
         create(sim, base + "pods", pod("sa-no-automount", "noauto"))
         create(sim, base + "pods", pod("projected", "noauto", volumes=[
             {"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}]))
+        # the SA's automount off, decided from the pod's own volumes (no ServiceAccount GET)
+        create(sim, base + "pods", pod("sa-no-automount-vol", "noauto", volumes=[
+            {"name": "cfg", "configMap": {"name": "app"}}]))
+        # an emptyDir over the token path: admission adds no token, the pod has none
+        shadow = pod("shadowed", "app", volumes=[{"name": "e", "emptyDir": {}}])
+        shadow["spec"]["containers"][0]["volumeMounts"] = [
+            {"name": "e", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]
+        create(sim, base + "pods", shadow)
+        assert not [v for v in get(sim, base + "pods/shadowed")["spec"]["volumes"] if "projected" in v]
         deleting = pod("deleting", "app")
         deleting["metadata"]["finalizers"] = ["example.com/hold"]
         create(sim, base + "pods", deleting)
@@ -96,8 +106,11 @@ def test_selection_each_skip_rule_alone():
         time.sleep(1.1)
         create(sim, base + "pods", pod("new", "app"))
 
+        sim.sim("POST", "/_sim/counters/reset")
         run = kmstep(sim, "pods", started_at=started, spec={"includeNamespaces": ["sel"]})
         assert run.rc == 0, run
+        # only sa-no-automount has no volume information at all: its ServiceAccount decides
+        assert count_requests(sim, "get", "serviceaccounts") == 1
         # ownerless pods are reported, never deleted: status.pods.manual shows exactly the selected ones
         assert sorted(run.status["manual"]) == ["sel/ok", "sel/projected"], run.status
         assert len(run.reasons("NeedsManualRestart")) == 2
@@ -119,7 +132,8 @@ def test_selection_each_skip_rule_alone():
         for name in ("ok", "projected"):
             code, body = sim.request("GET", base + "pods/" + name)
             assert code == 404 or body["metadata"].get("deletionTimestamp"), body
-        for name in ("default-sa", "mirror", "finished", "no-automount", "sa-no-automount", "new"):
+        for name in ("default-sa", "mirror", "finished", "no-automount", "sa-no-automount",
+                     "sa-no-automount-vol", "shadowed", "new"):
             assert not get(sim, base + "pods/" + name)["metadata"].get("deletionTimestamp"), name
 
 
@@ -307,3 +321,94 @@ def test_resume_after_sigkill_never_restarts_twice(tmp_path):
         for kind, ns, name in (("daemonsets", "kube-system", "calico-node"), ("daemonsets", "kube-system", "kube-proxy"),
                                ("deployments", "kube-system", "coredns"), ("deployments", "monitoring", "prometheus")):
             assert template_annotation(sim, kind, ns, name) == started
+
+
+# ---- API requests ------------------------------------------------------------------------------
+
+def get_requests(sim):
+    """{resource: count} of GETs of single objects."""
+    out = {}
+    for r in counters_of(sim):
+        if r["verb"] == "get" and not r["subresource"]:
+            out[r["resource"]] = out.get(r["resource"], 0) + r["count"]
+    return out
+
+
+def counters_of(sim):
+    code, body = sim.sim("GET", "/_sim/counters")
+    assert code == 200, body
+    return body["requests"]
+
+
+def test_requests_plain_workloads(seed):
+    """Deployment / StatefulSet / DaemonSet pods: owners from one list per kind and namespace, the
+    token from the pods' own volumes, the restart marker from the list: no GET at all."""
+    started = settled_start(seed)
+    seed.sim("POST", "/_sim/counters/reset")
+    run = kmstep(seed, "pods", started_at=started, spec={"includeNamespaces": ["kube-system", "web", "shop"],
+                                                         "namespaceTimeoutSeconds": 120})
+    assert run.rc == 0, run
+    st = run.status
+    assert st["done"] == ["kube-system", "shop", "web"] and st["restarted"] == 6, st
+    assert "stuck" not in st, st
+    assert get_requests(seed) == {}, get_requests(seed)
+    # one list per kind and namespace serves owners, the marker check and the readiness wait
+    assert count_requests(seed, "list", "apps/deployments") == 3
+    assert count_requests(seed, "list", "apps/statefulsets") == 1  # shop/cart-db
+    assert count_requests(seed, "list", "apps/daemonsets") == 1  # kube-system
+    assert count_requests(seed, "list", "apps/replicasets") == 0
+    patches = sum(count_requests(seed, "patch", r) for r in
+                  ("apps/deployments", "apps/daemonsets", "apps/statefulsets"))
+    assert patches == 6
+    for kind, ns, name in (("deployments", "web", "blog"), ("deployments", "shop", "frontend"),
+                           ("statefulsets", "shop", "cart-db"), ("daemonsets", "kube-system", "kube-proxy")):
+        assert template_annotation(seed, kind, ns, name) == started
+    # and it waited for the rollouts (the wait watched from the namespace's list)
+    d = get(seed, "/apis/apps/v1/namespaces/web/deployments/blog")
+    assert d["status"]["observedGeneration"] >= d["metadata"]["generation"]
+    assert d["status"].get("updatedReplicas") == d["spec"]["replicas"] == d["status"].get("availableReplicas")
+
+
+def test_owner_fallback_gets_only_odd_replicasets():
+    """A ReplicaSet that does not follow the Deployment naming rule (no owner, or a selector the
+    Deployment does not share) is looked up by GET, once; the Deployment's own one is not."""
+    with SimProcess() as sim:  # no nodes: pods stay Pending, nothing finishes a rollout
+        create(sim, "/api/v1/namespaces", {"metadata": {"name": "own"}})
+        create(sim, "/api/v1/namespaces/own/serviceaccounts", {"metadata": {"name": "app"}})
+        tmpl = {"metadata": {"labels": {"app": "dep"}},
+                "spec": {"serviceAccountName": "app", "containers": [{"name": "c", "image": "registry.example/a:1"}]}}
+        create(sim, "/apis/apps/v1/namespaces/own/deployments", {
+            "metadata": {"name": "dep"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "dep"}}, "template": tmpl}})
+
+        def rs(name, labels):
+            t = json.loads(json.dumps(tmpl))
+            t["metadata"]["labels"] = labels
+            create(sim, "/apis/apps/v1/namespaces/own/replicasets", {
+                "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": t}})
+        rs("bare", {"app": "bare"})
+        # named like dep's ReplicaSets, but dep's selector does not match its pods
+        rs("dep-zzz", {"app": "other", "pod-template-hash": "zzz"})
+
+        def pods_by_owner():
+            out = {}
+            for p in get(sim, "/api/v1/namespaces/own/pods")["items"]:
+                refs = p["metadata"].get("ownerReferences") or [{}]
+                out.setdefault(refs[0].get("name"), []).append(p["metadata"]["name"])
+            return out if sum(len(v) for v in out.values()) == 4 else None
+        owners = wait_for(pods_by_owner, what="4 pods")
+        dep_rs = [n for n in owners if n not in ("bare", "dep-zzz")]
+        assert len(dep_rs) == 1 and dep_rs[0].startswith("dep-"), owners
+        time.sleep(1.1)
+        started = now_rfc3339()
+        time.sleep(1.1)
+
+        sim.sim("POST", "/_sim/counters/reset")
+        run = kmstep(sim, "pods", started_at=started, dry_run=True, spec={"includeNamespaces": ["own"]})
+        assert run.rc == 0, run
+        assert run.reasons("WouldRestartWorkload") == ["would restart own/Deployment/dep (dry run)"]
+        evicted = sorted(m.split("/")[-1].split(" ")[0] for m in run.reasons("WouldEvictPod"))
+        assert evicted == sorted(owners["bare"] + owners["dep-zzz"]), (evicted, owners)
+        assert get_requests(sim) == {"apps/replicasets": 2}, get_requests(sim)
+        assert count_requests(sim, "list", "apps/deployments") == 1

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,12 +22,14 @@ static cJSON *J(const char *s)
     return o;
 }
 
-/* A pod that must be restarted: SA app-sa, created before the start, Running, legacy token volume.
- */
+/* A pod that must be restarted: SA app-sa, created before the start, Running, the legacy token
+ * volume ServiceAccount admission adds (Secret volume + mount at the token path). */
 static const char *POD =
     "{\"metadata\":{\"name\":\"p\",\"namespace\":\"app\",\"creationTimestamp\":"
     "\"2026-11-26T09:00:00Z\"},\"spec\":{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":"
-    "\"app-sa-token-abcde\",\"secret\":{\"secretName\":\"app-sa-token-abcde\"}}]},"
+    "\"app-sa-token-abcde\",\"secret\":{\"secretName\":\"app-sa-token-abcde\"}}],"
+    "\"containers\":[{\"name\":\"c\",\"volumeMounts\":[{\"name\":\"app-sa-token-abcde\","
+    "\"mountPath\":\"/var/run/secrets/kubernetes.io/serviceaccount\"}]}]},"
     "\"status\":{\"phase\":\"Running\"}}";
 
 static km_podsel_reason decide(cJSON *pod, const char *sa)
@@ -55,6 +58,9 @@ static void test_pod_selected(void **state)
     cJSON *pod = J(POD);
     assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
     assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":true}"), KM_PODSEL_RESTART);
+    /* the spec shows the token: the ServiceAccount is neither needed nor consulted */
+    assert_false(km_podsel_needs_sa(pod, STARTED, 0));
+    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":false}"), KM_PODSEL_RESTART);
     /* Pending pods are restarted too */
     set_str(pod, "status", "phase", "Pending");
     assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
@@ -99,39 +105,199 @@ static void test_each_skip_rule_alone(void **state)
     cJSON_DeleteItemFromObject(cJSON_GetObjectItem(pod, "spec"), "serviceAccountName");
     assert_int_equal(decide(pod, NULL), KM_PODSEL_DEFAULT_SA);
     cJSON_Delete(pod);
+
+    /* no token: the same pod as admitted with automount off (its other volumes, no token) */
+    pod = J(POD);
+    cJSON *spec = cJSON_GetObjectItem(pod, "spec");
+    cJSON_ReplaceItemInObject(spec, "volumes",
+                              J("[{\"name\":\"cfg\",\"configMap\":{\"name\":\"app\"}}]"));
+    cJSON_ReplaceItemInObject(spec, "containers",
+                              J("[{\"name\":\"c\",\"volumeMounts\":[{\"name\":\"cfg\","
+                                "\"mountPath\":\"/etc/app\"}]}]"));
+    assert_int_equal(decide(pod, NULL), KM_PODSEL_NO_TOKEN);
+    assert_false(km_podsel_needs_sa(pod, STARTED, 0));
+    cJSON_Delete(pod);
 }
+
+/* The pod of POD with spec replaced by spec_json. */
+static cJSON *pod_with_spec(const char *spec_json)
+{
+    cJSON *pod = J(POD);
+    cJSON_ReplaceItemInObject(pod, "spec", J(spec_json));
+    return pod;
+}
+
+static int token(const char *spec_json)
+{
+    cJSON *pod = pod_with_spec(spec_json);
+    int t = km_podsel_token_from_spec(pod);
+    cJSON_Delete(pod);
+    return t;
+}
+
+#define SA_PATH "\"/var/run/secrets/kubernetes.io/serviceaccount\""
 
 static void test_token_rules(void **state)
 {
     (void)state;
-    /* no token volume: automount decides (pod field first, then the SA) */
-    cJSON *pod =
-        J("{\"metadata\":{\"creationTimestamp\":\"2026-11-26T09:00:00Z\"},"
-          "\"spec\":{\"serviceAccountName\":\"app-sa\"},\"status\":{\"phase\":\"Running\"}}");
-    assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
-    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":false}"), KM_PODSEL_NO_TOKEN);
-    cJSON_AddBoolToObject(cJSON_GetObjectItem(pod, "spec"), "automountServiceAccountToken", 1);
-    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":false}"), KM_PODSEL_RESTART);
-    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(pod, "spec"), "automountServiceAccountToken",
-                              cJSON_CreateFalse());
-    assert_int_equal(decide(pod, NULL), KM_PODSEL_NO_TOKEN);
-    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":true}"), KM_PODSEL_NO_TOKEN);
+    /* the projected volume admission adds (>= 1.21), mounted or not */
+    assert_int_equal(
+        token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"kube-api-"
+              "access-x\",\"projected\":{\"sources\":[{\"configMap\":{\"name\":"
+              "\"kube-root-ca.crt\"}},{\"serviceAccountToken\":{\"path\":\"token\"}}]}}]}"),
+        1);
+    /* ... even with automount off on the pod (a hand-written token projection) */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"automountServiceAccountToken\":"
+                           "false,\"volumes\":[{\"name\":\"t\",\"projected\":{\"sources\":[{"
+                           "\"serviceAccountToken\":{\"path\":\"token\"}}]}}]}"),
+                     1);
+    /* the legacy Secret volume "<sa>-token-*" alone (containers stripped) */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"v\","
+                           "\"secret\":{\"secretName\":\"app-sa-token-x1y2z\"}}]}"),
+                     1);
+    /* another SA's token Secret name is just a Secret */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"v\","
+                           "\"secret\":{\"secretName\":\"other-token-x1y2z\"}}]}"),
+                     0);
+    /* a custom-named Secret mounted at the token path, by an initContainer only */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"v\","
+                           "\"secret\":{\"secretName\":\"custom\"}}],\"containers\":[{\"name\":"
+                           "\"c\"}],\"initContainers\":[{\"name\":\"i\",\"volumeMounts\":[{"
+                           "\"name\":\"v\",\"mountPath\":" SA_PATH "}]}]}"),
+                     1);
+    /* ... the same Secret mounted elsewhere is no token */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"v\","
+                           "\"secret\":{\"secretName\":\"custom\"}}],\"containers\":[{\"name\":"
+                           "\"c\",\"volumeMounts\":[{\"name\":\"v\",\"mountPath\":\"/etc/x\"}]}]}"),
+                     0);
+    /* a mount at the token path (trailing slash) of a volume the spec does not list */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"containers\":[{\"name\":\"c\","
+                           "\"volumeMounts\":[{\"name\":\"gone\",\"mountPath\":"
+                           "\"/var/run/secrets/kubernetes.io/serviceaccount/\"}]}]}"),
+                     1);
+    /* an emptyDir over the token path shadows the token (admission then adds none) */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"e\","
+                           "\"emptyDir\":{}}],\"containers\":[{\"name\":\"c\",\"volumeMounts\":[{"
+                           "\"name\":\"e\",\"mountPath\":" SA_PATH "}]}]}"),
+                     0);
+    /* a path that only starts like the token path */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"containers\":[{\"name\":\"c\","
+                           "\"volumeMounts\":[{\"name\":\"gone\",\"mountPath\":"
+                           "\"/var/run/secrets/kubernetes.io/serviceaccountx\"}]}]}"),
+                     0);
+    /* automount off on the pod: no */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"automountServiceAccountToken\":"
+                           "false}"),
+                     0);
+    /* volumes but no token: admission decided "no" (automount off on the SA) */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"c\","
+                           "\"configMap\":{\"name\":\"x\"}}]}"),
+                     0);
+    /* no volume information at all: the pod field true says yes, else the SA decides */
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"automountServiceAccountToken\":"
+                           "true}"),
+                     1);
+    assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"containers\":[{\"name\":\"c\"}]}"),
+                     -1);
 
-    /* automount off but a projected token volume: mounted */
-    cJSON_AddItemToObject(cJSON_GetObjectItem(pod, "spec"), "volumes",
-                          J("[{\"name\":\"kube-api-access-x\",\"projected\":{\"sources\":["
-                            "{\"configMap\":{\"name\":\"kube-root-ca.crt\"}},"
-                            "{\"serviceAccountToken\":{\"path\":\"token\"}}]}}]"));
+    /* the ambiguous pod through km_podsel_pod: the SA's automount (unknown SA: mounted) */
+    cJSON *pod = pod_with_spec("{\"serviceAccountName\":\"app-sa\"}");
+    assert_true(km_podsel_needs_sa(pod, STARTED, 0));
     assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
-    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(pod, "spec"), "volumes");
-    /* ... or the legacy token Secret listed in the SA (any name) */
-    cJSON_AddItemToObject(cJSON_GetObjectItem(pod, "spec"), "volumes",
-                          J("[{\"name\":\"t\",\"secret\":{\"secretName\":\"custom-token\"}}]"));
-    assert_int_equal(decide(pod, NULL), KM_PODSEL_NO_TOKEN);
-    assert_int_equal(decide(pod, "{\"secrets\":[{\"name\":\"custom-token\"}]}"), KM_PODSEL_RESTART);
-    /* ... a non-token secret volume does not count */
-    assert_int_equal(decide(pod, "{\"secrets\":[{\"name\":\"other\"}]}"), KM_PODSEL_NO_TOKEN);
+    assert_int_equal(decide(pod, "{}"), KM_PODSEL_RESTART);
+    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":true}"), KM_PODSEL_RESTART);
+    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":false}"), KM_PODSEL_NO_TOKEN);
+    /* ... but not when another rule already decides (no SA fetched for skipped pods) */
+    assert_false(km_podsel_needs_sa(pod, "2026-11-26T08:00:00Z", 0)); /* created after start */
+    set_str(pod, "spec", "serviceAccountName", "default");
+    assert_false(km_podsel_needs_sa(pod, STARTED, 0));
+    assert_true(km_podsel_needs_sa(pod, STARTED, 1));
     cJSON_Delete(pod);
+    /* a decided spec ignores the SA either way */
+    pod = pod_with_spec("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"c\","
+                        "\"configMap\":{\"name\":\"x\"}}]}");
+    assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":true}"), KM_PODSEL_NO_TOKEN);
+    cJSON_Delete(pod);
+}
+
+static int sel_matches(const char *sel, const char *labels)
+{
+    cJSON *s = sel ? J(sel) : NULL, *l = labels ? J(labels) : NULL;
+    int m = km_podsel_selector_matches(s, l);
+    cJSON_Delete(s);
+    cJSON_Delete(l);
+    return m;
+}
+
+static void test_selector_matches(void **state)
+{
+    (void)state;
+    const char *l = "{\"app\":\"web\",\"tier\":\"front\",\"pod-template-hash\":\"abc\"}";
+    assert_true(sel_matches("{}", l));
+    assert_true(sel_matches("{}", NULL));
+    assert_false(sel_matches(NULL, l));
+    assert_true(sel_matches("{\"matchLabels\":{\"app\":\"web\"}}", l));
+    assert_true(sel_matches("{\"matchLabels\":{\"app\":\"web\",\"tier\":\"front\"}}", l));
+    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\",\"tier\":\"back\"}}", l));
+    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\"}}", NULL));
+    const char *ex =
+        "{\"matchExpressions\":[{\"key\":\"%s\",\"operator\":\"%s\",\"values\":[%s]}]}";
+    struct {
+        const char *key, *op, *vals;
+        int want;
+    } cases[] = {
+        {"tier", "In", "\"front\",\"back\"", 1},
+        {"tier", "In", "\"back\"", 0},
+        {"nope", "In", "\"front\"", 0},
+        {"tier", "NotIn", "\"back\"", 1},
+        {"tier", "NotIn", "\"front\"", 0},
+        {"nope", "NotIn", "\"x\"", 1},
+        {"tier", "Exists", "", 1},
+        {"nope", "Exists", "", 0},
+        {"nope", "DoesNotExist", "", 1},
+        {"tier", "DoesNotExist", "", 0},
+        {"tier", "Gt", "\"1\"", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[512];
+        snprintf(buf, sizeof(buf), ex, cases[i].key, cases[i].op, cases[i].vals);
+        if (sel_matches(buf, l) != cases[i].want)
+            fail_msg("selector %s: want %d", buf, cases[i].want);
+    }
+    /* matchLabels and matchExpressions must both hold */
+    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\"},\"matchExpressions\":[{\"key\":"
+                             "\"tier\",\"operator\":\"DoesNotExist\"}]}",
+                             l));
+}
+
+static void test_rs_of_deployment(void **state)
+{
+    (void)state;
+    cJSON *pod = J("{\"metadata\":{\"name\":\"web-7d9f8c-x1\",\"labels\":{\"app\":\"web\","
+                   "\"pod-template-hash\":\"7d9f8c\"}}}");
+    cJSON *d = J("{\"metadata\":{\"name\":\"web\"},\"spec\":{\"selector\":{\"matchLabels\":{"
+                 "\"app\":\"web\"}}}}");
+    assert_true(km_podsel_rs_of_deployment("web-7d9f8c", pod, d));
+    /* name rule: another hash, another prefix, no separator */
+    assert_false(km_podsel_rs_of_deployment("web-aaaaaa", pod, d));
+    assert_false(km_podsel_rs_of_deployment("webx-7d9f8c", pod, d));
+    assert_false(km_podsel_rs_of_deployment("web7d9f8c", pod, d));
+    assert_false(km_podsel_rs_of_deployment("web-7d9f8c-x", pod, d));
+    assert_false(km_podsel_rs_of_deployment(NULL, pod, d));
+    /* the selector must match the pod */
+    cJSON *d2 = J("{\"metadata\":{\"name\":\"web\"},\"spec\":{\"selector\":{\"matchLabels\":{"
+                  "\"app\":\"api\"}}}}");
+    assert_false(km_podsel_rs_of_deployment("web-7d9f8c", pod, d2));
+    cJSON_Delete(d2);
+    d2 = J("{\"metadata\":{\"name\":\"web\"},\"spec\":{}}");
+    assert_false(km_podsel_rs_of_deployment("web-7d9f8c", pod, d2));
+    cJSON_Delete(d2);
+    /* a pod without the hash label is never matched by name */
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(cJSON_GetObjectItem(pod, "metadata"), "labels"),
+                               "pod-template-hash");
+    assert_false(km_podsel_rs_of_deployment("web-7d9f8c", pod, d));
+    cJSON_Delete(pod);
+    cJSON_Delete(d);
 }
 
 static void expect_order(const char *names, const char *spec_json, const char *want)
@@ -291,10 +457,16 @@ static void test_ready(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pod_selected),   cmocka_unit_test(test_each_skip_rule_alone),
-        cmocka_unit_test(test_token_rules),    cmocka_unit_test(test_namespace_order),
-        cmocka_unit_test(test_label_selector), cmocka_unit_test(test_time_and_marker),
-        cmocka_unit_test(test_owner),          cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_pod_selected),
+        cmocka_unit_test(test_each_skip_rule_alone),
+        cmocka_unit_test(test_token_rules),
+        cmocka_unit_test(test_namespace_order),
+        cmocka_unit_test(test_label_selector),
+        cmocka_unit_test(test_time_and_marker),
+        cmocka_unit_test(test_owner),
+        cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_selector_matches),
+        cmocka_unit_test(test_rs_of_deployment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
