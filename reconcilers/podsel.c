@@ -252,7 +252,7 @@ km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *st
     time_t start, created;
     if (km_podsel_time(started_at, &start) == KM_OK &&
         km_podsel_time(KM_JSON_STR(pod, "metadata", "creationTimestamp"), &created) == KM_OK &&
-        created >= start)
+        created > start) /* second resolution: the start's own second counts as before it */
         return KM_PODSEL_NEW;
     const char *sa_name = KM_JSON_STR(pod, "spec", "serviceAccountName");
     if (!include_default_sa && (!sa_name || !sa_name[0] || strcmp(sa_name, "default") == 0))

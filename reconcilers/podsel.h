@@ -39,8 +39,9 @@ km_status km_podsel_time(const char *s, time_t *out);
 /* Decides one pod.  sa is the pod's ServiceAccount object, consulted only when the pod's spec
  * cannot tell (km_podsel_token_from_spec() < 0; NULL = unknown or missing: its
  * automountServiceAccountToken then counts as unset = true).  started_at is the recovery's
- * RFC 3339 start (NULL or malformed: no pod is "new").  Rules in order: deleting, mirror,
- * finished, new, default SA, token. */
+ * RFC 3339 start (NULL or malformed: no pod is "new"); "new" means created in a later second than
+ * the start (timestamps have one-second resolution, and a stale pod must not be missed).  Rules in
+ * order: deleting, mirror, finished, new, default SA, token. */
 km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,
                                int include_default_sa);
 
