@@ -21,7 +21,7 @@
 #define ANN_UID "kubernetes.io/service-account.uid"
 #define JWKS_PATH "/openid/v1/jwks"
 #define TOKENREVIEW_PATH "/apis/authentication.k8s.io/v1/tokenreviews"
-#define PAGE_LIMIT 100
+#define PAGE_LIMIT 500 /* client-go pager default; a page of token Secrets is ~1.5 MB of JSON */
 #define LIST_MAX 50
 #define VERIFY_MARK "verify"
 #define VERIFY_NAP_MS 500

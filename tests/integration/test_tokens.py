@@ -286,14 +286,15 @@ def request_count(sim, verb, resource):
 
 
 def test_verification_relists_instead_of_getting_each_secret():
-    """150 regenerated Secrets, 300 token Secrets (3 list pages of 100): verifying them by one
-    GET each would cost 150 requests; re-listing costs 3 per round."""
-    with SimProcess(scenario="gen:namespaces=10,pods=10,secrets=300,stale=0.5,nodes=2,csrs=0,seed=3") as sim:
+    """600 regenerated Secrets, 1200 token Secrets (3 list pages of 500): verifying them by one
+    GET each would cost 600 requests; re-listing costs 3 per round."""
+    with SimProcess(scenario="gen:namespaces=10,pods=10,secrets=1200,stale=0.5,nodes=2,csrs=0,seed=3",
+                    extra_args=["--sa-key-type", "ec"]) as sim:
         st, _ = sim.sim("POST", "/_sim/counters/reset")
         assert st == 200
         r = run_step(sim, spec={"verifyTimeoutSeconds": 60})
-        assert r.status["scanned"] == 300
-        assert r.status["regenerated"] == 150 and r.status["healed"] == 150, r.status
+        assert r.status["scanned"] == 1200
+        assert r.status["regenerated"] == 600 and r.status["healed"] == 600, r.status
         assert r.condition["reason"] == "Regenerated"
         for k, s in secrets(sim).items():
             assert token_of(s) and review(sim, token_of(s)).get("authenticated") is True, k
@@ -301,4 +302,4 @@ def test_verification_relists_instead_of_getting_each_secret():
         assert request_count(sim, "list", "secrets") >= 6
         # ... and per-Secret GETs only for the few a re-list would not pay off for
         assert request_count(sim, "get", "secrets") < 15
-        assert request_count(sim, "patch", "secrets") == 150
+        assert request_count(sim, "patch", "secrets") == 600
