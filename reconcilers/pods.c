@@ -1,7 +1,9 @@
 /* pods.c — the pod restart step (see pods.h; the pure rules live in podsel.c). */
 #include "reconcilers/pods.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,8 @@ typedef struct kind_cache {
     char rv[64]; /* resourceVersion a watch continues from; "" = list (again) first */
 } kind_cache;
 
+typedef struct rwatch rwatch;
+
 typedef struct run {
     km_step_ctx *ctx;
     km_kube *k;
@@ -48,6 +52,14 @@ typedef struct run {
     cJSON *evict;     /* array of pod names */
     cJSON *ownerless; /* array of pod names */
     long skipped[KM_PODSEL_DELETING + 1];
+
+    /* readiness wait (whole step): one cluster-wide watch per kind, started lazily */
+    pthread_mutex_t mu; /* guards pending (shared with the watch threads) */
+    pthread_cond_t cv;  /* signalled when an entry of pending becomes ready */
+    int sync_ok;        /* mu and cv initialised */
+    cJSON *pending;     /* array of {ki, ns, name, gen (-1 = patch not answered yet), ready,
+                           latest (slim object seen before gen was known)} */
+    rwatch *rw[NKINDS];
 } run;
 
 static int cancelled(const run *r)
@@ -409,15 +421,16 @@ static km_status service_account(run *r, const char *name, const cJSON **out, km
 
 /* The Deployment owning ReplicaSet rs, the controlling owner of pod ("" when none), cached per
  * namespace: by the deployment controller's naming rule against the namespace's Deployments
- * (listed once), else from the ReplicaSet's own owner reference (GET). */
-static km_status rs_owner(run *r, const cJSON *pod, const char *rs, const char **deploy,
-                          km_err *err)
+ * (listed once; only with by_list), else from the ReplicaSet's own owner reference (GET). */
+static km_status rs_owner(run *r, const cJSON *pod, const char *rs, int by_list,
+                          const char **deploy, km_err *err)
 {
     *deploy = "";
     cJSON *c = cJSON_GetObjectItemCaseSensitive(r->rs_cache, rs);
     const char *hash = KM_JSON_STR(pod, "metadata", "labels", KM_POD_TEMPLATE_HASH_LABEL);
     size_t rn = strlen(rs), hn = hash ? strlen(hash) : 0;
-    if (!c && hn > 0 && rn > hn + 1 && rs[rn - hn - 1] == '-' && strcmp(rs + rn - hn, hash) == 0) {
+    if (!c && by_list && hn > 0 && rn > hn + 1 && rs[rn - hn - 1] == '-' &&
+        strcmp(rs + rn - hn, hash) == 0) {
         const cJSON *deps = NULL;
         km_status st = workloads_of(r, 0, &deps, err);
         if (st != KM_OK)
@@ -465,23 +478,6 @@ static km_status rs_owner(run *r, const cJSON *pod, const char *rs, const char *
     return KM_OK;
 }
 
-static km_status add_workload(run *r, const char *kind, const char *name, km_err *err)
-{
-    const cJSON *w;
-    cJSON_ArrayForEach(w, r->workloads)
-    {
-        if (strcmp(KM_JSON_STR(w, "kind"), kind) == 0 && strcmp(KM_JSON_STR(w, "name"), name) == 0)
-            return KM_OK;
-    }
-    cJSON *o = cJSON_CreateObject();
-    if (!o || km_json_set_str(o, "kind", kind) || km_json_set_str(o, "name", name) ||
-        !cJSON_AddItemToArray(r->workloads, o)) {
-        cJSON_Delete(o);
-        return oom(err);
-    }
-    return KM_OK;
-}
-
 static km_status add_name(cJSON *arr, const char *name, km_err *err)
 {
     cJSON *s = cJSON_CreateString(name);
@@ -490,6 +486,77 @@ static km_status add_name(cJSON *arr, const char *name, km_err *err)
         return oom(err);
     }
     return KM_OK;
+}
+
+/* Adds {kind, name} to the namespace's workloads once; *entry (may be NULL) borrows it. */
+static km_status add_workload(run *r, const char *kind, const char *name, cJSON **entry,
+                              km_err *err)
+{
+    cJSON *w;
+    cJSON_ArrayForEach(w, r->workloads)
+    {
+        if (strcmp(KM_JSON_STR(w, "kind"), kind) == 0 &&
+            strcmp(KM_JSON_STR(w, "name"), name) == 0) {
+            if (entry)
+                *entry = w;
+            return KM_OK;
+        }
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (!o || km_json_set_str(o, "kind", kind) || km_json_set_str(o, "name", name) ||
+        !cJSON_AddItemToArray(r->workloads, o)) {
+        cJSON_Delete(o);
+        return oom(err);
+    }
+    if (entry)
+        *entry = o;
+    return KM_OK;
+}
+
+/* The Deployment name the deployment controller's naming rule gives ReplicaSet rs of pod (rs ==
+ * name + "-" + the pod's pod-template-hash label) into buf.  0 when the rule does not apply. */
+static int deploy_guess(const cJSON *pod, const char *rs, char *buf, size_t n)
+{
+    const char *hash = KM_JSON_STR(pod, "metadata", "labels", KM_POD_TEMPLATE_HASH_LABEL);
+    size_t rn = strlen(rs), hn = hash ? strlen(hash) : 0;
+    if (hn == 0 || rn <= hn + 1 || rs[rn - hn - 1] != '-' || strcmp(rs + rn - hn, hash) != 0 ||
+        rn - hn - 1 >= n)
+        return 0;
+    memcpy(buf, rs, rn - hn - 1);
+    buf[rn - hn - 1] = '\0';
+    return 1;
+}
+
+/* Records that pod (of ReplicaSet rs) presumably belongs to Deployment deploy (naming rule, not
+ * yet verified): workloads gets {kind: Deployment, name, guesses: {rs: {pod: {metadata:
+ * {labels}}, pods: [names]}}}; the patch response verifies it (verify_guesses). */
+static km_status add_guess(run *r, const char *deploy, const char *rs, const cJSON *pod,
+                           km_err *err)
+{
+    cJSON *w = NULL;
+    km_status st = add_workload(r, "Deployment", deploy, &w, err);
+    if (st != KM_OK)
+        return st;
+    cJSON *gs = km_json_obj(w, "guesses");
+    cJSON *g = gs ? cJSON_GetObjectItemCaseSensitive(gs, rs) : NULL;
+    if (gs && !g) {
+        const cJSON *labels = KM_JSON_AT(pod, "metadata", "labels");
+        cJSON *md = NULL;
+        if (!(g = cJSON_CreateObject()) || !cJSON_AddItemToObject(gs, rs, g))
+            goto fail_g;
+        if (!(md = cJSON_AddObjectToObject(cJSON_AddObjectToObject(g, "pod"), "metadata")) ||
+            !cJSON_AddItemToObject(md, "labels",
+                                   labels ? cJSON_Duplicate(labels, 1) : cJSON_CreateObject()) ||
+            !cJSON_AddArrayToObject(g, "pods"))
+            return oom(err);
+    }
+    if (!g)
+        return oom(err);
+    return add_name(cJSON_GetObjectItemCaseSensitive(g, "pods"),
+                    KM_JSON_STR(pod, "metadata", "name"), err);
+fail_g:
+    cJSON_Delete(g);
+    return oom(err);
 }
 
 /* Selects the namespace's pods and sorts them into workloads / evictions / ownerless. */
@@ -528,12 +595,19 @@ static km_status plan_namespace(run *r, km_err *err)
             st = add_name(r->ownerless, name, err);
         } else if (strcmp(kind, "ReplicaSet") == 0) {
             const char *deploy = "";
-            if ((st = rs_owner(r, pod, oname, &deploy, err)) != KM_OK)
-                return st;
-            st = deploy[0] ? add_workload(r, "Deployment", deploy, err)
-                           : add_name(r->evict, name, err);
+            char guess[512];
+            if (!r->dry_run && !cJSON_GetObjectItemCaseSensitive(r->rs_cache, oname) &&
+                deploy_guess(pod, oname, guess, sizeof(guess))) {
+                /* verified by the patch response (no list, no GET) */
+                st = add_guess(r, guess, oname, pod, err);
+            } else {
+                if ((st = rs_owner(r, pod, oname, r->dry_run, &deploy, err)) != KM_OK)
+                    return st;
+                st = deploy[0] ? add_workload(r, "Deployment", deploy, NULL, err)
+                               : add_name(r->evict, name, err);
+            }
         } else if (strcmp(kind, "StatefulSet") == 0 || strcmp(kind, "DaemonSet") == 0) {
-            st = add_workload(r, kind, oname, err);
+            st = add_workload(r, kind, oname, NULL, err);
         } else {
             st = add_name(r->evict, name, err);
         }
@@ -551,9 +625,9 @@ static cJSON *current_obj(run *r)
     return km_json_obj(r->st, "current");
 }
 
-/* Restarts one workload unless this recovery already did; the namespace's list of its kind (no GET)
- * says whether it still exists and already carries this recovery's marker.  *restarted = 1 when
- * it is (now or before) restarted by this recovery and should be waited for; then *gen is the
+/* Dry run: decides whether one workload would be restarted; the namespace's list of its kind (no
+ * GET) says whether it still exists and already carries this recovery's marker.  *restarted = 1
+ * when it is (now or before) restarted by this recovery and should be waited for; then *gen is the
  * generation its rollout starts at (readiness counts only for objects at least that new). */
 static km_status restart_workload(run *r, const char *kind, const char *name, int *restarted,
                                   double *gen, km_err *err)
@@ -626,238 +700,512 @@ static km_status restart_workload(run *r, const char *kind, const char *name, in
     return save(r, err);
 }
 
-/* ---- waiting for readiness (watch from the namespace list's resourceVersion) -------------------
- */
+/* ---- waiting for readiness: one cluster-wide watch per kind for the whole step ----------------
+ * The watch threads judge events of the workloads in r->pending only (nothing else is held); the
+ * step thread registers a workload before patching it (events seen before the patch response
+ * arrive are kept as "latest"), sets its generation from the response and waits on r->cv. */
 
-typedef struct waiter {
+struct rwatch {
     run *r;
-    const char *kind;
-    kind_cache *c;
-    cJSON *pending; /* array of {name, gen} still not ready */
+    int ki;
+    km_kube *k;      /* the thread's own connection */
+    atomic_int stop; /* cancel flag of k */
+    pthread_t th;
     km_lines *lines;
-    int relist; /* the watch ended with an ERROR event (e.g. 410 Gone) */
-} waiter;
+    char rv[64]; /* where the watch continues; "" = resync (410) first */
+    int relist;  /* the stream ended with an ERROR event */
+};
 
-/* Drops name from pending when obj (at least the generation its rollout started at) is ready or
- * deleted. */
-static void observe(waiter *w, const cJSON *obj, int deleted)
+/* The pending entry of KINDS[ki] ns/name, or NULL.  Caller holds r->mu. */
+static cJSON *pending_find(run *r, int ki, const char *ns, const char *name)
 {
-    const char *name = KM_JSON_STR(obj, "metadata", "name");
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, w->pending)
+    cJSON *it;
+    cJSON_ArrayForEach(it, r->pending)
     {
-        if (name && strcmp(KM_JSON_STR(it, "name"), name) == 0)
-            break;
-        i++;
+        if ((int)KM_JSON_NUM(it, -1, "ki") == ki && ns && name &&
+            strcmp(KM_JSON_STR(it, "ns"), ns) == 0 && strcmp(KM_JSON_STR(it, "name"), name) == 0)
+            return it;
     }
-    if (!it)
+    return NULL;
+}
+
+/* Judges one observed state of entry e (caller holds r->mu): ready when deleted, or at least at
+ * the generation our patch produced and ready by km_podsel_workload_ready; before the patch
+ * response (gen -1) the state is kept as latest.  Allocation failures only lose the hint. */
+static void judge(run *r, cJSON *e, const cJSON *obj, int deleted)
+{
+    if (KM_JSON_NUM(e, 0, "ready") != 0)
         return;
-    if (deleted || (KM_JSON_NUM(obj, 0, "metadata", "generation") >= KM_JSON_NUM(it, 0, "gen") &&
-                    km_podsel_workload_ready(w->kind, obj)))
-        cJSON_DeleteItemFromArray(w->pending, i);
-}
-
-static km_status wait_list_page(const km_kube_page *page, void *user)
-{
-    waiter *w = user;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, page->items)
-    {
-        observe(w, it, 0);
+    double gen = KM_JSON_NUM(e, -1, "gen");
+    if (gen < 0) {
+        cJSON *s = deleted ? cJSON_CreateNull() : slim_workload(obj);
+        if (!s)
+            return;
+        if (cJSON_GetObjectItemCaseSensitive(e, "latest"))
+            cJSON_ReplaceItemInObjectCaseSensitive(e, "latest", s);
+        else if (!cJSON_AddItemToObject(e, "latest", s))
+            cJSON_Delete(s);
+        return;
     }
-    if (page->resource_version)
-        snprintf(w->c->rv, sizeof(w->c->rv), "%s", page->resource_version);
-    return KM_OK;
+    int ki = (int)KM_JSON_NUM(e, 0, "ki");
+    if (deleted || (KM_JSON_NUM(obj, 0, "metadata", "generation") >= gen &&
+                    km_podsel_workload_ready(KINDS[ki], obj))) {
+        km_json_set_num(e, "ready", 1);
+        pthread_cond_broadcast(&r->cv);
+    }
 }
 
-static km_status wait_line(const char *line, size_t len, void *user)
+static void observe_obj(run *r, int ki, const cJSON *obj, int deleted)
 {
-    waiter *w = user;
+    pthread_mutex_lock(&r->mu);
+    cJSON *e = pending_find(r, ki, KM_JSON_STR(obj, "metadata", "namespace"),
+                            KM_JSON_STR(obj, "metadata", "name"));
+    if (e)
+        judge(r, e, obj, deleted);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static km_status watch_line(const char *line, size_t len, void *user)
+{
+    rwatch *w = user;
     km_event ev;
     if (km_event_parse(line, len, &ev, NULL) != KM_OK)
-        return KM_OK; /* ignore a malformed line; the relist catches up */
+        return KM_OK; /* ignore a malformed line */
     if (ev.type == KM_EV_ERROR) {
         w->relist = 1;
         km_event_cleanup(&ev);
-        return KM_ECANCELED; /* relist */
+        return KM_ECANCELED;
     }
     if (ev.resource_version)
-        snprintf(w->c->rv, sizeof(w->c->rv), "%s", ev.resource_version);
+        snprintf(w->rv, sizeof(w->rv), "%s", ev.resource_version);
     if (ev.type != KM_EV_BOOKMARK)
-        observe(w, ev.object, ev.type == KM_EV_DELETED);
+        observe_obj(w->r, w->ki, ev.object, ev.type == KM_EV_DELETED);
     km_event_cleanup(&ev);
-    return cJSON_GetArraySize(w->pending) == 0 ? KM_ECANCELED : KM_OK;
+    return KM_OK;
 }
 
-static km_status wait_chunk(const char *data, size_t len, void *user)
+static km_status watch_chunk(const char *data, size_t len, void *user)
 {
-    waiter *w = user;
-    if (cancelled(w->r))
+    rwatch *w = user;
+    if (atomic_load(&w->stop))
         return KM_ECANCELED;
     return km_lines_feed(w->lines, data, len);
 }
 
-/* Waits until every {name, gen} in pending (workloads of KINDS[ki]) is ready or deadline passes;
- * pending keeps the ones that are not.  Starts from the cached objects (the namespace's list
- * plus our patch responses) and watches from where the namespace's list (or the last watch) left
- * off; lists again only when the watch cannot continue.  Failure: KM_ECANCELED, KM_ENOMEM. */
-static km_status wait_kind(run *r, int ki, cJSON *pending, time_t deadline, km_err *err)
+static void watch_nap(rwatch *w, double secs)
 {
-    char path[768], wpath[1024];
-    const char *kind = KINDS[ki];
-    waiter w = {.r = r, .kind = kind, .c = &r->wl[ki], .pending = pending};
-    km_status st = km_lines_new(0, KM_LINES_SKIP, wait_line, &w, &w.lines);
-    if (st != KM_OK)
-        return oom(err);
-    if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), NULL, NULL)) {
-        st = km_err_set(err, KM_EINVAL, "namespace name too long");
-        goto out;
+    for (; secs > 0 && !atomic_load(&w->stop); secs -= 0.1) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000L};
+        nanosleep(&ts, NULL);
     }
+}
+
+static km_status first_page_rv(const km_kube_page *page, void *user)
+{
+    rwatch *w = user;
+    snprintf(w->rv, sizeof(w->rv), "%s", page->resource_version ? page->resource_version : "");
+    return KM_ECANCELED; /* one page (limit=1) is enough: only its resourceVersion counts */
+}
+
+/* After 410: a current resourceVersion (list limit=1), then a GET of every workload of this kind
+ * still waited for.  w->rv is set only when all of it worked. */
+static void watch_resync(rwatch *w, const char *path)
+{
+    run *r = w->r;
+    km_list_opts lo = {.limit = 1};
+    w->rv[0] = '\0';
+    km_kube_list(w->k, path, &lo, first_page_rv, w, NULL, NULL);
+    if (!w->rv[0])
+        return;
+    char rv[64];
+    memcpy(rv, w->rv, sizeof(rv));
+    w->rv[0] = '\0';
+    pthread_mutex_lock(&r->mu);
+    cJSON *names = cJSON_CreateArray();
     const cJSON *it;
-    cJSON_ArrayForEach(it, w.c->objs)
+    cJSON_ArrayForEach(it, r->pending)
     {
-        observe(&w, it, 0);
+        if ((int)KM_JSON_NUM(it, -1, "ki") != w->ki || KM_JSON_NUM(it, 0, "ready") != 0)
+            continue;
+        cJSON *c = cJSON_CreateObject();
+        if (!c || km_json_set_str(c, "ns", KM_JSON_STR(it, "ns")) ||
+            km_json_set_str(c, "name", KM_JSON_STR(it, "name")) || !cJSON_AddItemToArray(names, c))
+            cJSON_Delete(c);
     }
-    while (cJSON_GetArraySize(pending) > 0) {
-        if (cancelled(r)) {
-            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-            goto out;
-        }
+    pthread_mutex_unlock(&r->mu);
+    if (!names)
+        return;
+    int ok = 1;
+    cJSON_ArrayForEach(it, names)
+    {
+        char opath[768];
+        if (km_kube_path(opath, sizeof(opath), "apps", "v1", KM_JSON_STR(it, "ns"),
+                         plural(KINDS[w->ki]), KM_JSON_STR(it, "name"), NULL))
+            continue;
+        cJSON *obj = NULL;
         km_err e;
         km_err_clear(&e);
-        if (!w.c->rv[0]) {
-            km_list_opts lo = {.limit = 500};
-            st = km_kube_list(r->k, path, &lo, wait_list_page, &w, NULL, &e);
-            if (st == KM_ECANCELED) {
-                st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-                goto out;
-            }
-            if (st != KM_OK)
-                w.c->rv[0] = '\0';
+        km_status st = km_kube_get(w->k, opath, &obj, &e);
+        if (st == KM_OK) {
+            observe_obj(r, w->ki, obj, 0);
+        } else if (st == KM_EAPI && e.http_code == 404) {
+            cJSON *gone = cJSON_CreateObject();
+            cJSON *md = gone ? cJSON_AddObjectToObject(gone, "metadata") : NULL;
+            if (md && !km_json_set_str(md, "namespace", KM_JSON_STR(it, "ns")) &&
+                !km_json_set_str(md, "name", KM_JSON_STR(it, "name")))
+                observe_obj(r, w->ki, gone, 1);
+            cJSON_Delete(gone);
+        } else {
+            ok = 0;
         }
-        time_t now = time(NULL);
-        if (cJSON_GetArraySize(pending) == 0 || now >= deadline)
-            break;
-        if (!w.c->rv[0]) { /* transient: retry the list shortly */
-            char buf[768];
-            km_log_warn("pods: list for readiness failed", "namespace", r->ns, "error",
-                        km_err_str(&e, buf, sizeof(buf)));
-            if (nap(r, 1.0) != KM_OK) {
-                st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-                goto out;
-            }
-            continue;
-        }
-        long secs = (long)(deadline - now);
-        if (secs > WATCH_MAX_S)
-            secs = WATCH_MAX_S;
-        if (secs < 1)
-            secs = 1;
-        snprintf(wpath, sizeof(wpath),
-                 "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%ld", path,
-                 w.c->rv, secs);
-        km_lines_reset(w.lines);
-        w.relist = 0;
-        time_t began = time(NULL);
-        km_err_clear(&e);
-        st = km_kube_stream(r->k, wpath, secs * 1000 + 30000, wait_chunk, &w, &e);
-        if (cancelled(r)) {
-            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-            goto out;
-        }
-        /* an ERROR event (410 Gone: too old) or a failed stream: list again */
-        if (w.relist || (st != KM_OK && st != KM_ECANCELED))
-            w.c->rv[0] = '\0';
-        /* a stream that failed at once must not turn into a busy loop */
-        if (st != KM_OK && st != KM_ECANCELED && time(NULL) - began < 1 && nap(r, 1.0) != KM_OK) {
-            st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-            goto out;
-        }
+        cJSON_Delete(obj);
     }
-    st = KM_OK;
-out:
-    km_lines_free(w.lines);
+    cJSON_Delete(names);
+    if (ok)
+        memcpy(w->rv, rv, sizeof(rv));
+}
+
+static void *watch_main(void *arg)
+{
+    rwatch *w = arg;
+    char path[128], wpath[320];
+    snprintf(path, sizeof(path), "/apis/apps/v1/%s", plural(KINDS[w->ki]));
+    while (!atomic_load(&w->stop)) {
+        if (!w->rv[0]) {
+            watch_resync(w, path);
+            if (!w->rv[0]) {
+                watch_nap(w, 1.0);
+                continue;
+            }
+        }
+        snprintf(wpath, sizeof(wpath),
+                 "%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d", path,
+                 w->rv, WATCH_MAX_S);
+        km_lines_reset(w->lines);
+        w->relist = 0;
+        time_t began = time(NULL);
+        km_err e;
+        km_err_clear(&e);
+        km_status st = km_kube_stream(w->k, wpath, (WATCH_MAX_S + 30) * 1000L, watch_chunk, w, &e);
+        if (atomic_load(&w->stop))
+            break;
+        if (w->relist || (st == KM_EAPI && e.http_code == 410))
+            w->rv[0] = '\0'; /* too old: resync the waited-for workloads */
+        else if (st != KM_OK && time(NULL) - began < 1)
+            watch_nap(w, 1.0); /* a stream that fails at once must not become a busy loop */
+    }
+    return NULL;
+}
+
+/* Starts the watch of KINDS[ki] from rv unless it runs.  Failure: KM_ENOMEM / KM_EIO / the clone's
+ * error (nothing started). */
+static km_status watch_start(run *r, int ki, const char *rv, km_err *err)
+{
+    if (r->rw[ki])
+        return KM_OK;
+    rwatch *w = calloc(1, sizeof(*w));
+    if (!w)
+        return oom(err);
+    w->r = r;
+    w->ki = ki;
+    atomic_init(&w->stop, 0);
+    snprintf(w->rv, sizeof(w->rv), "%s", rv ? rv : "");
+    km_status st = km_kube_clone(r->k, &w->k, err);
+    if (st != KM_OK)
+        goto fail;
+    km_kube_set_cancel(w->k, &w->stop);
+    if ((st = km_lines_new(0, KM_LINES_SKIP, watch_line, w, &w->lines)) != KM_OK) {
+        st = oom(err);
+        goto fail;
+    }
+    if (pthread_create(&w->th, NULL, watch_main, w) != 0) {
+        st = km_err_set(err, KM_EIO, "pods: cannot start the readiness watch thread");
+        goto fail;
+    }
+    r->rw[ki] = w;
+    return KM_OK;
+fail:
+    km_lines_free(w->lines);
+    km_kube_free(w->k);
+    free(w);
     return st;
 }
 
-/* Waits for the batch (array of {kind, name, gen}) and reports what is not ready at the
- * deadline. */
-static km_status wait_batch(run *r, const cJSON *batch, time_t deadline, km_err *err)
+static void watches_stop(run *r)
 {
     for (int i = 0; i < NKINDS; i++) {
-        cJSON *pending = cJSON_CreateArray();
-        if (!pending)
-            return oom(err);
-        const cJSON *w;
-        cJSON_ArrayForEach(w, batch)
-        {
-            if (strcmp(KM_JSON_STR(w, "kind"), KINDS[i]) != 0)
-                continue;
-            cJSON *copy = cJSON_Duplicate(w, 1);
-            if (!copy || !cJSON_AddItemToArray(pending, copy)) {
-                cJSON_Delete(copy);
-                cJSON_Delete(pending);
-                return oom(err);
-            }
-        }
-        km_status st =
-            cJSON_GetArraySize(pending) > 0 ? wait_kind(r, i, pending, deadline, err) : KM_OK;
-        const cJSON *n;
-        const cJSON *left = st == KM_OK ? pending : NULL;
-        cJSON_ArrayForEach(n, left)
-        {
-            char key[1024];
-            const char *name = KM_JSON_STR(n, "name");
-            snprintf(key, sizeof(key), "%s/%s/%s", r->ns, KINDS[i], name);
-            if (km_step_list_add(r->st, "stuck", key, LIST_MAX) != KM_OK)
-                st = oom(err);
-            r->stuck_now = 1;
-            count(r, NULL, "pods_stuck_total", 1);
-            event(r, "Warning", "WorkloadStuck",
-                  "%s %s/%s not rolled out and ready within namespaceTimeoutSeconds (%ld s)",
-                  KINDS[i], r->ns, name, r->ns_timeout);
-        }
-        cJSON_Delete(pending);
-        if (st != KM_OK)
-            return st;
+        rwatch *w = r->rw[i];
+        if (!w)
+            continue;
+        atomic_store(&w->stop, 1);
+        pthread_join(w->th, NULL);
+        km_lines_free(w->lines);
+        km_kube_free(w->k);
+        free(w);
+        r->rw[i] = NULL;
+    }
+}
+
+/* Registers KINDS[ki] r->ns/name as waited for (generation unknown until set_gen). */
+static km_status pending_add(run *r, int ki, const char *name, km_err *err)
+{
+    cJSON *e = cJSON_CreateObject();
+    if (!e || km_json_set_num(e, "ki", ki) || km_json_set_str(e, "ns", r->ns) ||
+        km_json_set_str(e, "name", name) || km_json_set_num(e, "gen", -1) ||
+        km_json_set_num(e, "ready", 0)) {
+        cJSON_Delete(e);
+        return oom(err);
+    }
+    pthread_mutex_lock(&r->mu);
+    int ok = cJSON_AddItemToArray(r->pending, e);
+    pthread_mutex_unlock(&r->mu);
+    if (!ok) {
+        cJSON_Delete(e);
+        return oom(err);
     }
     return KM_OK;
+}
+
+static void pending_drop(run *r, int ki, const char *name)
+{
+    pthread_mutex_lock(&r->mu);
+    cJSON *e = pending_find(r, ki, r->ns, name);
+    if (e)
+        cJSON_Delete(cJSON_DetachItemViaPointer(r->pending, e));
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The rollout of the entry starts at generation gen; obj (the patch response / GET) and what the
+ * watch saw meanwhile are judged. */
+static void pending_set_gen(run *r, int ki, const char *name, double gen, const cJSON *obj)
+{
+    pthread_mutex_lock(&r->mu);
+    cJSON *e = pending_find(r, ki, r->ns, name);
+    if (e) {
+        cJSON *latest = cJSON_DetachItemFromObjectCaseSensitive(e, "latest");
+        km_json_set_num(e, "gen", gen);
+        judge(r, e, obj, 0);
+        if (latest)
+            judge(r, e, latest, cJSON_IsNull(latest));
+        cJSON_Delete(latest);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Waits until every pending workload is ready or deadline passes; reports the others as stuck
+ * and empties pending.  Failure: KM_ECANCELED, KM_ENOMEM. */
+static km_status wait_pending(run *r, time_t deadline, km_err *err)
+{
+    km_status st = KM_OK;
+    cJSON *fresh = cJSON_CreateArray();
+    if (!fresh)
+        return oom(err);
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        int all = 1;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, r->pending)
+        {
+            if (KM_JSON_NUM(it, 0, "ready") == 0)
+                all = 0;
+        }
+        if (all || time(NULL) >= deadline)
+            break;
+        if (cancelled(r)) {
+            st = KM_ECANCELED;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    }
+    cJSON *done = r->pending;
+    r->pending = fresh;
+    pthread_mutex_unlock(&r->mu);
+    if (st != KM_OK) {
+        cJSON_Delete(done);
+        return km_err_set(err, KM_ECANCELED, "pods step cancelled");
+    }
+    const cJSON *n;
+    cJSON_ArrayForEach(n, done)
+    {
+        if (KM_JSON_NUM(n, 0, "ready") != 0)
+            continue;
+        char key[1024];
+        const char *kind = KINDS[(int)KM_JSON_NUM(n, 0, "ki")];
+        const char *name = KM_JSON_STR(n, "name");
+        snprintf(key, sizeof(key), "%s/%s/%s", r->ns, kind, name);
+        if (km_step_list_add(r->st, "stuck", key, LIST_MAX) != KM_OK)
+            st = oom(err);
+        r->stuck_now = 1;
+        count(r, NULL, "pods_stuck_total", 1);
+        event(r, "Warning", "WorkloadStuck",
+              "%s %s/%s not rolled out and ready within namespaceTimeoutSeconds (%ld s)", kind,
+              r->ns, name, r->ns_timeout);
+    }
+    cJSON_Delete(done);
+    return st;
+}
+
+/* ---- rollout restarts without a list: PATCH by name, verify with the response -----------------
+ */
+
+/* Checks the naming-rule guesses of Deployment entry w against deploy (the patch response; NULL
+ * when it does not exist): a ReplicaSet whose pods deploy's selector does not match is resolved
+ * from its own owner reference (GET) — another Deployment joins the namespace's workloads, no
+ * Deployment means its pods are evicted. */
+static km_status verify_guesses(run *r, const cJSON *w, const cJSON *deploy, km_err *err)
+{
+    const char *name = KM_JSON_STR(w, "name");
+    const cJSON *g;
+    cJSON_ArrayForEach(g, KM_JSON_AT(w, "guesses"))
+    {
+        const cJSON *pod = KM_JSON_AT(g, "pod");
+        if (deploy && km_podsel_rs_of_deployment(g->string, pod, deploy))
+            continue;
+        const char *owner = "";
+        km_status st = rs_owner(r, pod, g->string, 0, &owner, err);
+        if (st != KM_OK)
+            return st;
+        if (owner[0] && strcmp(owner, name) == 0)
+            continue; /* deploy's after all (adopted), or gone with it */
+        if (owner[0]) {
+            if ((st = add_workload(r, "Deployment", owner, NULL, err)) != KM_OK)
+                return st;
+            continue;
+        }
+        const cJSON *p;
+        cJSON_ArrayForEach(p, KM_JSON_AT(g, "pods"))
+        {
+            if ((st = add_name(r->evict, p->valuestring, err)) != KM_OK)
+                return st;
+        }
+    }
+    return KM_OK;
+}
+
+/* Restarts workload entry w ({kind, name[, guesses]}) by a strategic-merge PATCH (idempotent: the
+ * same marker again changes nothing), or — when current.restarted already names it (a resumed
+ * step) — GETs it for the readiness wait only.  *waiting = 1 when it was registered for the
+ * readiness wait.  Failure: the API error (404 = gone: skipped), KM_ENOMEM. */
+static km_status restart_live(run *r, const cJSON *w, int *waiting, km_err *err)
+{
+    const char *kind = KM_JSON_STR(w, "kind");
+    const char *name = KM_JSON_STR(w, "name");
+    char key[512], path[768], patch[512];
+    km_status st;
+    *waiting = 0;
+    int ki = kind_index(kind);
+    cJSON *cur = current_obj(r);
+    if (!cur)
+        return oom(err);
+    if (ki < 0)
+        return KM_OK;
+    snprintf(key, sizeof(key), "%s/%.400s", kind, name);
+    if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), name, NULL))
+        return km_err_set(err, KM_EINVAL, "workload name too long");
+    int resumed = km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key);
+    if (r->wait_ready && (st = pending_add(r, ki, name, err)) != KM_OK)
+        return st;
+    cJSON *obj = NULL;
+    km_err e;
+    km_err_clear(&e);
+    if (resumed) {
+        st = km_kube_get(r->k, path, &obj, &e);
+    } else {
+        snprintf(
+            patch, sizeof(patch),
+            "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"" KM_RESTARTED_AT_ANNOTATION
+            "\":\"%s\"}}}}}",
+            r->started_at);
+        st = km_kube_patch(r->k, path, KM_PATCH_STRATEGIC, patch, &obj, &e);
+    }
+    if (st != KM_OK) {
+        pending_drop(r, ki, name);
+        if (st == KM_EAPI && e.http_code == 404) {
+            km_log_info("pods: workload not found, skipped", "namespace", r->ns, "workload", key);
+            return resumed ? KM_OK : verify_guesses(r, w, NULL, err);
+        }
+        if (err)
+            *err = e;
+        km_err_prefix(err, "%s %s %s/%s", resumed ? "get" : "restart", kind, r->ns, name);
+        return st;
+    }
+    if (!resumed && (st = verify_guesses(r, w, obj, err)) != KM_OK)
+        goto out;
+    if (!resumed) {
+        const char *mark = KM_JSON_STR(obj, "spec", "template", "metadata", "annotations",
+                                       KM_RESTARTED_AT_ANNOTATION);
+        if (!mark || strcmp(mark, r->started_at) != 0)
+            km_log_warn("pods: restart marker not in the patch response", "namespace", r->ns,
+                        "workload", key);
+        /* counted once per recovery: current.restarted is saved right after */
+        if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK) {
+            st = oom(err);
+            goto out;
+        }
+        count(r, "restarted", "pods_restarted_total", 1);
+        event(r, "Normal", "WorkloadRestarted", "rollout restart of %s/%s", r->ns, key);
+        if ((st = save(r, err)) != KM_OK)
+            goto out;
+    } else {
+        km_log_info("workload already restarted by this recovery", "namespace", r->ns, "workload",
+                    key);
+    }
+    if (r->wait_ready) {
+        /* the rollout starts at the patched generation; older states must not count as ready */
+        pending_set_gen(r, ki, name, KM_JSON_NUM(obj, 0, "metadata", "generation"), obj);
+        *waiting = 1;
+        if ((st = watch_start(r, ki, KM_JSON_STR(obj, "metadata", "resourceVersion"), err)) !=
+            KM_OK)
+            goto out;
+    }
+    st = KM_OK;
+out:
+    if (st != KM_OK && !*waiting)
+        pending_drop(r, ki, name);
+    cJSON_Delete(obj);
+    return st;
 }
 
 static km_status restart_workloads(run *r, time_t deadline, km_err *err)
 {
     km_status st = KM_OK;
-    int n = cJSON_GetArraySize(r->workloads);
-    for (int i = 0; i < n; i += r->max_conc) {
-        cJSON *batch = cJSON_CreateArray();
-        if (!batch)
-            return oom(err);
-        for (int j = i; j < n && j < i + r->max_conc; j++) {
+    /* verify_guesses may append workloads: the size is read each round */
+    for (int i = 0; i < cJSON_GetArraySize(r->workloads); i += r->max_conc) {
+        int waiting = 0;
+        for (int j = i; j < cJSON_GetArraySize(r->workloads) && j < i + r->max_conc; j++) {
             if (cancelled(r)) {
                 st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
                 break;
             }
             const cJSON *w = cJSON_GetArrayItem(r->workloads, j);
-            int restarted = 0;
+            int one = 0;
             double gen = 0;
-            st = restart_workload(r, KM_JSON_STR(w, "kind"), KM_JSON_STR(w, "name"), &restarted,
-                                  &gen, err);
+            if (r->dry_run)
+                st = restart_workload(r, KM_JSON_STR(w, "kind"), KM_JSON_STR(w, "name"), &one, &gen,
+                                      err);
+            else
+                st = restart_live(r, w, &one, err);
             if (st != KM_OK)
                 break;
-            cJSON *copy = restarted ? cJSON_Duplicate(w, 1) : NULL;
-            if (restarted && (!copy || km_json_set_num(copy, "gen", gen) ||
-                              !cJSON_AddItemToArray(batch, copy))) {
-                cJSON_Delete(copy);
-                st = oom(err);
-                break;
-            }
+            waiting |= one;
         }
-        if (st == KM_OK && r->wait_ready && cJSON_GetArraySize(batch) > 0)
-            st = wait_batch(r, batch, deadline, err);
-        cJSON_Delete(batch);
-        if (st != KM_OK)
+        if (st == KM_OK && r->wait_ready && waiting)
+            st = wait_pending(r, deadline, err);
+        if (st != KM_OK) {
+            pthread_mutex_lock(&r->mu);
+            cJSON *left = r->pending;
+            r->pending = cJSON_CreateArray();
+            pthread_mutex_unlock(&r->mu);
+            cJSON_Delete(left);
             return st;
+        }
     }
     return KM_OK;
 }
@@ -1073,6 +1421,11 @@ km_status km_pods_step(km_step_ctx *ctx, km_err *err)
     r.ns_timeout = (long)KM_JSON_NUM(ctx->spec, 600, "namespaceTimeoutSeconds");
     r.evict_timeout = (long)KM_JSON_NUM(ctx->spec, 300, "evictionTimeoutSeconds");
     r.started_at = ctx->started_at;
+    if (!(r.pending = cJSON_CreateArray()))
+        return oom(err);
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    r.sync_ok = 1;
     time_t t;
     if (km_podsel_time(r.started_at, &t) != KM_OK) {
         /* no start recorded: the restart marker needs one; use now */
@@ -1151,7 +1504,13 @@ km_status km_pods_step(km_step_ctx *ctx, km_err *err)
                            dry, restarted, evicted, deleted, total, nmanual);
     st = save(&r, err);
 out:
+    watches_stop(&r); /* ends the readiness watches (no thread touches r after this) */
     ns_reset(&r);
     cJSON_Delete(order);
+    cJSON_Delete(r.pending);
+    if (r.sync_ok) {
+        pthread_cond_destroy(&r.cv);
+        pthread_mutex_destroy(&r.mu);
+    }
     return st;
 }

@@ -2,7 +2,8 @@
 filters, rollout restart vs eviction vs ownerless pods, a PodDisruptionBudget blocking then
 allowing an eviction, a workload stuck on down nodes hitting the namespace timeout, resume
 after SIGKILL mid-namespace without restarting any workload twice, and the API requests it
-needs (no GET of ServiceAccounts, ReplicaSets or workloads when the lists tell)."""
+needs (no workload list, and no GET of ServiceAccounts, ReplicaSets or workloads, when the pods
+and the patch responses tell)."""
 
 import json
 import os
@@ -341,8 +342,9 @@ def counters_of(sim):
 
 
 def test_requests_plain_workloads(seed):
-    """Deployment / StatefulSet / DaemonSet pods: owners from one list per kind and namespace, the
-    token from the pods' own volumes, the restart marker from the list: no GET at all."""
+    """Deployment / StatefulSet / DaemonSet pods: owners from the pods alone (the Deployment by the
+    naming rule, verified with the patch response), the token from the pods' own volumes, the
+    readiness wait from one cluster-wide watch per kind: no workload list and no GET at all."""
     started = settled_start(seed)
     seed.sim("POST", "/_sim/counters/reset")
     run = kmstep(seed, "pods", started_at=started, spec={"includeNamespaces": ["kube-system", "web", "shop"],
@@ -352,18 +354,16 @@ def test_requests_plain_workloads(seed):
     assert st["done"] == ["kube-system", "shop", "web"] and st["restarted"] == 6, st
     assert "stuck" not in st, st
     assert get_requests(seed) == {}, get_requests(seed)
-    # one list per kind and namespace serves owners, the marker check and the readiness wait
-    assert count_requests(seed, "list", "apps/deployments") == 3
-    assert count_requests(seed, "list", "apps/statefulsets") == 1  # shop/cart-db
-    assert count_requests(seed, "list", "apps/daemonsets") == 1  # kube-system
-    assert count_requests(seed, "list", "apps/replicasets") == 0
+    # owners, the marker and the readiness wait need no list (before: one per kind and namespace)
+    for plural in ("deployments", "statefulsets", "daemonsets", "replicasets"):
+        assert count_requests(seed, "list", "apps/" + plural) == 0, plural
     patches = sum(count_requests(seed, "patch", r) for r in
                   ("apps/deployments", "apps/daemonsets", "apps/statefulsets"))
     assert patches == 6
     for kind, ns, name in (("deployments", "web", "blog"), ("deployments", "shop", "frontend"),
                            ("statefulsets", "shop", "cart-db"), ("daemonsets", "kube-system", "kube-proxy")):
         assert template_annotation(seed, kind, ns, name) == started
-    # and it waited for the rollouts (the wait watched from the namespace's list)
+    # and it waited for the rollouts (the wait watched from the first patch response)
     d = get(seed, "/apis/apps/v1/namespaces/web/deployments/blog")
     assert d["status"]["observedGeneration"] >= d["metadata"]["generation"]
     assert d["status"].get("updatedReplicas") == d["spec"]["replicas"] == d["status"].get("availableReplicas")
@@ -412,3 +412,16 @@ def test_owner_fallback_gets_only_odd_replicasets():
         assert evicted == sorted(owners["bare"] + owners["dep-zzz"]), (evicted, owners)
         assert get_requests(sim) == {"apps/replicasets": 2}, get_requests(sim)
         assert count_requests(sim, "list", "apps/deployments") == 1
+
+        # for real: the naming-rule guess "dep" for dep-zzz is patched, its response's selector
+        # does not match dep-zzz's pods, so dep-zzz is resolved by GET (no owner: evicted)
+        sim.sim("POST", "/_sim/counters/reset")
+        run = kmstep(sim, "pods", started_at=started, spec={"includeNamespaces": ["own"], "waitForReady": False})
+        assert run.rc == 0, run
+        assert (run.status["restarted"], run.status["evicted"]) == (1, 2), run.status
+        assert run.reasons("WorkloadRestarted") == ["rollout restart of own/Deployment/dep"]
+        assert count_requests(sim, "patch", "apps/deployments") == 1
+        assert get_requests(sim) == {"apps/replicasets": 2}, get_requests(sim)
+        assert count_requests(sim, "list", "apps/deployments") == 0
+        assert count_requests(sim, "create", "pods", "eviction") == 2
+        assert template_annotation(sim, "deployments", "own", "dep") == started
