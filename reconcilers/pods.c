@@ -626,77 +626,36 @@ static cJSON *current_obj(run *r)
 }
 
 /* Dry run: decides whether one workload would be restarted; the namespace's list of its kind (no
- * GET) says whether it still exists and already carries this recovery's marker.  *restarted = 1
- * when it is (now or before) restarted by this recovery and should be waited for; then *gen is the
- * generation its rollout starts at (readiness counts only for objects at least that new). */
-static km_status restart_workload(run *r, const char *kind, const char *name, int *restarted,
-                                  double *gen, km_err *err)
+ * GET) says whether it still exists and already carries this recovery's marker.  Records it in
+ * the current namespace's status and emits a WouldRestartWorkload event; nothing is written to
+ * the cluster.  Failure: KM_ENOMEM or the list's error. */
+static km_status dry_run_workload(run *r, const char *kind, const char *name, km_err *err)
 {
-    char key[512], path[768], patch[512];
+    char key[512];
     km_status st;
-    *restarted = 0;
-    *gen = 0;
     snprintf(key, sizeof(key), "%s/%.400s", kind, name);
     cJSON *cur = current_obj(r);
     if (!cur)
         return oom(err);
     int ki = kind_index(kind);
     const cJSON *objs = NULL;
-    if (ki < 0)
+    if (ki < 0 || km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key))
         return KM_OK;
     if ((st = workloads_of(r, ki, &objs, err)) != KM_OK)
         return st;
     const cJSON *obj = cJSON_GetObjectItemCaseSensitive(objs, name);
-    if (km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key)) {
-        *restarted = obj != NULL;
-        *gen = KM_JSON_NUM(obj, 0, "metadata", "generation");
-        return KM_OK;
-    }
     if (!obj) { /* gone: nothing to restart */
         km_log_info("pods: workload not found, skipped", "namespace", r->ns, "workload", key);
         return KM_OK;
     }
-    if (km_kube_path(path, sizeof(path), "apps", "v1", r->ns, plural(kind), name, NULL))
-        return km_err_set(err, KM_EINVAL, "workload name too long");
-    int already = km_podsel_restarted_since(obj, r->started_at);
-    *gen = KM_JSON_NUM(obj, 0, "metadata", "generation");
-    if (!already && !r->dry_run) {
-        snprintf(
-            patch, sizeof(patch),
-            "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"" KM_RESTARTED_AT_ANNOTATION
-            "\":\"%s\"}}}}}",
-            r->started_at);
-        cJSON *after = NULL;
-        km_err e;
-        km_err_clear(&e);
-        if ((st = km_kube_patch(r->k, path, KM_PATCH_STRATEGIC, patch, &after, &e)) != KM_OK) {
-            if (st == KM_EAPI && e.http_code == 404)
-                return KM_OK;
-            if (err)
-                *err = e;
-            km_err_prefix(err, "restart %s %s/%s", kind, r->ns, name);
-            return st;
-        }
-        /* the rollout starts at the patched generation; older states seen later (a watch
-         * replaying from before the patch) must not count as ready */
-        *gen = KM_JSON_NUM(after, *gen + 1, "metadata", "generation");
-        st = cache_put(r->wl[ki].objs, after);
-        cJSON_Delete(after);
-        if (st != KM_OK)
-            return oom(err);
-    }
-    /* counted once: a workload found already annotated was patched by us before a crash */
     if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK)
         return oom(err);
     count(r, "restarted", "pods_restarted_total", 1);
-    if (already)
+    if (km_podsel_restarted_since(obj, r->started_at))
         km_log_info("workload already restarted by this recovery", "namespace", r->ns, "workload",
                     key);
     else
-        event(r, "Normal", r->dry_run ? "WouldRestartWorkload" : "WorkloadRestarted", "%s %s/%s%s",
-              r->dry_run ? "would restart" : "rollout restart of", r->ns, key,
-              r->dry_run ? " (dry run)" : "");
-    *restarted = !r->dry_run;
+        event(r, "Normal", "WouldRestartWorkload", "would restart %s/%s (dry run)", r->ns, key);
     return save(r, err);
 }
 
@@ -1185,11 +1144,9 @@ static km_status restart_workloads(run *r, time_t deadline, km_err *err)
                 break;
             }
             const cJSON *w = cJSON_GetArrayItem(r->workloads, j);
-            int one = 0;
-            double gen = 0;
+            int one = 0; /* 1 when a rollout was started and must be waited for */
             if (r->dry_run)
-                st = restart_workload(r, KM_JSON_STR(w, "kind"), KM_JSON_STR(w, "name"), &one, &gen,
-                                      err);
+                st = dry_run_workload(r, KM_JSON_STR(w, "kind"), KM_JSON_STR(w, "name"), err);
             else
                 st = restart_live(r, w, &one, err);
             if (st != KM_OK)
