@@ -41,6 +41,8 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
         demo bench help
 .DEFAULT_GOAL := all
+# keep object files of tests and tools (make would delete them as intermediates)
+.SECONDARY:
 
 help:
 	@echo "make [all]     build $(BIN)"
