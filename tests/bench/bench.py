@@ -254,6 +254,10 @@ set ylabel 'wall time (s)'
 set y2label 'peak RSS (MiB)'
 set y2tics
 set ytics nomirror
+set yrange [0:*]
+set y2range [0:80]
+set arrow from graph 0, second 64 to graph 1, second 64 nohead dashtype 2 lc rgb 'red'
+set label 'RSS budget 64 MiB' at graph 0.02, second 66 tc rgb 'red'
 set key left top
 set grid
 plot '{data}' using 1:2 with linespoints lw 2 title 'wall time (s)' axis x1y1, \\
