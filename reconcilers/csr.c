@@ -372,9 +372,7 @@ out:
 
 static void step_event(void *user, const char *type, const char *reason, const char *message)
 {
-    km_step_ctx *ctx = user;
-    if (ctx->event)
-        ctx->event(ctx, type, reason, message);
+    km_step_event(user, type, reason, message);
 }
 
 static void add_recent(cJSON *status, const result *r)
@@ -403,8 +401,7 @@ static void count(km_step_ctx *ctx, const char *counter)
     char name[64];
     km_step_counter_add(ctx->status, counter, 1);
     snprintf(name, sizeof(name), "csr_%s_total", counter);
-    if (ctx->count)
-        ctx->count(ctx, name, 1);
+    km_step_count(ctx, name, 1);
 }
 
 km_status km_csr_step(km_step_ctx *ctx, km_err *err)
@@ -437,7 +434,7 @@ km_status km_csr_step(km_step_ctx *ctx, km_err *err)
     const cJSON *csr;
     cJSON_ArrayForEach(csr, s.todo)
     {
-        if (ctx->cancel && atomic_load(ctx->cancel)) {
+        if (km_step_cancelled(ctx)) {
             st = km_err_set(err, KM_ECANCELED, "csr step cancelled");
             goto out;
         }

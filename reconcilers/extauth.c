@@ -36,18 +36,17 @@ typedef struct run {
 
 static int cancelled(const run *r)
 {
-    return r->ctx->cancel && atomic_load(r->ctx->cancel);
+    return km_step_cancelled(r->ctx);
 }
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
 {
-    if (r->ctx->event)
-        r->ctx->event(r->ctx, type, reason, msg);
+    km_step_event(r->ctx, type, reason, msg);
 }
 
 static km_status save(run *r, km_err *err)
 {
-    return r->ctx->save ? r->ctx->save(r->ctx, err) : KM_OK;
+    return km_step_save(r->ctx, err);
 }
 
 /* "ab12..." -> "AB:12:..." (out >= 96 bytes). */

@@ -64,7 +64,7 @@ typedef struct run {
 
 static int cancelled(const run *r)
 {
-    return r->ctx->cancel && atomic_load(r->ctx->cancel);
+    return km_step_cancelled(r->ctx);
 }
 
 /* Sleeps up to secs, waking early on cancel.  KM_ECANCELED when cancelled. */
@@ -90,21 +90,19 @@ static void event(run *r, const char *type, const char *reason, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (r->ctx->event)
-        r->ctx->event(r->ctx, type, reason, msg);
+    km_step_event(r->ctx, type, reason, msg);
 }
 
 static void count(run *r, const char *status_key, const char *counter, long delta)
 {
     if (status_key)
         km_step_counter_add(r->st, status_key, delta);
-    if (r->ctx->count)
-        r->ctx->count(r->ctx, counter, delta);
+    km_step_count(r->ctx, counter, delta);
 }
 
 static km_status save(run *r, km_err *err)
 {
-    return r->ctx->save ? r->ctx->save(r->ctx, err) : KM_OK;
+    return km_step_save(r->ctx, err);
 }
 
 static km_status oom(km_err *err)

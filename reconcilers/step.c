@@ -7,6 +7,28 @@
 #include <stdio.h>
 #include <string.h>
 
+int km_step_cancelled(const km_step_ctx *ctx)
+{
+    return ctx->cancel && atomic_load(ctx->cancel);
+}
+
+km_status km_step_save(km_step_ctx *ctx, km_err *err)
+{
+    return ctx->save ? ctx->save(ctx, err) : KM_OK;
+}
+
+void km_step_event(km_step_ctx *ctx, const char *type, const char *reason, const char *message)
+{
+    if (ctx->event)
+        ctx->event(ctx, type, reason, message);
+}
+
+void km_step_count(km_step_ctx *ctx, const char *counter, long delta)
+{
+    if (ctx->count)
+        ctx->count(ctx, counter, delta);
+}
+
 void km_step_set_result(km_step_ctx *ctx, const char *status, const char *reason, const char *fmt,
                         ...)
 {

@@ -51,6 +51,16 @@ struct km_step_ctx {
  * orchestrator records err in the step's condition and retries transient errors with backoff). */
 typedef km_status (*km_step_fn)(km_step_ctx *ctx, km_err *err);
 
+/* Null-safe calls of the context's callbacks (a runner may leave any of them NULL). */
+/* Non-zero once the step should stop (ctx->cancel set). */
+int km_step_cancelled(const km_step_ctx *ctx);
+/* ctx->save, or KM_OK without one.  Failure: the save's status (err filled). */
+km_status km_step_save(km_step_ctx *ctx, km_err *err);
+/* ctx->event, if set. */
+void km_step_event(km_step_ctx *ctx, const char *type, const char *reason, const char *message);
+/* ctx->count, if set. */
+void km_step_count(km_step_ctx *ctx, const char *counter, long delta);
+
 /* Sets the condition fields of ctx (truncating). */
 void km_step_set_result(km_step_ctx *ctx, const char *status, const char *reason, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));

@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 
-from . import csrgen
+from . import csrgen, selectors
 
 log = logging.getLogger("apisim.controllers")
 
@@ -175,21 +175,7 @@ def selector_matches(selector, labels):
     """metav1.LabelSelector semantics. An empty/None selector matches everything (callers decide otherwise)."""
     if not selector:
         return True
-    labels = labels or {}
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        k, op, vals = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(k) not in vals:
-            return False
-        if op == "NotIn" and k in labels and labels[k] in vals:
-            return False
-        if op == "Exists" and k not in labels:
-            return False
-        if op == "DoesNotExist" and k in labels:
-            return False
-    return True
+    return selectors.selector_from_match_labels(selector)(labels)
 
 
 def selector_empty(selector):
