@@ -12,15 +12,10 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from kmimage import HERE, ROOT, Target
-
-sys.path.insert(0, os.path.join(ROOT, "tests", "apisim"))
-
-from apisim.testing import SimProcess  # noqa: E402
+from kmimage import HERE, ROOT, Target, kmop
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +35,7 @@ def image():
 
 @pytest.fixture
 def target():
-    with SimProcess(scenario="seed") as sim:
+    with kmop.SimProcess(scenario="seed") as sim:
         def forbidden():
             _, counters = sim.sim("GET", "/_sim/counters")
             return [r for r in counters["requests"] if r["code"] == 403]

@@ -4,11 +4,15 @@ the API server the containerized operator is pointed at."""
 import os
 import shutil
 import subprocess
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PODMAN = os.path.join(HERE, "podman.sh")
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import kmop  # noqa: E402,F401  (wait_for, http_get, SimProcess: shared with the integration tests)
 
 
 def unavailable():

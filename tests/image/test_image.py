@@ -16,15 +16,12 @@ import base64
 import json
 import os
 import re
-import time
-import urllib.error
-import urllib.request
 import uuid
 
 import pytest
 import yaml
 
-from kmimage import ROOT, podman, unavailable
+from kmimage import ROOT, kmop, podman, unavailable
 
 WHY_NOT = unavailable()
 if WHY_NOT:
@@ -33,17 +30,6 @@ if WHY_NOT:
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 OPERATOR_NS = "kubemend-system"
 SIZE_BUDGET_MB = 48  # the runtime image is ~34 MB (bookworm's libraries + the binary)
-
-
-def wait_for(fn, timeout, what, interval=0.5):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def json_stream(text):
@@ -141,17 +127,7 @@ def container_args(image, pod, sa_dir, url, name):
                                                     "--health-probe-bind-address"))]
     assert op[0] == "operator" and len(op) == len(c["args"]) - 1, c["args"]
     op += ["--metrics-bind-address=127.0.0.1:0", "--health-probe-bind-address=0"]
-    return args + ["--entrypoint", "/usr/local/bin/kubemend", image] + op
-
-
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
+    return args + [image] + op  # args replace the image's CMD, its ENTRYPOINT stays
 
 
 def token_reviews(target):
@@ -179,20 +155,24 @@ def test_operator_in_container_heals_the_cluster(image, target, tmp_path):
     sa_dir = service_account_dir(target, tmp_path, pod)
     name = "kubemend-image-test-" + uuid.uuid4().hex[:8]
     podman(*container_args(image, pod, sa_dir, target.url, name))
+
+    def logs():
+        cp = podman("logs", name, check=False)
+        return cp.stdout + cp.stderr
+
     try:
-        logs = lambda: (lambda cp: cp.stdout + cp.stderr)(podman("logs", name, check=False))  # noqa: E731
         try:
-            m = wait_for(lambda: re.search(r'http server listening" flag=--metrics-bind-address '
-                                           r'port=(\d+)', logs()), 60, "the metrics server")
+            m = kmop.wait_for(lambda: re.search(r'http server listening" flag=--metrics-bind-address '
+                                                r'port=(\d+)', logs()), 60, what="the metrics server")
             port = int(m.group(1))
             # the Deployment's readinessProbe: GET /readyz on the metrics port
-            wait_for(lambda: http_get(port, "/readyz")[0] == 200, 60, "/readyz")
-            assert http_get(port, "/healthz")[0] == 200
+            kmop.wait_for(lambda: kmop.http_get(port, "/readyz")[0] == 200, 60, what="/readyz")
+            assert kmop.http_get(port, "/healthz")[0] == 200
             # in-cluster configuration: the server from KUBERNETES_SERVICE_*, the pod's identity
             # from POD_NAME, the credentials from the mounted token
             assert re.search(r'"operator started".*server=%s' % re.escape(target.url), logs()), logs()
-            lease = json.loads(target.kubectl("get", "lease", "-n", OPERATOR_NS, "-o", "json").stdout)
-            holders = [(l["spec"] or {}).get("holderIdentity") or "" for l in lease["items"]]
+            leases = json.loads(target.kubectl("get", "lease", "-n", OPERATOR_NS, "-o", "json").stdout)
+            holders = [(x["spec"] or {}).get("holderIdentity") or "" for x in leases["items"]]
             assert any(h.startswith(name) for h in holders), holders
 
             target.kubectl("apply", "-f", os.path.join(ROOT, "crds", "example-recovery.yaml"))
@@ -215,8 +195,9 @@ def test_operator_in_container_heals_the_cluster(image, target, tmp_path):
             assert len(changed) == tokens["regenerated"] == tokens["healed"], tokens
             assert set(tokens["malformedSecrets"]) <= set(still), (still, tokens)
             assert not changed & set(still), {k: after[k] for k in still}
+            assert set(still) <= set(stale), {k: after[k] for k in still}
             assert len(still) == tokens["skipped"] + tokens["malformed"], (still, tokens)
-            code, metrics = http_get(port, "/metrics")
+            code, metrics = kmop.http_get(port, "/metrics")
             assert code == 200 and "kubemend_" in metrics
             assert target.forbidden() in (None, []), target.forbidden()
             assert "HTTP 403" not in logs()
