@@ -40,6 +40,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
         demo bench help
+.PHONY: image test-image
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
 .SECONDARY:
@@ -52,6 +53,7 @@ help:
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"
+	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
 
 all: $(BIN) $(TOOL_BIN)
 
@@ -82,7 +84,7 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 -include $(LIB_OBJ:.o=.d) $(SUPPORT_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # ---- tests -----------------------------------------------------------------------------------
-test: test-unit test-integration test-apisim
+test: test-unit test-integration test-apisim test-image
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -95,6 +97,10 @@ test-integration: $(BIN) $(TOOL_BIN)
 test-apisim: | deps
 	@if ls tests/apisim/tests/test_*.py >/dev/null 2>&1; then \
 	  KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) tests/apisim/tests; fi
+
+# The image built and run (skipped, with one line saying why, where podman cannot run).
+test-image: | deps
+	@KUBEMEND_VERSION=$(VERSION) KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/image
 
 # The sanitizer build runs the same C-facing tests (units and integration) in build-asan/.
 asan: | deps
@@ -115,6 +121,11 @@ demo: $(BIN) | deps
 
 bench: $(BIN) | deps
 	@./tests/bench/run.sh $(abspath $(BIN))
+
+# ---- container image -------------------------------------------------------------------------
+image:
+	@KM_IMAGE_DEPS=1 ./tests/deps.sh
+	@./tests/image/build.sh $(VERSION)
 
 # ---- install / clean -------------------------------------------------------------------------
 install: $(BIN)
