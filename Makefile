@@ -1,6 +1,6 @@
 # kubemend — build, test and run.  `make help` lists the targets.
 #
-# Sources are found by wildcard: every operator/*.c, watch/*.c and reconcilers/*.c except
+# Sources are found by wildcard: every operator/*.c, watch/*.c and reconcilers/{,*/}*.c except
 # operator/main.c goes into libkubemend.a; every tests/unit/test_*.c becomes one cmocka binary
 # linked against it (plus tests/unit/support/*.c).  Adding a module needs no Makefile edit.
 
@@ -11,7 +11,7 @@ PYTHON ?= /usr/bin/python3
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo /usr/bin/kubectl)
 PYTEST_ARGS ?= -q
 
-PKGS := libcurl openssl libcjson libwebsockets yaml-0.1
+PKGS := libcurl openssl libcjson libwebsockets yaml-0.1 gmp
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 # pkg-config runs once, lazily, after `deps` made sure the packages are there.
@@ -23,7 +23,8 @@ ALL_LIBS = $(PKG_LIBS) -lpthread -lm
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
-LIB_SRC := $(filter-out operator/main.c,$(wildcard operator/*.c watch/*.c reconcilers/*.c))
+LIB_SRC := $(filter-out operator/main.c,$(wildcard operator/*.c watch/*.c reconcilers/*.c \
+                                                 reconcilers/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libkubemend.a
 BIN := $(BUILD)/kubemend
@@ -33,8 +34,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
-C_FILES := $(wildcard operator/*.[ch] watch/*.[ch] reconcilers/*.[ch] tests/unit/*.[ch] \
-                      tests/unit/support/*.[ch] tests/tools/*.[ch])
+C_FILES := $(wildcard operator/*.[ch] watch/*.[ch] reconcilers/*.[ch] reconcilers/*/*.[ch] \
+                      tests/unit/*.[ch] tests/unit/support/*.[ch] tests/tools/*.[ch])
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

@@ -16,6 +16,7 @@ need libcjson-dev pkg-config --exists libcjson
 need libwebsockets-dev pkg-config --exists libwebsockets
 need libyaml-dev pkg-config --exists yaml-0.1
 need libcmocka-dev pkg-config --exists cmocka
+need libgmp-dev pkg-config --exists gmp
 need openssl command -v openssl
 need python3 test -x /usr/bin/python3
 need python3-yaml /usr/bin/python3 -c 'import yaml'
