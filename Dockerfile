@@ -20,6 +20,7 @@ RUN apt-get update \
       libcjson-dev \
       libwebsockets-dev \
       libyaml-dev \
+      libgmp-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
