@@ -26,6 +26,7 @@ DEV_PACKAGE = {
     "libcjson": "libcjson-dev",
     "libwebsockets": "libwebsockets-dev",
     "yaml-0.1": "libyaml-dev",
+    "gmp": "libgmp-dev",
 }
 RUNTIME_LIBS = {"libcurl4", "libssl3", "libcjson1", "libwebsockets17", "libyaml-0-2"}
 RUNTIME = RUNTIME_LIBS | {"ca-certificates"}
