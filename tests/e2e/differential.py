@@ -427,6 +427,21 @@ def sequence(c, version):
     s, b = _wait(c, rss, lambda s, b: len(_names(b)) == 2)
     yield "restart rolls a new replicaset", s, {"count": len(_names(b)), "names": _names(b)}
     c.request("DELETE", deps + "/web")
+    # StatefulSet and DaemonSet: their defaults and the restart patch's response
+    tmpl = {"metadata": {"labels": {"app": "db"}}, "spec": {"serviceAccountName": "worker", "schedulerName":
+                                                          "kmdiff-none", "containers": [{"name": "c", "image": "busybox"}]}}
+    for kind, plural, spec in (("StatefulSet", "statefulsets", {"serviceName": "db", "replicas": 1}),
+                               ("DaemonSet", "daemonsets", {})):
+        path = "/apis/apps/v1/namespaces/%s/%s" % (NS, plural)
+        body = {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "db"},
+                "spec": dict(spec, selector={"matchLabels": {"app": "db"}}, template=tmpl)}
+        yield step("create " + kind, "POST", path, body)
+        s, b = c.request("PATCH", path + "/db", {"spec": {"template": {"metadata": {"annotations": {
+            RESTARTED_AT: "2024-01-01T00:00:00Z"}}}}}, ctype="application/strategic-merge-patch+json")
+        yield "restart patch " + kind, s, {"generation": _pick(b, "metadata", "generation"),
+                                           "annotations": _pick(b, "metadata", "annotations"),
+                                           "template": _pick(b, "spec", "template", "metadata", "annotations")}
+        c.request("DELETE", path + "/db")
 
     # ---- Events: kubemend writes core/v1 Events for its cluster-scoped ClusterRecovery in "default"
     now = "2024-01-01T00:00:00Z"

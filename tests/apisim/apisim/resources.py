@@ -271,7 +271,15 @@ def _pod_spec_defaults(spec):
     spec.setdefault("schedulerName", "default-scheduler")
 
 
-def apply_defaults(res, obj):
+# status fields without omitempty (always printed, 0 when unset), per resource; modern = 1.26 adds some
+ZERO_STATUS = {"apps/replicasets": ("replicas",), "apps/statefulsets": ("replicas",),
+               "apps/daemonsets": ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled",
+                                   "numberReady")}
+ZERO_STATUS_MODERN = {"apps/statefulsets": ("availableReplicas",)}
+DS_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
+def apply_defaults(res, obj, profile="modern"):
     """Server-side defaulting (a subset of the real defaults) applied on create."""
     if res == "namespaces":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
@@ -319,7 +327,13 @@ def apply_defaults(res, obj):
             spec.setdefault("revisionHistoryLimit", 10)
         elif res == "apps/daemonsets":
             spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}})
+            ru = spec["updateStrategy"].get("rollingUpdate")
+            if profile != "legacy" and spec["updateStrategy"].get("type") == "RollingUpdate" and \
+                    isinstance(ru, dict):
+                ru.setdefault("maxSurge", 0)  # 1.22+
             spec.setdefault("revisionHistoryLimit", 10)
+            md = obj.setdefault("metadata", {})
+            md["annotations"] = dict(md.get("annotations") or {}, **{DS_TEMPLATE_GENERATION: "1"})
         obj.setdefault("status", {})
     elif res in ("policy/poddisruptionbudgets",):
         obj.setdefault("status", {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,

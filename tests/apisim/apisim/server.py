@@ -16,7 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import auth, errors, events as evmod, patch as patchmod, rbac, selectors, table as tablemod
 from .pki import PKI, bound_token_claims
-from .resources import ResourceInfo, Registry, VIRTUAL, STD_VERBS, SUB_VERBS
+from .resources import ResourceInfo, Registry, VIRTUAL, STD_VERBS, SUB_VERBS, ZERO_STATUS, ZERO_STATUS_MODERN, \
+    DS_TEMPLATE_GENERATION
 from .store import Store, clone, now_rfc3339, random_suffix
 
 VERSION_INFO = {"major": "1", "minor": "26", "gitVersion": "v1.26.0-apisim", "gitCommit": "apisim",
@@ -288,6 +289,7 @@ class Sim:
         self.crd_establish_delay = 0.05  # 0: a CRD is Established in its create response (in-process tests)
         self.store.add_prepare_hook("apiextensions.k8s.io/customresourcedefinitions", self._crd_prepare)
         self.store.add_prepare_hook("namespaces", self._ns_prepare)
+        self.store.add_prepare_hook("apps/daemonsets", self._ds_prepare)
         self.store.add_commit_hook(self._crd_commit)
         for res, obj in rbac.bootstrap_objects():
             self.store.create(res, obj)
@@ -320,6 +322,17 @@ class Sim:
             md["labels"] = labels
         else:
             md.pop("labels", None)
+
+    @staticmethod
+    def _ds_prepare(op, obj, old):
+        """The DaemonSet strategy: annotation deprecated.daemonset.template.generation follows the generation
+        whenever the template changes."""
+        if op != "update" or old is None:
+            return
+        if (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            md = obj.setdefault("metadata", {})
+            gen = int(old["metadata"].get("generation") or 1) + 1
+            md["annotations"] = dict(md.get("annotations") or {}, **{DS_TEMPLATE_GENERATION: str(gen)})
 
     def _ns_prepare(self, op, obj, old):
         if self.modern:
@@ -608,6 +621,9 @@ class Sim:
             obj = evmod.core_out(obj)
         elif info.key == "events.k8s.io/events":
             obj = evmod.from_core(obj)
+        zero = ZERO_STATUS.get(info.key, ()) + (ZERO_STATUS_MODERN.get(info.key, ()) if self.modern else ())
+        if zero and isinstance(obj.get("status"), dict) and any(f not in obj["status"] for f in zero):
+            obj = dict(obj, status=dict({f: 0 for f in zero}, **obj["status"]))
         out = {}
         if with_kind:
             out["kind"] = info.kind

@@ -334,7 +334,7 @@ class Store:
             obj["apiVersion"] = info.api_version()
             obj["kind"] = info.kind
         if apply_defaults is not None:
-            apply_defaults(res, obj)
+            apply_defaults(res, obj, getattr(self.registry, "profile", "modern"))
         return md
 
     def _insert_new(self, info, res, t, obj, md, dry_run):
