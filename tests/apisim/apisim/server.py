@@ -1435,7 +1435,7 @@ def make_handler(sim):
 
                 def bind(o):
                     if (o.get("spec") or {}).get("nodeName"):
-                        raise errors.conflict(info, self.name, "pod %s is already assigned to node %q" % (
+                        raise errors.conflict(info, self.name, 'pod %s is already assigned to node "%s"' % (
                             self.name, o["spec"]["nodeName"]))
                     o["spec"]["nodeName"] = target
                 if sim.store.mutate("pods", self.ns, self.name, bind) is None:
