@@ -1,8 +1,9 @@
 # kubemend — build, test and run.  `make help` lists the targets.
 #
-# Sources are found by wildcard: every operator/*.c, watch/*.c and reconcilers/*.c except
-# operator/main.c goes into libkubemend.a; every tests/unit/test_*.c becomes one cmocka binary
-# linked against it (plus tests/unit/support/*.c).  Adding a module needs no Makefile edit.
+# Sources are found recursively: every .c under operator/, watch/ and reconcilers/ except
+# operator/cmd/main.c goes into libkubemend.a; every tests/unit/test_*.c becomes one cmocka binary
+# linked against it (plus tests/unit/support/*.c).  Adding a module or a folder needs no Makefile
+# edit.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -23,7 +24,12 @@ ALL_LIBS = $(PKG_LIBS) -lpthread -lm
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
-LIB_SRC := $(filter-out operator/main.c,$(wildcard operator/*.c watch/*.c reconcilers/*.c))
+# $(call rwildcard,DIRS,PATTERN): files matching PATTERN in DIRS and every folder below them.
+rwildcard = $(foreach d,$(wildcard $(addsuffix /*,$(1))),$(call rwildcard,$(d),$(2)) \
+              $(filter $(subst *,%,$(2)),$(d)))
+SRC_DIRS := operator watch reconcilers
+MAIN_SRC := operator/cmd/main.c
+LIB_SRC := $(filter-out $(MAIN_SRC),$(call rwildcard,$(SRC_DIRS),*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libkubemend.a
 BIN := $(BUILD)/kubemend
@@ -33,8 +39,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
-C_FILES := $(wildcard operator/*.[ch] watch/*.[ch] reconcilers/*.[ch] tests/unit/*.[ch] \
-                      tests/unit/support/*.[ch] tests/tools/*.[ch])
+C_FILES := $(call rwildcard,$(SRC_DIRS),*.c) $(call rwildcard,$(SRC_DIRS),*.h) \
+           $(wildcard tests/unit/*.[ch] tests/unit/support/*.[ch] tests/tools/*.[ch])
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
@@ -68,7 +74,7 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BIN): $(BUILD)/operator/main.o $(LIB)
+$(BIN): $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(SUPPORT_OBJ) $(LIB)
@@ -104,7 +110,7 @@ asan: | deps
 lint: | deps
 	clang-format --dry-run --Werror $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem -I. operator watch reconcilers
+	  --inline-suppr --suppress=missingIncludeSystem -I. $(SRC_DIRS)
 
 format:
 	clang-format -i $(C_FILES)

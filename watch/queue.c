@@ -8,8 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "operator/log.h"
-#include "watch/strmap.h"
+#include "operator/base/log.h"
+#include "operator/base/strmap.h"
 
 typedef struct delayed {
     char *key; /* owned */

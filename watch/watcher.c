@@ -7,10 +7,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "operator/backoff.h"
-#include "operator/buf.h"
-#include "operator/json.h"
-#include "operator/log.h"
+#include "operator/base/backoff.h"
+#include "operator/base/buf.h"
+#include "operator/base/json.h"
+#include "operator/base/log.h"
 #include "watch/lines.h"
 
 /* How one watch request ended. */

@@ -22,7 +22,7 @@
  *   T + idle_grace_ms (no byte for that long: reconnect).  The stream is split incrementally
  *   (watch/lines.h, max_object_size) and each line parsed once (watch/event.h).  Every event and
  *   BOOKMARK advances RV; a stream the server ends is re-watched at once from RV.
- * BACKOFF: 0.8 s -> 30 s, factor 2, jitter 20 % (operator/backoff.h); reset when the previous
+ * BACKOFF: 0.8 s -> 30 s, factor 2, jitter 20 % (operator/base/backoff.h); reset when the previous
  *   failure is more than backoff_reset_s (120 s) ago.  Sleeps wake up on stop.
  *
  * Handlers run on the watcher thread: on_event(type, obj, user) for ADDED/MODIFIED/DELETED after
@@ -36,8 +36,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/err.h"
-#include "operator/kube.h"
+#include "operator/base/err.h"
+#include "operator/kube/kube.h"
 #include "watch/event.h"
 #include "watch/store.h"
 

@@ -1,6 +1,6 @@
 /* watcher_kube.c — the watcher's transport over the km_kube REST client.  Kept apart from
  * watcher.c so the state machine links (and is unit-tested) without the HTTP client. */
-#include "operator/kube.h"
+#include "operator/kube/kube.h"
 #include "watch/watcher.h"
 
 static km_status kube_open(void *ctx, const atomic_int *cancel, void **conn, km_err *err)

@@ -18,8 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "operator/http.h"
-#include "operator/metrics.h"
+#include "operator/serve/http.h"
+#include "operator/serve/metrics.h"
 
 typedef struct tool {
     const char *ready_file;

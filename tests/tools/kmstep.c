@@ -21,15 +21,15 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/kube.h"
-#include "operator/kubeconfig.h"
-#include "operator/log.h"
-#include "reconcilers/csr.h"
-#include "reconcilers/extauth.h"
-#include "reconcilers/pods.h"
-#include "reconcilers/tokens.h"
-#include "reconcilers/step.h"
+#include "operator/base/json.h"
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
+#include "operator/base/log.h"
+#include "reconcilers/csr/csr.h"
+#include "reconcilers/extauth/extauth.h"
+#include "reconcilers/pods/pods.h"
+#include "reconcilers/tokens/tokens.h"
+#include "reconcilers/step/step.h"
 
 static const char *g_status_file;
 static cJSON *g_counters;

@@ -18,10 +18,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/kube.h"
-#include "operator/kubeconfig.h"
-#include "operator/log.h"
+#include "operator/base/json.h"
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
+#include "operator/base/log.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
 

@@ -11,9 +11,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/base64.h"
-#include "reconcilers/jwt.h"
+#include "operator/base/json.h"
+#include "operator/base/base64.h"
+#include "reconcilers/tokens/jwt.h"
 #include "tests/unit/support/testpki.h"
 
 #define FIXTURES "../shared/fixtures/kube-apiserver-1.19/"

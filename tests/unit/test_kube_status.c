@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "operator/kube_status.h"
+#include "operator/kube/kube_status.h"
 
 #define S422                                                                                       \
     "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","           \

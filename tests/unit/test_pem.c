@@ -11,8 +11,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "reconcilers/pem.h"
+#include "operator/base/json.h"
+#include "reconcilers/extauth/pem.h"
 #include "tests/unit/support/testpki.h"
 
 #define FIXTURES "../shared/fixtures/kube-apiserver-1.19/"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "reconcilers/podsel.h"
+#include "reconcilers/pods/podsel.h"
 
 #define STARTED "2026-11-26T10:00:00Z"
 

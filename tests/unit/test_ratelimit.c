@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "operator/ratelimit.h"
+#include "operator/kube/ratelimit.h"
 
 static void test_burst_then_rate(void **state)
 {

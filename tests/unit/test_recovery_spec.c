@@ -11,9 +11,9 @@
 
 #include <cmocka.h>
 
-#include "operator/json.h"
-#include "operator/yamljson.h"
-#include "reconcilers/recovery.h"
+#include "operator/base/json.h"
+#include "operator/base/yamljson.h"
+#include "reconcilers/recovery/recovery.h"
 
 static void test_defaults_of_empty_spec(void **state)
 {

@@ -9,9 +9,9 @@
 
 #include <cmocka.h>
 
-#include "operator/json.h"
-#include "reconcilers/recovery.h"
-#include "reconcilers/status.h"
+#include "operator/base/json.h"
+#include "reconcilers/recovery/recovery.h"
+#include "reconcilers/step/status.h"
 
 static int count_type(const cJSON *status, const char *type)
 {

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "operator/json.h"
+#include "operator/base/json.h"
 #include "watch/watcher.h"
 
 /* ---- the scripted transport --------------------------------------------------------------- */

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "operator/buf.h"
-#include "operator/log.h"
+#include "operator/base/buf.h"
+#include "operator/base/log.h"
 
 char *kmtest_mkdtemp(char *buf, size_t n)
 {
