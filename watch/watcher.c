@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/backoff.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
@@ -65,13 +66,6 @@ void km_watch_opts_init(km_watch_opts *o)
     o->backoff_reset_s = 120;
 }
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *dup_opt(const char *s, int *fail)
 {
     if (!s)
@@ -122,16 +116,10 @@ static void emit(km_watcher *w, km_event_type type, const cJSON *obj)
 /* Sleeps up to seconds; returns early (non-zero) when stopped. */
 static int sleep_or_stop(km_watcher *w, double seconds)
 {
-    double until = now_mono() + seconds;
-    struct timespec ts;
-    ts.tv_sec = (time_t)until;
-    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    double until = km_clock_mono() + seconds;
+    struct timespec ts = km_clock_deadline(CLOCK_MONOTONIC, seconds);
     pthread_mutex_lock(&w->mu);
-    while (!atomic_load(&w->stop) && now_mono() < until)
+    while (!atomic_load(&w->stop) && km_clock_mono() < until)
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     pthread_mutex_unlock(&w->mu);
     return atomic_load(&w->stop);
@@ -140,7 +128,7 @@ static int sleep_or_stop(km_watcher *w, double seconds)
 /* One failure: counts it and sleeps the backoff delay.  Returns non-zero when stopped. */
 static int backoff(km_watcher *w)
 {
-    double now = now_mono();
+    double now = km_clock_mono();
     if (w->last_failure > 0 && now - w->last_failure > w->o.backoff_reset_s)
         km_backoff_reset(&w->bo);
     double d = km_backoff_next(&w->bo, km_backoff_rand());
@@ -152,7 +140,7 @@ static int backoff(km_watcher *w)
     pthread_mutex_unlock(&w->mu);
     km_log_debug("watch backing off", "watch", w->name, "seconds", KM_LOG_DBL(d));
     int stopped = sleep_or_stop(w, d);
-    w->last_failure = now_mono();
+    w->last_failure = km_clock_mono();
     set_state(w, prev);
     return stopped;
 }
@@ -345,7 +333,7 @@ static outcome do_watch(km_watcher *w)
     w->expired_event = 0;
     w->stream_events = 0;
     km_lines_reset(w->lines);
-    double started = now_mono();
+    double started = km_clock_mono();
     st = w->o.transport.stream(w->conn, km_buf_str(&path), t * 1000 + w->o.idle_grace_ms, stream_cb,
                                w, &err);
     km_lines_finish(w->lines, 0); /* a cut stream's partial line is dropped, never half-parsed */
@@ -364,7 +352,7 @@ static outcome do_watch(km_watcher *w)
     }
     if (st == KM_OK) {
         /* A stream that ends at once without a single line is a server in trouble: back off. */
-        if (w->stream_events == 0 && now_mono() - started < 1.0) {
+        if (w->stream_events == 0 && km_clock_mono() - started < 1.0) {
             km_log_debug("watch ended at once", "watch", w->name);
             return W_ERROR;
         }
@@ -539,14 +527,8 @@ void km_watcher_free(km_watcher *w)
 
 km_status km_watcher_wait_synced(km_watcher *w, double timeout)
 {
-    double until = now_mono() + timeout;
-    struct timespec ts;
-    ts.tv_sec = (time_t)until;
-    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    double until = km_clock_mono() + timeout;
+    struct timespec ts = km_clock_deadline(CLOCK_MONOTONIC, timeout);
     km_status st = KM_OK;
     pthread_mutex_lock(&w->mu);
     while (!w->stats.synced) {
@@ -556,7 +538,7 @@ km_status km_watcher_wait_synced(km_watcher *w, double timeout)
         }
         if (timeout < 0) {
             pthread_cond_wait(&w->cv, &w->mu);
-        } else if (now_mono() >= until) {
+        } else if (km_clock_mono() >= until) {
             st = KM_ETIMEOUT;
             break;
         } else {

@@ -1,4 +1,5 @@
 /* log.c — leveled key=value / JSON logging. */
+#include "operator/base/clock.h"
 #include "operator/base/log.h"
 
 #include <pthread.h>
@@ -114,13 +115,8 @@ void km_log_write(km_log_level level, const char *msg, const char *const *kv, si
 {
     if (!km_log_enabled(level))
         return;
-    char ts[40];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+    char ts[KM_CLOCK_TEXT_MAX];
+    km_clock_format(km_clock_wall(), 3, ts, sizeof(ts));
 
     km_buf b;
     km_buf_init(&b, 64 * 1024);

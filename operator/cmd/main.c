@@ -13,6 +13,7 @@
 
 #include <curl/curl.h>
 
+#include "operator/base/clock.h"
 #include "operator/serve/http.h"
 #include "operator/base/json.h"
 #include "operator/kube/kube.h"
@@ -409,8 +410,7 @@ static int cmd_run(int argc, char **argv)
                 KM_JSON_STR(obj, "metadata", "name"), csr_window);
         while (!atomic_load(&g_stop) && km_recovery_window_tick(r, &next, NULL) == KM_OK &&
                next >= 0) {
-            for (double s = 0; s < next && !atomic_load(&g_stop); s += 0.2)
-                usleep(200000);
+            km_clock_sleep(next, &g_stop);
         }
     }
     km_recovery_window_close(r, NULL);
@@ -459,9 +459,7 @@ typedef struct op_state {
 
 static long long mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (long long)(km_clock_mono() * 1000);
 }
 
 static void op_started_leading(void *user)
@@ -743,7 +741,7 @@ static int cmd_operator(int argc, char **argv)
         if (leader_g)
             km_metric_set(leader_g, NULL, workers_started && !atomic_load(&s.lost) ? 1 : 0);
         km_recovery_ctl_sample_metrics(s.ctl);
-        usleep(200000);
+        km_clock_sleep(0.2, &g_stop);
     }
     if (atomic_load(&s.lost)) {
         km_log_error("leader election lost: exiting");

@@ -1,4 +1,5 @@
 /* kube.c — the Kubernetes REST client: libcurl multi handle, retries, 401 handling, lists. */
+#include "operator/base/clock.h"
 #include "operator/kube/kube.h"
 
 #include <pthread.h>
@@ -312,7 +313,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *user)
     xfer *x = user;
     size_t len = size * n;
     long code = 0;
-    x->last_data = km_monotonic_now();
+    x->last_data = km_clock_mono();
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
     if (x->fn && code >= 200 && code < 300) {
         km_status st = x->fn(data, len, x->user);
@@ -445,7 +446,7 @@ static km_status run_transfer(xfer *x, CURLcode *rc)
     km_status st = KM_OK;
     int done = 0, running = 1;
     *rc = CURLE_OK;
-    x->last_data = km_monotonic_now();
+    x->last_data = km_clock_mono();
     if (curl_multi_add_handle(k->multi, x->h) != CURLM_OK)
         return KM_ETRANSPORT;
     while (!done) {
@@ -468,7 +469,7 @@ static km_status run_transfer(xfer *x, CURLcode *rc)
             st = KM_ECANCELED;
             break;
         }
-        if (x->idle_ms > 0 && (km_monotonic_now() - x->last_data) * 1000 > (double)x->idle_ms) {
+        if (x->idle_ms > 0 && (km_clock_mono() - x->last_data) * 1000 > (double)x->idle_ms) {
             st = KM_ETIMEOUT;
             break;
         }
@@ -602,7 +603,7 @@ static const char *verb_of(const char *method, const char *path)
 static void observe(km_kube *k, const char *verb, long code, double t0)
 {
     if (k->observe)
-        k->observe(verb, code, km_monotonic_now() - t0, k->observe_user);
+        k->observe(verb, code, km_clock_mono() - t0, k->observe_user);
 }
 
 /* The server rejected our credentials for good: remember, log once per client family. */
@@ -666,7 +667,7 @@ static km_status attempt_once(km_kube *k, const km_kube_req *req, const char *ve
         return km_err_set(e, st, "%s %s: canceled", req->method, req->path);
     if (km_kubeconfig_token(k->sh->cfg, &token, NULL) != KM_OK)
         return km_err_set(e, KM_ENOMEM, "out of memory");
-    double t0 = km_monotonic_now();
+    double t0 = km_clock_mono();
     km_buf_reset(body);
     st = exchange(k, req, token, r, body, e);
     if (token) {
@@ -733,7 +734,7 @@ static km_status kube_do(km_kube *k, const km_kube_req *req, const char *verb, l
         km_log_debug("retrying request", "method", req->method, "path", req->path, "code",
                      KM_LOG_INT(r.code), "attempt", KM_LOG_INT(as.attempt), "delay",
                      KM_LOG_DBL(delay));
-        if (km_sleep_cancelable(delay, k->cancel) != KM_OK) {
+        if (km_clock_sleep(delay, k->cancel) != KM_OK) {
             st = km_err_set(&e, KM_ECANCELED, "%s %s: canceled", req->method, req->path);
             break;
         }
@@ -1058,7 +1059,7 @@ km_status km_kube_stream(km_kube *k, const char *path, long idle_timeout_ms, km_
         km_err_set(err, st, "out of memory");
         goto out;
     }
-    double t0 = km_monotonic_now();
+    double t0 = km_clock_mono();
     st = curl_exchange(k, &req, token, fn, user, idle_timeout_ms, &r, &body, err);
     observe(k, "watch", st == KM_OK ? r.code : 0, t0);
     if (st == KM_OK && (r.code < 200 || r.code >= 300)) {

@@ -1,4 +1,5 @@
 /* kubeconfig.c — kubeconfig (libyaml document tree) and in-cluster configuration. */
+#include "operator/base/clock.h"
 #include "operator/kube/kubeconfig.h"
 
 #include <errno.h>
@@ -668,7 +669,7 @@ static int same_file(const struct stat *a, const struct stat *b)
 static km_status token_load(km_kubeconfig *cfg, int force, int *changed)
 {
     struct stat st;
-    cfg->last_check = km_monotonic_now();
+    cfg->last_check = km_clock_mono();
     if (stat(cfg->token_file, &st) != 0)
         return KM_EIO;
     if (!force && cfg->have_stat && same_file(&st, &cfg->st))
@@ -699,7 +700,7 @@ static km_status token_get(km_kubeconfig *cfg, int force, char **out, int *chang
 {
     int ch = 0;
     pthread_mutex_lock(&cfg->lock);
-    if (cfg->token_file && (force || km_monotonic_now() - cfg->last_check >= cfg->recheck)) {
+    if (cfg->token_file && (force || km_clock_mono() - cfg->last_check >= cfg->recheck)) {
         if (token_load(cfg, force, &ch) != KM_OK)
             km_log_warn("cannot re-read the token file; keeping the previous token", "file",
                         cfg->token_file, "error", strerror(errno));

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
+
 struct km_ratelimit {
     pthread_mutex_t lock;
     double qps;
@@ -68,37 +70,14 @@ static void unreserve(km_ratelimit *rl)
     pthread_mutex_unlock(&rl->lock);
 }
 
-double km_monotonic_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-km_status km_sleep_cancelable(double seconds, const atomic_int *cancel)
-{
-    double end = km_monotonic_now() + seconds;
-    for (;;) {
-        if (cancel && atomic_load(cancel))
-            return KM_ECANCELED;
-        double left = end - km_monotonic_now();
-        if (left <= 0)
-            return KM_OK;
-        if (left > 0.05)
-            left = 0.05;
-        struct timespec ts = {0, (long)(left * 1e9)};
-        nanosleep(&ts, NULL);
-    }
-}
-
 km_status km_ratelimit_wait(km_ratelimit *rl, const atomic_int *cancel)
 {
     if (cancel && atomic_load(cancel))
         return KM_ECANCELED;
-    double wait = km_ratelimit_reserve_at(rl, km_monotonic_now());
+    double wait = km_ratelimit_reserve_at(rl, km_clock_mono());
     if (wait <= 0)
         return KM_OK;
-    km_status st = km_sleep_cancelable(wait, cancel);
+    km_status st = km_clock_sleep(wait, cancel);
     if (st != KM_OK)
         unreserve(rl);
     return st;

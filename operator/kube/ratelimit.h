@@ -4,7 +4,8 @@
  * request reserves one token; when none is left the reservation goes negative and the caller
  * waits until its token would have been refilled (like golang.org/x/time/rate's Reserve).
  * qps <= 0 disables limiting.  The arithmetic core takes the time as a parameter so tests are
- * exact; km_ratelimit_wait() uses CLOCK_MONOTONIC and sleeps in short, cancellable slices. */
+ * exact; km_ratelimit_wait() uses the monotonic clock and km_clock_sleep (operator/base/clock.h).
+ */
 #ifndef KM_RATELIMIT_H
 #define KM_RATELIMIT_H
 
@@ -29,12 +30,5 @@ double km_ratelimit_reserve_at(km_ratelimit *rl, double now);
 /* Reserves a token now and sleeps until it is usable.  Returns KM_OK, or KM_ECANCELED as soon
  * as *cancel (may be NULL) becomes non-zero while waiting (the token is then given back). */
 km_status km_ratelimit_wait(km_ratelimit *rl, const atomic_int *cancel);
-
-/* Sleeps `seconds` in slices of at most 50 ms.  KM_ECANCELED when *cancel (may be NULL)
- * becomes non-zero first, KM_OK otherwise. */
-km_status km_sleep_cancelable(double seconds, const atomic_int *cancel);
-
-/* CLOCK_MONOTONIC in seconds. */
-double km_monotonic_now(void);
 
 #endif

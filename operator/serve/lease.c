@@ -1,4 +1,5 @@
 /* lease.c — Lease-based leader election (see lease.h). */
+#include "operator/base/clock.h"
 #include "operator/serve/lease.h"
 
 #include <pthread.h>
@@ -97,9 +98,7 @@ struct km_lease {
 static double mono_now(void *user)
 {
     (void)user;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return km_clock_mono();
 }
 
 static double now_s(km_lease *l)
@@ -109,13 +108,7 @@ static double now_s(km_lease *l)
 
 static void micro_time(char *buf, size_t n)
 {
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, n, "%s.%06ldZ", base, ts.tv_nsec / 1000);
+    km_clock_format(km_clock_wall(), 6, buf, n);
 }
 
 const char *km_lease_identity(char *buf, size_t n)
@@ -301,11 +294,7 @@ static void *lease_thread(void *arg)
             if (left < wait)
                 wait = left > 0.05 ? left : 0.05;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long long ns = (long long)ts.tv_nsec + (long long)(wait * 1e9);
-        ts.tv_sec += (time_t)(ns / 1000000000LL);
-        ts.tv_nsec = (long)(ns % 1000000000LL);
+        struct timespec ts = km_clock_deadline(CLOCK_MONOTONIC, wait);
         while (!l->stop && pthread_cond_timedwait(&l->cv, &l->mu, &ts) == 0) {
         }
     }

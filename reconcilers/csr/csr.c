@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "reconcilers/csr/csrcheck.h"
-#include "reconcilers/pods/podsel.h"
 #include "watch/watcher.h"
 
 #define CSR_PATH "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -46,14 +46,6 @@ typedef struct result {
     const char *reason; /* for status/hooks: the failed check or "allChecksPassed" */
 } result;
 
-static void now_rfc3339(char *buf, size_t n)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, n, "%s", "1970-01-01T00:00:00Z");
-}
-
 /* GETs the Node (404 -> *out NULL, KM_OK). */
 static km_status get_node(km_kube *k, const char *name, cJSON **out, km_err *err)
 {
@@ -86,7 +78,7 @@ static km_status write_approval(km_kube *k, const cJSON *csr, const char *type, 
         st = km_err_set(err, KM_EINVAL, "csr: name too long");
         goto out;
     }
-    now_rfc3339(now, sizeof(now));
+    km_clock_now_text(now, sizeof(now));
     cJSON *status = km_json_obj(body, "status");
     cJSON *conds = status ? cJSON_GetObjectItemCaseSensitive(status, "conditions") : NULL;
     if (status && !cJSON_IsArray(conds)) {
@@ -584,7 +576,7 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
         goto fail;
     km_kube_set_cancel(a->kube, &a->stop);
     const char *ends = KM_JSON_STR(csr_spec, "windowEndsAt");
-    if (ends && km_podsel_time(ends, &a->ends) == KM_OK)
+    if (ends && km_clock_parse(ends, &a->ends) == KM_OK)
         a->has_end = 1;
     a->h = (handler){
         .kube = a->kube,

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
@@ -404,24 +405,11 @@ static km_status get_cm(run *r, cJSON **out, km_err *err)
     return km_kube_get(r->ctx->kube, path, out, err);
 }
 
-static int nap(const run *r, long ms)
-{
-    while (ms > 0) {
-        if (cancelled(r))
-            return 1;
-        long step = ms > 100 ? 100 : ms;
-        struct timespec ts = {0, step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return cancelled(r);
-}
-
 /* After a write: re-read once after a short delay and report removed certificates that are
  * back. */
 static km_status recheck(run *r, const plan *done, km_err *err)
 {
-    if (nap(r, RECHECK_MS))
+    if (km_clock_sleep(RECHECK_MS / 1000.0, r->ctx->cancel) != KM_OK)
         return km_err_set(err, KM_ECANCELED, "extauth: cancelled");
     cJSON *cm = NULL;
     km_err e;

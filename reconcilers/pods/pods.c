@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/backoff.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
@@ -65,20 +66,6 @@ typedef struct run {
 static int cancelled(const run *r)
 {
     return km_step_cancelled(r->ctx);
-}
-
-/* Sleeps up to secs, waking early on cancel.  KM_ECANCELED when cancelled. */
-static km_status nap(const run *r, double secs)
-{
-    while (secs > 0) {
-        if (cancelled(r))
-            return KM_ECANCELED;
-        double step = secs < 0.1 ? secs : 0.1;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(step * 1e9)};
-        nanosleep(&ts, NULL);
-        secs -= step;
-    }
-    return cancelled(r) ? KM_ECANCELED : KM_OK;
 }
 
 static void event(run *r, const char *type, const char *reason, const char *fmt, ...)
@@ -749,14 +736,6 @@ static km_status watch_chunk(const char *data, size_t len, void *user)
     return km_lines_feed(w->lines, data, len);
 }
 
-static void watch_nap(rwatch *w, double secs)
-{
-    for (; secs > 0 && !atomic_load(&w->stop); secs -= 0.1) {
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
 static km_status first_page_rv(const km_kube_page *page, void *user)
 {
     rwatch *w = user;
@@ -831,7 +810,7 @@ static void *watch_main(void *arg)
         if (!w->rv[0]) {
             watch_resync(w, path);
             if (!w->rv[0]) {
-                watch_nap(w, 1.0);
+                km_clock_sleep(1.0, &w->stop);
                 continue;
             }
         }
@@ -849,7 +828,8 @@ static void *watch_main(void *arg)
         if (w->relist || (st == KM_EAPI && e.http_code == 410))
             w->rv[0] = '\0'; /* too old: resync the waited-for workloads */
         else if (st != KM_OK && time(NULL) - began < 1)
-            watch_nap(w, 1.0); /* a stream that fails at once must not become a busy loop */
+            km_clock_sleep(1.0,
+                           &w->stop); /* a stream that fails at once must not become a busy loop */
     }
     return NULL;
 }
@@ -972,13 +952,7 @@ static km_status wait_pending(run *r, time_t deadline, km_err *err)
             st = KM_ECANCELED;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = km_clock_deadline(CLOCK_REALTIME, 0.2);
         pthread_cond_timedwait(&r->cv, &r->mu, &ts);
     }
     cJSON *done = r->pending;
@@ -1239,7 +1213,7 @@ static km_status evict_pod(run *r, const char *pod, km_err *err)
         }
         km_log_info("pods: eviction refused, retrying", "namespace", r->ns, "pod", pod, "code",
                     KM_LOG_INT(code), "delay", KM_LOG_DBL(delay));
-        if (nap(r, delay) != KM_OK)
+        if (km_clock_sleep(delay, r->ctx->cancel) != KM_OK)
             return km_err_set(err, KM_ECANCELED, "pods step cancelled");
     }
 }
@@ -1382,12 +1356,9 @@ km_status km_pods_step(km_step_ctx *ctx, km_err *err)
     pthread_cond_init(&r.cv, NULL);
     r.sync_ok = 1;
     time_t t;
-    if (km_podsel_time(r.started_at, &t) != KM_OK) {
+    if (km_clock_parse(r.started_at, &t) != KM_OK) {
         /* no start recorded: the restart marker needs one; use now */
-        t = time(NULL);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        strftime(r.started_buf, sizeof(r.started_buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        km_clock_now_text(r.started_buf, sizeof(r.started_buf));
         r.started_at = r.started_buf;
         km_log_warn("pods: recovery has no startedAt, using now", "startedAt", r.started_at);
     }

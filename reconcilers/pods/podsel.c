@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
 
@@ -27,65 +28,6 @@ const char *km_podsel_reason_str(km_podsel_reason r)
         return "deleting";
     }
     return "unknown";
-}
-
-/* Reads exactly n digits at *p into *v and advances.  0 on success. */
-static int digits(const char **p, int n, int *v)
-{
-    int x = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return -1;
-        x = x * 10 + (c - '0');
-    }
-    *p += n;
-    *v = x;
-    return 0;
-}
-
-km_status km_podsel_time(const char *s, time_t *out)
-{
-    int y, mo, d, h, mi, se, oh = 0, om = 0;
-    const char *p = s;
-    if (!s || digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
-        return KM_EPARSE;
-    p++;
-    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' || digits(&p, 2, &se))
-        return KM_EPARSE;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return KM_EPARSE;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    int sign = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        sign = *p == '-' ? -1 : 1;
-        p++;
-        if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om))
-            return KM_EPARSE;
-    } else {
-        return KM_EPARSE;
-    }
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
-        return KM_EPARSE;
-    struct tm tm = {0};
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = se;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return KM_EPARSE;
-    *out = t - sign * (oh * 3600 + om * 60);
-    return KM_OK;
 }
 
 static int str_has_prefix(const char *s, const char *prefix)
@@ -250,8 +192,8 @@ km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *st
     if (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
         return KM_PODSEL_FINISHED;
     time_t start, created;
-    if (km_podsel_time(started_at, &start) == KM_OK &&
-        km_podsel_time(KM_JSON_STR(pod, "metadata", "creationTimestamp"), &created) == KM_OK &&
+    if (km_clock_parse(started_at, &start) == KM_OK &&
+        km_clock_parse(KM_JSON_STR(pod, "metadata", "creationTimestamp"), &created) == KM_OK &&
         created > start) /* second resolution: the start's own second counts as before it */
         return KM_PODSEL_NEW;
     const char *sa_name = KM_JSON_STR(pod, "spec", "serviceAccountName");
@@ -429,7 +371,7 @@ int km_podsel_restarted_since(const cJSON *workload, const char *started_at)
     const char *v = KM_JSON_STR(workload, "spec", "template", "metadata", "annotations",
                                 KM_RESTARTED_AT_ANNOTATION);
     time_t a, s;
-    if (!v || km_podsel_time(v, &a) != KM_OK || km_podsel_time(started_at, &s) != KM_OK)
+    if (!v || km_clock_parse(v, &a) != KM_OK || km_clock_parse(started_at, &s) != KM_OK)
         return 0;
     return a >= s;
 }

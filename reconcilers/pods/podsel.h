@@ -29,10 +29,6 @@ typedef enum km_podsel_reason {
  * "deleting". */
 const char *km_podsel_reason_str(km_podsel_reason r);
 
-/* Parses an RFC 3339 UTC/offset time ("2026-11-26T09:54:13Z", fractions allowed) into *out.
- * KM_EPARSE (out untouched) when malformed or NULL. */
-km_status km_podsel_time(const char *s, time_t *out);
-
 #define KM_SA_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
 #define KM_POD_TEMPLATE_HASH_LABEL "pod-template-hash"
 

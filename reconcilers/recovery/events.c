@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
-#include "reconcilers/step/status.h"
 
 #define EVENTS_NS "default"
 #define EVENTS_CACHE 128
@@ -188,7 +188,7 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
     snprintf(key, klen, "%s\x1f%s\x1f%s\x1f%s", uid, type, reason, msg);
 
     char now[32];
-    km_status_now(now, sizeof(now));
+    km_clock_now_text(now, sizeof(now));
     km_err e;
     km_err_clear(&e);
 
@@ -211,8 +211,7 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
         ent->key = ent->name = NULL;
     }
 
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    struct timespec ts = km_clock_wall();
     char evname[320];
     snprintf(evname, sizeof(evname), "%.240s.%llx", name,
              (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);

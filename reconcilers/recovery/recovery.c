@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "operator/base/backoff.h"
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "operator/base/yamljson.h"
@@ -687,7 +688,7 @@ static void set_cond(km_recovery *r, const char *type, const char *cstatus, cons
                      const char *message)
 {
     char now[32];
-    km_status_now(now, sizeof(now));
+    km_clock_now_text(now, sizeof(now));
     km_status_cond_set(status_obj(r), type, cstatus, reason, message, generation(r), now);
 }
 
@@ -704,21 +705,8 @@ static void set_progress(km_recovery *r, const char *step, const char *text)
 
 static time_t parse_time(const char *s)
 {
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    if (!s)
-        return (time_t)-1;
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end)
-        return (time_t)-1;
-    return timegm(&tm);
-}
-
-static void fmt_time(time_t t, char *buf, size_t n)
-{
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, n, "%s", "");
+    time_t t;
+    return km_clock_parse(s, &t) == KM_OK ? t : (time_t)-1;
 }
 
 /* Folds queued approver decisions into status.csr.  Returns 1 when something changed. */
@@ -919,7 +907,7 @@ static void open_window(km_recovery *r, km_step_ctx *ctx)
                                     : (long)KM_JSON_NUM(r->spec, 3600, "csr", "windowSeconds");
     time_t now = time(NULL);
     char ends[32];
-    fmt_time(now + secs, ends, sizeof(ends));
+    km_clock_format_s(now + secs, ends, sizeof(ends));
     if (csr && !KM_JSON_STR(csr, "windowEndsAt"))
         km_json_set_str(csr, "windowEndsAt", ends);
     const char *until = csr ? KM_JSON_STR(csr, "windowEndsAt") : ends;
@@ -1044,8 +1032,7 @@ static km_status run_step(km_recovery *r, int step, int *failed, km_err *err)
         if (!r->o.persist && transient(st, &e) && attempt < 3) {
             km_log_warn("step failed, retrying", "step", key, "error", ebuf);
             double d = km_backoff_next(&bo, km_backoff_rand());
-            struct timespec ts = {(time_t)d, (long)((d - (double)(time_t)d) * 1e9)};
-            nanosleep(&ts, NULL);
+            km_clock_sleep(d, &r->cancel);
             continue;
         }
         set_cond(r, def->cond, "False", "Error", ebuf);
@@ -1096,7 +1083,7 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
 
     const char *phase = KM_JSON_STR(status, "phase");
     int resumed = phase && strcmp(phase, KM_PHASE_RUNNING) == 0;
-    km_status_now(now, sizeof(now));
+    km_clock_now_text(now, sizeof(now));
     if (!resumed) {
         if (!KM_JSON_STR(status, "startedAt"))
             km_status_set_str(status, "startedAt", now);
@@ -1143,7 +1130,7 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
             error_end = 1;
     }
 
-    km_status_now(now, sizeof(now));
+    km_clock_now_text(now, sizeof(now));
     km_status_set_str(status, "currentStep", "");
     km_status_set_str(status, "completedAt", now);
     if (failed_step < 0) {
@@ -1181,7 +1168,7 @@ km_status km_recovery_mark_waiting(km_recovery *r, const char *running, km_err *
     const char *phase = KM_JSON_STR(status, "phase");
     int changed = !phase || strcmp(phase, KM_PHASE_WAITING) != 0;
     char now[32];
-    km_status_now(now, sizeof(now));
+    km_clock_now_text(now, sizeof(now));
     km_status_set_str(status, "phase", KM_PHASE_WAITING);
     if (KM_JSON_NUM(status, -1, "observedGeneration") != (double)generation(r)) {
         km_status_set_generation(status, generation(r));
@@ -1238,7 +1225,7 @@ static km_status window_tick(km_recovery *r, int force_close, double *next_s, km
         if (reason && strcmp(reason, "WindowOpen") == 0 && !r->dry_run) {
             char msg[512];
             char at[32];
-            km_status_now(at, sizeof(at));
+            km_clock_now_text(at, sizeof(at));
             snprintf(msg, sizeof(msg), "approval window closed at %s (approved %ld, denied %ld)",
                      at, (long)KM_JSON_NUM(status, 0, "csr", "approved"),
                      (long)KM_JSON_NUM(status, 0, "csr", "denied"));

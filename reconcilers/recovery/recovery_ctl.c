@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/backoff.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
@@ -182,10 +183,9 @@ static void on_synced(void *user)
 
 static void sleep_cancelable(const atomic_int *a, const atomic_int *b, double s)
 {
-    for (double t = 0; t < s && !atomic_load(a) && !atomic_load(b); t += 0.1) {
-        struct timespec ts = {0, 100000000L};
-        nanosleep(&ts, NULL);
-    }
+    for (double t = 0; t < s && !atomic_load(b); t += 0.1)
+        if (km_clock_sleep(0.1, a) != KM_OK)
+            break;
 }
 
 static void *runner_main(void *arg)
@@ -201,11 +201,9 @@ static void *runner_main(void *arg)
     for (;;) {
         km_err e;
         km_err_clear(&e);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = km_clock_mono();
         km_status st = km_recovery_run(h->rec, &e);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        double secs = km_clock_mono() - t0;
         if (c->o.metrics) {
             km_metric *d = km_metrics_get(c->o.metrics, KM_METRIC_RECONCILE_DURATION);
             if (d)

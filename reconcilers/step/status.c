@@ -8,17 +8,6 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 
-const char *km_status_now(char *buf, size_t n)
-{
-    if (n == 0)
-        return buf;
-    time_t t = time(NULL);
-    struct tm tm;
-    if (!gmtime_r(&t, &tm) || strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        buf[0] = '\0';
-    return buf;
-}
-
 static cJSON *cond_array(cJSON *status)
 {
     cJSON *arr = cJSON_GetObjectItemCaseSensitive(status, "conditions");

@@ -32,10 +32,6 @@
 #define KM_PHASE_SUCCEEDED "Succeeded"
 #define KM_PHASE_FAILED "Failed"
 
-/* Writes the current UTC time as RFC3339 with second precision into buf (>= 21 bytes; always
- * NUL-terminated when n > 0).  Returns buf. */
-const char *km_status_now(char *buf, size_t n);
-
 /* Sets condition `type` in status.conditions (the array is created when missing):
  * status/reason/message/observedGeneration are always written; lastTransitionTime is set to
  * `now` when the condition is new or its status differs from cstatus, and kept otherwise.

@@ -9,6 +9,7 @@
 
 #include <openssl/crypto.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/base64.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
@@ -24,7 +25,7 @@
 #define PAGE_LIMIT 500 /* client-go pager default; a page of token Secrets is ~1.5 MB of JSON */
 #define LIST_MAX 50
 #define VERIFY_MARK "verify"
-#define VERIFY_NAP_MS 500
+#define VERIFY_NAP_S 0.5
 
 /* ---- pure parts ---------------------------------------------------------------------------- */
 
@@ -260,27 +261,6 @@ static km_status remember(run *r, const char *ns, const char *name, const char *
     if (del && c.sa)
         return idx_add(r, &r->by_sa, r->nch - 1, BY_SA);
     return KM_OK;
-}
-
-/* Interruptible sleep; 1 when cancelled. */
-static int nap(const run *r, long ms)
-{
-    while (ms > 0) {
-        if (cancelled(r))
-            return 1;
-        long step = ms > 100 ? 100 : ms;
-        struct timespec ts = {0, step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return cancelled(r);
-}
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Fetches /openid/v1/jwks; leaves r->jwks NULL (TokenReview) when it is not usable.  Fails only
@@ -867,13 +847,13 @@ static km_status verify(run *r, km_err *err)
     long timeout = (long)KM_JSON_NUM(r->ctx->spec, 60, "verifyTimeoutSeconds");
     if (timeout < 0)
         timeout = 0;
-    double deadline = mono_now() + (double)timeout;
+    double deadline = km_clock_mono() + (double)timeout;
     /* Pages a re-list of the token Secrets takes, estimated from this pass's scan. */
     long scanned = num(r, "scanned");
     size_t pages = scanned > 0 ? (size_t)((scanned + PAGE_LIMIT - 1) / PAGE_LIMIT) : 1;
     /* The tokens controller needs a moment for the Secrets changed last: a first look right
      * away would mostly cost a second round. */
-    if (timeout > 0 && nap(r, VERIFY_NAP_MS))
+    if (timeout > 0 && km_clock_sleep(VERIFY_NAP_S, r->ctx->cancel) != KM_OK)
         return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
     for (;;) {
         size_t pending = count_pending(r);
@@ -890,9 +870,9 @@ static km_status verify(run *r, km_err *err)
                     return st;
             }
         }
-        if (count_pending(r) == 0 || mono_now() >= deadline)
+        if (count_pending(r) == 0 || km_clock_mono() >= deadline)
             break;
-        if (nap(r, VERIFY_NAP_MS))
+        if (km_clock_sleep(VERIFY_NAP_S, r->ctx->cancel) != KM_OK)
             return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
     }
     long healed = 0;

@@ -21,6 +21,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/kube/kube.h"
 #include "operator/kube/kubeconfig.h"
@@ -205,8 +206,7 @@ int main(int argc, char **argv)
         if ((st = km_csr_approver_start(kube, spec, &hooks, &a, &err)) != KM_OK)
             goto out;
         emit("approver", cJSON_CreateString("started"));
-        struct timespec ts = {.tv_sec = approver_secs, .tv_nsec = 0};
-        nanosleep(&ts, NULL);
+        km_clock_sleep((double)approver_secs, NULL);
         km_csr_approver_free(a);
         emit("approver", cJSON_CreateString("stopped"));
         goto out;

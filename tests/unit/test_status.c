@@ -107,17 +107,6 @@ static void test_conditions_not_an_array_is_replaced(void **state)
     cJSON_Delete(st);
 }
 
-static void test_now_format(void **state)
-{
-    (void)state;
-    char buf[32];
-    km_status_now(buf, sizeof(buf));
-    assert_int_equal(strlen(buf), 20);
-    assert_int_equal(buf[4], '-');
-    assert_int_equal(buf[10], 'T');
-    assert_int_equal(buf[19], 'Z');
-}
-
 static cJSON *crec(const char *name, const char *created, const char *phase, int deleting)
 {
     char buf[512];
@@ -165,7 +154,6 @@ int main(void)
         cmocka_unit_test(test_observed_generation_alone_is_a_change),
         cmocka_unit_test(test_several_types_and_queries),
         cmocka_unit_test(test_conditions_not_an_array_is_replaced),
-        cmocka_unit_test(test_now_format),
         cmocka_unit_test(test_pick_active_oldest_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
