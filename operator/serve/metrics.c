@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SERIES_BUCKETS 64 /* hash chains per family */
+#include "operator/base/buf.h"
+#include "operator/base/strmap.h"
 
 /* One label combination.  Allocated as one block: the struct, the histogram bucket counts
  * (nbuckets + 1, not cumulative; the last one is +Inf), the value pointers, the strings. */
 typedef struct series {
-    struct series *next;
     const char **values;
     double value;             /* counter / gauge */
     double sum;               /* histogram */
@@ -33,8 +33,7 @@ struct km_metric {
     size_t nbuckets;
     double bounds[KM_METRICS_MAX_BUCKETS];
     pthread_mutex_t mu;
-    series *table[SERIES_BUCKETS];
-    size_t nseries;
+    km_strmap *series; /* series key (see series_key) -> series; owns the series */
 };
 
 struct km_metrics {
@@ -62,18 +61,19 @@ km_status km_metrics_new(size_t max_series, km_metrics **out, km_err *err)
     return KM_OK;
 }
 
+static int series_free_one(const char *key, void *val, void *user)
+{
+    (void)key;
+    (void)user;
+    free(val);
+    return 0;
+}
+
 static void series_free_all(km_metric *f)
 {
-    for (size_t i = 0; i < SERIES_BUCKETS; i++) {
-        series *s = f->table[i];
-        while (s) {
-            series *next = s->next;
-            free(s);
-            s = next;
-        }
-        f->table[i] = NULL;
-    }
-    f->nseries = 0;
+    km_strmap_each(f->series, series_free_one, NULL);
+    km_strmap_free(f->series);
+    f->series = NULL;
 }
 
 static void family_free(km_metric *f)
@@ -155,8 +155,7 @@ static km_status validate(km_metric_type type, const char *name, const char *con
     return KM_OK;
 }
 
-static series *series_lookup(km_metric *f, const char *const *values, uint64_t *hash_out);
-static series *series_create(km_metric *f, const char *const *values, uint64_t hash);
+static series *series_create(km_metric *f, const char *const *values, const char *key);
 
 km_status km_metrics_register(km_metrics *m, km_metric_type type, const char *name,
                               const char *help, const char *const *labels, size_t nlabels,
@@ -176,7 +175,8 @@ km_status km_metrics_register(km_metrics *m, km_metric_type type, const char *na
     f->type = type;
     f->name = strdup(name);
     f->help = strdup(help ? help : "");
-    st = (f->name && f->help) ? KM_OK : KM_ENOMEM;
+    f->series = km_strmap_new();
+    st = (f->name && f->help && f->series) ? KM_OK : KM_ENOMEM;
     for (size_t i = 0; st == KM_OK && i < nlabels; i++) {
         f->labels[i] = strdup(labels[i]);
         f->nlabels = i + 1; /* so family_free frees what was copied */
@@ -187,12 +187,8 @@ km_status km_metrics_register(km_metrics *m, km_metric_type type, const char *na
         memcpy(f->bounds, buckets, nbuckets * sizeof(double));
         f->nbuckets = nbuckets;
     }
-    if (st == KM_OK && nlabels == 0) {
-        uint64_t h;
-        series_lookup(f, NULL, &h);
-        if (!series_create(f, NULL, h))
-            st = KM_ENOMEM;
-    }
+    if (st == KM_OK && nlabels == 0 && !series_create(f, NULL, "-"))
+        st = KM_ENOMEM;
     if (st != KM_OK) {
         km_err_set(err, st, "metric %s: out of memory", name);
         goto out;
@@ -249,38 +245,21 @@ static const char *value_at(const char *const *values, size_t i)
     return (values && values[i]) ? values[i] : "";
 }
 
-static uint64_t series_hash(const km_metric *f, const char *const *values)
+/* The map key of a label combination, each value length-prefixed ("3:get,3:200,") so that no
+ * two combinations share a key.  KM_ENOMEM (key then empty). */
+static km_status series_key(const km_metric *f, const char *const *values, km_buf *key)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < f->nlabels; i++) {
-        for (const unsigned char *p = (const unsigned char *)value_at(values, i); *p; p++) {
-            h ^= *p;
-            h *= 1099511628211ULL;
-        }
-        h ^= 0xff; /* separator: ("a","") != ("","a") */
-        h *= 1099511628211ULL;
-    }
-    return h;
+    km_status st = KM_OK;
+    for (size_t i = 0; st == KM_OK && i < f->nlabels; i++)
+        st = km_buf_printf(key, "%zu:%s,", strlen(value_at(values, i)), value_at(values, i));
+    if (st == KM_OK && f->nlabels == 0)
+        st = km_buf_puts(key, "-");
+    return st;
 }
 
-/* Finds the series for values; always stores the hash in *hash_out.  Caller holds f->mu. */
-static series *series_lookup(km_metric *f, const char *const *values, uint64_t *hash_out)
-{
-    uint64_t h = series_hash(f, values);
-    *hash_out = h;
-    for (series *s = f->table[h % SERIES_BUCKETS]; s; s = s->next) {
-        size_t i = 0;
-        while (i < f->nlabels && strcmp(s->values[i], value_at(values, i)) == 0)
-            i++;
-        if (i == f->nlabels)
-            return s;
-    }
-    return NULL;
-}
-
-/* Creates and links a zeroed series (caller holds f->mu and checked the limit).  NULL on
- * allocation failure, nothing linked. */
-static series *series_create(km_metric *f, const char *const *values, uint64_t hash)
+/* Creates a zeroed series and adds it under key (caller holds f->mu and checked the limit).
+ * NULL on allocation failure, nothing added. */
+static series *series_create(km_metric *f, const char *const *values, const char *key)
 {
     size_t nb = f->type == KM_METRIC_HISTOGRAM ? f->nbuckets + 1 : 0;
     size_t size = sizeof(series) + nb * sizeof(unsigned long long) + f->nlabels * sizeof(char *);
@@ -301,27 +280,30 @@ static series *series_create(km_metric *f, const char *const *values, uint64_t h
         s->values[i] = str;
         str += len;
     }
-    s->next = f->table[hash % SERIES_BUCKETS];
-    f->table[hash % SERIES_BUCKETS] = s;
-    f->nseries++;
+    if (km_strmap_put(f->series, key, s, NULL) != KM_OK) {
+        free(s);
+        return NULL;
+    }
     return s;
 }
 
 /* Finds or creates the series under f->mu (held by the caller).  On failure counts a drop. */
 static km_status series_get(km_metric *f, const char *const *values, series **out)
 {
-    uint64_t h;
-    series *s = series_lookup(f, values, &h);
-    if (!s) {
-        if (f->nseries >= f->reg->max_series) {
-            atomic_fetch_add(&f->reg->dropped, 1);
-            return KM_ETOOBIG;
-        }
-        s = series_create(f, values, h);
-        if (!s) {
-            atomic_fetch_add(&f->reg->dropped, 1);
-            return KM_ENOMEM;
-        }
+    km_buf key;
+    km_buf_init(&key, 0);
+    km_status st = series_key(f, values, &key);
+    series *s = st == KM_OK ? km_strmap_get(f->series, km_buf_str(&key)) : NULL;
+    if (st == KM_OK && !s) {
+        if (km_strmap_len(f->series) >= f->reg->max_series)
+            st = KM_ETOOBIG;
+        else if (!(s = series_create(f, values, km_buf_str(&key))))
+            st = KM_ENOMEM;
+    }
+    km_buf_cleanup(&key);
+    if (st != KM_OK) {
+        atomic_fetch_add(&f->reg->dropped, 1);
+        return st;
     }
     *out = s;
     return KM_OK;
@@ -376,15 +358,17 @@ km_status km_metric_value(km_metric *f, const char *const *values, double *out)
 {
     if (!f)
         return KM_EINVAL;
-    uint64_t h;
-    km_status st = KM_ENOTFOUND;
+    km_buf key;
+    km_buf_init(&key, 0);
+    km_status st = series_key(f, values, &key);
     pthread_mutex_lock(&f->mu);
-    series *s = series_lookup(f, values, &h);
-    if (s) {
+    const series *s = st == KM_OK ? km_strmap_get(f->series, km_buf_str(&key)) : NULL;
+    if (st == KM_OK)
+        st = s ? KM_OK : KM_ENOTFOUND;
+    if (s)
         *out = f->type == KM_METRIC_HISTOGRAM ? (double)s->count : s->value;
-        st = KM_OK;
-    }
     pthread_mutex_unlock(&f->mu);
+    km_buf_cleanup(&key);
     return st;
 }
 
@@ -498,6 +482,20 @@ typedef struct series_ref {
     size_t n;
 } series_ref;
 
+typedef struct series_refs {
+    series_ref *refs;
+    size_t n;
+    size_t nlabels;
+} series_refs;
+
+static int collect_ref(const char *key, void *val, void *user)
+{
+    (void)key;
+    series_refs *sr = user;
+    sr->refs[sr->n++] = (series_ref){val, sr->nlabels};
+    return 0;
+}
+
 static int cmp_series(const void *a, const void *b)
 {
     const series_ref *x = a, *y = b;
@@ -534,16 +532,16 @@ static km_status render_family(km_metric *f, km_buf *out)
 
     pthread_mutex_lock(&f->mu);
     series_ref *refs = NULL;
-    if (f->nseries) {
-        refs = malloc(f->nseries * sizeof(*refs));
+    size_t total = km_strmap_len(f->series);
+    if (total) {
+        refs = malloc(total * sizeof(*refs));
         if (!refs)
             st = KM_ENOMEM;
     }
     if (st == KM_OK) {
-        size_t n = 0;
-        for (size_t i = 0; i < SERIES_BUCKETS; i++)
-            for (const series *s = f->table[i]; s; s = s->next)
-                refs[n++] = (series_ref){s, f->nlabels};
+        series_refs sr = {refs, 0, f->nlabels};
+        km_strmap_each(f->series, collect_ref, &sr);
+        size_t n = sr.n;
         if (n > 1)
             qsort(refs, n, sizeof(*refs), cmp_series);
         for (size_t i = 0; st == KM_OK && i < n; i++)
