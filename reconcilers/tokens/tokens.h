@@ -3,7 +3,7 @@
  *
  * Staleness is decided per token, never by type alone:
  *   JWKS (preferred): GET /openid/v1/jwks once per run; a token is stale when no current key
- *     verifies its signature (reconcilers/tokens/jwt.h).
+ *     verifies its signature (reconcilers/tokens/jwt.h; the judge is reconcilers/tokens/check.h).
  *   TokenReview (fallback when the JWKS endpoint answers 404/403/401/5xx, or is not a usable key
  *     set): POST authentication.k8s.io/v1 TokenReview per token.  Only a signature failure
  *     ("... error in cryptographic primitive") counts as stale.  Every other "not
@@ -26,10 +26,10 @@
  *               Secret under a new name).
  * A conflict (409, or 422 from the failed "test") re-reads the Secret and decides once more.
  *
- * Afterwards each changed Secret is polled until it holds a token that validates (Regenerate:
- * the same Secret; Delete: a new token Secret of the same ServiceAccount), at most
- * spec.verifyTimeoutSeconds, in rounds (a short pause first and between rounds).  A round with
- * more Secrets pending than a list of the token Secrets takes pages (estimated from the scan)
+ * Afterwards (reconcilers/tokens/heal.h) each changed Secret is polled until it holds a token that
+ * validates (Regenerate: the same Secret; Delete: a new token Secret of the same ServiceAccount),
+ * at most spec.verifyTimeoutSeconds, in rounds (a short pause first and between rounds).  A round
+ * with more Secrets pending than a list of the token Secrets takes pages (estimated from the scan)
  * re-lists them (same fieldSelector, paged) and checks the changed ones against an in-memory
  * index of them (a regenerated Secret missing from the list was deleted: not healed); a round
  * with few pending reads each (Regenerate: GET; Delete: list of its namespace's token
@@ -58,35 +58,5 @@
  * KM_ECANCELED when ctx->cancel was set; an API/transport error otherwise (status holds the
  * progress for a resume). */
 km_status km_tokens_step(km_step_ctx *ctx, km_err *err);
-
-/* ---- pure parts (exposed for tests) --------------------------------------------------------- */
-
-typedef enum km_token_check {
-    KM_TOKEN_CHECK = 0,   /* judge the token (*token_out is set) */
-    KM_TOKEN_DELETING,    /* metadata.deletionTimestamp set */
-    KM_TOKEN_UNANNOTATED, /* no service-account name/uid annotation */
-    KM_TOKEN_PENDING,     /* no data.token yet (the controller will write one) */
-    KM_TOKEN_MALFORMED,   /* data.token is not base64 of a well-formed JWT */
-    KM_TOKEN_NOT_TOKEN,   /* not a kubernetes.io/service-account-token Secret */
-} km_token_check;
-
-/* Looks at a Secret without any I/O.  For KM_TOKEN_CHECK, *token_out receives the decoded token
- * (malloc'ed, NUL-terminated; the caller wipes and frees it with km_tokens_token_free).
- * *token_out is untouched otherwise.  KM_TOKEN_MALFORMED on allocation failure (reported, never
- * changed). */
-km_token_check km_tokens_precheck(const cJSON *secret, char **token_out);
-
-/* Zeroes and frees a token from km_tokens_precheck.  Accepts NULL. */
-void km_tokens_token_free(char *token);
-
-typedef enum km_review_verdict {
-    KM_REVIEW_VALID = 0, /* status.authenticated true */
-    KM_REVIEW_STALE,     /* the signature did not verify with any current key */
-    KM_REVIEW_MALFORMED, /* the server could not parse the token */
-    KM_REVIEW_OTHER,     /* not authenticated for another reason (see the file comment) */
-} km_review_verdict;
-
-/* Interprets a TokenReview response.  reason (may be NULL, size n) receives status.error. */
-km_review_verdict km_tokens_review_verdict(const cJSON *review, char *reason, size_t n);
 
 #endif

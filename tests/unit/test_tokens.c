@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "reconcilers/tokens/tokens.h"
+#include "reconcilers/tokens/check.h"
 #include "tests/unit/support/testpki.h"
 
 #define FIXTURES "../shared/fixtures/kube-apiserver-1.19/"
