@@ -24,7 +24,6 @@
 #include "operator/base/yamljson.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/recovery_ctl.h"
-#include "reconcilers/step/status.h"
 
 #ifndef KM_VERSION
 #define KM_VERSION "0.1.0"

@@ -12,7 +12,7 @@
 
 #include "operator/base/backoff.h"
 #include "operator/base/json.h"
-#include "operator/kube/kube_status.h"
+#include "operator/kube/apierror.h"
 #include "operator/base/log.h"
 #include "operator/kube/ratelimit.h"
 
@@ -303,7 +303,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *user)
         size_t vl = len - 12 < sizeof(v) - 1 ? len - 12 : sizeof(v) - 1;
         memcpy(v, data + 12, vl);
         v[vl] = '\0';
-        x->retry_after = km_kube_retry_after(v);
+        x->retry_after = km_apierr_retry_after(v);
     }
     return len;
 }
@@ -678,7 +678,7 @@ static km_status attempt_once(km_kube *k, const km_kube_req *req, const char *ve
     if (st == KM_OK && (r->code < 200 || r->code >= 300)) {
         char ra[24];
         snprintf(ra, sizeof(ra), "%ld", r->retry_after);
-        km_kube_status_parse(r->code, body->data, body->len, r->retry_after > 0 ? ra : NULL, e);
+        km_apierr_parse(r->code, body->data, body->len, r->retry_after > 0 ? ra : NULL, e);
         st = KM_EAPI;
     }
     return st;
@@ -1063,7 +1063,7 @@ km_status km_kube_stream(km_kube *k, const char *path, long idle_timeout_ms, km_
     st = curl_exchange(k, &req, token, fn, user, idle_timeout_ms, &r, &body, err);
     observe(k, "watch", st == KM_OK ? r.code : 0, t0);
     if (st == KM_OK && (r.code < 200 || r.code >= 300)) {
-        km_kube_status_parse(r.code, body.data, body.len, NULL, err);
+        km_apierr_parse(r.code, body.data, body.len, NULL, err);
         st = KM_EAPI;
         attempt_state as = {.attempt = 0};
         if (r.code == 401 && retry_after_401(k, &as, err) && err)

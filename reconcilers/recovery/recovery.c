@@ -18,7 +18,8 @@
 #include "reconcilers/csr/csr.h"
 #include "reconcilers/extauth/extauth.h"
 #include "reconcilers/pods/pods.h"
-#include "reconcilers/step/status.h"
+#include "reconcilers/recovery/persist.h"
+#include "reconcilers/step/conditions.h"
 #include "reconcilers/step/step.h"
 #include "reconcilers/tokens/tokens.h"
 
@@ -546,17 +547,27 @@ static long long generation(const km_recovery *r)
     return (long long)KM_JSON_NUM(r->obj, 0, "metadata", "generation");
 }
 
-static km_status build_ref(km_recovery *r)
+cJSON *km_recovery_ref(const cJSON *obj)
 {
     cJSON *ref = cJSON_CreateObject();
     cJSON *md = ref ? cJSON_AddObjectToObject(ref, "metadata") : NULL;
-    const char *uid = KM_JSON_STR(r->obj, "metadata", "uid");
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
     if (!md || !cJSON_AddStringToObject(ref, "apiVersion", KM_RECOVERY_API_VERSION) ||
-        !cJSON_AddStringToObject(md, "name", r->name) ||
+        !cJSON_AddStringToObject(ref, "kind", KM_RECOVERY_KIND) ||
+        !cJSON_AddStringToObject(md, "name", name ? name : "run-once") ||
         (uid && !cJSON_AddStringToObject(md, "uid", uid))) {
         cJSON_Delete(ref);
-        return KM_ENOMEM;
+        return NULL;
     }
+    return ref;
+}
+
+static km_status build_ref(km_recovery *r)
+{
+    cJSON *ref = km_recovery_ref(r->obj);
+    if (!ref)
+        return KM_ENOMEM;
     cJSON_Delete(r->ref);
     r->ref = ref;
     return KM_OK;
@@ -689,14 +700,14 @@ static void set_cond(km_recovery *r, const char *type, const char *cstatus, cons
 {
     char now[32];
     km_clock_now_text(now, sizeof(now));
-    km_status_cond_set(status_obj(r), type, cstatus, reason, message, generation(r), now);
+    km_cond_set(status_obj(r), type, cstatus, reason, message, generation(r), now);
 }
 
 static void set_progress(km_recovery *r, const char *step, const char *text)
 {
     char shortened[257]; /* the CRD's maxLength */
     snprintf(shortened, sizeof(shortened), "%s", text);
-    km_status_set_str(status_obj(r), "progress", shortened);
+    km_json_set_str(status_obj(r), "progress", shortened);
     if (r->o.progress)
         r->o.progress(r->name, step ? step : "", text, r->o.user);
 }
@@ -831,9 +842,9 @@ int km_recovery_window_open(const km_recovery *r)
 /* Whether the window of a recovery whose csr step finished is (still) open at `now`. */
 static int window_should_be_open(km_recovery *r, time_t now)
 {
-    if (r->dry_run || !km_status_cond_is(status_obj(r), KM_COND_CSR, "True"))
+    if (r->dry_run || !km_cond_is(status_obj(r), KM_COND_CSR, "True"))
         return 0;
-    const char *reason = km_status_cond_reason(status_obj(r), KM_COND_CSR);
+    const char *reason = km_cond_reason(status_obj(r), KM_COND_CSR);
     if (!reason || strcmp(reason, "WindowOpen") != 0)
         return 0;
     if (KM_JSON_BOOL(r->spec, 0, "csr", "continuous") && !r->o.once)
@@ -850,7 +861,7 @@ static km_status save(km_recovery *r, km_err *err)
 {
     flush_decisions(r);
     if (r->o.persist) {
-        km_status st = km_status_write(r->o.kube, r->path, r->obj, err);
+        km_status st = km_recovery_write_status(r->o.kube, r->path, r->obj, err);
         if (st != KM_OK)
             return st;
         if (KM_JSON_STR(r->obj, "metadata", "deletionTimestamp")) {
@@ -970,9 +981,9 @@ static km_status run_step(km_recovery *r, int step, int *failed, km_err *err)
     }
 
     r->cur_step = key;
-    km_status_set_str(status, "currentStep", key);
-    if (!km_status_cond_is(status, def->cond, "Unknown") ||
-        strcmp(km_status_cond_reason(status, def->cond), "InProgress") != 0) {
+    km_json_set_str(status, "currentStep", key);
+    if (!km_cond_is(status, def->cond, "Unknown") ||
+        strcmp(km_cond_reason(status, def->cond), "InProgress") != 0) {
         set_cond(r, def->cond, "Unknown", "InProgress", "step running");
         record(r, "Normal", "StepStarted", "step %s started%s", key,
                r->dry_run ? " (dry run)" : "");
@@ -1067,7 +1078,7 @@ static km_status run_step(km_recovery *r, int step, int *failed, km_err *err)
 
 static int cond_final(const cJSON *status, const char *type)
 {
-    return km_status_cond_is(status, type, "True") || km_status_cond_is(status, type, "False");
+    return km_cond_is(status, type, "True") || km_cond_is(status, type, "False");
 }
 
 km_status km_recovery_run(km_recovery *r, km_err *err)
@@ -1086,14 +1097,14 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
     km_clock_now_text(now, sizeof(now));
     if (!resumed) {
         if (!KM_JSON_STR(status, "startedAt"))
-            km_status_set_str(status, "startedAt", now);
-        km_status_set_str(status, "phase", KM_PHASE_RUNNING);
+            km_json_set_str(status, "startedAt", now);
+        km_json_set_str(status, "phase", KM_PHASE_RUNNING);
         record(r, "Normal", "Started", "recovery started%s", r->dry_run ? " (dry run)" : "");
     } else {
         record(r, "Normal", "Resumed", "recovery resumed at step %s",
                KM_JSON_STR(status, "currentStep") ? KM_JSON_STR(status, "currentStep") : "?");
     }
-    km_status_set_generation(status, generation(r));
+    km_json_set_num(status, "observedGeneration", (double)generation(r));
     set_cond(r, KM_COND_SUCCEEDED, "Unknown", "Running",
              r->dry_run ? "recovery running (dry run)" : "recovery running");
     km_status st = save(r, err);
@@ -1105,9 +1116,9 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
     for (int step = 0; step < KM_STEP_COUNT && !error_end; step++) {
         const char *cond = step_defs[step].cond;
         if (cond_final(status, cond)) {
-            if (km_status_cond_is(status, cond, "False") && failed_step < 0) {
+            if (km_cond_is(status, cond, "False") && failed_step < 0) {
                 failed_step = step;
-                const char *reason = km_status_cond_reason(status, cond);
+                const char *reason = km_cond_reason(status, cond);
                 if (reason && strcmp(reason, "Error") == 0)
                     error_end = 1;
             }
@@ -1131,21 +1142,20 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
     }
 
     km_clock_now_text(now, sizeof(now));
-    km_status_set_str(status, "currentStep", "");
-    km_status_set_str(status, "completedAt", now);
+    km_json_set_str(status, "currentStep", "");
+    km_json_set_str(status, "completedAt", now);
     if (failed_step < 0) {
-        km_status_set_str(status, "phase", KM_PHASE_SUCCEEDED);
+        km_json_set_str(status, "phase", KM_PHASE_SUCCEEDED);
         set_cond(r, KM_COND_SUCCEEDED, "True", "Completed",
                  r->dry_run ? "dry run completed: nothing was changed" : "recovery completed");
         set_progress(r, NULL, r->dry_run ? "done (dry run)" : "done");
         record(r, "Normal", "Completed", "recovery completed%s", r->dry_run ? " (dry run)" : "");
     } else {
         const char *key = step_schemas[failed_step].key;
-        const char *msgc =
-            KM_JSON_STR(km_status_cond_get(status, step_defs[failed_step].cond), "message");
+        const char *msgc = KM_JSON_STR(km_cond_get(status, step_defs[failed_step].cond), "message");
         char msg[768];
         snprintf(msg, sizeof(msg), "step %s failed: %s", key, msgc ? msgc : "");
-        km_status_set_str(status, "phase", KM_PHASE_FAILED);
+        km_json_set_str(status, "phase", KM_PHASE_FAILED);
         set_cond(r, KM_COND_SUCCEEDED, "False", step_defs[failed_step].fail_reason, msg);
         snprintf(msg, sizeof(msg), "failed at %s", key);
         set_progress(r, NULL, msg);
@@ -1154,7 +1164,7 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
     /* Completion must be persisted even when a cancel arrived meanwhile. */
     flush_decisions(r);
     if (r->o.persist)
-        return km_status_write(r->o.kube, r->path, r->obj, err);
+        return km_recovery_write_status(r->o.kube, r->path, r->obj, err);
     return KM_OK;
 }
 
@@ -1169,17 +1179,17 @@ km_status km_recovery_mark_waiting(km_recovery *r, const char *running, km_err *
     int changed = !phase || strcmp(phase, KM_PHASE_WAITING) != 0;
     char now[32];
     km_clock_now_text(now, sizeof(now));
-    km_status_set_str(status, "phase", KM_PHASE_WAITING);
+    km_json_set_str(status, "phase", KM_PHASE_WAITING);
     if (KM_JSON_NUM(status, -1, "observedGeneration") != (double)generation(r)) {
-        km_status_set_generation(status, generation(r));
+        km_json_set_num(status, "observedGeneration", (double)generation(r));
         changed = 1;
     }
     if (!KM_JSON_STR(status, "progress")) {
-        km_status_set_str(status, "progress", "waiting");
+        km_json_set_str(status, "progress", "waiting");
         changed = 1;
     }
-    int c = km_status_cond_set(status, KM_COND_SUCCEEDED, "Unknown", "WaitingForOtherRecovery", msg,
-                               generation(r), now);
+    int c = km_cond_set(status, KM_COND_SUCCEEDED, "Unknown", "WaitingForOtherRecovery", msg,
+                        generation(r), now);
     if (c != 0)
         changed = 1;
     if (!changed)
@@ -1221,7 +1231,7 @@ static km_status window_tick(km_recovery *r, int force_close, double *next_s, km
     } else {
         approver_stop(r);
         changed |= flush_decisions(r);
-        const char *reason = km_status_cond_reason(status, KM_COND_CSR);
+        const char *reason = km_cond_reason(status, KM_COND_CSR);
         if (reason && strcmp(reason, "WindowOpen") == 0 && !r->dry_run) {
             char msg[512];
             char at[32];
@@ -1237,7 +1247,7 @@ static km_status window_tick(km_recovery *r, int force_close, double *next_s, km
     if (next_s)
         *next_s = next;
     if (changed && r->o.persist)
-        return km_status_write(r->o.kube, r->path, r->obj, err);
+        return km_recovery_write_status(r->o.kube, r->path, r->obj, err);
     return KM_OK;
 }
 

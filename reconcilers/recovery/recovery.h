@@ -8,7 +8,7 @@
  * A km_recovery wraps ONE ClusterRecovery object (its own copy) and is driven by one thread
  * (km_recovery_run, km_recovery_window_tick); km_recovery_cancel may be called from any thread.
  *
- * Status semantics (see reconcilers/step/status.h for conditions):
+ * Status semantics (see reconcilers/step/conditions.h for conditions):
  *   phase Running / Succeeded / Failed, currentStep (the step running, "" when done), progress,
  *   startedAt, completedAt, observedGeneration = metadata.generation the run acted on.
  *   One condition per step (TokensRegenerated, ExtensionAuthCleaned, CSRApprovalWindow,
@@ -30,7 +30,7 @@
 
 #include "operator/base/err.h"
 #include "operator/kube/kube.h"
-#include "reconcilers/recovery/events.h"
+#include "operator/kube/events.h"
 
 #define KM_RECOVERY_GROUP "kubemend.io"
 #define KM_RECOVERY_VERSION "v1alpha1"
@@ -38,6 +38,20 @@
 #define KM_RECOVERY_KIND "ClusterRecovery"
 #define KM_RECOVERY_PLURAL "clusterrecoveries"
 #define KM_RECOVERY_FINALIZER "kubemend.io/finalizer"
+
+/* Condition types of a ClusterRecovery. */
+#define KM_COND_SUCCEEDED "Succeeded"
+#define KM_COND_TOKENS "TokensRegenerated"
+#define KM_COND_EXTAUTH "ExtensionAuthCleaned"
+#define KM_COND_CSR "CSRApprovalWindow"
+#define KM_COND_PODS "PodsRestarted"
+
+/* Phases. */
+#define KM_PHASE_PENDING "Pending"
+#define KM_PHASE_WAITING "Waiting"
+#define KM_PHASE_RUNNING "Running"
+#define KM_PHASE_SUCCEEDED "Succeeded"
+#define KM_PHASE_FAILED "Failed"
 
 /* Steps, in order.  Bits of a step mask are (1u << step). */
 typedef enum km_recovery_step {
@@ -79,6 +93,10 @@ km_status km_recovery_load_file(const char *path, cJSON **out, km_err *err);
  * is neither completed (phase Succeeded/Failed) nor being deleted; a Running one first (resume),
  * else the oldest creationTimestamp (ties: name).  -1 when none. */
 int km_recovery_pick_active(const cJSON *const *objs, size_t n);
+
+/* A new reference to obj for Events: {apiVersion, kind, metadata{name, uid}} (list items carry
+ * no apiVersion/kind).  Caller frees with cJSON_Delete; NULL when out of memory. */
+cJSON *km_recovery_ref(const cJSON *obj);
 
 /* 1 when obj's phase is Succeeded or Failed. */
 int km_recovery_is_completed(const cJSON *obj);

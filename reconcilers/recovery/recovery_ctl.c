@@ -13,7 +13,7 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "reconcilers/recovery/recovery.h"
-#include "reconcilers/step/status.h"
+#include "reconcilers/step/conditions.h"
 #include "watch/queue.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
@@ -418,9 +418,12 @@ static km_status reconcile(km_recovery_ctl *c, km_kube *kube, const char *name, 
         }
         pthread_mutex_unlock(&c->mu);
         holder_free(w);
-        if (was_running)
-            km_events_record(c->o.events, obj, "Normal", "Stopped",
+        if (was_running) {
+            cJSON *ref = km_recovery_ref(obj);
+            km_events_record(c->o.events, ref, "Normal", "Stopped",
                              "recovery stopped because the ClusterRecovery is being deleted");
+            cJSON_Delete(ref);
+        }
         st = patch_finalizer(kube, obj, 0, err);
         if (st == KM_EAPI && km_err_is_http(err, 404))
             st = KM_OK;

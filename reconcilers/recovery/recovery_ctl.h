@@ -19,7 +19,7 @@
 #include "operator/base/err.h"
 #include "operator/kube/kube.h"
 #include "operator/serve/metrics.h"
-#include "reconcilers/recovery/events.h"
+#include "operator/kube/events.h"
 
 typedef struct km_recovery_ctl km_recovery_ctl;
 

@@ -1,5 +1,5 @@
-/* kube_status.c — Status bodies into km_err. */
-#include "operator/kube/kube_status.h"
+/* apierror.c — API error answers into km_err (see apierror.h). */
+#include "operator/kube/apierror.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
 
-const char *km_kube_reason_for_code(long code)
+const char *km_apierr_reason(long code)
 {
     static const struct {
         long code;
@@ -39,7 +39,7 @@ const char *km_kube_reason_for_code(long code)
     return "";
 }
 
-long km_kube_retry_after(const char *value)
+long km_apierr_retry_after(const char *value)
 {
     if (!value)
         return 0;
@@ -146,8 +146,8 @@ static int from_status(const cJSON *doc, km_err *err)
     return 1;
 }
 
-void km_kube_status_parse(long code, const char *body, size_t len, const char *retry_after_hdr,
-                          km_err *err)
+void km_apierr_parse(long code, const char *body, size_t len, const char *retry_after_hdr,
+                     km_err *err)
 {
     if (!err)
         return;
@@ -158,7 +158,7 @@ void km_kube_status_parse(long code, const char *body, size_t len, const char *r
     int is_status = doc && from_status(doc, err);
     cJSON_Delete(doc);
     if (!err->reason[0])
-        snprintf(err->reason, sizeof(err->reason), "%s", km_kube_reason_for_code(code));
+        snprintf(err->reason, sizeof(err->reason), "%s", km_apierr_reason(code));
     if (!err->message[0] && is_status) {
         snprintf(err->message, sizeof(err->message), "HTTP %ld", code);
     } else if (!err->message[0]) {
@@ -167,7 +167,7 @@ void km_kube_status_parse(long code, const char *body, size_t len, const char *r
         snprintf(err->message, sizeof(err->message), "HTTP %ld (%s%s)", code,
                  ex[0] ? "non-Status body: " : "empty body", ex);
     }
-    long hdr = km_kube_retry_after(retry_after_hdr);
+    long hdr = km_apierr_retry_after(retry_after_hdr);
     if (hdr > 0)
         err->retry_after = hdr;
 }

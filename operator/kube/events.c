@@ -1,5 +1,5 @@
 /* events.c — core/v1 Events with client-side aggregation. */
-#include "reconcilers/recovery/events.h"
+#include "operator/kube/events.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -11,12 +11,13 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 
-#define EVENTS_NS "default"
+#define EVENTS_NS "default" /* for cluster-scoped objects */
 #define EVENTS_CACHE 128
 
 typedef struct ev_entry {
-    char *key;  /* uid \x1f type \x1f reason \x1f message; NULL = free slot */
-    char *name; /* Event name */
+    char *key;   /* uid \x1f type \x1f reason \x1f message; NULL = free slot */
+    char *name;  /* Event name */
+    char ns[64]; /* Event namespace */
     long count;
     unsigned long used; /* LRU stamp */
 } ev_entry;
@@ -101,12 +102,15 @@ static ev_entry *cache_slot(km_events *ev)
     return best;
 }
 
-static void log_event(const char *name, const char *type, const char *reason, const char *message)
+static void log_event(const char *kind, const char *name, const char *type, const char *reason,
+                      const char *message)
 {
     if (strcmp(type, "Warning") == 0)
-        km_log_warn("event", "recovery", name, "type", type, "reason", reason, "message", message);
+        km_log_warn("event", "kind", kind, "object", name, "type", type, "reason", reason,
+                    "message", message);
     else
-        km_log_info("event", "recovery", name, "type", type, "reason", reason, "message", message);
+        km_log_info("event", "kind", kind, "object", name, "type", type, "reason", reason,
+                    "message", message);
 }
 
 static void log_failure(const char *what, km_status st, const km_err *e)
@@ -122,7 +126,7 @@ static void log_failure(const char *what, km_status st, const km_err *e)
 static km_status event_bump(km_events *ev, ev_entry *ent, const char *now, km_err *e)
 {
     char path[512];
-    if (km_kube_path(path, sizeof(path), NULL, "v1", EVENTS_NS, "events", ent->name, NULL) != KM_OK)
+    if (km_kube_path(path, sizeof(path), NULL, "v1", ent->ns, "events", ent->name, NULL) != KM_OK)
         return KM_EINVAL;
     char patch[256];
     snprintf(patch, sizeof(patch), "{\"count\":%ld,\"lastTimestamp\":\"%s\"}", ent->count + 1, now);
@@ -130,6 +134,13 @@ static km_status event_bump(km_events *ev, ev_entry *ent, const char *now, km_er
     if (st == KM_OK)
         ent->count++;
     return st;
+}
+
+/* The namespace an Event about obj goes to. */
+static const char *event_ns(const cJSON *obj)
+{
+    const char *ns = KM_JSON_STR(obj, "metadata", "namespace");
+    return ns && *ns ? ns : EVENTS_NS;
 }
 
 static cJSON *event_body(km_events *ev, const cJSON *obj, const char *name, const char *type,
@@ -141,14 +152,15 @@ static cJSON *event_body(km_events *ev, const cJSON *obj, const char *name, cons
     cJSON *src = b ? cJSON_AddObjectToObject(b, "source") : NULL;
     if (!md || !io || !src)
         goto fail;
-    const char *api = KM_JSON_STR(obj, "apiVersion");
+    const char *ns = KM_JSON_STR(obj, "metadata", "namespace");
     const char *rv = KM_JSON_STR(obj, "metadata", "resourceVersion");
     if (!cJSON_AddStringToObject(b, "apiVersion", "v1") ||
         !cJSON_AddStringToObject(b, "kind", "Event") ||
         !cJSON_AddStringToObject(md, "name", name) ||
-        !cJSON_AddStringToObject(md, "namespace", EVENTS_NS) ||
-        !cJSON_AddStringToObject(io, "apiVersion", api ? api : "kubemend.io/v1alpha1") ||
-        !cJSON_AddStringToObject(io, "kind", "ClusterRecovery") ||
+        !cJSON_AddStringToObject(md, "namespace", event_ns(obj)) ||
+        !cJSON_AddStringToObject(io, "apiVersion", KM_JSON_STR(obj, "apiVersion")) ||
+        !cJSON_AddStringToObject(io, "kind", KM_JSON_STR(obj, "kind")) ||
+        (ns && !cJSON_AddStringToObject(io, "namespace", ns)) ||
         !cJSON_AddStringToObject(io, "name", KM_JSON_STR(obj, "metadata", "name")) ||
         !cJSON_AddStringToObject(io, "uid", KM_JSON_STR(obj, "metadata", "uid")) ||
         (rv && !cJSON_AddStringToObject(io, "resourceVersion", rv)) ||
@@ -167,15 +179,48 @@ fail:
     return NULL;
 }
 
+/* Creates a new Event and caches it under key (taken on KM_OK).  Caller holds ev->mu. */
+static km_status event_create(km_events *ev, const cJSON *obj, const char *type, const char *reason,
+                              const char *msg, const char *now, char *key)
+{
+    struct timespec ts = km_clock_wall();
+    char evname[320];
+    km_err e;
+    km_err_clear(&e);
+    snprintf(evname, sizeof(evname), "%.240s.%llx", KM_JSON_STR(obj, "metadata", "name"),
+             (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+    cJSON *body = event_body(ev, obj, evname, type, reason, msg, now);
+    if (!body)
+        return KM_ENOMEM;
+    char path[256];
+    km_kube_path(path, sizeof(path), NULL, "v1", event_ns(obj), "events", NULL, NULL);
+    km_status st = km_kube_create(ev->kube, path, body, NULL, &e);
+    cJSON_Delete(body);
+    if (st != KM_OK) {
+        log_failure("create", st, &e);
+        return st;
+    }
+    ev->created++;
+    ev_entry *ent = cache_slot(ev);
+    if (!(ent->name = strdup(evname)))
+        return KM_ENOMEM;
+    snprintf(ent->ns, sizeof(ent->ns), "%s", event_ns(obj));
+    ent->key = key;
+    ent->count = 1;
+    ent->used = ++ev->clock;
+    return KM_OK;
+}
+
 void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
                       const char *message)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     const char *uid = KM_JSON_STR(obj, "metadata", "uid");
+    const char *kind = KM_JSON_STR(obj, "kind");
     if (!message)
         message = "";
-    log_event(name ? name : "", type, reason, message);
-    if (!ev || !ev->kube || !name || !uid)
+    log_event(kind ? kind : "", name ? name : "", type, reason, message);
+    if (!ev || !ev->kube || !name || !uid || !kind || !KM_JSON_STR(obj, "apiVersion"))
         return;
 
     /* Event messages are capped at 1 KiB by convention; keep the key bounded too. */
@@ -211,30 +256,8 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
         ent->key = ent->name = NULL;
     }
 
-    struct timespec ts = km_clock_wall();
-    char evname[320];
-    snprintf(evname, sizeof(evname), "%.240s.%llx", name,
-             (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
-    cJSON *body = event_body(ev, obj, evname, type, reason, msg, now);
-    if (!body)
-        goto out;
-    char path[256];
-    km_kube_path(path, sizeof(path), NULL, "v1", EVENTS_NS, "events", NULL, NULL);
-    km_status st = km_kube_create(ev->kube, path, body, NULL, &e);
-    cJSON_Delete(body);
-    if (st != KM_OK) {
-        log_failure("create", st, &e);
-        goto out;
-    }
-    ev->created++;
-    ent = cache_slot(ev);
-    ent->name = strdup(evname);
-    if (!ent->name)
-        goto out;
-    ent->key = key;
-    key = NULL;
-    ent->count = 1;
-    ent->used = ++ev->clock;
+    if (event_create(ev, obj, type, reason, msg, now, key) == KM_OK)
+        key = NULL; /* the cache owns it */
 out:
     pthread_mutex_unlock(&ev->mu);
     free(key);

@@ -1,14 +1,15 @@
-/* events.h — core/v1 Event recorder for ClusterRecovery objects, with client-side aggregation.
+/* events.h — core/v1 Event recorder with client-side aggregation (client-go's recorder).
  *
- * A ClusterRecovery is cluster-scoped, so its Events go to namespace "default" with
- * involvedObject {apiVersion kubemend.io/v1alpha1, kind ClusterRecovery, name, uid} and
- * source.component "kubemend".  An Event with the same object, type, reason and message as one
- * this recorder created before is not created again: its count and lastTimestamp are PATCHed
- * (merge patch) instead.  New Events are named "<recovery>.<hex nanoseconds>" like client-go.
+ * An Event goes to the involved object's namespace, or to "default" for a cluster-scoped object
+ * (verified on 1.19), with involvedObject {apiVersion, kind, name, uid, resourceVersion} taken
+ * from the object and source.component "kubemend".  An Event with the same object, type, reason
+ * and message as one this recorder created before is not created again: its count and
+ * lastTimestamp are PATCHed (merge patch) instead.  New Events are named
+ * "<object>.<hex nanoseconds>" like client-go.
  *
  * Recording never fails the caller: API errors are logged (at debug level for 403 so a missing
- * RBAC rule does not flood the log) and forgotten.  A recorder without a client (run --once
- * without a ClusterRecovery in the cluster) writes the events to the log only.
+ * RBAC rule does not flood the log) and forgotten.  A recorder without a client (or a NULL
+ * recorder: run --once, which has no object in the cluster) writes the events to the log only.
  * Thread-safe: one mutex guards the recorder's own client and cache. */
 #ifndef KM_EVENTS_H
 #define KM_EVENTS_H
@@ -28,8 +29,10 @@ km_status km_events_new(km_kube *kube, const char *component, km_events **out, k
 /* Frees the recorder.  Accepts NULL. */
 void km_events_free(km_events *ev);
 
-/* Records an Event about obj (a ClusterRecovery; borrowed; NULL or an object without uid = log
- * only).  type "Normal"/"Warning", reason CamelCase.  Never fails visibly. */
+/* Records an Event about obj (borrowed): apiVersion, kind, metadata.name and metadata.uid are
+ * needed (list items carry no apiVersion/kind: pass a reference object); without them, or
+ * without a client, the Event is only logged.  type "Normal"/"Warning", reason CamelCase.
+ * Never fails visibly. */
 void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
                       const char *message);
 
