@@ -70,8 +70,10 @@ $(BUILD)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -DKM_VERSION='"$(VERSION)"' -c $< -o $@
 
+# Rebuilt from scratch: a renamed or removed module must not linger in the archive.
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(BIN): $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)

@@ -23,6 +23,7 @@
 #include "operator/base/log.h"
 #include "operator/base/yamljson.h"
 #include "reconcilers/recovery/recovery.h"
+#include "reconcilers/recovery/spec.h"
 #include "reconcilers/recovery/recovery_ctl.h"
 
 #ifndef KM_VERSION

@@ -226,6 +226,41 @@ static const char *decision_str(outcome o)
 
 /* ---- the step ------------------------------------------------------------------------------ */
 
+static const km_field fields[] = {
+    {"enabled", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"windowSeconds", KM_FIELD_INT, 3600, 1, 1e15, NULL},
+    {"continuous", KM_FIELD_BOOL, 0, 0, 0, NULL},
+    {"deny", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"approveKubeletClient", KM_FIELD_BOOL, 0, 0, 0, NULL},
+    {"allowedDNSPatterns", KM_FIELD_REGEXLIST, 0, 0, 50, NULL},
+    {"maxExpirationSeconds", KM_FIELD_INT, 31536000, 600, 1e15, NULL},
+    KM_FIELD_END,
+};
+
+km_status km_csr_policy_from_spec(const cJSON *csr_spec, km_csr_policy **out, km_err *err)
+{
+    const cJSON *pats = KM_JSON_AT(csr_spec, "allowedDNSPatterns");
+    long max_exp = (long)km_schema_num(fields, csr_spec, "maxExpirationSeconds");
+    int client = km_schema_bool(fields, csr_spec, "approveKubeletClient");
+    size_t n = cJSON_IsArray(pats) ? (size_t)cJSON_GetArraySize(pats) : 0;
+    const char **v = NULL;
+    if (n > 0 && !(v = calloc(n, sizeof(*v))))
+        return km_err_set(err, KM_ENOMEM, "csr policy: out of memory");
+    size_t i = 0;
+    const cJSON *it, *list = n > 0 ? pats : NULL;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (!cJSON_IsString(it)) {
+            free(v);
+            return km_err_set(err, KM_EINVAL, "csr.allowedDNSPatterns[%zu]: not a string", i);
+        }
+        v[i++] = it->valuestring;
+    }
+    km_status st = km_csr_policy_new(v, n, max_exp, client, out, err);
+    free(v);
+    return st;
+}
+
 typedef struct step_state {
     km_step_ctx *ctx;
     cJSON *todo; /* undecided CSRs collected from the list */
@@ -396,7 +431,7 @@ static void count(km_step_ctx *ctx, const char *counter)
     km_step_count(ctx, name, 1);
 }
 
-km_status km_csr_step(km_step_ctx *ctx, km_err *err)
+static km_status csr_step(km_step_ctx *ctx, km_err *err)
 {
     km_status st;
     km_csr_policy *policy = NULL;
@@ -410,7 +445,7 @@ km_status km_csr_step(km_step_ctx *ctx, km_err *err)
     handler h = {
         .kube = ctx->kube,
         .policy = policy,
-        .deny = KM_JSON_BOOL(ctx->spec, 1, "deny"),
+        .deny = km_step_bool(ctx, "deny"),
         .dry_run = ctx->dry_run,
         .event = step_event,
         .user = ctx,
@@ -581,7 +616,7 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
     a->h = (handler){
         .kube = a->kube,
         .policy = a->policy,
-        .deny = KM_JSON_BOOL(csr_spec, 1, "deny"),
+        .deny = km_schema_bool(fields, csr_spec, "deny"),
         .dry_run = KM_JSON_BOOL(csr_spec, 0, "dryRun"),
         .event = approver_event,
         .user = a,
@@ -649,3 +684,12 @@ void km_csr_approver_free(km_csr_approver *a)
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
+
+const km_step_def km_csr_def = {
+    .key = "csr",
+    .flag = "csr",
+    .cond = "CSRApprovalWindow",
+    .fail_reason = "CSRFailed",
+    .fields = fields,
+    .run = csr_step,
+};

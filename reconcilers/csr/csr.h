@@ -23,16 +23,22 @@
 
 #include "operator/base/err.h"
 #include "operator/kube/kube.h"
+#include "reconcilers/csr/csrcheck.h"
 #include "reconcilers/step/step.h"
 
-/* One pass over the CSRs pending now (listed page by page); edits ctx->status (status.csr):
- * approved, denied, pending (failed but left pending), ignored (pending CSRs of signers not
- * handled) counters and recent [{name, node, decision (Approved|Denied|Pending), reason (the
- * failed check, or "allChecksPassed")}] (latest 50); Events and ctx->count counters
+/* The step: one pass over the CSRs pending now (listed page by page); edits ctx->status
+ * (status.csr): approved, denied, pending (failed but left pending), ignored (pending CSRs of
+ * signers not handled) counters and recent [{name, node, decision (Approved|Denied|Pending), reason
+ * (the failed check, or "allChecksPassed")}] (latest 50); Events and ctx->count counters
  * csr_{approved,denied,pending,ignored}_total.  Sets ctx's condition (True/PassCompleted).
  * Failure: the list's or a write's error (already decided CSRs stay decided; a re-run goes
  * on with the rest); KM_EINVAL for a bad spec (allowedDNSPatterns). */
-km_status km_csr_step(km_step_ctx *ctx, km_err *err);
+extern const km_step_def km_csr_def;
+
+/* Builds a CSR policy (reconcilers/csr/csrcheck.h) from a spec.csr block: allowedDNSPatterns,
+ * maxExpirationSeconds and approveKubeletClient, defaults from the step's schema; csr_spec may be
+ * NULL for all defaults.  Failure as km_csr_policy_new. */
+km_status km_csr_policy_from_spec(const cJSON *csr_spec, km_csr_policy **out, km_err *err);
 
 typedef struct km_csr_hooks {
     /* A decision was made (decision "Approved", "Denied" or "Pending"; reason as in recent).

@@ -87,33 +87,6 @@ out:
     return st;
 }
 
-km_status km_csr_policy_from_spec(const cJSON *csr_spec, km_csr_policy **out, km_err *err)
-{
-    const cJSON *pats = KM_JSON_AT(csr_spec, "allowedDNSPatterns");
-    long max_exp = (long)KM_JSON_NUM(csr_spec, 31536000.0, "maxExpirationSeconds");
-    int client = KM_JSON_BOOL(csr_spec, 0, "approveKubeletClient");
-    size_t n = cJSON_IsArray(pats) ? (size_t)cJSON_GetArraySize(pats) : 0;
-    const char **v = NULL;
-    if (n > 0) {
-        v = calloc(n, sizeof(*v));
-        if (!v)
-            return km_err_set(err, KM_ENOMEM, "csr policy: out of memory");
-        size_t i = 0;
-        const cJSON *it;
-        cJSON_ArrayForEach(it, pats)
-        {
-            if (!cJSON_IsString(it)) {
-                free(v);
-                return km_err_set(err, KM_EINVAL, "csr.allowedDNSPatterns[%zu]: not a string", i);
-            }
-            v[i++] = it->valuestring;
-        }
-    }
-    km_status st = km_csr_policy_new(v, n, max_exp, client, out, err);
-    free(v);
-    return st;
-}
-
 int km_csrcheck_handles(const km_csr_policy *p, const char *signer)
 {
     if (!signer)

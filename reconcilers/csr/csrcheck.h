@@ -56,11 +56,6 @@ typedef struct km_csr_policy km_csr_policy; /* opaque, immutable once built; thr
 km_status km_csr_policy_new(const char *const *dns_patterns, size_t n, long max_expiration_seconds,
                             int approve_kubelet_client, km_csr_policy **out, km_err *err);
 
-/* Builds a policy from a ClusterRecovery spec.csr block (allowedDNSPatterns,
- * maxExpirationSeconds (default 31536000), approveKubeletClient (default false)); csr_spec may
- * be NULL for all defaults.  Failure as km_csr_policy_new. */
-km_status km_csr_policy_from_spec(const cJSON *csr_spec, km_csr_policy **out, km_err *err);
-
 /* Frees the policy.  Accepts NULL. */
 void km_csr_policy_free(km_csr_policy *p);
 

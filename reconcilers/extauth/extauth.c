@@ -14,7 +14,7 @@
 
 #define MAX_ATTEMPTS 5
 #define REMOVED_MAX 20
-#define PINS_MAX 64
+#define PINS_MAX 20 /* the CRD's maxItems */
 #define RECHECK_MS 2000
 
 static const char *const KEYS[] = {"client-ca-file", "requestheader-client-ca-file"};
@@ -455,7 +455,7 @@ static void removed_text(const cJSON *st, char *buf, size_t n)
     }
 }
 
-km_status km_extauth_step(km_step_ctx *ctx, km_err *err)
+static km_status extauth_step(km_step_ctx *ctx, km_err *err)
 {
     run r;
     memset(&r, 0, sizeof(r));
@@ -594,3 +594,18 @@ out:
         free(r.prior[i]);
     return st;
 }
+
+static const km_field fields[] = {
+    {"enabled", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"pinnedFingerprints", KM_FIELD_FPRLIST, 0, 0, PINS_MAX, NULL},
+    KM_FIELD_END,
+};
+
+const km_step_def km_extauth_def = {
+    .key = "extensionApiserverAuthentication",
+    .flag = "extauth",
+    .cond = "ExtensionAuthCleaned",
+    .fail_reason = "ExtensionAuthFailed",
+    .fields = fields,
+    .run = extauth_step,
+};

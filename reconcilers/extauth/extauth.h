@@ -37,10 +37,10 @@
 #define KM_EXTAUTH_CONFIGMAP "extension-apiserver-authentication"
 #define KM_EXTAUTH_BACKUP_PREFIX "extension-apiserver-authentication-backup-"
 
-/* The step (see the file comment).  KM_OK with ctx->cond_* set when it ran to its end
+/* The step (see the file comment); its run: KM_OK with ctx->cond_* set when it ran to its end
  * (including the "left untouched" outcomes); KM_EINVAL for an invalid pinned fingerprint;
  * KM_ECANCELED when cancelled; API/transport errors otherwise (nothing half-written: the PUT
  * is the only change besides the backup). */
-km_status km_extauth_step(km_step_ctx *ctx, km_err *err);
+extern const km_step_def km_extauth_def;
 
 #endif

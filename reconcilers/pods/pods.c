@@ -1331,7 +1331,7 @@ static km_status do_namespace(run *r, const char *ns, km_err *err)
     return KM_OK;
 }
 
-km_status km_pods_step(km_step_ctx *ctx, km_err *err)
+static km_status pods_step(km_step_ctx *ctx, km_err *err)
 {
     km_status st;
     cJSON *order = NULL;
@@ -1341,14 +1341,14 @@ km_status km_pods_step(km_step_ctx *ctx, km_err *err)
     r.k = ctx->kube;
     r.st = ctx->status;
     r.dry_run = ctx->dry_run;
-    r.include_default = KM_JSON_BOOL(ctx->spec, 0, "includeDefaultServiceAccount");
-    r.max_conc = (int)KM_JSON_NUM(ctx->spec, 5, "maxConcurrent");
+    r.include_default = km_step_bool(ctx, "includeDefaultServiceAccount");
+    r.max_conc = (int)km_step_int(ctx, "maxConcurrent");
     if (r.max_conc < 1)
         r.max_conc = 1;
-    r.wait_ready = KM_JSON_BOOL(ctx->spec, 1, "waitForReady") && !r.dry_run;
-    r.delete_ownerless = KM_JSON_BOOL(ctx->spec, 0, "deleteOwnerlessPods");
-    r.ns_timeout = (long)KM_JSON_NUM(ctx->spec, 600, "namespaceTimeoutSeconds");
-    r.evict_timeout = (long)KM_JSON_NUM(ctx->spec, 300, "evictionTimeoutSeconds");
+    r.wait_ready = km_step_bool(ctx, "waitForReady") && !r.dry_run;
+    r.delete_ownerless = km_step_bool(ctx, "deleteOwnerlessPods");
+    r.ns_timeout = km_step_int(ctx, "namespaceTimeoutSeconds");
+    r.evict_timeout = km_step_int(ctx, "evictionTimeoutSeconds");
     r.started_at = ctx->started_at;
     if (!(r.pending = cJSON_CreateArray()))
         return oom(err);
@@ -1440,3 +1440,44 @@ out:
     }
     return st;
 }
+
+/* The CRD's CEL rule: includeNamespaces and excludeNamespaces are disjoint. */
+static km_status check_spec(const cJSON *blk, km_err *err)
+{
+    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(blk, "excludeNamespaces");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(blk, "includeNamespaces"))
+    {
+        if (km_json_array_has_str(exc, it->valuestring))
+            return km_err_set(err, KM_EINVAL,
+                              "spec.pods: namespace \"%s\" is both in includeNamespaces and "
+                              "excludeNamespaces",
+                              it->valuestring);
+    }
+    return KM_OK;
+}
+
+static const km_field fields[] = {
+    {"enabled", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"includeDefaultServiceAccount", KM_FIELD_BOOL, 0, 0, 0, NULL},
+    {"namespaces", KM_FIELD_STRLIST, 0, 0, 1000, NULL},
+    {"includeNamespaces", KM_FIELD_STRLIST, 0, 0, 256, NULL},
+    {"excludeNamespaces", KM_FIELD_STRLIST, 0, 0, 256, NULL},
+    {"namespaceSelector", KM_FIELD_SELECTOR, 0, 0, 0, NULL},
+    {"maxConcurrent", KM_FIELD_INT, 5, 1, 100, NULL},
+    {"waitForReady", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"namespaceTimeoutSeconds", KM_FIELD_INT, 600, 1, 2147483647, NULL},
+    {"evictionTimeoutSeconds", KM_FIELD_INT, 300, 1, 2147483647, NULL},
+    {"deleteOwnerlessPods", KM_FIELD_BOOL, 0, 0, 0, NULL},
+    KM_FIELD_END,
+};
+
+const km_step_def km_pods_def = {
+    .key = "pods",
+    .flag = "pods",
+    .cond = "PodsRestarted",
+    .fail_reason = "PodsFailed",
+    .fields = fields,
+    .check = check_spec,
+    .run = pods_step,
+};

@@ -43,10 +43,10 @@
 #include "operator/base/err.h"
 #include "reconcilers/step/step.h"
 
-/* Runs (or resumes) the step.  KM_OK when every namespace was handled (condition True /
+/* The step; its run (or resume):  KM_OK when every namespace was handled (condition True /
  * PodsRestarted, or False / WorkloadsStuck when something got stuck).  Failure: an API error
  * (the step resumes from status when re-run), KM_ECANCELED when ctx->cancel was set, KM_EINVAL
  * for a bad namespaceSelector. */
-km_status km_pods_step(km_step_ctx *ctx, km_err *err);
+extern const km_step_def km_pods_def;
 
 #endif

@@ -1,9 +1,7 @@
-/* recovery.h — the ClusterRecovery lifecycle: spec defaults and validation, the steps in order
- * (tokens -> extensionApiserverAuthentication -> csr (the approval window opens) -> pods),
- * progress in status after every unit of work, resume from status, the CSR approval window.
- *
- * Spec defaults are applied client side exactly as the CRD's schema defaults, so
- * `kubemend run --once` without a CRD behaves like the operator.
+/* recovery.h — the ClusterRecovery lifecycle: the steps in order (tokens ->
+ * extensionApiserverAuthentication -> csr (the approval window opens) -> pods; the step table
+ * and the spec are in reconcilers/recovery/spec.h), progress in status after every unit of
+ * work, resume from status, the CSR approval window.
  *
  * A km_recovery wraps ONE ClusterRecovery object (its own copy) and is driven by one thread
  * (km_recovery_run, km_recovery_window_tick); km_recovery_cancel may be called from any thread.
@@ -52,42 +50,6 @@
 #define KM_PHASE_RUNNING "Running"
 #define KM_PHASE_SUCCEEDED "Succeeded"
 #define KM_PHASE_FAILED "Failed"
-
-/* Steps, in order.  Bits of a step mask are (1u << step). */
-typedef enum km_recovery_step {
-    KM_STEP_TOKENS = 0,
-    KM_STEP_EXTAUTH,
-    KM_STEP_CSR,
-    KM_STEP_PODS,
-    KM_STEP_COUNT
-} km_recovery_step;
-
-#define KM_STEPS_ALL ((1u << KM_STEP_COUNT) - 1)
-
-/* The status/spec key of a step ("tokens", "extensionApiserverAuthentication", "csr", "pods");
- * NULL for an invalid step. */
-const char *km_recovery_step_key(int step);
-
-/* Parses a comma-separated step list ("tokens,extauth,csr,pods"; "extensionApiserverAuthentication"
- * is accepted for extauth) into a mask.  KM_EINVAL with a message naming the bad entry (mask
- * untouched) for unknown or empty entries. */
-km_status km_recovery_parse_steps(const char *list, unsigned *mask, km_err *err);
-
-/* Validates spec (may be NULL = {}) against the ClusterRecovery schema (types, enums, ranges,
- * unknown fields, the CEL rules) and returns a new spec with every default filled in (caller
- * frees with cJSON_Delete).  Failure: KM_EINVAL with "spec.<path>: <problem>" in err, KM_ENOMEM;
- * *out untouched. */
-km_status km_recovery_spec_defaults(const cJSON *spec, cJSON **out, km_err *err);
-
-/* Validates a whole ClusterRecovery document (apiVersion, kind, metadata.name when present,
- * spec).  KM_EINVAL with a message naming the field on failure. */
-km_status km_recovery_validate(const cJSON *obj, km_err *err);
-
-/* Reads a recovery file (YAML or JSON holding one ClusterRecovery) and validates it.  On success
- * *out is the document (caller frees with cJSON_Delete); a missing metadata.name becomes
- * "run-once".  Failure: KM_EIO (cannot read), KM_EPARSE (not YAML), KM_EINVAL (not a valid
- * ClusterRecovery), each with the path in the message; *out untouched. */
-km_status km_recovery_load_file(const char *path, cJSON **out, km_err *err);
 
 /* Index of the recovery that may run now among objs[0..n) (ClusterRecovery objects): one that
  * is neither completed (phase Succeeded/Failed) nor being deleted; a Running one first (resume),

@@ -1,11 +1,26 @@
-/* step.c — small helpers shared by the recovery steps. */
+/* step.c — small helpers shared by the recovery steps (see step.h). */
 #include "reconcilers/step/step.h"
-
-#include "operator/base/json.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "operator/base/json.h"
+
+long km_step_int(const km_step_ctx *ctx, const char *name)
+{
+    return (long)km_schema_num(ctx->def ? ctx->def->fields : NULL, ctx->spec, name);
+}
+
+int km_step_bool(const km_step_ctx *ctx, const char *name)
+{
+    return km_schema_bool(ctx->def ? ctx->def->fields : NULL, ctx->spec, name);
+}
+
+const char *km_step_str(const km_step_ctx *ctx, const char *name)
+{
+    return km_schema_str(ctx->def ? ctx->def->fields : NULL, ctx->spec, name);
+}
 
 int km_step_cancelled(const km_step_ctx *ctx)
 {

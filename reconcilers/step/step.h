@@ -1,11 +1,16 @@
-/* step.h — the interface between the ClusterRecovery orchestration (recovery.c) and each step
- * (tokens, extauth, csr, pods).
+/* step.h — reconcilers/step: what every recovery step is and gets.  Read this first when adding
+ * or changing a step (then a step's folder: reconcilers/tokens, extauth, csr, pods).
  *
- * The orchestrator owns the ClusterRecovery object and its status; a step gets a context with the
- * step's spec block (defaults applied), the step's own status sub-object to edit in place, and
- * callbacks to persist status, record Events and report progress.  A step must be resumable:
- * everything it needs to continue after a crash is in its status object (persisted through
- * ctx->save after every unit of work), and re-running a finished unit must change nothing. */
+ * A step is a km_step_def: its keys and condition, its spec block's schema with the defaults
+ * (schema.h: declared once, next to the step's code) and its function.  The ClusterRecovery
+ * engine (reconcilers/recovery) runs the steps of its table in order; it owns the object and its
+ * status, and hands each step a km_step_ctx: the step's spec block (defaults applied), the
+ * step's own status sub-object to edit in place, and callbacks to persist status, record Events
+ * and report progress.  A step must be resumable: everything it needs to continue after a crash
+ * is in its status object (persisted through ctx->save after every unit of work), and re-running
+ * a finished unit must change nothing.
+ *
+ * The folder also holds what steps share: conditions.h (metav1.Condition lists) and schema.h. */
 #ifndef KM_STEP_H
 #define KM_STEP_H
 
@@ -15,10 +20,13 @@
 
 #include "operator/base/err.h"
 #include "operator/kube/kube.h"
+#include "reconcilers/step/schema.h"
 
 typedef struct km_step_ctx km_step_ctx;
+typedef struct km_step_def km_step_def;
 
 struct km_step_ctx {
+    const km_step_def *def;     /* the step being run (its schema gives the defaults) */
     km_kube *kube;              /* borrowed; owned by the calling thread */
     const cJSON *spec;          /* the step's spec block, defaults applied; never NULL */
     cJSON *status;              /* the step's status object (e.g. status.tokens); edit in place */
@@ -50,6 +58,24 @@ struct km_step_ctx {
 /* A step: KM_OK when it ran to its end (see cond_*); another status when it could not (the
  * orchestrator records err in the step's condition and retries transient errors with backoff). */
 typedef km_status (*km_step_fn)(km_step_ctx *ctx, km_err *err);
+
+/* One step, as the engine's step table holds it. */
+struct km_step_def {
+    const char *key;         /* spec and status key: "tokens", "extensionApiserverAuthentication" */
+    const char *flag;        /* its name for --steps: "tokens", "extauth" */
+    const char *cond;        /* its condition type: "TokensRegenerated" */
+    const char *fail_reason; /* the Succeeded=False reason when it failed: "TokensFailed" */
+    const km_field *fields;  /* its spec block (KM_FIELD_END-terminated, defaults included) */
+    /* Rules across fields (the CRD's CEL rules) on the defaulted block; NULL = none.  Failure:
+     * KM_EINVAL with "spec.<key>...: <problem>". */
+    km_status (*check)(const cJSON *block, km_err *err);
+    km_step_fn run;
+};
+
+/* The step's setting `name` from ctx->spec, or its declared default (schema.h). */
+long km_step_int(const km_step_ctx *ctx, const char *name);
+int km_step_bool(const km_step_ctx *ctx, const char *name);
+const char *km_step_str(const km_step_ctx *ctx, const char *name);
 
 /* Null-safe calls of the context's callbacks (a runner may leave any of them NULL). */
 /* Non-zero once the step should stop (ctx->cancel set). */

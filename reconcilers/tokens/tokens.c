@@ -447,7 +447,7 @@ static void finish(run *r)
         list_text(r->st, "unhealed", unhealed, names, sizeof(names));
         char msg[512];
         snprintf(msg, sizeof(msg), "%ld token Secret(s) did not get a valid token within %lds: %s",
-                 unhealed, (long)KM_JSON_NUM(ctx->spec, 60, "verifyTimeoutSeconds"), names);
+                 unhealed, km_step_int(ctx, "verifyTimeoutSeconds"), names);
         event(r, "Warning", "TokensNotHealed", msg);
         km_step_set_result(ctx, "False", "NotHealed", "%s%s%s", msg,
                            r->del ? " (clusters >= 1.24 do not recreate deleted token Secrets; "
@@ -508,7 +508,7 @@ static km_status verify(run *r, km_err *err)
     km_tokens_heal_opts o = {
         .kube = r->ctx->kube,
         .judge = r->judge,
-        .timeout_s = (long)KM_JSON_NUM(r->ctx->spec, 60, "verifyTimeoutSeconds"),
+        .timeout_s = km_step_int(r->ctx, "verifyTimeoutSeconds"),
         .scanned = num(r, "scanned"),
         .cancel = r->ctx->cancel,
     };
@@ -519,7 +519,7 @@ static km_status verify(run *r, km_err *err)
     return st;
 }
 
-km_status km_tokens_step(km_step_ctx *ctx, km_err *err)
+static km_status tokens_step(km_step_ctx *ctx, km_err *err)
 {
     run r;
     memset(&r, 0, sizeof(r));
@@ -527,8 +527,7 @@ km_status km_tokens_step(km_step_ctx *ctx, km_err *err)
     r.st = ctx->status;
     r.counting = 1;
     r.err = err;
-    const char *mode = KM_JSON_STR(ctx->spec, "mode");
-    r.del = mode && strcmp(mode, "Delete") == 0;
+    r.del = strcmp(km_step_str(ctx, "mode"), "Delete") == 0;
     int verify_only = 0;
     km_status st = KM_OK;
     if (!(r.heal = km_tokens_heal_new())) {
@@ -559,3 +558,21 @@ out:
     free(r.marker);
     return st;
 }
+
+static const char *const modes[] = {"Regenerate", "Delete", NULL};
+
+static const km_field fields[] = {
+    {"enabled", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"mode", KM_FIELD_ENUM, 0, 0, 0, modes},
+    {"verifyTimeoutSeconds", KM_FIELD_INT, 60, 0, 3600, NULL},
+    KM_FIELD_END,
+};
+
+const km_step_def km_tokens_def = {
+    .key = "tokens",
+    .flag = "tokens",
+    .cond = "TokensRegenerated",
+    .fail_reason = "TokensFailed",
+    .fields = fields,
+    .run = tokens_step,
+};

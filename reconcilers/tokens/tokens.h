@@ -54,9 +54,9 @@
 #include "operator/base/err.h"
 #include "reconcilers/step/step.h"
 
-/* The step (see the file comment).  KM_OK when it ran to its end, with ctx->cond_* set;
+/* The step (see the file comment); its run: KM_OK when it ran to its end, with ctx->cond_* set;
  * KM_ECANCELED when ctx->cancel was set; an API/transport error otherwise (status holds the
  * progress for a resume). */
-km_status km_tokens_step(km_step_ctx *ctx, km_err *err);
+extern const km_step_def km_tokens_def;
 
 #endif

@@ -231,14 +231,13 @@ int main(int argc, char **argv)
     ctx.event = ctx_event;
     ctx.progress = ctx_progress;
     ctx.count = ctx_count;
-    if (strcmp(step, "tokens") == 0)
-        st = km_tokens_step(&ctx, &err);
-    else if (strcmp(step, "extauth") == 0)
-        st = km_extauth_step(&ctx, &err);
-    else if (strcmp(step, "pods") == 0)
-        st = km_pods_step(&ctx, &err);
-    else if (strcmp(step, "csr") == 0)
-        st = km_csr_step(&ctx, &err);
+    static const km_step_def *const defs[] = {&km_tokens_def, &km_extauth_def, &km_csr_def,
+                                              &km_pods_def};
+    for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+        if (strcmp(step, defs[i]->flag) == 0)
+            ctx.def = defs[i];
+    if (ctx.def)
+        st = ctx.def->run(&ctx, &err);
     else
         st = km_err_set(&err, KM_EINVAL, "unknown step %s", step);
     if (st == KM_OK) {

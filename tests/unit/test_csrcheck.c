@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "reconcilers/csr/csr.h"
 #include "reconcilers/csr/csrcheck.h"
 #include "tests/unit/support/testcsr.h"
 

@@ -14,438 +14,11 @@
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
-#include "operator/base/yamljson.h"
 #include "reconcilers/csr/csr.h"
-#include "reconcilers/extauth/extauth.h"
-#include "reconcilers/pods/pods.h"
 #include "reconcilers/recovery/persist.h"
+#include "reconcilers/recovery/spec.h"
 #include "reconcilers/step/conditions.h"
 #include "reconcilers/step/step.h"
-#include "reconcilers/tokens/tokens.h"
-
-/* ---- spec schema --------------------------------------------------------------------------- */
-
-typedef enum ftype { F_BOOL, F_INT, F_ENUM, F_STRLIST, F_REGEXLIST, F_FPRLIST, F_SELECTOR } ftype;
-
-typedef struct field {
-    const char *name;
-    ftype type;
-    double dflt; /* F_BOOL / F_INT default; NAN = no default */
-    double min, max;
-    const char *const *values; /* F_ENUM: allowed values (first = default) */
-} field;
-
-static const char *const token_modes[] = {"Regenerate", "Delete", NULL};
-
-static const field tokens_fields[] = {
-    {"enabled", F_BOOL, 1, 0, 0, NULL},
-    {"mode", F_ENUM, 0, 0, 0, token_modes},
-    {"verifyTimeoutSeconds", F_INT, 60, 0, 3600, NULL},
-    {NULL, F_BOOL, 0, 0, 0, NULL},
-};
-static const field extauth_fields[] = {
-    {"enabled", F_BOOL, 1, 0, 0, NULL},
-    {"pinnedFingerprints", F_FPRLIST, NAN, 0, 20, NULL},
-    {NULL, F_BOOL, 0, 0, 0, NULL},
-};
-static const field csr_fields[] = {
-    {"enabled", F_BOOL, 1, 0, 0, NULL},
-    {"windowSeconds", F_INT, 3600, 1, 1e15, NULL},
-    {"continuous", F_BOOL, 0, 0, 0, NULL},
-    {"deny", F_BOOL, 1, 0, 0, NULL},
-    {"approveKubeletClient", F_BOOL, 0, 0, 0, NULL},
-    {"allowedDNSPatterns", F_REGEXLIST, NAN, 0, 50, NULL},
-    {"maxExpirationSeconds", F_INT, 31536000, 600, 1e15, NULL},
-    {NULL, F_BOOL, 0, 0, 0, NULL},
-};
-static const field pods_fields[] = {
-    {"enabled", F_BOOL, 1, 0, 0, NULL},
-    {"includeDefaultServiceAccount", F_BOOL, 0, 0, 0, NULL},
-    {"namespaces", F_STRLIST, NAN, 0, 0, NULL},
-    {"includeNamespaces", F_STRLIST, NAN, 0, 0, NULL},
-    {"excludeNamespaces", F_STRLIST, NAN, 0, 0, NULL},
-    {"namespaceSelector", F_SELECTOR, NAN, 0, 0, NULL},
-    {"maxConcurrent", F_INT, 5, 1, 100, NULL},
-    {"waitForReady", F_BOOL, 1, 0, 0, NULL},
-    {"namespaceTimeoutSeconds", F_INT, 600, 1, 2147483647, NULL},
-    {"evictionTimeoutSeconds", F_INT, 300, 1, 2147483647, NULL},
-    {"deleteOwnerlessPods", F_BOOL, 0, 0, 0, NULL},
-    {NULL, F_BOOL, 0, 0, 0, NULL},
-};
-
-static const struct step_schema {
-    const char *key;
-    const field *fields;
-} step_schemas[KM_STEP_COUNT] = {
-    {"tokens", tokens_fields},
-    {"extensionApiserverAuthentication", extauth_fields},
-    {"csr", csr_fields},
-    {"pods", pods_fields},
-};
-
-const char *km_recovery_step_key(int step)
-{
-    if (step < 0 || step >= KM_STEP_COUNT)
-        return NULL;
-    return step_schemas[step].key;
-}
-
-km_status km_recovery_parse_steps(const char *list, unsigned *mask, km_err *err)
-{
-    unsigned m = 0;
-    const char *p = list ? list : "";
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char name[64];
-        if (len == 0 || len >= sizeof(name))
-            return km_err_set(err, KM_EINVAL,
-                              "--steps: empty or invalid entry in \"%s\" (use "
-                              "tokens,extauth,csr,pods)",
-                              list ? list : "");
-        memcpy(name, p, len);
-        name[len] = '\0';
-        if (strcmp(name, "tokens") == 0)
-            m |= 1u << KM_STEP_TOKENS;
-        else if (strcmp(name, "extauth") == 0 ||
-                 strcmp(name, "extensionApiserverAuthentication") == 0)
-            m |= 1u << KM_STEP_EXTAUTH;
-        else if (strcmp(name, "csr") == 0)
-            m |= 1u << KM_STEP_CSR;
-        else if (strcmp(name, "pods") == 0)
-            m |= 1u << KM_STEP_PODS;
-        else
-            return km_err_set(err, KM_EINVAL,
-                              "--steps: unknown step \"%s\" (use tokens,extauth,csr,pods)", name);
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    *mask = m;
-    return KM_OK;
-}
-
-static int is_integral(const cJSON *v)
-{
-    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && floor(v->valuedouble) == v->valuedouble;
-}
-
-static km_status check_strlist(const cJSON *v, const char *path, km_err *err)
-{
-    if (!cJSON_IsArray(v))
-        return km_err_set(err, KM_EINVAL, "%s: must be a list of strings", path);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, v)
-    {
-        if (!cJSON_IsString(it))
-            return km_err_set(err, KM_EINVAL, "%s: must be a list of strings", path);
-    }
-    return KM_OK;
-}
-
-static km_status check_fingerprint(const char *s, const char *path, km_err *err)
-{
-    /* The CRD's pattern: 64 hex digits, or 32 hex pairs separated by colons. */
-    size_t n = strlen(s);
-    int ok = n == 64 || n == 95;
-    for (size_t i = 0; ok && i < n; i++) {
-        char c = s[i];
-        int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-        ok = n == 64 ? hex : (i % 3 == 2 ? c == ':' : hex);
-    }
-    if (!ok)
-        return km_err_set(err, KM_EINVAL,
-                          "%s: \"%s\" is not a SHA-256 fingerprint (64 hex digits, colons allowed "
-                          "between pairs)",
-                          path, s);
-    return KM_OK;
-}
-
-static km_status check_selector(const cJSON *v, const char *path, km_err *err)
-{
-    if (!cJSON_IsObject(v))
-        return km_err_set(err, KM_EINVAL, "%s: must be a label selector object", path);
-    const cJSON *it;
-    cJSON_ArrayForEach(it, v)
-    {
-        if (strcmp(it->string, "matchLabels") == 0) {
-            if (!cJSON_IsObject(it))
-                return km_err_set(err, KM_EINVAL, "%s.matchLabels: must be a map of strings", path);
-            const cJSON *l;
-            cJSON_ArrayForEach(l, it)
-            {
-                if (!cJSON_IsString(l))
-                    return km_err_set(err, KM_EINVAL, "%s.matchLabels.%s: must be a string", path,
-                                      l->string);
-            }
-        } else if (strcmp(it->string, "matchExpressions") == 0) {
-            if (!cJSON_IsArray(it))
-                return km_err_set(err, KM_EINVAL, "%s.matchExpressions: must be a list", path);
-            const cJSON *e;
-            int i = 0;
-            cJSON_ArrayForEach(e, it)
-            {
-                const char *key = KM_JSON_STR(e, "key");
-                const char *op = KM_JSON_STR(e, "operator");
-                const cJSON *vals = KM_JSON_AT(e, "values");
-                if (!key || !*key)
-                    return km_err_set(err, KM_EINVAL, "%s.matchExpressions[%d].key: required", path,
-                                      i);
-                int set_op = op && (strcmp(op, "In") == 0 || strcmp(op, "NotIn") == 0);
-                int ex_op = op && (strcmp(op, "Exists") == 0 || strcmp(op, "DoesNotExist") == 0);
-                if (!set_op && !ex_op)
-                    return km_err_set(err, KM_EINVAL,
-                                      "%s.matchExpressions[%d].operator: must be In, NotIn, "
-                                      "Exists or DoesNotExist",
-                                      path, i);
-                if (vals) {
-                    char sub[256];
-                    snprintf(sub, sizeof(sub), "%s.matchExpressions[%d].values", path, i);
-                    km_status st = check_strlist(vals, sub, err);
-                    if (st != KM_OK)
-                        return st;
-                }
-                int nvals = vals ? cJSON_GetArraySize(vals) : 0;
-                if (set_op && nvals == 0)
-                    return km_err_set(err, KM_EINVAL,
-                                      "%s.matchExpressions[%d].values: must be non-empty for %s",
-                                      path, i, op);
-                if (ex_op && nvals != 0)
-                    return km_err_set(err, KM_EINVAL,
-                                      "%s.matchExpressions[%d].values: must be empty for %s", path,
-                                      i, op);
-                i++;
-            }
-        } else {
-            return km_err_set(err, KM_EINVAL, "%s.%s: unknown field", path, it->string);
-        }
-    }
-    return KM_OK;
-}
-
-static km_status check_field(const field *f, const cJSON *v, const char *path, km_err *err)
-{
-    switch (f->type) {
-    case F_BOOL:
-        if (!cJSON_IsBool(v))
-            return km_err_set(err, KM_EINVAL, "%s: must be true or false", path);
-        return KM_OK;
-    case F_INT:
-        if (!is_integral(v))
-            return km_err_set(err, KM_EINVAL, "%s: must be an integer", path);
-        if (v->valuedouble < f->min || v->valuedouble > f->max)
-            return km_err_set(err, KM_EINVAL, "%s: must be between %.0f and %.0f (got %.0f)", path,
-                              f->min, f->max, v->valuedouble);
-        return KM_OK;
-    case F_ENUM:
-        if (cJSON_IsString(v))
-            for (const char *const *e = f->values; *e; e++)
-                if (strcmp(*e, v->valuestring) == 0)
-                    return KM_OK;
-        return km_err_set(err, KM_EINVAL, "%s: must be one of %s, %s", path, f->values[0],
-                          f->values[1]);
-    case F_STRLIST:
-        return check_strlist(v, path, err);
-    case F_REGEXLIST: {
-        km_status st = check_strlist(v, path, err);
-        if (st == KM_OK && cJSON_GetArraySize(v) > (int)f->max)
-            return km_err_set(err, KM_EINVAL, "%s: at most %.0f entries", path, f->max);
-        const cJSON *it;
-        if (st != KM_OK)
-            return st;
-        cJSON_ArrayForEach(it, v)
-        {
-            regex_t re;
-            size_t len = strlen(it->valuestring);
-            if (len < 1 || len > 256)
-                return km_err_set(err, KM_EINVAL, "%s: patterns must be 1..256 characters", path);
-            if (regcomp(&re, it->valuestring, REG_EXTENDED | REG_NOSUB) != 0)
-                return km_err_set(err, KM_EINVAL, "%s: \"%s\" is not a valid regular expression",
-                                  path, it->valuestring);
-            regfree(&re);
-        }
-        return KM_OK;
-    }
-    case F_FPRLIST: {
-        km_status st = check_strlist(v, path, err);
-        if (st == KM_OK && cJSON_GetArraySize(v) > (int)f->max)
-            return km_err_set(err, KM_EINVAL, "%s: at most %.0f entries", path, f->max);
-        const cJSON *it;
-        if (st != KM_OK)
-            return st;
-        cJSON_ArrayForEach(it, v)
-        {
-            st = check_fingerprint(it->valuestring, path, err);
-            if (st != KM_OK)
-                return st;
-        }
-        return KM_OK;
-    }
-    case F_SELECTOR:
-        return check_selector(v, path, err);
-    }
-    return KM_OK;
-}
-
-/* Validates and defaults one step block in place (blk is the output copy). */
-static km_status step_defaults(const struct step_schema *sc, cJSON *blk, km_err *err)
-{
-    char path[128];
-    const cJSON *it;
-    cJSON_ArrayForEach(it, blk)
-    {
-        const field *f = sc->fields;
-        while (f->name && strcmp(f->name, it->string) != 0)
-            f++;
-        snprintf(path, sizeof(path), "spec.%s.%s", sc->key, it->string);
-        if (!f->name)
-            return km_err_set(err, KM_EINVAL, "%s: unknown field", path);
-        km_status st = check_field(f, it, path, err);
-        if (st != KM_OK)
-            return st;
-    }
-    for (const field *f = sc->fields; f->name; f++) {
-        if (cJSON_GetObjectItemCaseSensitive(blk, f->name))
-            continue;
-        cJSON *d = NULL;
-        if (f->type == F_BOOL)
-            d = f->dflt != 0 ? cJSON_CreateTrue() : cJSON_CreateFalse();
-        else if (f->type == F_INT)
-            d = cJSON_CreateNumber(f->dflt);
-        else if (f->type == F_ENUM)
-            d = cJSON_CreateString(f->values[0]);
-        else
-            continue; /* lists and selectors have no default */
-        if (!d || !cJSON_AddItemToObject(blk, f->name, d)) {
-            cJSON_Delete(d);
-            return km_err_set(err, KM_ENOMEM, "spec defaults: out of memory");
-        }
-    }
-    /* The CEL rule: includeNamespaces and excludeNamespaces are disjoint. */
-    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(blk, "includeNamespaces");
-    const cJSON *exc = cJSON_GetObjectItemCaseSensitive(blk, "excludeNamespaces");
-    if (inc && exc) {
-        cJSON_ArrayForEach(it, inc)
-        {
-            if (km_json_array_has_str(exc, it->valuestring))
-                return km_err_set(err, KM_EINVAL,
-                                  "spec.pods: namespace \"%s\" is both in includeNamespaces and "
-                                  "excludeNamespaces",
-                                  it->valuestring);
-        }
-    }
-    return KM_OK;
-}
-
-km_status km_recovery_spec_defaults(const cJSON *spec, cJSON **out, km_err *err)
-{
-    if (spec && !cJSON_IsNull(spec) && !cJSON_IsObject(spec))
-        return km_err_set(err, KM_EINVAL, "spec: must be an object");
-    cJSON *s = (spec && cJSON_IsObject(spec)) ? cJSON_Duplicate(spec, 1) : cJSON_CreateObject();
-    km_status st = KM_OK;
-    if (!s)
-        return km_err_set(err, KM_ENOMEM, "spec defaults: out of memory");
-    const cJSON *it;
-    cJSON_ArrayForEach(it, s)
-    {
-        int known = strcmp(it->string, "dryRun") == 0;
-        for (int i = 0; i < KM_STEP_COUNT && !known; i++)
-            known = strcmp(it->string, step_schemas[i].key) == 0;
-        if (!known) {
-            st = km_err_set(err, KM_EINVAL, "spec.%s: unknown field", it->string);
-            goto out;
-        }
-    }
-    const cJSON *dry = cJSON_GetObjectItemCaseSensitive(s, "dryRun");
-    if (dry && !cJSON_IsBool(dry)) {
-        st = km_err_set(err, KM_EINVAL, "spec.dryRun: must be true or false");
-        goto out;
-    }
-    if (!dry && !cJSON_AddFalseToObject(s, "dryRun")) {
-        st = km_err_set(err, KM_ENOMEM, "spec defaults: out of memory");
-        goto out;
-    }
-    for (int i = 0; i < KM_STEP_COUNT; i++) {
-        cJSON *blk = cJSON_GetObjectItemCaseSensitive(s, step_schemas[i].key);
-        if (blk && cJSON_IsNull(blk)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(s, step_schemas[i].key);
-            blk = NULL;
-        }
-        if (blk && !cJSON_IsObject(blk)) {
-            st = km_err_set(err, KM_EINVAL, "spec.%s: must be an object", step_schemas[i].key);
-            goto out;
-        }
-        if (!blk && !(blk = cJSON_AddObjectToObject(s, step_schemas[i].key))) {
-            st = km_err_set(err, KM_ENOMEM, "spec defaults: out of memory");
-            goto out;
-        }
-        st = step_defaults(&step_schemas[i], blk, err);
-        if (st != KM_OK)
-            goto out;
-    }
-    *out = s;
-    s = NULL;
-out:
-    cJSON_Delete(s);
-    return st;
-}
-
-km_status km_recovery_validate(const cJSON *obj, km_err *err)
-{
-    if (!cJSON_IsObject(obj))
-        return km_err_set(err, KM_EINVAL, "not a ClusterRecovery: expected a YAML mapping");
-    const char *api = KM_JSON_STR(obj, "apiVersion");
-    const char *kind = KM_JSON_STR(obj, "kind");
-    if (!api || strcmp(api, KM_RECOVERY_API_VERSION) != 0)
-        return km_err_set(err, KM_EINVAL, "apiVersion: expected %s, got %s",
-                          KM_RECOVERY_API_VERSION, api ? api : "(none)");
-    if (!kind || strcmp(kind, KM_RECOVERY_KIND) != 0)
-        return km_err_set(err, KM_EINVAL, "kind: expected %s, got %s", KM_RECOVERY_KIND,
-                          kind ? kind : "(none)");
-    const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-    if (md && !cJSON_IsNull(md) && !cJSON_IsObject(md))
-        return km_err_set(err, KM_EINVAL, "metadata: must be an object");
-    const cJSON *name = KM_JSON_AT(obj, "metadata", "name");
-    if (name) {
-        if (!cJSON_IsString(name) || !*name->valuestring || strlen(name->valuestring) > 253)
-            return km_err_set(err, KM_EINVAL, "metadata.name: must be a non-empty string");
-        for (const char *p = name->valuestring; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
-                return km_err_set(err, KM_EINVAL,
-                                  "metadata.name: \"%s\" is not a DNS subdomain (lowercase "
-                                  "letters, digits, '-', '.')",
-                                  name->valuestring);
-    }
-    cJSON *spec = NULL;
-    km_status st = km_recovery_spec_defaults(KM_JSON_AT(obj, "spec"), &spec, err);
-    cJSON_Delete(spec);
-    return st;
-}
-
-km_status km_recovery_load_file(const char *path, cJSON **out, km_err *err)
-{
-    cJSON *doc = NULL;
-    km_status st = km_yaml_parse_file(path, &doc, err);
-    if (st != KM_OK)
-        return st;
-    st = km_recovery_validate(doc, err);
-    if (st != KM_OK) {
-        km_err_prefix(err, "%s", path);
-        goto out;
-    }
-    if (!KM_JSON_STR(doc, "metadata", "name")) {
-        cJSON *md = km_json_obj(doc, "metadata");
-        if (!md || km_json_set_str(md, "name", "run-once") != KM_OK) {
-            st = km_err_set(err, KM_ENOMEM, "%s: out of memory", path);
-            goto out;
-        }
-    }
-    *out = doc;
-    doc = NULL;
-out:
-    cJSON_Delete(doc);
-    return st;
-}
 
 /* ---- picking the active recovery ------------------------------------------------------------ */
 
@@ -489,34 +62,6 @@ int km_recovery_pick_active(const cJSON *const *objs, size_t n)
 }
 
 /* ---- the run engine ------------------------------------------------------------------------- */
-
-static const struct step_def {
-    const char *cond;        /* condition type */
-    const char *title;       /* for messages and events */
-    const char *fail_reason; /* Succeeded=False reason when this step failed */
-} step_defs[KM_STEP_COUNT] = {
-    {KM_COND_TOKENS, "Tokens", "TokensFailed"},
-    {KM_COND_EXTAUTH, "ExtensionAuth", "ExtensionAuthFailed"},
-    {KM_COND_CSR, "CSR", "CSRFailed"},
-    {KM_COND_PODS, "Pods", "PodsFailed"},
-};
-
-/* The step entry points linked into this build (NULL = not available yet). */
-static km_step_fn step_entry(int step)
-{
-    switch (step) {
-    case KM_STEP_TOKENS:
-        return km_tokens_step;
-    case KM_STEP_EXTAUTH:
-        return km_extauth_step;
-    case KM_STEP_CSR:
-        return km_csr_step;
-    case KM_STEP_PODS:
-        return km_pods_step;
-    default:
-        return NULL;
-    }
-}
 
 #define RECENT_MAX 50
 
@@ -804,7 +349,8 @@ static km_status approver_start(km_recovery *r, km_err *err)
     cJSON *spec = cJSON_Duplicate(KM_JSON_AT(r->spec, "csr"), 1);
     if (!spec)
         return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
-    int continuous = KM_JSON_BOOL(r->spec, 0, "csr", "continuous") && !r->o.once;
+    int continuous =
+        km_schema_bool(km_csr_def.fields, KM_JSON_AT(r->spec, "csr"), "continuous") && !r->o.once;
     const char *ends = KM_JSON_STR(status_obj(r), "csr", "windowEndsAt");
     /* run --once without --csr-window: the approver lives until the run ends. */
     int bounded = !continuous && ends && !(r->o.once && r->o.csr_window <= 0);
@@ -847,7 +393,7 @@ static int window_should_be_open(km_recovery *r, time_t now)
     const char *reason = km_cond_reason(status_obj(r), KM_COND_CSR);
     if (!reason || strcmp(reason, "WindowOpen") != 0)
         return 0;
-    if (KM_JSON_BOOL(r->spec, 0, "csr", "continuous") && !r->o.once)
+    if (km_schema_bool(km_csr_def.fields, KM_JSON_AT(r->spec, "csr"), "continuous") && !r->o.once)
         return 1;
     time_t ends = parse_time(KM_JSON_STR(status_obj(r), "csr", "windowEndsAt"));
     return ends != (time_t)-1 && now < ends;
@@ -914,8 +460,10 @@ static int transient(km_status st, const km_err *e)
 static void open_window(km_recovery *r, km_step_ctx *ctx)
 {
     cJSON *csr = km_json_obj(status_obj(r), "csr");
-    long secs = r->o.csr_window > 0 ? r->o.csr_window
-                                    : (long)KM_JSON_NUM(r->spec, 3600, "csr", "windowSeconds");
+    long secs =
+        r->o.csr_window > 0
+            ? r->o.csr_window
+            : (long)km_schema_num(km_csr_def.fields, KM_JSON_AT(r->spec, "csr"), "windowSeconds");
     time_t now = time(NULL);
     char ends[32];
     km_clock_format_s(now + secs, ends, sizeof(ends));
@@ -929,7 +477,8 @@ static void open_window(km_recovery *r, km_step_ctx *ctx)
         set_cond(r, KM_COND_CSR, "True", "DryRun", msg);
         return;
     }
-    int continuous = KM_JSON_BOOL(r->spec, 0, "csr", "continuous") && !r->o.once;
+    int continuous =
+        km_schema_bool(km_csr_def.fields, KM_JSON_AT(r->spec, "csr"), "continuous") && !r->o.once;
     if (continuous)
         snprintf(msg, sizeof(msg), "%s; approving kubelet CSRs continuously", ctx->cond_message);
     else if (r->o.once && r->o.csr_window <= 0)
@@ -960,26 +509,19 @@ static int step_selected(const km_recovery *r, int step)
  * it is False.  Otherwise interrupted (see km_recovery_run). */
 static km_status run_step(km_recovery *r, int step, int *failed, km_err *err)
 {
-    const char *key = step_schemas[step].key;
-    const struct step_def *def = &step_defs[step];
+    const km_step_def *def = km_recovery_step_def(step);
+    const char *key = def->key;
     cJSON *status = status_obj(r);
     char msg[768];
 
-    if (!KM_JSON_BOOL(r->spec, 1, key, "enabled") || !step_selected(r, step)) {
+    if (!km_schema_bool(def->fields, KM_JSON_AT(r->spec, key), "enabled") ||
+        !step_selected(r, step)) {
         set_cond(r, def->cond, "True", "Disabled",
                  step_selected(r, step) ? "disabled in spec" : "not selected (--steps)");
         snprintf(msg, sizeof(msg), "%s: disabled", key);
         set_progress(r, key, msg);
         return save(r, err);
     }
-    km_step_fn fn = step_entry(step);
-    if (!fn) {
-        set_cond(r, def->cond, "False", "NotAvailable", "this kubemend build has no such step");
-        record(r, "Warning", def->fail_reason, "%s step is not available in this build", key);
-        *failed = 1;
-        return save(r, err);
-    }
-
     r->cur_step = key;
     km_json_set_str(status, "currentStep", key);
     if (!km_cond_is(status, def->cond, "Unknown") ||
@@ -996,6 +538,7 @@ static km_status run_step(km_recovery *r, int step, int *failed, km_err *err)
 
     km_step_ctx ctx;
     memset(&ctx, 0, sizeof(ctx));
+    ctx.def = def;
     ctx.kube = r->o.kube;
     ctx.spec = KM_JSON_AT(r->spec, key);
     ctx.status = km_json_obj(status, key);
@@ -1018,7 +561,7 @@ static km_status run_step(km_recovery *r, int step, int *failed, km_err *err)
         km_err e;
         km_err_clear(&e);
         ctx.cond_status[0] = ctx.cond_reason[0] = ctx.cond_message[0] = '\0';
-        st = fn(&ctx, &e);
+        st = def->run(&ctx, &e);
         if (st == KM_OK)
             break;
         char ebuf[768];
@@ -1114,7 +657,7 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
     int failed_step = -1;
     int error_end = 0;
     for (int step = 0; step < KM_STEP_COUNT && !error_end; step++) {
-        const char *cond = step_defs[step].cond;
+        const char *cond = km_recovery_step_def(step)->cond;
         if (cond_final(status, cond)) {
             if (km_cond_is(status, cond, "False") && failed_step < 0) {
                 failed_step = step;
@@ -1151,12 +694,13 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
         set_progress(r, NULL, r->dry_run ? "done (dry run)" : "done");
         record(r, "Normal", "Completed", "recovery completed%s", r->dry_run ? " (dry run)" : "");
     } else {
-        const char *key = step_schemas[failed_step].key;
-        const char *msgc = KM_JSON_STR(km_cond_get(status, step_defs[failed_step].cond), "message");
+        const km_step_def *def = km_recovery_step_def(failed_step);
+        const char *key = def->key;
+        const char *msgc = KM_JSON_STR(km_cond_get(status, def->cond), "message");
         char msg[768];
         snprintf(msg, sizeof(msg), "step %s failed: %s", key, msgc ? msgc : "");
         km_json_set_str(status, "phase", KM_PHASE_FAILED);
-        set_cond(r, KM_COND_SUCCEEDED, "False", step_defs[failed_step].fail_reason, msg);
+        set_cond(r, KM_COND_SUCCEEDED, "False", def->fail_reason, msg);
         snprintf(msg, sizeof(msg), "failed at %s", key);
         set_progress(r, NULL, msg);
         record(r, "Warning", "Failed", "recovery failed: step %s", key);
@@ -1225,7 +769,9 @@ static km_status window_tick(km_recovery *r, int force_close, double *next_s, km
         }
         next = 10;
         time_t ends = parse_time(KM_JSON_STR(status, "csr", "windowEndsAt"));
-        int continuous = KM_JSON_BOOL(r->spec, 0, "csr", "continuous") && !r->o.once;
+        int continuous =
+            km_schema_bool(km_csr_def.fields, KM_JSON_AT(r->spec, "csr"), "continuous") &&
+            !r->o.once;
         if (!continuous && ends != (time_t)-1 && (double)(ends - now) < next)
             next = (double)(ends - now) + 0.5;
     } else {
