@@ -1,17 +1,14 @@
-/* csr.h — the CSR approval step and the background approver.
+/* csr.h — reconcilers/csr: kubelet CSRs after a PKI rebuild.  The folder, in reading order:
+ *   csr.h       the step: one pass over the CSRs pending now (this file);
+ *   window.h    the approval window the pass opens: a background approver until windowEndsAt;
+ *   approver.h  that approver (a CSR watch);
+ *   decide.h    one CSR decided and acted on (approve / deny / leave pending), for both;
+ *   csrcheck.h  the pure rules: which CSR may be approved (requester, subject, usages, SANs).
  *
- * Both decide each pending CSR of a handled signer with reconcilers/csr/csrcheck.h
- * (kubelet-serving; kube-apiserver-client-kubelet only with csr.approveKubeletClient) and then:
- *   Approve        PUT .../certificatesigningrequests/<name>/approval with the CSR's current
- *                  object plus {type Approved, status True, reason KubemendApproved, message,
- *                  lastUpdateTime}; Normal Event CSRApproved.
- *   Deny, deny=on  the same with {type Denied, reason KubemendDenied, message "<check>: ..."};
- *                  Warning Event CSRDenied.
- *   Deny, deny=off nothing is written (the CSR stays pending); Warning Event CSRLeftPending.
- * CSRs that already carry an Approved/Denied condition are left alone (idempotent), so a
- * re-run or a second operator never decides a CSR twice.  With dry run everything is decided
- * and reported but nothing is written.  A 409 on the /approval write re-reads the CSR once and
- * retries if it is still undecided.
+ * Both the pass and the approver decide each pending CSR of a handled signer
+ * (kubelet-serving; kube-apiserver-client-kubelet only with csr.approveKubeletClient); CSRs that
+ * already carry an Approved/Denied condition are left alone, so a re-run or a second operator
+ * never decides a CSR twice.
  * The Node a kubelet-serving CSR names: the step lists the Nodes once per pass (paged, keeping
  * only the named ones; ended early when the pages left would cost more than GETs) when more
  * than one CSR needs a Node, and GETs a Node the list did not show (created since, or no
@@ -39,39 +36,5 @@ extern const km_step_def km_csr_def;
  * maxExpirationSeconds and approveKubeletClient, defaults from the step's schema; csr_spec may be
  * NULL for all defaults.  Failure as km_csr_policy_new. */
 km_status km_csr_policy_from_spec(const cJSON *csr_spec, km_csr_policy **out, km_err *err);
-
-typedef struct km_csr_hooks {
-    /* A decision was made (decision "Approved", "Denied" or "Pending"; reason as in recent).
-     * Called on the approver's thread. */
-    void (*decided)(const char *csr, const char *node, const char *decision, const char *reason,
-                    void *user);
-    /* An Event to record ("Normal"/"Warning", CamelCase reason).  Approver's thread. */
-    void (*event)(const char *type, const char *reason, const char *message, void *user);
-    void *user;
-} km_csr_hooks;
-
-typedef struct km_csr_approver km_csr_approver;
-
-/* Starts a background thread that watches CertificateSigningRequests (watch/watcher.h: list,
- * then watch from the list's resourceVersion, relist on 410) and decides each pending CSR of a
- * handled signer within the watch event that shows it (decided ones are left alone; a CSR left
- * pending is reported once).  kube is borrowed (cloned inside; it must outlive the approver);
- * csr_spec (the spec.csr block; may carry "dryRun": true) and hooks (may be NULL) are copied.
- * It runs until km_csr_approver_stop — or, when csr_spec holds a string "windowEndsAt"
- * (RFC 3339), until then.  On success *out is a running approver the caller stops and frees
- * with km_csr_approver_free.  Failure (KM_EINVAL bad spec, KM_ENOMEM, KM_EIO no thread): *out
- * untouched, nothing left running. */
-km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_csr_hooks *hooks,
-                                km_csr_approver **out, km_err *err);
-
-/* Stops the approver (cancels in-flight requests) and joins its threads.  Idempotent; accepts
- * NULL. */
-void km_csr_approver_stop(km_csr_approver *a);
-
-/* Stops (if needed) and frees.  Accepts NULL. */
-void km_csr_approver_free(km_csr_approver *a);
-
-/* Non-zero while the approver's watch runs (0 after stop or after its windowEndsAt). */
-int km_csr_approver_running(km_csr_approver *a);
 
 #endif

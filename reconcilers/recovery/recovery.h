@@ -37,12 +37,8 @@
 #define KM_RECOVERY_PLURAL "clusterrecoveries"
 #define KM_RECOVERY_FINALIZER "kubemend.io/finalizer"
 
-/* Condition types of a ClusterRecovery. */
+/* The summary condition of a ClusterRecovery (each step's own is in its km_step_def). */
 #define KM_COND_SUCCEEDED "Succeeded"
-#define KM_COND_TOKENS "TokensRegenerated"
-#define KM_COND_EXTAUTH "ExtensionAuthCleaned"
-#define KM_COND_CSR "CSRApprovalWindow"
-#define KM_COND_PODS "PodsRestarted"
 
 /* Phases. */
 #define KM_PHASE_PENDING "Pending"

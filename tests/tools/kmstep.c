@@ -26,6 +26,7 @@
 #include "operator/kube/kube.h"
 #include "operator/kube/kubeconfig.h"
 #include "operator/base/log.h"
+#include "reconcilers/csr/approver.h"
 #include "reconcilers/csr/csr.h"
 #include "reconcilers/extauth/extauth.h"
 #include "reconcilers/pods/pods.h"
@@ -84,15 +85,14 @@ static void ctx_count(km_step_ctx *ctx, const char *counter, long delta)
     km_step_counter_add(g_counters, counter, delta);
 }
 
-static void hook_decided(const char *csr, const char *node, const char *decision,
-                         const char *reason, void *user)
+static void hook_decided(const km_csr_result *r, void *user)
 {
     (void)user;
     cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "name", csr);
-    cJSON_AddStringToObject(d, "node", node);
-    cJSON_AddStringToObject(d, "decision", decision);
-    cJSON_AddStringToObject(d, "reason", reason);
+    cJSON_AddStringToObject(d, "name", r->name);
+    cJSON_AddStringToObject(d, "node", r->d.node);
+    cJSON_AddStringToObject(d, "decision", km_csr_outcome_decision(r->out));
+    cJSON_AddStringToObject(d, "reason", r->reason ? r->reason : "");
     emit("decided", d);
 }
 
