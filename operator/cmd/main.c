@@ -24,7 +24,7 @@
 #include "operator/base/yamljson.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/spec.h"
-#include "reconcilers/recovery/recovery_ctl.h"
+#include "reconcilers/recovery/controller.h"
 
 #ifndef KM_VERSION
 #define KM_VERSION "0.1.0"
