@@ -76,7 +76,9 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BIN): $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB)
+# The binary links every module, not the archive: reconcilers/ register their runnables with the
+# Manager (operator/cmd/manager.h) from constructors that nothing else references.
+$(BIN): $(BUILD)/$(MAIN_SRC:.c=.o) $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(SUPPORT_OBJ) $(LIB)

@@ -25,6 +25,7 @@ struct km_http {
     km_metrics *metrics;
     km_http_check_fn live;
     km_http_check_fn ready;
+    void (*collect)(void *user);
     void *user;
 };
 
@@ -88,6 +89,8 @@ static void route(km_http *h, const char *path, int is_get, unsigned *code, cons
                                 reason[0] ? reason : (h->ready ? "unknown" : "no readiness check"));
         }
     } else {
+        if (h->collect)
+            h->collect(h->user);
         km_status st = km_metrics_render(h->metrics, b);
         if (st == KM_OK) {
             *code = HTTP_STATUS_OK;
@@ -242,6 +245,7 @@ km_status km_http_start(const km_http_opts *opts, km_http **out, km_err *err)
     h->metrics = opts->metrics;
     h->live = opts->live;
     h->ready = opts->ready;
+    h->collect = opts->collect;
     h->user = opts->user;
     atomic_init(&h->stop, 0);
 

@@ -30,7 +30,9 @@ typedef struct km_http_opts {
     km_metrics *metrics;      /* borrowed, must outlive the server; NULL: /metrics is 404 */
     km_http_check_fn live;    /* NULL: always live */
     km_http_check_fn ready;   /* NULL: never ready */
-    void *user;               /* passed to live and ready */
+    void *user;               /* passed to live, ready and collect */
+    /* appended */
+    void (*collect)(void *user); /* NULL, or called before each /metrics render (sampled gauges) */
 } km_http_opts;
 
 /* Binds, listens and starts the service thread.  opts is copied (bind_address too).  Caller

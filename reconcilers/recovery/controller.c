@@ -11,6 +11,7 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
+#include "operator/cmd/manager.h"
 #include "reconcilers/recovery/finalizer.h"
 #include "reconcilers/recovery/recovery.h"
 #include "watch/queue.h"
@@ -22,6 +23,14 @@
 #define RETRY_BASE_S 1.0 /* the one retry policy: per key, 1 s doubling up to 60 s */
 #define RETRY_MAX_S 60.0
 
+typedef struct ctl_opts {
+    km_kube *kube;              /* borrowed; cloned for every thread */
+    km_events *events;          /* borrowed, may be NULL */
+    km_metrics *metrics;        /* borrowed, may be NULL (a km_metrics_new_default registry) */
+    const char *current_ca_pem; /* borrowed, may be NULL */
+    int workers;                /* 0 = 2 */
+} ctl_opts;
+
 /* A km_recovery with its own client (cancelled through `cancel`). */
 typedef struct holder {
     km_recovery *rec;
@@ -30,8 +39,8 @@ typedef struct holder {
     char name[256];
 } holder;
 
-struct km_recovery_ctl {
-    km_recovery_ctl_opts o;
+typedef struct ctl {
+    ctl_opts o;
     km_store *store;
     km_strmap *seen; /* name -> decisive state (watcher thread only) */
     km_queue *queue;
@@ -48,7 +57,7 @@ struct km_recovery_ctl {
     int run_thread_live; /* a runner thread exists (joinable) */
     pthread_t run_thread;
     holder *win; /* a completed recovery whose CSR window is open */
-};
+} ctl;
 
 /* What a reconcile asks of its worker. */
 typedef struct outcome {
@@ -58,7 +67,7 @@ typedef struct outcome {
 
 /* ---- metrics ------------------------------------------------------------------------------- */
 
-static void m_add(km_recovery_ctl *c, const char *family, const char *const *values, double v)
+static void m_add(ctl *c, const char *family, const char *const *values, double v)
 {
     km_metric *f = c->o.metrics ? km_metrics_get(c->o.metrics, family) : NULL;
     if (f)
@@ -67,11 +76,11 @@ static void m_add(km_recovery_ctl *c, const char *family, const char *const *val
 
 static void step_count(const char *step, const char *counter, long delta, void *user)
 {
-    km_recovery_ctl *c = user;
+    ctl *c = user;
     m_add(c, KM_METRIC_STEP_OBJECTS, KM_METRIC_VALUES(step, counter), (double)delta);
 }
 
-void km_recovery_ctl_sample_metrics(km_recovery_ctl *c)
+static void ctl_sample(ctl *c)
 {
     if (!c->o.metrics)
         return;
@@ -105,7 +114,7 @@ static void step_progress(const char *recovery, const char *step, const char *te
     km_log_info("progress", "recovery", recovery, "step", step, "progress", text);
 }
 
-static km_status holder_new(km_recovery_ctl *c, const cJSON *obj, holder **out, km_err *err)
+static km_status holder_new(ctl *c, const cJSON *obj, holder **out, km_err *err)
 {
     holder *h = calloc(1, sizeof(*h));
     if (!h)
@@ -150,7 +159,7 @@ static int holder_is(const holder *h, const char *name)
 }
 
 /* Takes the window holder of name out (caller frees it).  Caller holds c->mu. */
-static holder *take_window(km_recovery_ctl *c, const char *name)
+static holder *take_window(ctl *c, const char *name)
 {
     holder *w = NULL;
     if (holder_is(c->win, name)) {
@@ -169,7 +178,7 @@ static int enqueue_visit(const char *key, const cJSON *obj, void *user)
     return 0;
 }
 
-static void enqueue_all(km_recovery_ctl *c)
+static void enqueue_all(ctl *c)
 {
     km_store_each(c->store, enqueue_visit, c->queue);
 }
@@ -192,7 +201,7 @@ static decisive decisive_of(const cJSON *obj)
 
 /* Remembers obj's decisive state (watcher thread).  1 when it is new, changed, deleted or cannot
  * be remembered. */
-static int changed(km_recovery_ctl *c, const char *name, const cJSON *obj, int deleted)
+static int changed(ctl *c, const char *name, const cJSON *obj, int deleted)
 {
     decisive *old = km_strmap_remove(c->seen, name);
     decisive now = decisive_of(obj);
@@ -212,7 +221,7 @@ static int changed(km_recovery_ctl *c, const char *name, const cJSON *obj, int d
 
 static void on_event(km_event_type type, const cJSON *obj, void *user)
 {
-    km_recovery_ctl *c = user;
+    ctl *c = user;
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     int going = type == KM_EV_DELETED || KM_JSON_STR(obj, "metadata", "deletionTimestamp");
     if (!name || !changed(c, name, obj, type == KM_EV_DELETED))
@@ -247,7 +256,7 @@ static void on_synced(void *user)
 
 /* Counts and logs how a run ended.  An interrupted run goes back to the queue, rate limited
  * (the one retry policy), and resumes from status when reconciled again: returns 1 then. */
-static int run_ended(km_recovery_ctl *c, holder *h, km_status st, const km_err *e)
+static int run_ended(ctl *c, holder *h, km_status st, const km_err *e)
 {
     if (st == KM_OK) {
         m_add(c, KM_METRIC_RECONCILE_TOTAL, KM_METRIC_VALUES(CTL_NAME, "success"), 1);
@@ -276,7 +285,7 @@ static int run_ended(km_recovery_ctl *c, holder *h, km_status st, const km_err *
 /* The runner thread: runs the recovery once (long: steps with progress in status). */
 static void *runner_main(void *arg)
 {
-    km_recovery_ctl *c = arg;
+    ctl *c = arg;
     pthread_mutex_lock(&c->mu);
     holder *h = c->run;
     pthread_mutex_unlock(&c->mu);
@@ -306,7 +315,7 @@ static void *runner_main(void *arg)
 }
 
 /* Starts the runner on obj.  Called with c->mu held and no runner active. */
-static km_status start_runner(km_recovery_ctl *c, const cJSON *obj, km_err *err)
+static km_status start_runner(ctl *c, const cJSON *obj, km_err *err)
 {
     if (c->run_thread_live) {
         pthread_join(c->run_thread, NULL);
@@ -335,7 +344,7 @@ static km_status start_runner(km_recovery_ctl *c, const cJSON *obj, km_err *err)
 /* ---- reconcile: one handler per state ------------------------------------------------------ */
 
 /* The object is gone: stop its run, drop its window. */
-static km_status on_gone(km_recovery_ctl *c, const char *name)
+static km_status on_gone(ctl *c, const char *name)
 {
     pthread_mutex_lock(&c->mu);
     if (holder_is(c->run, name))
@@ -347,7 +356,7 @@ static km_status on_gone(km_recovery_ctl *c, const char *name)
 }
 
 /* Cancels the run of name and waits until the runner let go of it.  1 when one was running. */
-static int stop_run(km_recovery_ctl *c, const char *name)
+static int stop_run(ctl *c, const char *name)
 {
     int was_running = 0;
     pthread_mutex_lock(&c->mu);
@@ -363,7 +372,7 @@ static int stop_run(km_recovery_ctl *c, const char *name)
 }
 
 /* deletionTimestamp set: stop everything of it, then let it go (remove our finalizer). */
-static km_status on_deleting(km_recovery_ctl *c, km_kube *kube, const cJSON *obj, km_err *err)
+static km_status on_deleting(ctl *c, km_kube *kube, const cJSON *obj, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     if (!km_finalizer_has(obj, KM_RECOVERY_FINALIZER))
@@ -412,7 +421,7 @@ static km_status read_fresh(km_kube *kube, const char *name, cJSON **fresh, km_e
 }
 
 /* Completed: keep its CSR approval window ticking (requeue) until it closes. */
-static km_status on_completed(km_recovery_ctl *c, const cJSON *obj, outcome *o, km_err *err)
+static km_status on_completed(ctl *c, const cJSON *obj, outcome *o, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     km_status st = KM_OK;
@@ -449,7 +458,7 @@ static int collect_visit(const char *key, const cJSON *obj, void *user)
 }
 
 /* Name of the recovery that may run now (copied into buf), or "". */
-static void active_name(km_recovery_ctl *c, char *buf, size_t n)
+static void active_name(ctl *c, char *buf, size_t n)
 {
     buf[0] = '\0';
     cJSON *all = cJSON_CreateArray();
@@ -475,7 +484,7 @@ static void active_name(km_recovery_ctl *c, char *buf, size_t n)
 }
 
 /* obj may not run now: phase Waiting for `running`. */
-static km_status wait_for(km_recovery_ctl *c, const cJSON *obj, const char *running, km_err *err)
+static km_status wait_for(ctl *c, const cJSON *obj, const char *running, km_err *err)
 {
     holder *h = NULL;
     km_status st = holder_new(c, obj, &h, err);
@@ -486,7 +495,7 @@ static km_status wait_for(km_recovery_ctl *c, const cJSON *obj, const char *runn
 }
 
 /* Not completed: the active one starts (or goes on) when nothing runs, the others wait. */
-static km_status on_pending(km_recovery_ctl *c, const cJSON *obj, outcome *o, km_err *err)
+static km_status on_pending(ctl *c, const cJSON *obj, outcome *o, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     char active[256], running[256];
@@ -510,8 +519,7 @@ static km_status on_pending(km_recovery_ctl *c, const cJSON *obj, outcome *o, km
 }
 
 /* Reconciles one ClusterRecovery by name.  KM_OK, or an error to retry with backoff. */
-static km_status reconcile(km_recovery_ctl *c, km_kube *kube, const char *name, outcome *o,
-                           km_err *err)
+static km_status reconcile(ctl *c, km_kube *kube, const char *name, outcome *o, km_err *err)
 {
     cJSON *obj = NULL, *fresh = NULL;
     km_status st = km_store_get(c->store, name, &obj);
@@ -540,7 +548,7 @@ static km_status reconcile(km_recovery_ctl *c, km_kube *kube, const char *name, 
 
 static void *worker_main(void *arg)
 {
-    km_recovery_ctl *c = arg;
+    ctl *c = arg;
     km_kube *kube = NULL;
     km_err e;
     if (km_kube_clone(c->o.kube, &kube, &e) != KM_OK) {
@@ -572,7 +580,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void ctl_free_parts(km_recovery_ctl *c)
+static void ctl_free_parts(ctl *c)
 {
     km_watcher_free(c->watcher);
     km_queue_free(c->queue);
@@ -586,9 +594,9 @@ static void ctl_free_parts(km_recovery_ctl *c)
     free(c);
 }
 
-km_status km_recovery_ctl_start(const km_recovery_ctl_opts *o, km_recovery_ctl **out, km_err *err)
+static km_status ctl_new(const ctl_opts *o, ctl **out, km_err *err)
 {
-    km_recovery_ctl *c = calloc(1, sizeof(*c));
+    ctl *c = calloc(1, sizeof(*c));
     if (!c)
         return km_err_set(err, KM_ENOMEM, "controller: out of memory");
     c->o = *o;
@@ -629,7 +637,7 @@ fail:
     return st;
 }
 
-km_status km_recovery_ctl_start_workers(km_recovery_ctl *c, km_err *err)
+static km_status ctl_workers(ctl *c, km_err *err)
 {
     if (c->nworkers > 0)
         return KM_OK;
@@ -642,12 +650,12 @@ km_status km_recovery_ctl_start_workers(km_recovery_ctl *c, km_err *err)
     return KM_OK;
 }
 
-int km_recovery_ctl_synced(km_recovery_ctl *c)
+static int ctl_synced(ctl *c)
 {
     return km_watcher_synced(c->watcher);
 }
 
-void km_recovery_ctl_free(km_recovery_ctl *c)
+static void ctl_free(ctl *c)
 {
     if (!c)
         return;
@@ -664,3 +672,51 @@ void km_recovery_ctl_free(km_recovery_ctl *c)
     km_watcher_stop(c->watcher); /* before the seen map goes */
     ctl_free_parts(c);
 }
+
+/* ---- the runnable the Manager runs ---------------------------------------------------------- */
+
+static km_status ctl_start(const km_runtime *rt, void **self, km_err *err)
+{
+    ctl_opts co = {
+        .kube = rt->kube,
+        .events = rt->events,
+        .metrics = rt->metrics,
+        .current_ca_pem = km_kubeconfig_ca_pem(rt->config),
+        .workers = rt->workers,
+    };
+    return ctl_new(&co, (ctl **)self, err);
+}
+
+static km_status ctl_lead(void *self, km_err *err)
+{
+    return ctl_workers(self, err);
+}
+
+static int ctl_ready(void *self, char *reason, size_t n)
+{
+    if (ctl_synced(self))
+        return 1;
+    snprintf(reason, n, "ClusterRecovery cache not synced");
+    return 0;
+}
+
+static void ctl_collect(void *self)
+{
+    ctl_sample(self);
+}
+
+static void ctl_stop(void *self)
+{
+    ctl_free(self);
+}
+
+const km_runnable km_recovery_controller = {
+    .name = "clusterrecovery controller",
+    .start = ctl_start,
+    .lead = ctl_lead,
+    .ready = ctl_ready,
+    .collect = ctl_collect,
+    .stop = ctl_stop,
+};
+
+KM_REGISTER_RUNNABLE(km_recovery_controller)

@@ -18,38 +18,12 @@
 #ifndef KM_RECOVERY_CTL_H
 #define KM_RECOVERY_CTL_H
 
-#include "operator/base/err.h"
-#include "operator/kube/kube.h"
-#include "operator/serve/metrics.h"
-#include "operator/kube/events.h"
+#include "operator/cmd/manager.h"
 
-typedef struct km_recovery_ctl km_recovery_ctl;
-
-typedef struct km_recovery_ctl_opts {
-    km_kube *kube;              /* borrowed; cloned for every thread */
-    km_events *events;          /* borrowed, may be NULL */
-    km_metrics *metrics;        /* borrowed, may be NULL (a km_metrics_new_default registry) */
-    const char *current_ca_pem; /* borrowed, may be NULL */
-    int workers;                /* 0 = 2 */
-} km_recovery_ctl_opts;
-
-/* Creates the controller and starts its watcher (read-only).  Caller frees with
- * km_recovery_ctl_free.  Failure: KM_ENOMEM, KM_EIO (thread), the watcher's error; *out
- * untouched, nothing running. */
-km_status km_recovery_ctl_start(const km_recovery_ctl_opts *o, km_recovery_ctl **out, km_err *err);
-
-/* Starts the workers (call once this process leads).  Idempotent.  KM_EIO when a thread cannot
- * be created (the ones started keep running). */
-km_status km_recovery_ctl_start_workers(km_recovery_ctl *c, km_err *err);
-
-/* 1 once the watcher's first list completed. */
-int km_recovery_ctl_synced(km_recovery_ctl *c);
-
-/* Updates gauges/counters that are sampled (queue depth, watch restarts).  Thread-safe. */
-void km_recovery_ctl_sample_metrics(km_recovery_ctl *c);
-
-/* Stops everything (runner cancelled and joined: its progress is in status; approvers stopped;
- * queue drained; watcher stopped) and frees.  Accepts NULL. */
-void km_recovery_ctl_free(km_recovery_ctl *c);
+/* The controller as the Manager runs it (registered with KM_REGISTER_RUNNABLE): start = the
+ * watcher (read-only), lead = the workers, ready = the watcher's first list completed, collect =
+ * queue depth and watch restarts, stop = everything (the runner is cancelled and joined: its
+ * progress is in status; approvers stopped; queue drained; watcher stopped). */
+extern const km_runnable km_recovery_controller;
 
 #endif
