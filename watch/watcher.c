@@ -180,8 +180,40 @@ static km_status page_cb(const km_kube_page *page, void *user)
     return KM_OK;
 }
 
+/* The first list completed (or the first resync): synced, on_synced. */
+static void mark_synced(km_watcher *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->stats.lists++ > 0)
+        w->stats.relists++;
+    w->stats.synced = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    km_log_debug("watch listed", "watch", w->name, "resourceVersion", w->rv ? w->rv : "");
+    if (w->o.on_synced)
+        w->o.on_synced(w->o.user);
+}
+
+/* The resync hook instead of a LIST. */
+static km_status do_resync(km_watcher *w, km_err *err)
+{
+    char *rv = NULL;
+    set_state(w, KM_WATCH_LISTING);
+    km_status st = w->o.resync(&w->o.transport, w->conn, &rv, w->o.user, err);
+    if (st == KM_OK && (!rv || !*rv))
+        st = km_err_set(err, KM_EPARSE, "watch %s: resync gave no resourceVersion", w->name);
+    if (st == KM_OK) {
+        set_rv(w, rv);
+        mark_synced(w);
+    }
+    free(rv);
+    return st;
+}
+
 static km_status do_list(km_watcher *w, km_err *err)
 {
+    if (w->o.resync)
+        return do_resync(w, err);
     set_state(w, KM_WATCH_LISTING);
     km_status st = KM_OK;
     char *rv = NULL;
@@ -201,15 +233,7 @@ static km_status do_list(km_watcher *w, km_err *err)
         km_store_replace(w->o.store, w->snap, change_cb, w);
         w->snap = NULL;
     }
-    pthread_mutex_lock(&w->mu);
-    if (w->stats.lists++ > 0)
-        w->stats.relists++;
-    w->stats.synced = 1;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    km_log_debug("watch listed", "watch", w->name, "resourceVersion", w->rv ? w->rv : "");
-    if (w->o.on_synced)
-        w->o.on_synced(w->o.user);
+    mark_synced(w);
 out:
     km_store_snapshot_free(w->snap);
     w->snap = NULL;
@@ -389,7 +413,13 @@ static void *run(void *arg)
         w->conn = NULL;
         backoff(w);
     }
-    int listing = 1;
+    int listing = !w->rv; /* initial_rv: watch at once */
+    if (!listing) {
+        pthread_mutex_lock(&w->mu);
+        w->stats.synced = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
     while (!atomic_load(&w->stop)) {
         if (listing) {
             km_err err;
@@ -443,6 +473,8 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
 {
     if (!o || !o->path || !*o->path || !o->transport.list || !o->transport.stream)
         return km_err_set(err, KM_EINVAL, "watcher: path and transport list/stream are required");
+    if (o->resync && o->store)
+        return km_err_set(err, KM_EINVAL, "watcher: a resync hook cannot fill a store");
     if (o->timeout_min_s <= 0 || o->timeout_max_s < o->timeout_min_s)
         return km_err_set(err, KM_EINVAL, "watcher: invalid timeout range %d..%d", o->timeout_min_s,
                           o->timeout_max_s);
@@ -459,6 +491,7 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
     w->name = dup_opt(o->name ? o->name : o->path, &fail);
     w->label_selector = dup_opt(o->label_selector, &fail);
     w->field_selector = dup_opt(o->field_selector, &fail);
+    w->rv = dup_opt(o->initial_rv && *o->initial_rv ? o->initial_rv : NULL, &fail);
     w->o.path = w->path;
     w->o.name = w->name;
     w->o.label_selector = w->label_selector;
@@ -467,6 +500,7 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
         fail = 1;
     if (fail) {
         km_lines_free(w->lines);
+        free(w->rv);
         free(w->path);
         free(w->name);
         free(w->label_selector);
@@ -483,6 +517,8 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
     pthread_cond_init(&w->cv, &ca);
     pthread_condattr_destroy(&ca);
     w->stats.state = KM_WATCH_INIT;
+    if (w->rv)
+        snprintf(w->stats.resource_version, sizeof(w->stats.resource_version), "%s", w->rv);
     *out = w;
     return KM_OK;
 }
