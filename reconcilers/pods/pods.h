@@ -1,35 +1,13 @@
-/* pods.h — the pod restart step: restarts pods that use a non-default service-account token,
- * namespace by namespace (kube-system first), so they pick up tokens valid for the new key.
+/* pods.h — reconcilers/pods: the pod restart step.  Pods that use a non-default service-account
+ * token are restarted, namespace by namespace (kube-system first), so they pick up tokens valid
+ * for the new key.  The folder, in reading order:
+ *   pods.h     the step: namespaces in order, progress and resume (this file);
+ *   owners.h   one namespace's pods sorted into workloads to restart, pods to evict, ownerless
+ *              pods (the owner resolution);
+ *   restart.h  rollout restarts with a readiness wait on one watch per kind (watch/wait.h),
+ *              evictions (PodDisruptionBudgets respected), ownerless pods;
+ *   podsel.h   the pure rules: which pod needs a restart, namespace order, readiness.
  *
- * Per namespace (order and pod selection: reconcilers/pods/podsel.h):
- *   1. list the namespace's pods page by page (fieldSelector spec.serviceAccountName!=default
- *      unless includeDefaultServiceAccount) and select them; whether a pod mounts a token comes
- *      from its own volumes (ServiceAccount admission already applied automount), the
- *      ServiceAccount is fetched (GET, cached per namespace) only for a pod whose spec has no
- *      volume information at all;
- *   2. resolve owners from the pod alone: Pod -> ReplicaSet -> Deployment by the deployment
- *      controller's naming rule (Deployment = RS name minus "-" + the pod's pod-template-hash),
- *      verified with the PATCH response of step 3 (the Deployment's selector must match the
- *      pod's labels); a ReplicaSet the rule does not cover or the response does not confirm
- *      (404, other selector) is resolved by GET of the ReplicaSet (cached per namespace);
- *      StatefulSet, DaemonSet = named in ownerReferences = rollout restart; other owners (Job,
- *      bare ReplicaSet, unknown kinds) = Eviction; no owner = listed in status.pods.manual +
- *      Warning Event NeedsManualRestart (deleted only with deleteOwnerlessPods);
- *   3. rollout restart: strategic-merge PATCH of spec.template.metadata.annotations
- *      ["kubectl.kubernetes.io/restartedAt"] = the recovery's startedAt by name (no list, no
- *      GET; idempotent: the same value again starts no new rollout), maxConcurrent workloads at
- *      a time, counted once per workload (current.restarted; a workload already there — a
- *      resumed step — is not patched again but GET for the readiness wait); after each batch
- *      (waitForReady) wait without polling on ONE cluster-wide watch per kind for the whole step
- *      (started lazily from the first patch response's resourceVersion, continued from the last
- *      one when the server ends it; 410 -> list limit=1 for a fresh resourceVersion + GET of the
- *      workloads still waited for); only events of waited-for workloads are judged, states
- *      older than the generation our patch produced do not count; until the batch is rolled out
- *      and ready or namespaceTimeoutSeconds passed (-> status.pods.stuck "ns/Kind/name" +
- *      Warning Event WorkloadStuck);
- *   4. evictions: POST pods/<name>/eviction (policy/v1, falling back to policy/v1beta1 on
- *      400/404), never retried by the client; 429 (PodDisruptionBudget) is retried with backoff
- *      up to evictionTimeoutSeconds, then reported (stuck "ns/Pod/name", Warning EvictionBlocked).
  * status.pods is saved after every workload restart / eviction and after each namespace:
  * namespacesTotal, namespacesDone, currentNamespace, done [ns], restarted, evicted, deleted,
  * manual, stuck, current {namespace, restarted ["Kind/name"]} — a resumed step skips done
