@@ -27,6 +27,9 @@
 
 typedef struct km_kube km_kube;
 
+/* The largest response body the client accepts (KM_ETOOBIG beyond). */
+#define KM_KUBE_BODY_MAX ((size_t)256 * 1024 * 1024)
+
 typedef struct km_kube_opts {
     double qps;             /* client-side rate limit; 0 = off (default 50) */
     int burst;              /* token bucket size (default 100) */

@@ -342,6 +342,83 @@ static int check_pem_sig(const cJSON *csr, X509_REQ **reqp, km_csr_decision *out
     return 1;
 }
 
+/* The subject is exactly CN=system:node:<name>, O=system:nodes. */
+static int serving_subject(X509_REQ *req, km_csr_decision *out)
+{
+    char cn[300], o[300], want[300];
+    const X509_NAME *subj = X509_REQ_get_subject_name(req);
+    int ncn = name_entry(subj, NID_commonName, cn, sizeof(cn));
+    int no = name_entry(subj, NID_organizationName, o, sizeof(o));
+    snprintf(want, sizeof(want), NODE_PREFIX "%s", out->node);
+    if (X509_NAME_entry_count(subj) == 2 && ncn == 1 && no == 1 && strcmp(cn, want) == 0 &&
+        strcmp(o, NODES_GROUP) == 0)
+        return 1;
+    char *line = X509_NAME_oneline(subj, NULL, 0);
+    deny(out, "subjectMismatch", "subject %s is not exactly CN=%s, O=" NODES_GROUP,
+         line ? line : "?", want);
+    OPENSSL_free(line);
+    return 0;
+}
+
+/* Usages within {digital signature, key encipherment, server auth}, server auth among them. */
+static int serving_usages(const cJSON *csr, km_csr_decision *out)
+{
+    char unknown[64];
+    int bits = usage_bits(csr, unknown, sizeof(unknown));
+    if (bits & (U_OTHER | U_CLIENT))
+        return deny(out, "usageNotAllowed", "usage %s is not allowed for a serving certificate",
+                    (bits & U_OTHER) ? unknown : "client auth");
+    if (!(bits & U_SERVER))
+        return deny(out, "serverAuthMissing", "usages do not include server auth");
+    return 1;
+}
+
+/* Only DNS and IP SANs, at least one. */
+static int serving_san_types(const sans *s, km_csr_decision *out)
+{
+    if (s->email)
+        return deny(out, "emailSANPresent", "%d email SAN(s) requested", s->email);
+    if (s->uri)
+        return deny(out, "uriSANPresent", "%d URI SAN(s) requested", s->uri);
+    if (s->other)
+        return deny(out, "otherSANPresent", "%d SAN(s) of an unsupported type requested", s->other);
+    if (s->dns + s->ip == 0)
+        return deny(out, "noSANs", "no DNS or IP SAN requested");
+    return 1;
+}
+
+/* Every IP SAN is an address of the node, every DNS SAN one of its names or an allowed
+ * pattern. */
+static int serving_sans_owned(const km_csr_policy *p, const sans *s, const cJSON *node,
+                              km_csr_decision *out)
+{
+    for (int i = 0; i < sk_GENERAL_NAME_num(s->names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(s->names, i);
+        if (g->type != GEN_IPADD)
+            continue;
+        const unsigned char *raw = ASN1_STRING_get0_data(g->d.iPAddress);
+        int len = ASN1_STRING_length(g->d.iPAddress);
+        char txt[INET6_ADDRSTRLEN] = "<invalid>";
+        if (len == 4 || len == 16)
+            inet_ntop(len == 4 ? AF_INET : AF_INET6, raw, txt, sizeof(txt));
+        if ((len != 4 && len != 16) || !node_has_ip(node, raw, len))
+            return deny(out, "ipAddressNotOwned", "IP SAN %s is not an address of node %s", txt,
+                        out->node);
+    }
+    for (int i = 0; i < sk_GENERAL_NAME_num(s->names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(s->names, i);
+        char name[256];
+        if (g->type != GEN_DNS)
+            continue;
+        ia5_text(g->d.dNSName, name, sizeof(name));
+        if (!node_has_dns(node, name) && !pattern_matches(p, name))
+            return deny(out, "dnsNameNotOwned",
+                        "DNS SAN %s is neither an address of node %s nor an allowed pattern", name,
+                        out->node);
+    }
+    return 1;
+}
+
 static int decide_serving(const km_csr_policy *p, const cJSON *csr, const cJSON *node,
                           km_csr_decision *out)
 {
@@ -357,86 +434,15 @@ static int decide_serving(const km_csr_policy *p, const cJSON *csr, const cJSON 
     X509_REQ *req = NULL;
     if (!check_pem_sig(csr, &req, out))
         return 0;
-
-    int ok = 0;
     sans s = {0};
-    char cn[300], o[300], want[300];
-    const X509_NAME *subj = X509_REQ_get_subject_name(req);
-    int ncn = name_entry(subj, NID_commonName, cn, sizeof(cn));
-    int no = name_entry(subj, NID_organizationName, o, sizeof(o));
-    snprintf(want, sizeof(want), NODE_PREFIX "%s", out->node);
-    if (X509_NAME_entry_count(subj) != 2 || ncn != 1 || no != 1 || strcmp(cn, want) != 0 ||
-        strcmp(o, NODES_GROUP) != 0) {
-        char *line = X509_NAME_oneline(subj, NULL, 0);
-        deny(out, "subjectMismatch", "subject %s is not exactly CN=%s, O=" NODES_GROUP,
-             line ? line : "?", want);
-        OPENSSL_free(line);
-        goto out;
+    int ok = serving_subject(req, out) && serving_usages(csr, out);
+    if (ok) {
+        sans_load(req, &s);
+        ok = serving_san_types(&s, out);
     }
-
-    char unknown[64];
-    int bits = usage_bits(csr, unknown, sizeof(unknown));
-    if (bits & (U_OTHER | U_CLIENT)) {
-        deny(out, "usageNotAllowed", "usage %s is not allowed for a serving certificate",
-             (bits & U_OTHER) ? unknown : "client auth");
-        goto out;
-    }
-    if (!(bits & U_SERVER)) {
-        deny(out, "serverAuthMissing", "usages do not include server auth");
-        goto out;
-    }
-
-    sans_load(req, &s);
-    if (s.email) {
-        deny(out, "emailSANPresent", "%d email SAN(s) requested", s.email);
-        goto out;
-    }
-    if (s.uri) {
-        deny(out, "uriSANPresent", "%d URI SAN(s) requested", s.uri);
-        goto out;
-    }
-    if (s.other) {
-        deny(out, "otherSANPresent", "%d SAN(s) of an unsupported type requested", s.other);
-        goto out;
-    }
-    if (s.dns + s.ip == 0) {
-        deny(out, "noSANs", "no DNS or IP SAN requested");
-        goto out;
-    }
-    if (!node) {
-        deny(out, "nodeNotFound", "node %s does not exist", out->node);
-        goto out;
-    }
-    for (int i = 0; i < sk_GENERAL_NAME_num(s.names); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(s.names, i);
-        if (g->type != GEN_IPADD)
-            continue;
-        const unsigned char *raw = ASN1_STRING_get0_data(g->d.iPAddress);
-        int len = ASN1_STRING_length(g->d.iPAddress);
-        char txt[INET6_ADDRSTRLEN] = "<invalid>";
-        if (len == 4 || len == 16)
-            inet_ntop(len == 4 ? AF_INET : AF_INET6, raw, txt, sizeof(txt));
-        if ((len != 4 && len != 16) || !node_has_ip(node, raw, len)) {
-            deny(out, "ipAddressNotOwned", "IP SAN %s is not an address of node %s", txt,
-                 out->node);
-            goto out;
-        }
-    }
-    for (int i = 0; i < sk_GENERAL_NAME_num(s.names); i++) {
-        const GENERAL_NAME *g = sk_GENERAL_NAME_value(s.names, i);
-        if (g->type != GEN_DNS)
-            continue;
-        char name[256];
-        ia5_text(g->d.dNSName, name, sizeof(name));
-        if (!node_has_dns(node, name) && !pattern_matches(p, name)) {
-            deny(out, "dnsNameNotOwned",
-                 "DNS SAN %s is neither an address of node %s nor an allowed pattern", name,
-                 out->node);
-            goto out;
-        }
-    }
-    ok = 1;
-out:
+    if (ok && !node)
+        ok = deny(out, "nodeNotFound", "node %s does not exist", out->node);
+    ok = ok && serving_sans_owned(p, &s, node, out);
     GENERAL_NAMES_free(s.names);
     X509_REQ_free(req);
     return ok;

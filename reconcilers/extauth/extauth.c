@@ -35,11 +35,6 @@ typedef struct run {
     int readded_events;
 } run;
 
-static int cancelled(const run *r)
-{
-    return km_step_cancelled(r->ctx);
-}
-
 static void event(run *r, const char *type, const char *reason, const char *msg)
 {
     km_step_event(r->ctx, type, reason, msg);
@@ -455,103 +450,95 @@ static void removed_text(const cJSON *st, char *buf, size_t n)
     }
 }
 
-static km_status extauth_step(km_step_ctx *ctx, km_err *err)
-{
-    run r;
-    memset(&r, 0, sizeof(r));
-    r.ctx = ctx;
-    r.st = ctx->status;
-    plan p;
-    memset(&p, 0, sizeof(p));
-    cJSON *cm = NULL;
-    int wrote = 0, removed_now = 0;
-    km_status st = load_pins(&r, err);
-    if (st != KM_OK)
-        goto out;
-    if ((st = load_prior(&r)) != KM_OK) {
-        km_err_set(err, st, "extauth: out of memory");
-        goto out;
-    }
-    if ((st = load_current(&r, err)) != KM_OK)
-        goto out;
-    const char *bk = KM_JSON_STR(r.st, "backup");
-    if (bk && !ctx->dry_run) {
-        snprintf(r.backup, sizeof(r.backup), "%s", bk);
-        r.backup_done = 1; /* created by an earlier (interrupted) run of this recovery */
-    }
+/* How the read-plan-write loop ended. */
+typedef enum cleaned { CLEAN_GO_ON = 0, CLEAN_LEFT_ALONE } cleaned;
 
-    for (int attempt = 1;; attempt++) {
-        if (cancelled(&r)) {
-            st = km_err_set(err, KM_ECANCELED, "extauth: cancelled");
-            goto out;
-        }
-        plan_free(&p);
-        cJSON_Delete(cm);
-        cm = NULL;
+/* Reads the ConfigMap, plans, backs it up once and writes the plan, again after a conflict.
+ * *how = CLEAN_LEFT_ALONE when the ConfigMap is missing or unexpected (condition set).  *wrote
+ * receives the number of certificates removed by the write (0 = no write).  The plan stays in
+ * p.  Failure: API/transport errors, KM_ECANCELED. */
+static km_status clean(run *r, plan *p, cleaned *how, int *wrote, km_err *err)
+{
+    cJSON *cm = NULL;
+    km_status st = KM_OK;
+    for (int attempt = 1; st == KM_OK; attempt++) {
         km_err e;
         km_err_clear(&e);
-        st = get_cm(&r, &cm, &e);
+        plan_free(p);
+        cJSON_Delete(cm);
+        cm = NULL;
+        if (km_step_cancelled(r->ctx)) {
+            st = km_err_set(err, KM_ECANCELED, "extauth: cancelled");
+            break;
+        }
+        st = get_cm(r, &cm, &e);
         if (st == KM_EAPI && km_err_is_http(&e, 404)) {
-            km_json_set_str(r.st, "phase", "Failed");
-            km_step_set_result(ctx, "False", "ConfigMapMissing", "%s/%s does not exist",
+            km_json_set_str(r->st, "phase", "Failed");
+            km_step_set_result(r->ctx, "False", "ConfigMapMissing", "%s/%s does not exist",
                                KM_EXTAUTH_NAMESPACE, KM_EXTAUTH_CONFIGMAP);
+            *how = CLEAN_LEFT_ALONE;
             st = KM_OK;
-            goto out;
+            break;
         }
         if (st != KM_OK) {
             if (err)
                 *err = e;
-            goto out;
-        }
-        if ((st = make_plan(&r, cm, &p, err)) != KM_OK)
-            goto out;
-        if (r.problem[0]) {
-            km_json_set_str(r.st, "phase", "Failed");
-            km_step_set_result(ctx, "False", "UnexpectedContent", "%s", r.problem);
-            event(&r, "Warning", "UnexpectedContent", r.problem);
-            goto out;
-        }
-        if (p.removes == 0 || ctx->dry_run)
             break;
-        if ((st = ensure_backup(&r, cm, err)) != KM_OK)
-            goto out;
+        }
+        if ((st = make_plan(r, cm, p, err)) != KM_OK)
+            break;
+        if (r->problem[0]) {
+            km_json_set_str(r->st, "phase", "Failed");
+            km_step_set_result(r->ctx, "False", "UnexpectedContent", "%s", r->problem);
+            event(r, "Warning", "UnexpectedContent", r->problem);
+            *how = CLEAN_LEFT_ALONE;
+            break;
+        }
+        if (p->removes == 0 || r->ctx->dry_run)
+            break;
+        if ((st = ensure_backup(r, cm, err)) != KM_OK)
+            break;
         int conflict = 0;
         km_err_clear(&e);
-        st = write_plan(&r, cm, &p, &conflict, &e);
-        if (st == KM_OK) {
-            wrote = 1;
-            removed_now = p.removes;
+        if ((st = write_plan(r, cm, p, &conflict, &e)) == KM_OK) {
+            *wrote = p->removes;
             break;
         }
         if (conflict && attempt < MAX_ATTEMPTS) {
             km_log_info("extauth: conflict, re-reading", "attempt", KM_LOG_INT(attempt));
+            st = KM_OK;
             continue;
         }
         if (err)
             *err = e;
         km_err_prefix(err, "update %s/%s", KM_EXTAUTH_NAMESPACE, KM_EXTAUTH_CONFIGMAP);
-        goto out;
     }
+    cJSON_Delete(cm);
+    return st;
+}
 
-    if (p.removes > 0 && (st = record_plan(&r, &p)) != KM_OK) {
-        km_err_set(err, st, "extauth: out of memory");
-        goto out;
-    }
-    km_json_set_num(r.st, "kept", (double)r.kept);
-    if (wrote) {
-        char msg[700];
-        removed_text(r.st, msg, sizeof(msg));
-        char ev[800];
-        snprintf(ev, sizeof(ev), "removed %d old CA certificate(s): %s", removed_now, msg);
-        event(&r, "Normal", "OldCAsRemoved", ev);
-        km_json_set_str(r.st, "phase", "Cleaned");
-        if ((st = save(&r, err)) != KM_OK)
-            goto out;
-        if ((st = recheck(&r, &p, err)) != KM_OK)
-            goto out;
-    }
+/* After the write: the removed certificates in status, the Event, then the re-check. */
+static km_status after_write(run *r, plan *p, int wrote, km_err *err)
+{
+    if (p->removes > 0 && record_plan(r, p) != KM_OK)
+        return km_err_set(err, KM_ENOMEM, "extauth: out of memory");
+    km_json_set_num(r->st, "kept", (double)r->kept);
+    if (!wrote)
+        return KM_OK;
+    char msg[700], ev[800];
+    removed_text(r->st, msg, sizeof(msg));
+    snprintf(ev, sizeof(ev), "removed %d old CA certificate(s): %s", wrote, msg);
+    event(r, "Normal", "OldCAsRemoved", ev);
+    km_json_set_str(r->st, "phase", "Cleaned");
+    km_status st = save(r, err);
+    return st == KM_OK ? recheck(r, p, err) : st;
+}
 
-    const cJSON *readded = KM_JSON_AT(r.st, "readded");
+/* The step's condition. */
+static void result(run *r, const plan *p, int wrote)
+{
+    km_step_ctx *ctx = r->ctx;
+    const cJSON *readded = KM_JSON_AT(r->st, "readded");
     char list[700];
     if (cJSON_GetArraySize(readded) > 0) {
         size_t o = 0;
@@ -559,36 +546,59 @@ static km_status extauth_step(km_step_ctx *ctx, km_err *err)
         list[0] = '\0';
         cJSON_ArrayForEach(it, readded) if (cJSON_IsString(it) && o + 100 < sizeof(list)) o +=
             (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", it->valuestring);
-        km_json_set_str(r.st, "phase", "OldCAReAdded");
+        km_json_set_str(r->st, "phase", "OldCAReAdded");
         km_step_set_result(ctx, "False", "OldCAReAdded",
                            "old CA certificate(s) re-added by an API server still running with the "
                            "old CA (SHA-256 %s); restart it with the new PKI, kubemend will not "
                            "remove them again",
                            list);
     } else if (ctx->dry_run) {
-        removed_text(r.st, list, sizeof(list));
-        km_json_set_str(r.st, "phase", "DryRun");
-        if (p.removes > 0)
+        removed_text(r->st, list, sizeof(list));
+        km_json_set_str(r->st, "phase", "DryRun");
+        if (p->removes > 0)
             km_step_set_result(ctx, "True", "DryRun",
-                               "dry run: would remove %d old CA certificate(s): %s", p.removes,
+                               "dry run: would remove %d old CA certificate(s): %s", p->removes,
                                list);
         else
             km_step_set_result(ctx, "True", "DryRun", "dry run: nothing to remove");
     } else if (wrote) {
-        removed_text(r.st, list, sizeof(list));
+        removed_text(r->st, list, sizeof(list));
         km_step_set_result(ctx, "True", "Cleaned",
                            "removed %d old CA certificate(s): %s; original in ConfigMap %s/%s",
-                           removed_now, list, KM_EXTAUTH_NAMESPACE, r.backup);
+                           wrote, list, KM_EXTAUTH_NAMESPACE, r->backup);
     } else {
-        if (!KM_JSON_STR(r.st, "phase") || strcmp(KM_JSON_STR(r.st, "phase"), "Cleaned") != 0)
-            km_json_set_str(r.st, "phase", "Clean");
+        if (!KM_JSON_STR(r->st, "phase") || strcmp(KM_JSON_STR(r->st, "phase"), "Cleaned") != 0)
+            km_json_set_str(r->st, "phase", "Clean");
         km_step_set_result(ctx, "True", "AlreadyClean",
-                           "no expired or superseded CA certificates (%ld kept)", r.kept);
+                           "no expired or superseded CA certificates (%ld kept)", r->kept);
     }
-    st = KM_OK;
-out:
+}
+
+static km_status extauth_step(km_step_ctx *ctx, km_err *err)
+{
+    run r;
+    plan p;
+    memset(&r, 0, sizeof(r));
+    memset(&p, 0, sizeof(p));
+    r.ctx = ctx;
+    r.st = ctx->status;
+    cleaned how = CLEAN_GO_ON;
+    int wrote = 0;
+    km_status st = load_pins(&r, err);
+    if (st == KM_OK && (st = load_prior(&r)) != KM_OK)
+        km_err_set(err, st, "extauth: out of memory");
+    if (st == KM_OK)
+        st = load_current(&r, err);
+    const char *bk = KM_JSON_STR(r.st, "backup");
+    if (st == KM_OK && bk && !ctx->dry_run) {
+        snprintf(r.backup, sizeof(r.backup), "%s", bk);
+        r.backup_done = 1; /* created by an earlier (interrupted) run of this recovery */
+    }
+    if (st == KM_OK)
+        st = clean(&r, &p, &how, &wrote, err);
+    if (st == KM_OK && how == CLEAN_GO_ON && (st = after_write(&r, &p, wrote, err)) == KM_OK)
+        result(&r, &p, wrote);
     plan_free(&p);
-    cJSON_Delete(cm);
     km_pem_free(r.current);
     for (size_t i = 0; i < r.nprior; i++)
         free(r.prior[i]);
