@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "operator/base/array.h"
 #include "operator/base/clock.h"
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
@@ -66,11 +67,7 @@ km_status km_queue_new(const km_queue_opts *o, km_queue **out)
         return KM_ENOMEM;
     }
     pthread_mutex_init(&q->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    km_clock_cond_init(&q->cv, CLOCK_MONOTONIC);
     *out = q;
     return KM_OK;
 }
@@ -230,14 +227,8 @@ static km_status add_after_locked(km_queue *q, const char *key, double seconds)
         }
         return KM_OK;
     }
-    if (q->nheap == q->capheap) {
-        size_t cap = q->capheap ? q->capheap * 2 : 16;
-        delayed **h = realloc(q->heap, cap * sizeof(*h));
-        if (!h)
-            return KM_ENOMEM;
-        q->heap = h;
-        q->capheap = cap;
-    }
+    if (km_array_grow(&q->heap, q->nheap, &q->capheap, sizeof(*q->heap)) != KM_OK)
+        return KM_ENOMEM;
     d = calloc(1, sizeof(*d));
     if (!d)
         return KM_ENOMEM;

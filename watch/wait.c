@@ -163,11 +163,7 @@ km_status km_wait_new(const km_wait_opts *o, km_wait **out, km_err *err)
     snprintf(w->resource, sizeof(w->resource), "%s", o->resource);
     km_kube_path(w->path, sizeof(w->path), o->group, o->version, NULL, o->resource, NULL, NULL);
     pthread_mutex_init(&w->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    km_clock_cond_init(&w->cv, CLOCK_MONOTONIC);
     *out = w;
     return KM_OK;
 }

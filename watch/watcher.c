@@ -481,6 +481,8 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
     km_watcher *w = calloc(1, sizeof(*w));
     if (!w)
         return km_err_set(err, KM_ENOMEM, "watcher: out of memory");
+    pthread_mutex_init(&w->mu, NULL);
+    km_clock_cond_init(&w->cv, CLOCK_MONOTONIC);
     w->o = *o;
     if (w->o.page_size <= 0)
         w->o.page_size = 500;
@@ -499,23 +501,11 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
     if (!fail && km_lines_new(w->o.max_object_size, KM_LINES_ABORT, line_cb, w, &w->lines) != KM_OK)
         fail = 1;
     if (fail) {
-        km_lines_free(w->lines);
-        free(w->rv);
-        free(w->path);
-        free(w->name);
-        free(w->label_selector);
-        free(w->field_selector);
-        free(w);
+        km_watcher_free(w); /* not started: frees what was copied */
         return km_err_set(err, KM_ENOMEM, "watcher: out of memory");
     }
     km_backoff_init(&w->bo, o->backoff_initial, o->backoff_max, 2.0, 0.2);
     atomic_init(&w->stop, 0);
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
     w->stats.state = KM_WATCH_INIT;
     if (w->rv)
         snprintf(w->stats.resource_version, sizeof(w->stats.resource_version), "%s", w->rv);

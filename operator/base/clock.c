@@ -35,6 +35,16 @@ struct timespec km_clock_deadline(clockid_t clock, double seconds)
     return ts;
 }
 
+int km_clock_cond_init(pthread_cond_t *cv, clockid_t clock)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, clock);
+    int rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
 km_status km_clock_sleep(double seconds, const atomic_int *cancel)
 {
     double end = km_clock_mono() + seconds;

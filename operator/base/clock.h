@@ -8,6 +8,7 @@
 #ifndef KM_CLOCK_H
 #define KM_CLOCK_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
@@ -26,6 +27,10 @@ struct timespec km_clock_wall(void);
 /* The absolute time `seconds` from now on `clock` (CLOCK_MONOTONIC or CLOCK_REALTIME: the clock
  * of the condition variable it is for), for pthread_cond_timedwait.  seconds <= 0 = now. */
 struct timespec km_clock_deadline(clockid_t clock, double seconds);
+
+/* Initialises a condition variable whose timed waits are measured on `clock` (deadlines from
+ * km_clock_deadline with the same clock).  0, or pthread_cond_init's error. */
+int km_clock_cond_init(pthread_cond_t *cv, clockid_t clock);
 
 /* Sleeps `seconds` in slices of at most 50 ms.  KM_ECANCELED as soon as *cancel (may be NULL)
  * is non-zero (also before sleeping at all), KM_OK otherwise. */

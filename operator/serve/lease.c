@@ -346,11 +346,7 @@ km_status km_lease_start(km_kube *kube, const km_lease_config *cfg, km_lease **o
     /* Our own cancel flag: the process-wide one would also cancel the release on shutdown. */
     km_kube_set_cancel(l->kube, &l->cancel);
     pthread_mutex_init(&l->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    km_clock_cond_init(&l->cv, CLOCK_MONOTONIC);
     if (pthread_create(&l->thread, NULL, lease_thread, l) != 0) {
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv);

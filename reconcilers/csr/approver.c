@@ -95,11 +95,7 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
     if (!a)
         return km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
     pthread_mutex_init(&a->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_REALTIME);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    km_clock_cond_init(&a->cv, CLOCK_REALTIME);
     if (hooks)
         a->hooks = *hooks;
     if ((st = km_csr_policy_from_spec(csr_spec, &a->policy, err)) != KM_OK)

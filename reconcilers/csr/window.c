@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/base/array.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
@@ -67,15 +68,8 @@ static void on_decided(const km_csr_result *r, void *user)
 {
     km_csr_window *w = user;
     pthread_mutex_lock(&w->mu);
-    if (w->nqueue == w->capqueue && w->capqueue < PENDING_MAX) {
-        size_t cap = w->capqueue ? w->capqueue * 2 : 16;
-        km_csr_result *q = realloc(w->queue, cap * sizeof(*q));
-        if (q) {
-            w->queue = q;
-            w->capqueue = cap;
-        }
-    }
-    if (w->nqueue < w->capqueue)
+    if (w->nqueue < PENDING_MAX &&
+        km_array_grow(&w->queue, w->nqueue, &w->capqueue, sizeof(*w->queue)) == KM_OK)
         w->queue[w->nqueue++] = *r;
     else
         w->dropped++;

@@ -13,6 +13,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "operator/base/array.h"
+
 #define BEGIN_MARK "-----BEGIN "
 #define BEGIN_CERT "-----BEGIN CERTIFICATE-----"
 #define END_CERT "-----END CERTIFICATE-----"
@@ -139,15 +141,9 @@ km_status km_pem_parse(const char *pem, size_t n, km_pem_bundle **out, km_err *e
             goto out;
         }
         size_t blen = (size_t)(end - (pem + i)) + sizeof(END_CERT) - 1;
-        if (b->n == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 4;
-            pem_cert *nc = realloc(b->certs, cap * sizeof(*nc));
-            if (!nc) {
-                st = km_err_set(err, KM_ENOMEM, "PEM: out of memory");
-                goto out;
-            }
-            b->certs = nc;
-            b->cap = cap;
+        if (km_array_grow(&b->certs, b->n, &b->cap, sizeof(*b->certs)) != KM_OK) {
+            st = km_err_set(err, KM_ENOMEM, "PEM: out of memory");
+            goto out;
         }
         st = load_block(pem + i, blen, &b->certs[b->n]);
         if (st != KM_OK) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/base/array.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 
@@ -39,15 +40,7 @@ static km_status oom(km_err *err)
 
 static km_status names_add(km_pods_names *v, const char *name)
 {
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        char **n = realloc(v->v, cap * sizeof(*n));
-        if (!n)
-            return KM_ENOMEM;
-        v->v = n;
-        v->cap = cap;
-    }
-    if (!(v->v[v->n] = strdup(name)))
+    if (km_array_grow(&v->v, v->n, &v->cap, sizeof(*v->v)) != KM_OK || !(v->v[v->n] = strdup(name)))
         return KM_ENOMEM;
     v->n++;
     return KM_OK;
@@ -307,14 +300,8 @@ static km_status add_workload(km_pods_plan *p, km_wl_kind kind, const char *name
             *index = at - 1;
         return KM_OK;
     }
-    if (p->nworkloads == p->capworkloads) {
-        size_t cap = p->capworkloads ? p->capworkloads * 2 : 8;
-        km_pods_workload *w = realloc(p->workloads, cap * sizeof(*w));
-        if (!w)
-            return oom(err);
-        p->workloads = w;
-        p->capworkloads = cap;
-    }
+    if (km_array_grow(&p->workloads, p->nworkloads, &p->capworkloads, sizeof(*p->workloads)))
+        return oom(err);
     km_pods_workload *w = &p->workloads[p->nworkloads];
     memset(w, 0, sizeof(*w));
     w->kind = kind;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/base/array.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/strmap.h"
@@ -111,14 +112,8 @@ km_status km_tokens_heal_add(km_tokens_heal *h, const char *ns, const char *name
     snprintf(key, sizeof(key), "%s/%s", ns, name);
     if (km_strmap_has(h->by_name, key))
         return KM_OK;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        changed **all = realloc(h->all, cap * sizeof(*all));
-        if (!all)
-            return KM_ENOMEM;
-        h->all = all;
-        h->cap = cap;
-    }
+    if (km_array_grow(&h->all, h->n, &h->cap, sizeof(*h->all)) != KM_OK)
+        return KM_ENOMEM;
     changed *c = changed_new(ns, name, sa, sa_uid, old_uid, del);
     if (!c || km_strmap_put(h->by_name, key, c, NULL) != KM_OK) {
         changed_free(c);
