@@ -1,4 +1,10 @@
-/* watcher.h — the list+watch state machine of one resource (client-go's reflector, with
+/* watcher.h — watch/: keeping up with the cluster.  watcher.h (this file: list+watch of one
+ * resource; watcher_kube.c its transport over the client), lines.h (the incremental line
+ * splitter of a watch stream), event.h (one watch line parsed), store.h (a small cache),
+ * queue.h (the rate-limited work queue: the controllers' one retry policy), wait.h (waiting
+ * for named objects to reach a condition on one watch).
+ *
+ * The list+watch state machine of one resource (client-go's reflector, with
  * explicit states like kube-rs's watcher), running on its own thread with its own connection.
  *
  *   INIT -> LISTING -> WATCHING -> (stream ended) WATCHING again from the last seen RV

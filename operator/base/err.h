@@ -1,4 +1,10 @@
-/* err.h — kubemend's one status enum and the optional error-detail struct.
+/* err.h — operator/base: the foundation every other folder builds on, with no knowledge of
+ * Kubernetes.  err.h (this file: the status enum and km_err), buf.h (a bounded growable buffer),
+ * array.h (grow-by-doubling arrays), strmap.h (the one string hash map), clock.h (monotonic
+ * time, deadlines, the cancellable sleep, RFC 3339), log.h (leveled key=value / JSON logs),
+ * json.h (cJSON path helpers), yamljson.h (YAML to cJSON), base64.h, backoff.h.
+ *
+ * kubemend's one status enum and the optional error-detail struct.
  *
  * Every fallible function returns km_status (KM_OK = 0) and, where callers may want details,
  * takes an optional `km_err *err` (NULL allowed) that is filled on failure only.  Codes are

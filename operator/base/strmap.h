@@ -1,6 +1,7 @@
 /* strmap.h — a small string-keyed hash map (chained, power-of-two buckets, FNV-1a).
  *
- * Internal helper of watch/ (store and work queue).  Keys are copied; values are opaque
+ * The one hash map of kubemend (the work queue, the metrics series, the controllers' and steps'
+ * small indexes).  Keys are copied; values are opaque
  * pointers the map never frees (the owner frees them, e.g. from km_strmap_each).  Not
  * thread-safe: the users lock around it. */
 #ifndef KM_STRMAP_H

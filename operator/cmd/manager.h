@@ -28,7 +28,7 @@
 #include "operator/kube/events.h"
 #include "operator/kube/kube.h"
 #include "operator/kube/kubeconfig.h"
-#include "operator/serve/metrics.h"
+#include "operator/serve/families.h"
 
 #define KM_EXIT_FAILED 1 /* a step or the process failed */
 #define KM_EXIT_USAGE 2  /* invalid flags or files */

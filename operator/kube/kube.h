@@ -1,4 +1,10 @@
-/* kube.h — the Kubernetes REST client (libcurl + cJSON).
+/* kube.h — operator/kube: talking to the API server.  kube.h (this file: the REST client;
+ * kube.c retries, credentials and the rate limit, transfer.c one libcurl exchange, kube_rest.c the
+ * JSON verbs and paged lists), kubeconfig.h (kubeconfig / in-cluster configuration),
+ * ratelimit.h (the client-side token bucket), apierror.h (a Status answer into km_err),
+ * events.h (the Event recorder).
+ *
+ * The Kubernetes REST client (libcurl + cJSON).
  *
  * One km_kube = one libcurl multi handle (connection reuse, HTTP/2 when offered) used by ONE
  * thread at a time.  Threads that need their own connection (watches, workers, the lease) take

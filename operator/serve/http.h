@@ -1,4 +1,9 @@
-/* http.h — the operator's health and metrics HTTP server (libwebsockets, own service thread).
+/* http.h — operator/serve: what the operator serves and how it stays the only actor: http.h
+ * (this file: /healthz, /readyz, /metrics), metrics.h (a Prometheus registry), families.h
+ * (kubemend's metric families), lease.h (leader
+ * election on a Lease).
+ *
+ * The operator's health and metrics HTTP server (libwebsockets, own service thread).
  *
  *   GET /healthz  200 "ok" while the live callback says so (no callback: while this server's
  *                 thread answers); 503 "unhealthy: <reason>" otherwise

@@ -1,4 +1,7 @@
-/* extauth.h — the extensionApiserverAuthentication step: remove old CA certificates from
+/* extauth.h — reconcilers/extauth: extauth.h (this file: the step), pem.h (the pure rules:
+ * PEM bundles, which CA certificates are expired or superseded).
+ *
+ * The extensionApiserverAuthentication step: remove old CA certificates from
  * kube-system/extension-apiserver-authentication after a PKI rebuild.
  *
  * Each kube-apiserver merges its CAs into that ConfigMap and keeps the old ones until they

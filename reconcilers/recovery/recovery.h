@@ -1,4 +1,9 @@
-/* recovery.h — the ClusterRecovery lifecycle: the steps in order (tokens ->
+/* recovery.h — reconcilers/recovery: the ClusterRecovery.  In reading order: recovery.h (this
+ * file: one recovery's run, engine.c), spec.h (the step table and the document), controller.h
+ * (the operator's controller, registered with the Manager), once.c (`run --once`, the
+ * Manager's job), persist.h (the /status write), finalizer.h.
+ *
+ * The ClusterRecovery lifecycle: the steps in order (tokens ->
  * extensionApiserverAuthentication -> csr (the approval window opens) -> pods; the step table
  * and the spec are in reconcilers/recovery/spec.h), progress in status after every unit of
  * work, resume from status, the CSR approval window.

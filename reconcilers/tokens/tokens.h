@@ -1,4 +1,8 @@
-/* tokens.h — the tokens step: find service-account token Secrets whose token was signed by a
+/* tokens.h — reconcilers/tokens: tokens.h (this file: the step, one pass over the token
+ * Secrets), check.h (how one token is judged), heal.h (the check that changed Secrets got a valid
+ * token), jwt.h (JWT/JWKS verification with OpenSSL).
+ *
+ * The tokens step: find service-account token Secrets whose token was signed by a
  * key the API server no longer trusts, and make the tokens controller write a new one.
  *
  * Staleness is decided per token, never by type alone:

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "operator/serve/http.h"
-#include "operator/serve/metrics.h"
+#include "operator/serve/families.h"
 
 typedef struct tool {
     const char *ready_file;
