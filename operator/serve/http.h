@@ -1,7 +1,6 @@
 /* http.h — operator/serve: what the operator serves and how it stays the only actor: http.h
  * (this file: /healthz, /readyz, /metrics), metrics.h (a Prometheus registry), families.h
- * (kubemend's metric families), lease.h (leader
- * election on a Lease).
+ * (kubemend's metric families), lease.h (leader election on a Lease).
  *
  * The operator's health and metrics HTTP server (libwebsockets, own service thread).
  *
