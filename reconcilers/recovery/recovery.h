@@ -1,5 +1,5 @@
 /* recovery.h — reconcilers/recovery: the ClusterRecovery.  In reading order: recovery.h (this
- * file: one recovery's run, engine.c), spec.h (the step table and the document), controller.h
+ * file: one recovery's run, the engine), spec.h (the step table and the document), controller.h
  * (the operator's controller, registered with the Manager), once.c (`run --once`, the
  * Manager's job), persist.h (the /status write), finalizer.h.
  *

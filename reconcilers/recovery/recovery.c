@@ -1,4 +1,4 @@
-/* engine.c — the ClusterRecovery run engine (see recovery.h): the steps of the table
+/* recovery.c — the ClusterRecovery run engine (see recovery.h): the steps of the table
  * (reconcilers/recovery/spec.h) in order, status after every unit, resume from status; the CSR
  * approval window (reconcilers/csr/window.h) after the csr step. */
 #include "reconcilers/recovery/recovery.h"
