@@ -201,7 +201,12 @@ static void test_token_rules(void **state)
                      1);
     assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"containers\":[{\"name\":\"c\"}]}"),
                      -1);
+}
 
+/* A spec that cannot tell: the ServiceAccount decides, fetched only when nothing else does. */
+static void test_token_from_sa(void **state)
+{
+    (void)state;
     /* the ambiguous pod through km_podsel_pod: the SA's automount (unknown SA: mounted) */
     cJSON *pod = pod_with_spec("{\"serviceAccountName\":\"app-sa\"}");
     assert_true(km_podsel_needs_sa(pod, STARTED, 0));
@@ -452,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_pod_selected),
         cmocka_unit_test(test_each_skip_rule_alone),
         cmocka_unit_test(test_token_rules),
+        cmocka_unit_test(test_token_from_sa),
         cmocka_unit_test(test_namespace_order),
         cmocka_unit_test(test_label_selector),
         cmocka_unit_test(test_restart_marker),
