@@ -9,6 +9,7 @@
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "operator/base/strmap.h"
 #include "reconcilers/csr/csr.h"
 #include "watch/watcher.h"
 
@@ -20,7 +21,7 @@ struct km_csr_approver {
     km_watcher *w;
     km_csr_hooks hooks;
     km_csr_decider h;
-    cJSON *reported; /* object: names of CSRs reported as left pending (bounded) */
+    km_strmap *reported; /* names of CSRs reported as left pending (bounded) */
     atomic_int stop;
     int has_end;
     time_t ends;
@@ -48,7 +49,7 @@ static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
         !km_csrcheck_handles(a->policy, KM_JSON_STR(obj, "spec", "signerName")))
         return;
     const char *name = KM_JSON_STR(obj, "metadata", "name");
-    if (name && cJSON_GetObjectItemCaseSensitive(a->reported, name))
+    if (name && km_strmap_has(a->reported, name))
         return; /* already reported as left pending */
     km_csr_result r;
     km_err e;
@@ -61,8 +62,8 @@ static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
     }
     if (r.out < KM_CSR_APPROVED)
         return;
-    if (r.out == KM_CSR_PENDING && name && cJSON_GetArraySize(a->reported) < REPORTED_MAX)
-        cJSON_AddTrueToObject(a->reported, name);
+    if (r.out == KM_CSR_PENDING && name && km_strmap_len(a->reported) < REPORTED_MAX)
+        km_strmap_put(a->reported, name, a, NULL); /* a set: any non-NULL value */
     if (a->hooks.decided)
         a->hooks.decided(&r, a->hooks.user);
 }
@@ -100,7 +101,7 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
         a->hooks = *hooks;
     if ((st = km_csr_policy_from_spec(csr_spec, &a->policy, err)) != KM_OK)
         goto fail;
-    if (!(a->reported = cJSON_CreateObject())) {
+    if (!(a->reported = km_strmap_new())) {
         st = km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
         goto fail;
     }
@@ -175,7 +176,7 @@ void km_csr_approver_free(km_csr_approver *a)
     km_csr_approver_stop(a);
     km_watcher_free(a->w);
     km_kube_free(a->kube);
-    cJSON_Delete(a->reported);
+    km_strmap_free(a->reported);
     km_csr_policy_free(a->policy);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);

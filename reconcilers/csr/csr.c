@@ -2,12 +2,14 @@
  * acted on by reconcilers/csr/decide.h.  The approval window that follows the pass is window.h. */
 #include "reconcilers/csr/csr.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "operator/base/strmap.h"
 #include "reconcilers/csr/decide.h"
 
 #define NODE_PAGE 500
@@ -89,9 +91,9 @@ static km_status collect_page(const km_kube_page *page, void *user)
 /* ---- the Nodes of one pass ---------------------------------------------------------------- */
 
 typedef struct node_list {
-    cJSON *want;  /* node name -> number of pending serving CSRs naming it */
-    cJSON *nodes; /* node name -> Node, the wanted ones found by the list */
-    long unfound; /* CSRs whose Node the list has not shown yet */
+    km_strmap *want;  /* node name -> number of pending serving CSRs naming it (uintptr_t) */
+    km_strmap *nodes; /* node name -> Node (cJSON), the wanted ones found by the list */
+    long unfound;     /* CSRs whose Node the list has not shown yet */
     long pages;
     int stopped; /* the list was ended early on purpose */
 } node_list;
@@ -106,15 +108,15 @@ static km_status node_page(const km_kube_page *page, void *user)
     cJSON_ArrayForEach(it, page->items)
     {
         const char *name = KM_JSON_STR(it, "metadata", "name");
-        const cJSON *w = name ? cJSON_GetObjectItemCaseSensitive(nl->want, name) : NULL;
-        if (!w || cJSON_GetObjectItemCaseSensitive(nl->nodes, name))
+        uintptr_t w = name ? (uintptr_t)km_strmap_get(nl->want, name) : 0;
+        if (!w || km_strmap_has(nl->nodes, name))
             continue;
         cJSON *copy = cJSON_Duplicate(it, 1);
-        if (!copy || !cJSON_AddItemToObject(nl->nodes, name, copy)) {
+        if (!copy || km_strmap_put(nl->nodes, name, copy, NULL) != KM_OK) {
             cJSON_Delete(copy);
             return KM_ENOMEM;
         }
-        nl->unfound -= (long)w->valuedouble;
+        nl->unfound -= (long)w;
     }
     long left = page->remaining >= 0 ? (page->remaining + NODE_PAGE - 1) / NODE_PAGE : nl->pages;
     if (page->remaining != 0 && (nl->unfound <= 0 || left >= nl->unfound)) {
@@ -124,15 +126,31 @@ static km_status node_page(const km_kube_page *page, void *user)
     return KM_OK;
 }
 
+static int free_node(const char *key, void *val, void *user)
+{
+    (void)key;
+    (void)user;
+    cJSON_Delete(val);
+    return 0;
+}
+
+/* Frees a map of Nodes (from list_nodes).  Accepts NULL. */
+static void nodes_free(km_strmap *nodes)
+{
+    if (nodes)
+        km_strmap_each(nodes, free_node, NULL);
+    km_strmap_free(nodes);
+}
+
 /* Lists the Nodes once (paged) when more pending CSRs need a Node than the list would take
- * pages, keeping only the Nodes they name (*out: name -> Node, caller frees; NULL when not
- * listed, so every CSR GETs its Node).  A refused list (API error) also leaves *out NULL.
- * Fails on ENOMEM, transport errors and cancel. */
-static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON *todo, cJSON **out,
-                            km_err *err)
+ * pages, keeping only the Nodes they name (*out: name -> Node, caller frees with nodes_free;
+ * NULL when not listed, so every CSR GETs its Node).  A refused list (API error) also leaves
+ * *out NULL.  Fails on ENOMEM, transport errors and cancel. */
+static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON *todo,
+                            km_strmap **out, km_err *err)
 {
     km_status st = KM_ENOMEM;
-    node_list nl = {.want = cJSON_CreateObject(), .nodes = cJSON_CreateObject()};
+    node_list nl = {.want = km_strmap_new(), .nodes = km_strmap_new()};
     const cJSON *csr;
     *out = NULL;
     if (!nl.want || !nl.nodes) {
@@ -146,10 +164,8 @@ static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON
         if (!signer || strcmp(signer, KM_CSR_SIGNER_SERVING) != 0 ||
             !km_csrcheck_handles(policy, signer) || !km_csrcheck_node_name(csr, name, sizeof(name)))
             continue;
-        cJSON *w = cJSON_GetObjectItemCaseSensitive(nl.want, name);
-        if (w)
-            cJSON_SetNumberValue(w, w->valuedouble + 1);
-        else if (!cJSON_AddNumberToObject(nl.want, name, 1)) {
+        uintptr_t w = (uintptr_t)km_strmap_get(nl.want, name);
+        if (km_strmap_put(nl.want, name, (void *)(w + 1), NULL) != KM_OK) {
             km_err_set(err, st, "csr: out of memory");
             goto out;
         }
@@ -180,8 +196,8 @@ static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON
     *out = nl.nodes;
     nl.nodes = NULL;
 out:
-    cJSON_Delete(nl.want);
-    cJSON_Delete(nl.nodes);
+    km_strmap_free(nl.want);
+    nodes_free(nl.nodes);
     return st;
 }
 
@@ -229,7 +245,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
 {
     km_status st;
     km_csr_policy *policy = NULL;
-    cJSON *nodes = NULL;
+    km_strmap *nodes = NULL;
     step_state s = {.ctx = ctx, .todo = cJSON_CreateArray()};
     long n[KM_CSR_PENDING + 1] = {0};
     if (!s.todo)
@@ -266,7 +282,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
                        n[KM_CSR_DENIED], n[KM_CSR_PENDING], n[KM_CSR_IGNORED]);
 out:
     km_csr_policy_free(policy);
-    cJSON_Delete(nodes);
+    nodes_free(nodes);
     cJSON_Delete(s.todo);
     return st;
 }

@@ -95,7 +95,7 @@ static km_status decide_once(const km_csr_decider *h, const cJSON *csr, km_csr_r
     km_status st = KM_OK;
     if (signer && strcmp(signer, KM_CSR_SIGNER_SERVING) == 0 &&
         km_csrcheck_node_name(csr, node_name, sizeof(node_name))) {
-        listed = h->nodes ? cJSON_GetObjectItemCaseSensitive(h->nodes, node_name) : NULL;
+        listed = h->nodes ? km_strmap_get(h->nodes, node_name) : NULL;
         /* not listed: GET it (created since the list, or not a node at all) */
         if (!listed && (st = get_node(h->kube, node_name, &node, err)) != KM_OK)
             return st;

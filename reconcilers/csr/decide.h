@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "operator/base/err.h"
+#include "operator/base/strmap.h"
 #include "operator/kube/kube.h"
 #include "reconcilers/csr/csrcheck.h"
 
@@ -44,7 +45,7 @@ typedef struct km_csr_decider {
     const km_csr_policy *policy; /* borrowed */
     int deny;                    /* spec.csr.deny */
     int dry_run;
-    const cJSON *nodes; /* name -> Node listed for this pass (borrowed); NULL = GET each */
+    const km_strmap *nodes; /* name -> Node (cJSON) listed for this pass; NULL = GET each */
     /* An Event to record ("Normal"/"Warning", CamelCase reason); may be NULL. */
     void (*event)(void *user, const char *type, const char *reason, const char *message);
     void *user;
