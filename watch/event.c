@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "operator/json.h"
+#include "operator/base/json.h"
 
 static const char *const type_names[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
 

@@ -12,7 +12,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/err.h"
+#include "operator/base/err.h"
 
 typedef enum km_event_type {
     KM_EV_ADDED = 0,

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/buf.h"
+#include "operator/base/buf.h"
 
 struct km_lines {
     km_buf buf; /* the partial line carried over from earlier chunks */

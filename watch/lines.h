@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "operator/err.h"
+#include "operator/base/err.h"
 
 #define KM_LINES_DEFAULT_MAX ((size_t)16 * 1024 * 1024)
 

@@ -8,8 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "operator/log.h"
-#include "watch/strmap.h"
+#include "operator/base/array.h"
+#include "operator/base/clock.h"
+#include "operator/base/log.h"
+#include "operator/base/strmap.h"
 
 typedef struct delayed {
     char *key; /* owned */
@@ -33,13 +35,6 @@ struct km_queue {
 };
 
 static void *const PRESENT = (void *)1;
-
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void km_queue_opts_init(km_queue_opts *o)
 {
@@ -72,11 +67,7 @@ km_status km_queue_new(const km_queue_opts *o, km_queue **out)
         return KM_ENOMEM;
     }
     pthread_mutex_init(&q->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&q->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    km_clock_cond_init(&q->cv, CLOCK_MONOTONIC);
     *out = q;
     return KM_OK;
 }
@@ -226,7 +217,7 @@ static km_status add_after_locked(km_queue *q, const char *key, double seconds)
 {
     if (seconds <= 0)
         return add_locked(q, key);
-    double due = now_mono() + seconds;
+    double due = km_clock_mono() + seconds;
     delayed *d = km_strmap_get(q->waiting, key);
     if (d) {
         if (due < d->due) {
@@ -236,14 +227,8 @@ static km_status add_after_locked(km_queue *q, const char *key, double seconds)
         }
         return KM_OK;
     }
-    if (q->nheap == q->capheap) {
-        size_t cap = q->capheap ? q->capheap * 2 : 16;
-        delayed **h = realloc(q->heap, cap * sizeof(*h));
-        if (!h)
-            return KM_ENOMEM;
-        q->heap = h;
-        q->capheap = cap;
-    }
+    if (km_array_grow(&q->heap, q->nheap, &q->capheap, sizeof(*q->heap)) != KM_OK)
+        return KM_ENOMEM;
     d = calloc(1, sizeof(*d));
     if (!d)
         return KM_ENOMEM;
@@ -316,25 +301,13 @@ unsigned km_queue_num_requeues(km_queue *q, const char *key)
 
 /* ---- taking --------------------------------------------------------------------------------- */
 
-static struct timespec to_timespec(double t)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)t;
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 km_status km_queue_get(km_queue *q, double timeout, char **key)
 {
     km_status st = KM_OK;
     pthread_mutex_lock(&q->mu);
-    double deadline = timeout >= 0 ? now_mono() + timeout : -1;
+    double deadline = timeout >= 0 ? km_clock_mono() + timeout : -1;
     for (;;) {
-        double now = now_mono();
+        double now = km_clock_mono();
         promote_due(q, now);
         if (q->len > 0)
             break;
@@ -352,7 +325,7 @@ km_status km_queue_get(km_queue *q, double timeout, char **key)
         if (wake < 0) {
             pthread_cond_wait(&q->cv, &q->mu);
         } else {
-            struct timespec ts = to_timespec(wake);
+            struct timespec ts = km_clock_deadline(CLOCK_MONOTONIC, wake - now);
             pthread_cond_timedwait(&q->cv, &q->mu, &ts);
         }
     }
@@ -385,7 +358,7 @@ void km_queue_done(km_queue *q, const char *key)
 size_t km_queue_len(km_queue *q)
 {
     pthread_mutex_lock(&q->mu);
-    promote_due(q, now_mono());
+    promote_due(q, km_clock_mono());
     size_t n = q->len;
     pthread_mutex_unlock(&q->mu);
     return n;

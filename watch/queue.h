@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "operator/err.h"
+#include "operator/base/err.h"
 
 typedef struct km_queue km_queue;
 

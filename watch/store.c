@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/json.h"
-#include "watch/strmap.h"
+#include "operator/base/json.h"
+#include "operator/base/strmap.h"
 
 typedef struct item {
     cJSON *obj;

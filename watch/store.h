@@ -20,7 +20,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/err.h"
+#include "operator/base/err.h"
 #include "watch/event.h"
 
 /* Large enough for any "namespace/name" (63 + 1 + 253) and its NUL. */

@@ -7,10 +7,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "operator/backoff.h"
-#include "operator/buf.h"
-#include "operator/json.h"
-#include "operator/log.h"
+#include "operator/base/clock.h"
+#include "operator/base/backoff.h"
+#include "operator/base/buf.h"
+#include "operator/base/json.h"
+#include "operator/base/log.h"
 #include "watch/lines.h"
 
 /* How one watch request ended. */
@@ -65,13 +66,6 @@ void km_watch_opts_init(km_watch_opts *o)
     o->backoff_reset_s = 120;
 }
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *dup_opt(const char *s, int *fail)
 {
     if (!s)
@@ -122,16 +116,10 @@ static void emit(km_watcher *w, km_event_type type, const cJSON *obj)
 /* Sleeps up to seconds; returns early (non-zero) when stopped. */
 static int sleep_or_stop(km_watcher *w, double seconds)
 {
-    double until = now_mono() + seconds;
-    struct timespec ts;
-    ts.tv_sec = (time_t)until;
-    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    double until = km_clock_mono() + seconds;
+    struct timespec ts = km_clock_deadline(CLOCK_MONOTONIC, seconds);
     pthread_mutex_lock(&w->mu);
-    while (!atomic_load(&w->stop) && now_mono() < until)
+    while (!atomic_load(&w->stop) && km_clock_mono() < until)
         pthread_cond_timedwait(&w->cv, &w->mu, &ts);
     pthread_mutex_unlock(&w->mu);
     return atomic_load(&w->stop);
@@ -140,7 +128,7 @@ static int sleep_or_stop(km_watcher *w, double seconds)
 /* One failure: counts it and sleeps the backoff delay.  Returns non-zero when stopped. */
 static int backoff(km_watcher *w)
 {
-    double now = now_mono();
+    double now = km_clock_mono();
     if (w->last_failure > 0 && now - w->last_failure > w->o.backoff_reset_s)
         km_backoff_reset(&w->bo);
     double d = km_backoff_next(&w->bo, km_backoff_rand());
@@ -152,7 +140,7 @@ static int backoff(km_watcher *w)
     pthread_mutex_unlock(&w->mu);
     km_log_debug("watch backing off", "watch", w->name, "seconds", KM_LOG_DBL(d));
     int stopped = sleep_or_stop(w, d);
-    w->last_failure = now_mono();
+    w->last_failure = km_clock_mono();
     set_state(w, prev);
     return stopped;
 }
@@ -192,8 +180,40 @@ static km_status page_cb(const km_kube_page *page, void *user)
     return KM_OK;
 }
 
+/* The first list completed (or the first resync): synced, on_synced. */
+static void mark_synced(km_watcher *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->stats.lists++ > 0)
+        w->stats.relists++;
+    w->stats.synced = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    km_log_debug("watch listed", "watch", w->name, "resourceVersion", w->rv ? w->rv : "");
+    if (w->o.on_synced)
+        w->o.on_synced(w->o.user);
+}
+
+/* The resync hook instead of a LIST. */
+static km_status do_resync(km_watcher *w, km_err *err)
+{
+    char *rv = NULL;
+    set_state(w, KM_WATCH_LISTING);
+    km_status st = w->o.resync(&w->o.transport, w->conn, &rv, w->o.user, err);
+    if (st == KM_OK && (!rv || !*rv))
+        st = km_err_set(err, KM_EPARSE, "watch %s: resync gave no resourceVersion", w->name);
+    if (st == KM_OK) {
+        set_rv(w, rv);
+        mark_synced(w);
+    }
+    free(rv);
+    return st;
+}
+
 static km_status do_list(km_watcher *w, km_err *err)
 {
+    if (w->o.resync)
+        return do_resync(w, err);
     set_state(w, KM_WATCH_LISTING);
     km_status st = KM_OK;
     char *rv = NULL;
@@ -213,15 +233,7 @@ static km_status do_list(km_watcher *w, km_err *err)
         km_store_replace(w->o.store, w->snap, change_cb, w);
         w->snap = NULL;
     }
-    pthread_mutex_lock(&w->mu);
-    if (w->stats.lists++ > 0)
-        w->stats.relists++;
-    w->stats.synced = 1;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    km_log_debug("watch listed", "watch", w->name, "resourceVersion", w->rv ? w->rv : "");
-    if (w->o.on_synced)
-        w->o.on_synced(w->o.user);
+    mark_synced(w);
 out:
     km_store_snapshot_free(w->snap);
     w->snap = NULL;
@@ -345,7 +357,7 @@ static outcome do_watch(km_watcher *w)
     w->expired_event = 0;
     w->stream_events = 0;
     km_lines_reset(w->lines);
-    double started = now_mono();
+    double started = km_clock_mono();
     st = w->o.transport.stream(w->conn, km_buf_str(&path), t * 1000 + w->o.idle_grace_ms, stream_cb,
                                w, &err);
     km_lines_finish(w->lines, 0); /* a cut stream's partial line is dropped, never half-parsed */
@@ -364,7 +376,7 @@ static outcome do_watch(km_watcher *w)
     }
     if (st == KM_OK) {
         /* A stream that ends at once without a single line is a server in trouble: back off. */
-        if (w->stream_events == 0 && now_mono() - started < 1.0) {
+        if (w->stream_events == 0 && km_clock_mono() - started < 1.0) {
             km_log_debug("watch ended at once", "watch", w->name);
             return W_ERROR;
         }
@@ -401,7 +413,13 @@ static void *run(void *arg)
         w->conn = NULL;
         backoff(w);
     }
-    int listing = 1;
+    int listing = !w->rv; /* initial_rv: watch at once */
+    if (!listing) {
+        pthread_mutex_lock(&w->mu);
+        w->stats.synced = 1;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
     while (!atomic_load(&w->stop)) {
         if (listing) {
             km_err err;
@@ -455,12 +473,16 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
 {
     if (!o || !o->path || !*o->path || !o->transport.list || !o->transport.stream)
         return km_err_set(err, KM_EINVAL, "watcher: path and transport list/stream are required");
+    if (o->resync && o->store)
+        return km_err_set(err, KM_EINVAL, "watcher: a resync hook cannot fill a store");
     if (o->timeout_min_s <= 0 || o->timeout_max_s < o->timeout_min_s)
         return km_err_set(err, KM_EINVAL, "watcher: invalid timeout range %d..%d", o->timeout_min_s,
                           o->timeout_max_s);
     km_watcher *w = calloc(1, sizeof(*w));
     if (!w)
         return km_err_set(err, KM_ENOMEM, "watcher: out of memory");
+    pthread_mutex_init(&w->mu, NULL);
+    km_clock_cond_init(&w->cv, CLOCK_MONOTONIC);
     w->o = *o;
     if (w->o.page_size <= 0)
         w->o.page_size = 500;
@@ -471,6 +493,7 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
     w->name = dup_opt(o->name ? o->name : o->path, &fail);
     w->label_selector = dup_opt(o->label_selector, &fail);
     w->field_selector = dup_opt(o->field_selector, &fail);
+    w->rv = dup_opt(o->initial_rv && *o->initial_rv ? o->initial_rv : NULL, &fail);
     w->o.path = w->path;
     w->o.name = w->name;
     w->o.label_selector = w->label_selector;
@@ -478,23 +501,14 @@ km_status km_watcher_new(const km_watch_opts *o, km_watcher **out, km_err *err)
     if (!fail && km_lines_new(w->o.max_object_size, KM_LINES_ABORT, line_cb, w, &w->lines) != KM_OK)
         fail = 1;
     if (fail) {
-        km_lines_free(w->lines);
-        free(w->path);
-        free(w->name);
-        free(w->label_selector);
-        free(w->field_selector);
-        free(w);
+        km_watcher_free(w); /* not started: frees what was copied */
         return km_err_set(err, KM_ENOMEM, "watcher: out of memory");
     }
     km_backoff_init(&w->bo, o->backoff_initial, o->backoff_max, 2.0, 0.2);
     atomic_init(&w->stop, 0);
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
-    pthread_condattr_destroy(&ca);
     w->stats.state = KM_WATCH_INIT;
+    if (w->rv)
+        snprintf(w->stats.resource_version, sizeof(w->stats.resource_version), "%s", w->rv);
     *out = w;
     return KM_OK;
 }
@@ -539,14 +553,8 @@ void km_watcher_free(km_watcher *w)
 
 km_status km_watcher_wait_synced(km_watcher *w, double timeout)
 {
-    double until = now_mono() + timeout;
-    struct timespec ts;
-    ts.tv_sec = (time_t)until;
-    ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    double until = km_clock_mono() + timeout;
+    struct timespec ts = km_clock_deadline(CLOCK_MONOTONIC, timeout);
     km_status st = KM_OK;
     pthread_mutex_lock(&w->mu);
     while (!w->stats.synced) {
@@ -556,7 +564,7 @@ km_status km_watcher_wait_synced(km_watcher *w, double timeout)
         }
         if (timeout < 0) {
             pthread_cond_wait(&w->cv, &w->mu);
-        } else if (now_mono() >= until) {
+        } else if (km_clock_mono() >= until) {
             st = KM_ETIMEOUT;
             break;
         } else {

@@ -1,10 +1,21 @@
-/* watcher.h — the list+watch state machine of one resource (client-go's reflector, with
+/* watcher.h — watch/: keeping up with the cluster.  watcher.h (this file: list+watch of one
+ * resource; watcher_kube.c its transport over the client), lines.h (the incremental line
+ * splitter of a watch stream), event.h (one watch line parsed), store.h (a small cache),
+ * queue.h (the rate-limited work queue: the controllers' one retry policy), wait.h (waiting
+ * for named objects to reach a condition on one watch).
+ *
+ * The list+watch state machine of one resource (client-go's reflector, with
  * explicit states like kube-rs's watcher), running on its own thread with its own connection.
  *
  *   INIT -> LISTING -> WATCHING -> (stream ended) WATCHING again from the last seen RV
  *                         |-> 410 Gone (HTTP status or ERROR event), oversized object -> LISTING
  *                         |-> transport/API/parse error, idle timeout -> BACKOFF -> WATCHING
  *           LISTING failed -> BACKOFF -> LISTING;   stop flag -> STOPPED
+ *
+ * Two options replace the LIST for a watcher that needs no cache of the whole collection (e.g.
+ * waiting for a few named objects, watch/wait.h): initial_rv starts WATCHING at once from that
+ * resourceVersion (no first list), and a resync hook runs instead of every LIST: it returns the
+ * resourceVersion to watch from and brings what its handler cares about up to date itself.
  *
  * LISTING: paginated (limit=page_size, continue) through the transport's list, from
  *   resourceVersion "" (a consistent read).  client-go's first list uses "0" (served from the
@@ -22,7 +33,7 @@
  *   T + idle_grace_ms (no byte for that long: reconnect).  The stream is split incrementally
  *   (watch/lines.h, max_object_size) and each line parsed once (watch/event.h).  Every event and
  *   BOOKMARK advances RV; a stream the server ends is re-watched at once from RV.
- * BACKOFF: 0.8 s -> 30 s, factor 2, jitter 20 % (operator/backoff.h); reset when the previous
+ * BACKOFF: 0.8 s -> 30 s, factor 2, jitter 20 % (operator/base/backoff.h); reset when the previous
  *   failure is more than backoff_reset_s (120 s) ago.  Sleeps wake up on stop.
  *
  * Handlers run on the watcher thread: on_event(type, obj, user) for ADDED/MODIFIED/DELETED after
@@ -36,8 +47,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/err.h"
-#include "operator/kube.h"
+#include "operator/base/err.h"
+#include "operator/kube/kube.h"
 #include "watch/event.h"
 #include "watch/store.h"
 
@@ -57,10 +68,13 @@ typedef struct km_watch_transport {
     km_status (*stream)(void *conn, const char *path, long idle_timeout_ms, km_kube_stream_fn fn,
                         void *user, km_err *err);
     void *ctx;
+    /* appended: as km_kube_get (for resync hooks; NULL when the transport has none). */
+    km_status (*get)(void *conn, const char *path, cJSON **out, km_err *err);
 } km_watch_transport;
 
 /* Fills t to use k (borrowed; must outlive the watcher): open = km_kube_clone with the watcher's
- * stop flag as cancel flag, close = km_kube_free, list = km_kube_list, stream = km_kube_stream. */
+ * stop flag as cancel flag, close = km_kube_free, list = km_kube_list, stream = km_kube_stream,
+ * get = km_kube_get. */
 void km_watch_transport_kube(km_watch_transport *t, km_kube *k);
 
 typedef enum km_watch_state {
@@ -76,6 +90,11 @@ const char *km_watch_state_name(km_watch_state s);
 
 typedef void (*km_watch_event_fn)(km_event_type type, const cJSON *obj, void *user);
 typedef void (*km_watch_synced_fn)(void *user);
+/* Instead of a LIST: called on the watcher thread with its connection (t's functions take it);
+ * on KM_OK *rv is the resourceVersion to watch from (malloc'ed; the watcher frees it).  A
+ * failure backs off and calls it again. */
+typedef km_status (*km_watch_resync_fn)(const km_watch_transport *t, void *conn, char **rv,
+                                        void *user, km_err *err);
 
 typedef struct km_watch_opts {
     const char *name;             /* for logs; NULL = path */
@@ -95,6 +114,9 @@ typedef struct km_watch_opts {
     double backoff_initial; /* seconds (default 0.8) */
     double backoff_max;     /* seconds (default 30) */
     double backoff_reset_s; /* reset the backoff after this long without failure (default 120) */
+    /* appended */
+    const char *initial_rv;    /* non-NULL: watch from here at once (no first list); copied */
+    km_watch_resync_fn resync; /* non-NULL: called instead of every LIST (not with a store) */
 } km_watch_opts;
 
 /* Fills o with the defaults (no path, no transport, no handlers). */

@@ -1,6 +1,6 @@
 /* watcher_kube.c — the watcher's transport over the km_kube REST client.  Kept apart from
  * watcher.c so the state machine links (and is unit-tested) without the HTTP client. */
-#include "operator/kube.h"
+#include "operator/kube/kube.h"
 #include "watch/watcher.h"
 
 static km_status kube_open(void *ctx, const atomic_int *cancel, void **conn, km_err *err)
@@ -31,8 +31,14 @@ static km_status kube_stream(void *conn, const char *path, long idle_timeout_ms,
     return km_kube_stream(conn, path, idle_timeout_ms, fn, user, err);
 }
 
+static km_status kube_get(void *conn, const char *path, cJSON **out, km_err *err)
+{
+    return km_kube_get(conn, path, out, err);
+}
+
 void km_watch_transport_kube(km_watch_transport *t, km_kube *k)
 {
+    t->get = kube_get;
     t->open = kube_open;
     t->close = kube_close;
     t->list = kube_list;

@@ -13,7 +13,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 
-#include "reconcilers/jwt.h"
+#include "reconcilers/tokens/jwt.h"
 
 #define DEFAULT_MAX_PAIRS 6u
 #define DEFAULT_MAX_RSA_BITS 4096u

@@ -35,7 +35,7 @@
 
 #include <stddef.h>
 
-#include "operator/err.h"
+#include "operator/base/err.h"
 
 /* The long steps announced to the progress callback (RSA only; EC work takes milliseconds). */
 typedef enum km_keyrecover_step {

@@ -1,4 +1,4 @@
-"""The Kubernetes client (operator/kube.c, kubeconfig.c) against the HTTPS test responder, driven
+"""The Kubernetes client (operator/kube/kube.c, kubeconfig.c) against the HTTPS test responder, driven
 through build/tools/kmctl."""
 
 import json

@@ -1,4 +1,4 @@
-"""operator/http through tests/tools/kmhttp: /healthz, /readyz, /metrics, 404/405, stop.
+"""operator/serve/http through tests/tools/kmhttp: /healthz, /readyz, /metrics, 404/405, stop.
 
 kmhttp binds 127.0.0.1 on a kernel-chosen port (port 0) and prints it; readiness follows a file.
 """

@@ -3,9 +3,11 @@
 `kubectl kustomize deploy/` (kubectl's built-in kustomize, what `kubectl apply -k deploy/` uses)
 must build; the RBAC in it is checked rule by rule with a small RBAC evaluator (what must be
 allowed, what must not, no wildcards); the Deployment against restricted Pod Security; the CRD
-against the agreed ClusterRecovery design (notes/crd.md): names, printer columns, structural
-schema, every default, the condition schema, and CEL rules that only name existing fields.  The
-example ClusterRecovery is validated and defaulted with a small structural-schema evaluator.
+against the agreed ClusterRecovery design, recorded in this file (DEFAULTS, SPEC_FIELDS,
+STATUS_FIELDS and the checks below): names, printer columns, structural schema, every default,
+the condition schema, and CEL rules that only name existing fields.  The example
+ClusterRecovery is validated and defaulted with a small structural-schema evaluator.  The C side
+(each step's schema and defaults) is held against the CRD by tests/unit/test_spec_crd.c.
 """
 import os
 import re
@@ -339,7 +341,7 @@ def test_schema_is_structural(schema):
             assert "additionalProperties" not in node, path
 
 
-# Every default in notes/crd.md, by path.
+# Every default of the agreed design, by path.
 DEFAULTS = {
     "$.spec": {},
     "$.spec.dryRun": False,
@@ -392,7 +394,7 @@ def test_spec_fields_and_defaults(schema):
         assert "default" in nodes[path], path
         assert nodes[path]["default"] == want, path
         assert type(nodes[path]["default"]) is type(want), path
-    # no default that crd.md does not list
+    # no default beyond the design's
     extra = [p for p, n in nodes.items() if "default" in n and p not in DEFAULTS]
     assert extra == []
     # every scalar spec field has a default unless it is a list or selector (optional)

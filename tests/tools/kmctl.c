@@ -20,10 +20,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/kube.h"
-#include "operator/kubeconfig.h"
-#include "operator/log.h"
+#include "operator/base/json.h"
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
+#include "operator/base/log.h"
 
 typedef struct cli {
     km_kubeconfig_opts kc;

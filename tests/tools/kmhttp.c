@@ -18,8 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "operator/http.h"
-#include "operator/metrics.h"
+#include "operator/serve/http.h"
+#include "operator/serve/families.h"
 
 typedef struct tool {
     const char *ready_file;
@@ -70,80 +70,62 @@ static int usage(void)
     return 2;
 }
 
-int main(int argc, char **argv)
+/* 0, or usage()'s exit code. */
+static int parse(int argc, char **argv, tool *t, km_http_opts *opts, int *metrics, long *series)
 {
-    tool t = {0};
-    km_http_opts opts = {.bind_address = "127.0.0.1", .port = 0};
-    int metrics = 1;
-    long series = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
         if (strcmp(a, "--no-metrics") == 0) {
-            metrics = 0;
+            *metrics = 0;
             continue;
         }
         if (!v)
             return usage();
         i++;
         if (strcmp(a, "--bind") == 0) {
-            opts.bind_address = v;
+            opts->bind_address = v;
         } else if (strcmp(a, "--port") == 0) {
-            char *end = NULL;
             long p = strtol(v, &end, 10);
             if (*end || p < 0 || p > 65535)
                 return usage();
-            opts.port = (int)p;
+            opts->port = (int)p;
         } else if (strcmp(a, "--series") == 0) {
-            char *end = NULL;
-            series = strtol(v, &end, 10);
-            if (*end || series < 0 || series > KM_METRICS_DEFAULT_MAX_SERIES)
+            *series = strtol(v, &end, 10);
+            if (*end || *series < 0 || *series > KM_METRICS_DEFAULT_MAX_SERIES)
                 return usage();
         } else if (strcmp(a, "--ready-file") == 0) {
-            t.ready_file = v;
+            t->ready_file = v;
         } else if (strcmp(a, "--unhealthy-file") == 0) {
-            t.unhealthy_file = v;
+            t->unhealthy_file = v;
         } else {
             return usage();
         }
     }
+    return 0;
+}
 
-    km_err err;
-    km_err_clear(&err);
-    if (metrics) {
-        if (km_metrics_new_default(&t.metrics, &err) != KM_OK) {
-            fprintf(stderr, "kmhttp: metrics: %s\n", err.message);
-            return 1;
-        }
-        (void)km_metric_set(km_metrics_get(t.metrics, KM_METRIC_LEADER), NULL, 1);
-        km_metrics_observe_api("get", 200, 0.01, t.metrics);
-        for (long i = 0; i < series; i++) {
-            char c[32];
-            snprintf(c, sizeof(c), "c%04ld", i);
-            (void)km_metric_add(km_metrics_get(t.metrics, KM_METRIC_STEP_OBJECTS),
-                                KM_METRIC_VALUES("bulk", c), (double)i);
-        }
+/* The default registry with the leader gauge, one API request and `series` bulk series. */
+static km_status make_metrics(tool *t, long series, km_err *err)
+{
+    km_status st = km_metrics_new_default(&t->metrics, err);
+    if (st != KM_OK)
+        return st;
+    (void)km_metric_set(km_metrics_get(t->metrics, KM_METRIC_LEADER), NULL, 1);
+    km_metrics_observe_api("get", 200, 0.01, t->metrics);
+    for (long i = 0; i < series; i++) {
+        char c[32];
+        snprintf(c, sizeof(c), "c%04ld", i);
+        (void)km_metric_add(km_metrics_get(t->metrics, KM_METRIC_STEP_OBJECTS),
+                            KM_METRIC_VALUES("bulk", c), (double)i);
     }
-    opts.metrics = t.metrics;
-    opts.ready = ready;
-    opts.live = live;
-    opts.user = &t;
+    return KM_OK;
+}
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    km_http *h = NULL;
-    if (km_http_start(&opts, &h, &err) != KM_OK) {
-        fprintf(stderr, "kmhttp: %s\n", err.message);
-        km_metrics_free(t.metrics);
-        return 1;
-    }
-    printf("port=%d\n", km_http_port(h));
-    fflush(stdout);
-
+/* Until stdin reaches EOF or a signal arrives. */
+static void wait_for_end(void)
+{
     while (!stop_flag) {
         struct pollfd pfd = {.fd = 0, .events = POLLIN};
         int rc = poll(&pfd, 1, 200);
@@ -156,6 +138,41 @@ int main(int argc, char **argv)
                 break;
         }
     }
+}
+
+int main(int argc, char **argv)
+{
+    tool t = {0};
+    km_http_opts opts = {.bind_address = "127.0.0.1", .port = 0};
+    int metrics = 1;
+    long series = 0;
+    int rc = parse(argc, argv, &t, &opts, &metrics, &series);
+    if (rc)
+        return rc;
+    km_err err;
+    km_err_clear(&err);
+    if (metrics && make_metrics(&t, series, &err) != KM_OK) {
+        fprintf(stderr, "kmhttp: metrics: %s\n", err.message);
+        return 1;
+    }
+    opts.metrics = t.metrics;
+    opts.ready = ready;
+    opts.live = live;
+    opts.user = &t;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    km_http *h = NULL;
+    if (km_http_start(&opts, &h, &err) != KM_OK) {
+        fprintf(stderr, "kmhttp: %s\n", err.message);
+        km_metrics_free(t.metrics);
+        return 1;
+    }
+    printf("port=%d\n", km_http_port(h));
+    fflush(stdout);
+    wait_for_end();
     km_http_stop(h);
     km_metrics_free(t.metrics);
     fprintf(stderr, "kmhttp: stopped\n");

@@ -21,15 +21,17 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/kube.h"
-#include "operator/kubeconfig.h"
-#include "operator/log.h"
-#include "reconcilers/csr.h"
-#include "reconcilers/extauth.h"
-#include "reconcilers/pods.h"
-#include "reconcilers/tokens.h"
-#include "reconcilers/step.h"
+#include "operator/base/clock.h"
+#include "operator/base/json.h"
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
+#include "operator/base/log.h"
+#include "reconcilers/csr/approver.h"
+#include "reconcilers/csr/csr.h"
+#include "reconcilers/extauth/extauth.h"
+#include "reconcilers/pods/pods.h"
+#include "reconcilers/tokens/tokens.h"
+#include "reconcilers/step/step.h"
 
 static const char *g_status_file;
 static cJSON *g_counters;
@@ -83,15 +85,14 @@ static void ctx_count(km_step_ctx *ctx, const char *counter, long delta)
     km_step_counter_add(g_counters, counter, delta);
 }
 
-static void hook_decided(const char *csr, const char *node, const char *decision,
-                         const char *reason, void *user)
+static void hook_decided(const km_csr_result *r, void *user)
 {
     (void)user;
     cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "name", csr);
-    cJSON_AddStringToObject(d, "node", node);
-    cJSON_AddStringToObject(d, "decision", decision);
-    cJSON_AddStringToObject(d, "reason", reason);
+    cJSON_AddStringToObject(d, "name", r->name);
+    cJSON_AddStringToObject(d, "node", r->d.node);
+    cJSON_AddStringToObject(d, "decision", km_csr_outcome_decision(r->out));
+    cJSON_AddStringToObject(d, "reason", r->reason ? r->reason : "");
     emit("decided", d);
 }
 
@@ -137,121 +138,139 @@ static int usage(void)
     return 2;
 }
 
-int main(int argc, char **argv)
+typedef struct opts {
+    const char *kubeconfig, *step, *spec_text, *started_at, *level, *recovery, *current_ca;
+    long approver_secs; /* >= 0: run the approver this long instead of a step */
+    int dry_run;
+} opts;
+
+/* 0, or usage()'s exit code. */
+static int parse(int argc, char **argv, opts *o)
 {
-    const char *kubeconfig = NULL, *step = NULL, *spec_text = "{}", *started_at = NULL;
-    const char *level = "info", *recovery = "kmstep", *current_ca = NULL;
-    long approver_secs = -1;
-    int dry_run = 0;
+    *o = (opts){.spec_text = "{}", .level = "info", .recovery = "kmstep", .approver_secs = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **dst = NULL;
         if (strcmp(a, "--dry-run") == 0) {
-            dry_run = 1;
+            o->dry_run = 1;
             continue;
         }
         if (!v)
             return usage();
-        if (strcmp(a, "--kubeconfig") == 0)
-            kubeconfig = v;
-        else if (strcmp(a, "--step") == 0)
-            step = v;
-        else if (strcmp(a, "--spec") == 0)
-            spec_text = v;
-        else if (strcmp(a, "--started-at") == 0)
-            started_at = v;
+        if (strcmp(a, "--approver") == 0)
+            o->approver_secs = strtol(v, NULL, 10);
         else if (strcmp(a, "--status-file") == 0)
             g_status_file = v;
+        else if (strcmp(a, "--kubeconfig") == 0)
+            dst = &o->kubeconfig;
+        else if (strcmp(a, "--step") == 0)
+            dst = &o->step;
+        else if (strcmp(a, "--spec") == 0)
+            dst = &o->spec_text;
+        else if (strcmp(a, "--started-at") == 0)
+            dst = &o->started_at;
         else if (strcmp(a, "--log-level") == 0)
-            level = v;
-        else if (strcmp(a, "--approver") == 0)
-            approver_secs = strtol(v, NULL, 10);
+            dst = &o->level;
         else if (strcmp(a, "--recovery") == 0)
-            recovery = v;
+            dst = &o->recovery;
         else if (strcmp(a, "--current-ca") == 0)
-            current_ca = v;
+            dst = &o->current_ca;
         else
             return usage();
+        if (dst)
+            *dst = v;
         i++;
     }
-    if (!kubeconfig || (!step && approver_secs < 0))
-        return usage();
+    return !o->kubeconfig || (!o->step && o->approver_secs < 0) ? usage() : 0;
+}
+
+/* --approver SECONDS: the background approver for that long. */
+static km_status run_approver(km_kube *kube, const cJSON *spec, long secs, km_err *err)
+{
+    km_csr_hooks hooks = {.decided = hook_decided, .event = hook_event, .user = NULL};
+    km_csr_approver *a = NULL;
+    km_status st = km_csr_approver_start(kube, spec, &hooks, &a, err);
+    if (st != KM_OK)
+        return st;
+    emit("approver", cJSON_CreateString("started"));
+    km_clock_sleep((double)secs, NULL);
+    km_csr_approver_free(a);
+    emit("approver", cJSON_CreateString("stopped"));
+    return KM_OK;
+}
+
+/* --step NAME: the step with the tool's callbacks; {"result": ...} on success. */
+static km_status run_step(const opts *o, km_kube *kube, const char *ca, cJSON *spec, cJSON *status,
+                          km_err *err)
+{
+    static const km_step_def *const defs[] = {&km_tokens_def, &km_extauth_def, &km_csr_def,
+                                              &km_pods_def};
+    atomic_int cancel = 0;
+    km_step_ctx ctx = {.kube = kube,
+                       .spec = spec,
+                       .status = status,
+                       .dry_run = o->dry_run,
+                       .recovery = o->recovery,
+                       .started_at = o->started_at,
+                       .current_ca_pem = ca,
+                       .cancel = &cancel,
+                       .save = ctx_save,
+                       .event = ctx_event,
+                       .progress = ctx_progress,
+                       .count = ctx_count};
+    for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
+        if (strcmp(o->step, defs[i]->flag) == 0)
+            ctx.def = defs[i];
+    if (!ctx.def)
+        return km_err_set(err, KM_EINVAL, "unknown step %s", o->step);
+    km_status st = ctx.def->run(&ctx, err);
+    if (st != KM_OK)
+        return st;
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddItemToObject(res, "status", cJSON_Duplicate(status, 1));
+    cJSON *cond = cJSON_AddObjectToObject(res, "condition");
+    cJSON_AddStringToObject(cond, "status", ctx.cond_status);
+    cJSON_AddStringToObject(cond, "reason", ctx.cond_reason);
+    cJSON_AddStringToObject(cond, "message", ctx.cond_message);
+    cJSON_AddItemToObject(res, "counters", cJSON_Duplicate(g_counters, 1));
+    emit("result", res);
+    return KM_OK;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc)
+        return rc;
     km_log_level lvl = KM_LOG_INFO;
-    km_log_parse_level(level, &lvl);
+    km_log_parse_level(o.level, &lvl);
     km_log_configure(lvl, KM_LOG_TEXT);
 
     km_err err;
     km_err_clear(&err);
     km_kubeconfig *cfg = NULL;
     km_kube *kube = NULL;
-    cJSON *spec = cJSON_Parse(spec_text);
+    cJSON *spec = cJSON_Parse(o.spec_text);
     cJSON *status = g_status_file ? read_json_file(g_status_file) : NULL;
     char *ca = NULL; /* --current-ca FILE */
     g_counters = cJSON_CreateObject();
     km_status st = KM_EINVAL;
-    if (!spec) {
+    if (!spec)
         km_err_set(&err, KM_EINVAL, "--spec is not JSON");
-        goto out;
+    else if (!status && !(status = cJSON_CreateObject()))
+        km_err_set(&err, KM_ENOMEM, "out of memory");
+    else if ((st = km_kubeconfig_from_file(o.kubeconfig, NULL, &cfg, &err)) == KM_OK &&
+             (st = km_kube_new(cfg, NULL, &kube, &err)) == KM_OK) {
+        const char *ca_pem = km_kubeconfig_ca_pem(cfg);
+        if (o.current_ca && strcmp(o.current_ca, "-") == 0)
+            ca_pem = NULL;
+        else if (o.current_ca && (ca = read_file(o.current_ca, NULL)) != NULL)
+            ca_pem = ca;
+        st = o.approver_secs >= 0 ? run_approver(kube, spec, o.approver_secs, &err)
+                                  : run_step(&o, kube, ca_pem, spec, status, &err);
     }
-    if (!status)
-        status = cJSON_CreateObject();
-    if ((st = km_kubeconfig_from_file(kubeconfig, NULL, &cfg, &err)) != KM_OK ||
-        (st = km_kube_new(cfg, NULL, &kube, &err)) != KM_OK)
-        goto out;
-
-    if (approver_secs >= 0) {
-        km_csr_hooks hooks = {.decided = hook_decided, .event = hook_event, .user = NULL};
-        km_csr_approver *a = NULL;
-        if ((st = km_csr_approver_start(kube, spec, &hooks, &a, &err)) != KM_OK)
-            goto out;
-        emit("approver", cJSON_CreateString("started"));
-        struct timespec ts = {.tv_sec = approver_secs, .tv_nsec = 0};
-        nanosleep(&ts, NULL);
-        km_csr_approver_free(a);
-        emit("approver", cJSON_CreateString("stopped"));
-        goto out;
-    }
-
-    atomic_int cancel = 0;
-    km_step_ctx ctx;
-    memset(&ctx, 0, sizeof(ctx));
-    ctx.kube = kube;
-    ctx.spec = spec;
-    ctx.status = status;
-    ctx.dry_run = dry_run;
-    ctx.recovery = recovery;
-    ctx.current_ca_pem = km_kubeconfig_ca_pem(cfg);
-    if (current_ca && strcmp(current_ca, "-") == 0)
-        ctx.current_ca_pem = NULL;
-    else if (current_ca && (ca = read_file(current_ca, NULL)) != NULL)
-        ctx.current_ca_pem = ca;
-    ctx.started_at = started_at;
-    ctx.cancel = &cancel;
-    ctx.save = ctx_save;
-    ctx.event = ctx_event;
-    ctx.progress = ctx_progress;
-    ctx.count = ctx_count;
-    if (strcmp(step, "tokens") == 0)
-        st = km_tokens_step(&ctx, &err);
-    else if (strcmp(step, "extauth") == 0)
-        st = km_extauth_step(&ctx, &err);
-    else if (strcmp(step, "pods") == 0)
-        st = km_pods_step(&ctx, &err);
-    else if (strcmp(step, "csr") == 0)
-        st = km_csr_step(&ctx, &err);
-    else
-        st = km_err_set(&err, KM_EINVAL, "unknown step %s", step);
-    if (st == KM_OK) {
-        cJSON *res = cJSON_CreateObject();
-        cJSON_AddItemToObject(res, "status", cJSON_Duplicate(status, 1));
-        cJSON *cond = cJSON_AddObjectToObject(res, "condition");
-        cJSON_AddStringToObject(cond, "status", ctx.cond_status);
-        cJSON_AddStringToObject(cond, "reason", ctx.cond_reason);
-        cJSON_AddStringToObject(cond, "message", ctx.cond_message);
-        cJSON_AddItemToObject(res, "counters", cJSON_Duplicate(g_counters, 1));
-        emit("result", res);
-    }
-out:
     if (st != KM_OK) {
         char buf[1024];
         emit("error", cJSON_CreateString(km_err_str(&err, buf, sizeof(buf))));

@@ -18,10 +18,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/kube.h"
-#include "operator/kubeconfig.h"
-#include "operator/log.h"
+#include "operator/base/json.h"
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
+#include "operator/base/log.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
 
@@ -105,62 +105,89 @@ static int usage(void)
     return 2;
 }
 
+/* One option with its value v into kc / o.  0, or usage()'s exit code. */
+static int option(const char *a, const char *v, km_kubeconfig_opts *kc, km_watch_opts *o)
+{
+    char *end = NULL;
+    km_log_level lvl;
+    if (strcmp(a, "--kubeconfig") == 0)
+        kc->kubeconfig = v;
+    else if (strcmp(a, "--label") == 0)
+        o->label_selector = v;
+    else if (strcmp(a, "--field") == 0)
+        o->field_selector = v;
+    else if (strcmp(a, "--page-size") == 0)
+        o->page_size = strtol(v, &end, 10);
+    else if (strcmp(a, "--timeout-min") == 0)
+        o->timeout_min_s = (int)strtol(v, &end, 10);
+    else if (strcmp(a, "--timeout-max") == 0)
+        o->timeout_max_s = (int)strtol(v, &end, 10);
+    else if (strcmp(a, "--idle-grace-ms") == 0)
+        o->idle_grace_ms = strtol(v, &end, 10);
+    else if (strcmp(a, "--backoff-initial") == 0)
+        o->backoff_initial = strtod(v, &end);
+    else if (strcmp(a, "--backoff-max") == 0)
+        o->backoff_max = strtod(v, &end);
+    else if (strcmp(a, "--log-level") == 0 && km_log_parse_level(v, &lvl) == KM_OK)
+        km_log_configure(lvl, KM_LOG_TEXT);
+    else
+        return usage();
+    return end && *end ? usage() : 0;
+}
+
+/* 0, or usage()'s exit code. */
+static int parse(int argc, char **argv, km_kubeconfig_opts *kc, km_watch_opts *o, int *use_store)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc;
+        if (strcmp(a, "--store") == 0) {
+            *use_store = 1;
+        } else if (a[0] != '-') {
+            if (o->path)
+                return usage();
+            o->path = a;
+        } else if (!v || (rc = option(a, v, kc, o)) != 0) {
+            return usage();
+        } else {
+            i++;
+        }
+    }
+    return o->path ? 0 : usage();
+}
+
+/* Answers stdin commands (stats, dump, quit) until quit or EOF. */
+static void serve(km_watcher *w, app *a)
+{
+    char line[256];
+    while (fgets(line, sizeof(line), stdin)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strcmp(line, "quit") == 0)
+            break;
+        if (strcmp(line, "stats") == 0) {
+            print_stats(w);
+        } else if (strcmp(line, "dump") == 0) {
+            cJSON *arr = cJSON_CreateArray();
+            if (a->store)
+                km_store_each(a->store, dump_cb, arr);
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddItemToObject(d, "dump", arr);
+            emit(d);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     km_kubeconfig_opts kc = {0};
     km_watch_opts o;
     km_watch_opts_init(&o);
     int use_store = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--store") == 0) {
-            use_store = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (o.path)
-                return usage();
-            o.path = a;
-            continue;
-        }
-        if (!v)
-            return usage();
-        i++;
-        char *end = NULL;
-        if (strcmp(a, "--kubeconfig") == 0) {
-            kc.kubeconfig = v;
-        } else if (strcmp(a, "--label") == 0) {
-            o.label_selector = v;
-        } else if (strcmp(a, "--field") == 0) {
-            o.field_selector = v;
-        } else if (strcmp(a, "--page-size") == 0) {
-            o.page_size = strtol(v, &end, 10);
-        } else if (strcmp(a, "--timeout-min") == 0) {
-            o.timeout_min_s = (int)strtol(v, &end, 10);
-        } else if (strcmp(a, "--timeout-max") == 0) {
-            o.timeout_max_s = (int)strtol(v, &end, 10);
-        } else if (strcmp(a, "--idle-grace-ms") == 0) {
-            o.idle_grace_ms = strtol(v, &end, 10);
-        } else if (strcmp(a, "--backoff-initial") == 0) {
-            o.backoff_initial = strtod(v, &end);
-        } else if (strcmp(a, "--backoff-max") == 0) {
-            o.backoff_max = strtod(v, &end);
-        } else if (strcmp(a, "--log-level") == 0) {
-            km_log_level lvl;
-            if (km_log_parse_level(v, &lvl) != KM_OK)
-                return usage();
-            km_log_configure(lvl, KM_LOG_TEXT);
-        } else {
-            return usage();
-        }
-        if (end && *end)
-            return usage();
-    }
-    if (!o.path)
-        return usage();
-
-    int rc = 1;
+    int rc = parse(argc, argv, &kc, &o, &use_store);
+    if (rc)
+        return rc;
+    rc = 1;
     char eb[700];
     km_err err;
     km_err_clear(&err);
@@ -180,23 +207,7 @@ int main(int argc, char **argv)
     km_watch_transport_kube(&o.transport, kube);
     if (km_watcher_new(&o, &w, &err) != KM_OK || km_watcher_start(w, &err) != KM_OK)
         goto out;
-
-    char line[256];
-    while (fgets(line, sizeof(line), stdin)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (strcmp(line, "quit") == 0)
-            break;
-        if (strcmp(line, "stats") == 0) {
-            print_stats(w);
-        } else if (strcmp(line, "dump") == 0) {
-            cJSON *arr = cJSON_CreateArray();
-            if (a.store)
-                km_store_each(a.store, dump_cb, arr);
-            cJSON *d = cJSON_CreateObject();
-            cJSON_AddItemToObject(d, "dump", arr);
-            emit(d);
-        }
-    }
+    serve(w, &a);
     km_watcher_stop(w);
     rc = 0;
 out:

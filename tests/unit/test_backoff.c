@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "operator/backoff.h"
+#include "operator/base/backoff.h"
 
 static void test_sequence_and_cap(void **state)
 {

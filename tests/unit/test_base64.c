@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "operator/base64.h"
+#include "operator/base/base64.h"
 
 static void test_base64(void **state)
 {

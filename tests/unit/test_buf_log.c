@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/buf.h"
-#include "operator/err.h"
-#include "operator/json.h"
-#include "operator/log.h"
+#include "operator/base/buf.h"
+#include "operator/base/err.h"
+#include "operator/base/json.h"
+#include "operator/base/log.h"
 #include "tests/unit/support/kmtest.h"
 
 static void test_buf(void **state)

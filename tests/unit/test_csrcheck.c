@@ -10,7 +10,8 @@
 
 #include <cmocka.h>
 
-#include "reconcilers/csrcheck.h"
+#include "reconcilers/csr/csr.h"
+#include "reconcilers/csr/csrcheck.h"
 #include "tests/unit/support/testcsr.h"
 
 /* create-csr-kubelet-serving.json (kube-apiserver 1.19 fixture, verbatim) */

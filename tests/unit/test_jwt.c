@@ -11,12 +11,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "operator/base64.h"
-#include "reconcilers/jwt.h"
+#include "operator/base/json.h"
+#include "operator/base/base64.h"
+#include "reconcilers/tokens/jwt.h"
+#include "tests/unit/support/kmtest.h"
 #include "tests/unit/support/testpki.h"
-
-#define FIXTURES "../shared/fixtures/kube-apiserver-1.19/"
 
 static const char *PAYLOAD = "{\"iss\":\"kubernetes/serviceaccount\","
                              "\"sub\":\"system:serviceaccount:app1:worker\"}";
@@ -330,11 +329,7 @@ static void test_jwks_parse(void **state)
 
 static char *fixture_token(const char *file, int from_secret)
 {
-    char path[512];
-    snprintf(path, sizeof(path), FIXTURES "%s", file);
-    char *text = testpki_read_file(path, NULL);
-    if (!text)
-        return NULL;
+    char *text = kmtest_fixture(file, NULL);
     cJSON *doc = cJSON_Parse(text);
     free(text);
     assert_non_null(doc);
@@ -359,11 +354,7 @@ static void test_fixtures(void **state)
 {
     (void)state;
     size_t n = 0;
-    char *jwks = testpki_read_file(FIXTURES "oidc-jwks.json", &n);
-    if (!jwks) {
-        print_message("fixtures not found at " FIXTURES " (run from the repo root); skipped\n");
-        skip();
-    }
+    char *jwks = kmtest_fixture("oidc-jwks.json", &n);
     km_jwks *s = NULL;
     assert_int_equal(km_jwks_parse(jwks, n, &s, NULL), KM_OK);
     free(jwks);

@@ -24,12 +24,13 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "operator/base64.h"
-#include "operator/json.h"
+#include "operator/base/base64.h"
+#include "operator/base/json.h"
 #include "reconcilers/bridge/keyrecover.h"
 #include "tests/unit/support/testpki.h"
+#include "tests/unit/support/kmtest.h"
 
-#define FIXTURES "../shared/fixtures/kube-apiserver-1.19/"
+#define FIXTURES KMTEST_FIXTURES "/"
 
 typedef struct keys {
     EVP_PKEY *rsa, *c3, *d3, *ec_e, *ec_f;

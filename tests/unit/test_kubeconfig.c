@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/kubeconfig.h"
+#include "operator/kube/kubeconfig.h"
 #include "tests/unit/support/kmtest.h"
 
 #define CA "-----BEGIN CERTIFICATE-----\nQ0E=\n-----END CERTIFICATE-----\n"

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "operator/lease.h"
+#include "operator/serve/lease.h"
 
 static km_lease_record rec(const char *holder, const char *renew, long transitions)
 {

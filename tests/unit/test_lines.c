@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "watch/event.h"
+#include "tests/unit/support/kmtest.h"
 #include "watch/lines.h"
 
 static const char *const fixtures[] = {
@@ -25,22 +26,7 @@ static const char *const fixtures[] = {
 
 static char *read_fixture(const char *name, size_t *len)
 {
-    const char *dir = getenv("KM_FIXTURES");
-    char path[512];
-    snprintf(path, sizeof(path), "%s/watch/%s", dir ? dir : "tests/unit/fixtures", name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s (run from the repository root or set KM_FIXTURES)", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
+    return kmtest_fixture(name, len);
 }
 
 /* Collected lines: offsets into one concatenated buffer. */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/metrics.h"
+#include "operator/serve/families.h"
 
 static km_metrics *new_reg(size_t max_series)
 {

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/json.h"
-#include "operator/kube.h"
-#include "operator/log.h"
+#include "operator/base/json.h"
+#include "operator/kube/kube.h"
+#include "operator/base/log.h"
 #include "tests/unit/support/kmtest.h"
 
 #define MAXQ 16

@@ -11,11 +11,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "operator/json.h"
-#include "reconcilers/pem.h"
+#include "operator/base/json.h"
+#include "reconcilers/extauth/pem.h"
+#include "tests/unit/support/kmtest.h"
 #include "tests/unit/support/testpki.h"
 
-#define FIXTURES "../shared/fixtures/kube-apiserver-1.19/"
 #define DAY 86400L
 
 static const time_t NOW = 1795680000; /* 2026-11-26 */
@@ -322,16 +322,9 @@ static void test_malformed(void **state)
 static void test_fixture(void **state)
 {
     (void)state;
-    char *text =
-        testpki_read_file(FIXTURES "get-configmap-extension-apiserver-authentication.json", NULL);
-    char *after = testpki_read_file(
-        FIXTURES "get-configmap-extension-apiserver-authentication-after-put.json", NULL);
-    if (!text || !after) {
-        free(text);
-        free(after);
-        print_message("fixtures not found at " FIXTURES " (run from the repo root); skipped\n");
-        skip();
-    }
+    char *text = kmtest_fixture("get-configmap-extension-apiserver-authentication.json", NULL);
+    char *after =
+        kmtest_fixture("get-configmap-extension-apiserver-authentication-after-put.json", NULL);
     cJSON *cm = cJSON_Parse(text);
     cJSON *cm2 = cJSON_Parse(after);
     const char *client = KM_JSON_STR(cm, "data", "client-ca-file");

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "reconcilers/podsel.h"
+#include "reconcilers/pods/podsel.h"
 
 #define STARTED "2026-11-26T10:00:00Z"
 
@@ -201,7 +201,12 @@ static void test_token_rules(void **state)
                      1);
     assert_int_equal(token("{\"serviceAccountName\":\"app-sa\",\"containers\":[{\"name\":\"c\"}]}"),
                      -1);
+}
 
+/* A spec that cannot tell: the ServiceAccount decides, fetched only when nothing else does. */
+static void test_token_from_sa(void **state)
+{
+    (void)state;
     /* the ambiguous pod through km_podsel_pod: the SA's automount (unknown SA: mounted) */
     cJSON *pod = pod_with_spec("{\"serviceAccountName\":\"app-sa\"}");
     assert_true(km_podsel_needs_sa(pod, STARTED, 0));
@@ -369,19 +374,9 @@ static void test_label_selector(void **state)
     cJSON_Delete(bad);
 }
 
-static void test_time_and_marker(void **state)
+static void test_restart_marker(void **state)
 {
     (void)state;
-    time_t t = 0;
-    assert_int_equal(km_podsel_time("2026-11-26T10:00:00Z", &t), KM_OK);
-    time_t t2 = 0;
-    assert_int_equal(km_podsel_time("2026-11-26T10:00:00.123456Z", &t2), KM_OK);
-    assert_true(t == t2);
-    assert_int_equal(km_podsel_time("2026-11-26 10:00:00", &t2), KM_EPARSE);
-    assert_int_equal(km_podsel_time("garbage", &t2), KM_EPARSE);
-    assert_int_equal(km_podsel_time(NULL, &t2), KM_EPARSE);
-    assert_int_equal(km_podsel_time("2026-13-26T10:00:00Z", &t2), KM_EPARSE);
-
     cJSON *d = J("{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
                  "\"kubectl.kubernetes.io/restartedAt\":\"2026-11-26T10:00:00Z\"}}}}}");
     assert_true(km_podsel_restarted_since(d, STARTED));
@@ -462,9 +457,10 @@ int main(void)
         cmocka_unit_test(test_pod_selected),
         cmocka_unit_test(test_each_skip_rule_alone),
         cmocka_unit_test(test_token_rules),
+        cmocka_unit_test(test_token_from_sa),
         cmocka_unit_test(test_namespace_order),
         cmocka_unit_test(test_label_selector),
-        cmocka_unit_test(test_time_and_marker),
+        cmocka_unit_test(test_restart_marker),
         cmocka_unit_test(test_owner),
         cmocka_unit_test(test_ready),
         cmocka_unit_test(test_selector_matches),

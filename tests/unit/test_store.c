@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "operator/json.h"
+#include "operator/base/json.h"
 #include "watch/store.h"
 
 static cJSON *mkobj(const char *ns, const char *name, const char *rv)

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "operator/json.h"
+#include "operator/base/json.h"
 #include "watch/watcher.h"
 
 /* ---- the scripted transport --------------------------------------------------------------- */
@@ -243,6 +243,43 @@ static long param(const char *path, const char *name)
 #define ITEM(name, rv)                                                                             \
     "{\"metadata\":{\"namespace\":\"ns\",\"name\":\"" name "\",\"resourceVersion\":\"" rv "\"}}"
 
+/* The requests of test_store_relist_rewatch: list, watch@12, watch@20 (bookmark), list, watch@30,
+ * watch@30, list, watch@31, watch@32 (the partial line of the cut stream was dropped). */
+static void check_requests(const fake *f)
+{
+    assert_int_equal(f->npaths, 9);
+    const int lists[] = {0, 3, 6};
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(f->paths[lists[i]], "/api/v1/namespaces/ns/configmaps");
+    assert_string_equal(f->label, "app=x,tier in (a b)");
+    assert_int_equal(f->limit, 2);
+    const int watches[] = {1, 2, 4, 5, 7, 8};
+    const long rvs[] = {12, 20, 30, 30, 31, 32};
+    for (int i = 0; i < 6; i++) {
+        const char *p = f->paths[watches[i]];
+        assert_true(strncmp(p, "/api/v1/namespaces/ns/configmaps?watch=1&", 41) == 0);
+        assert_int_equal(param(p, "resourceVersion="), rvs[i]);
+        assert_non_null(strstr(p, "&allowWatchBookmarks=true"));
+        assert_non_null(strstr(p, "&labelSelector=app%3Dx%2Ctier%20in%20%28a%20b%29"));
+        long t = param(p, "timeoutSeconds=");
+        assert_true(t >= 5 && t <= 9);
+        assert_int_equal(f->idle[watches[i]], t * 1000 + 1000);
+    }
+}
+
+static void check_store(km_store *store)
+{
+    assert_int_equal(km_store_len(store), 4);
+    const char *keys[] = {"ns/a", "ns/c", "ns/e", "ns/f"};
+    const char *krv[] = {"13", "25", "26", "32"};
+    for (int i = 0; i < 4; i++) {
+        cJSON *obj = NULL;
+        assert_int_equal(km_store_get(store, keys[i], &obj), KM_OK);
+        assert_string_equal(KM_JSON_STR(obj, "metadata", "resourceVersion"), krv[i]);
+        cJSON_Delete(obj);
+    }
+}
+
 static void test_store_relist_rewatch(void **state)
 {
     (void)state;
@@ -295,26 +332,7 @@ static void test_store_relist_rewatch(void **state)
     assert_string_equal(r.ev[12], "ADDED f 32");
     assert_int_equal(r.n, 13);
 
-    /* requests: list, watch@12, watch@20 (bookmark), list, watch@30, watch@30, list, watch@31,
-     * watch@32 (the partial line of the cut stream was dropped) */
-    assert_int_equal(f.npaths, 9);
-    const int lists[] = {0, 3, 6};
-    for (int i = 0; i < 3; i++)
-        assert_string_equal(f.paths[lists[i]], "/api/v1/namespaces/ns/configmaps");
-    assert_string_equal(f.label, "app=x,tier in (a b)");
-    assert_int_equal(f.limit, 2);
-    const int watches[] = {1, 2, 4, 5, 7, 8};
-    const long rvs[] = {12, 20, 30, 30, 31, 32};
-    for (int i = 0; i < 6; i++) {
-        const char *p = f.paths[watches[i]];
-        assert_true(strncmp(p, "/api/v1/namespaces/ns/configmaps?watch=1&", 41) == 0);
-        assert_int_equal(param(p, "resourceVersion="), rvs[i]);
-        assert_non_null(strstr(p, "&allowWatchBookmarks=true"));
-        assert_non_null(strstr(p, "&labelSelector=app%3Dx%2Ctier%20in%20%28a%20b%29"));
-        long t = param(p, "timeoutSeconds=");
-        assert_true(t >= 5 && t <= 9);
-        assert_int_equal(f.idle[watches[i]], t * 1000 + 1000);
-    }
+    check_requests(&f);
 
     assert_int_equal(st.lists, 3);
     assert_int_equal(st.relists, 2);
@@ -327,16 +345,7 @@ static void test_store_relist_rewatch(void **state)
     assert_true(st.synced);
     assert_string_equal(st.resource_version, "32");
 
-    /* the store equals the server's state */
-    assert_int_equal(km_store_len(store), 4);
-    const char *keys[] = {"ns/a", "ns/c", "ns/e", "ns/f"};
-    const char *krv[] = {"13", "25", "26", "32"};
-    for (int i = 0; i < 4; i++) {
-        cJSON *obj = NULL;
-        assert_int_equal(km_store_get(store, keys[i], &obj), KM_OK);
-        assert_string_equal(KM_JSON_STR(obj, "metadata", "resourceVersion"), krv[i]);
-        cJSON_Delete(obj);
-    }
+    check_store(store); /* the store equals the server's state */
     km_store_free(store);
 }
 

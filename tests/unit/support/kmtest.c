@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "operator/buf.h"
-#include "operator/log.h"
+#include "operator/base/buf.h"
+#include "operator/base/log.h"
 
 char *kmtest_mkdtemp(char *buf, size_t n)
 {
@@ -21,6 +21,33 @@ char *kmtest_mkdtemp(char *buf, size_t n)
         abort();
     }
     return buf;
+}
+
+char *kmtest_fixture(const char *name, size_t *len)
+{
+    const char *dir = getenv("KM_FIXTURES");
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : KMTEST_FIXTURES, name);
+    FILE *f = fopen(path, "rb");
+    km_buf b;
+    km_buf_init(&b, 64u << 20);
+    char chunk[65536];
+    size_t n;
+    if (!f) {
+        fprintf(stderr, "fixture %s missing (run from the repository root or set KM_FIXTURES)\n",
+                path);
+        abort();
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (km_buf_append(&b, chunk, n) != KM_OK)
+            abort();
+    fclose(f);
+    if (len)
+        *len = b.len;
+    char *text = km_buf_take(&b);
+    if (!text)
+        abort();
+    return text;
 }
 
 void kmtest_rmdir(const char *dir)

@@ -16,6 +16,14 @@ void kmtest_rmdir(const char *dir);
  * NULL, size PATH_MAX).  Aborts on failure. */
 void kmtest_write(const char *dir, const char *name, const char *text, char *out);
 
+/* The recorded kube-apiserver 1.19 bodies in the tree (tests/fixtures/kube-apiserver-1.19, README
+ * there; $KM_FIXTURES overrides the folder; tests run from the repository root). */
+#define KMTEST_FIXTURES "tests/fixtures/kube-apiserver-1.19"
+
+/* The whole fixture file `name` (malloc'ed, NUL-terminated; *len its size when len is non-NULL).
+ * A missing fixture aborts the test program (never a silent skip). */
+char *kmtest_fixture(const char *name, size_t *len);
+
 /* Captures log lines (km_log_set_sink) into a buffer until kmtest_log_stop(). */
 void kmtest_log_start(void);
 /* The captured lines, '\n'-separated (borrowed, valid until the next start/stop). */

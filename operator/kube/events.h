@@ -1,0 +1,43 @@
+/* events.h — core/v1 Event recorder with client-side aggregation (client-go's recorder).
+ *
+ * An Event goes to the involved object's namespace, or to "default" for a cluster-scoped object
+ * (verified on 1.19), with involvedObject {apiVersion, kind, name, uid, resourceVersion} taken
+ * from the object and source.component "kubemend".  An Event with the same object, type, reason
+ * and message as one this recorder created before is not created again: its count and
+ * lastTimestamp are PATCHed (merge patch) instead.  New Events are named
+ * "<object>.<hex nanoseconds>" like client-go.
+ *
+ * Recording never fails the caller: API errors are logged (at debug level for 403 so a missing
+ * RBAC rule does not flood the log) and forgotten.  A recorder without a client (or a NULL
+ * recorder: run --once, which has no object in the cluster) writes the events to the log only.
+ * Thread-safe: one mutex guards the recorder's own client and cache. */
+#ifndef KM_EVENTS_H
+#define KM_EVENTS_H
+
+#include <cjson/cJSON.h>
+
+#include "operator/base/err.h"
+#include "operator/kube/kube.h"
+
+typedef struct km_events km_events;
+
+/* Creates a recorder.  kube may be NULL (log only); otherwise it is cloned (the recorder owns
+ * its clone).  component NULL = "kubemend".  Caller frees *out with km_events_free.  On failure
+ * (KM_ENOMEM, or the clone's error) *out is untouched. */
+km_status km_events_new(km_kube *kube, const char *component, km_events **out, km_err *err);
+
+/* Frees the recorder.  Accepts NULL. */
+void km_events_free(km_events *ev);
+
+/* Records an Event about obj (borrowed): apiVersion, kind, metadata.name and metadata.uid are
+ * needed (list items carry no apiVersion/kind: pass a reference object); without them, or
+ * without a client, the Event is only logged.  type "Normal"/"Warning", reason CamelCase.
+ * Never fails visibly. */
+void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
+                      const char *message);
+
+/* Number of Events created / aggregated (patched) so far (for tests and metrics). */
+unsigned long km_events_created(km_events *ev);
+unsigned long km_events_aggregated(km_events *ev);
+
+#endif

@@ -1,0 +1,184 @@
+/* approver.c — the background CSR approver (see approver.h). */
+#include "reconcilers/csr/approver.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "operator/base/clock.h"
+#include "operator/base/json.h"
+#include "operator/base/log.h"
+#include "operator/base/strmap.h"
+#include "reconcilers/csr/csr.h"
+#include "watch/watcher.h"
+
+#define REPORTED_MAX 10000
+
+struct km_csr_approver {
+    km_kube *kube; /* clone; used on the watcher thread only */
+    km_csr_policy *policy;
+    km_watcher *w;
+    km_csr_hooks hooks;
+    km_csr_decider h;
+    km_strmap *reported; /* names of CSRs reported as left pending (bounded) */
+    atomic_int stop;
+    int has_end;
+    time_t ends;
+    pthread_t timer;
+    int timer_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopped; /* guarded by mu */
+};
+
+static void approver_event(void *user, const char *type, const char *reason, const char *message)
+{
+    km_csr_approver *a = user;
+    if (a->hooks.event)
+        a->hooks.event(type, reason, message, a->hooks.user);
+}
+
+/* Watcher thread: one watch event. */
+static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
+{
+    km_csr_approver *a = user;
+    if ((type != KM_EV_ADDED && type != KM_EV_MODIFIED) || atomic_load(&a->stop))
+        return;
+    if (km_csrcheck_is_decided(obj) ||
+        !km_csrcheck_handles(a->policy, KM_JSON_STR(obj, "spec", "signerName")))
+        return;
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    if (name && km_strmap_has(a->reported, name))
+        return; /* already reported as left pending */
+    km_csr_result r;
+    km_err e;
+    km_err_clear(&e);
+    if (km_csr_decide(&a->h, obj, &r, &e) != KM_OK) {
+        char buf[768];
+        km_log_warn("csr approver: decision not written", "csr", r.name, "error",
+                    km_err_str(&e, buf, sizeof(buf)));
+        return;
+    }
+    if (r.out < KM_CSR_APPROVED)
+        return;
+    if (r.out == KM_CSR_PENDING && name && km_strmap_len(a->reported) < REPORTED_MAX)
+        km_strmap_put(a->reported, name, a, NULL); /* a set: any non-NULL value */
+    if (a->hooks.decided)
+        a->hooks.decided(&r, a->hooks.user);
+}
+
+/* Timer thread: stops the watcher at windowEndsAt or when asked. */
+static void *timer_main(void *arg)
+{
+    km_csr_approver *a = arg;
+    pthread_mutex_lock(&a->mu);
+    while (!a->stopped) {
+        if (a->has_end) {
+            struct timespec ts = {.tv_sec = a->ends, .tv_nsec = 0};
+            if (pthread_cond_timedwait(&a->cv, &a->mu, &ts) != 0 && time(NULL) >= a->ends)
+                break;
+        } else {
+            pthread_cond_wait(&a->cv, &a->mu);
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    atomic_store(&a->stop, 1);
+    km_watcher_stop(a->w);
+    return NULL;
+}
+
+km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_csr_hooks *hooks,
+                                km_csr_approver **out, km_err *err)
+{
+    km_status st;
+    km_csr_approver *a = calloc(1, sizeof(*a));
+    if (!a)
+        return km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
+    pthread_mutex_init(&a->mu, NULL);
+    km_clock_cond_init(&a->cv, CLOCK_REALTIME);
+    if (hooks)
+        a->hooks = *hooks;
+    if ((st = km_csr_policy_from_spec(csr_spec, &a->policy, err)) != KM_OK)
+        goto fail;
+    if (!(a->reported = km_strmap_new())) {
+        st = km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
+        goto fail;
+    }
+    if ((st = km_kube_clone(kube, &a->kube, err)) != KM_OK)
+        goto fail;
+    km_kube_set_cancel(a->kube, &a->stop);
+    const char *ends = KM_JSON_STR(csr_spec, "windowEndsAt");
+    if (ends && km_clock_parse(ends, &a->ends) == KM_OK)
+        a->has_end = 1;
+    a->h = (km_csr_decider){
+        .kube = a->kube,
+        .policy = a->policy,
+        .deny = km_schema_bool(km_csr_def.fields, csr_spec, "deny"),
+        .dry_run = KM_JSON_BOOL(csr_spec, 0, "dryRun"),
+        .event = approver_event,
+        .user = a,
+    };
+    km_watch_opts o;
+    km_watch_opts_init(&o);
+    o.name = "certificatesigningrequests";
+    o.path = KM_CSR_PATH;
+    o.on_event = on_csr_event;
+    o.user = a;
+    km_watch_transport_kube(&o.transport, a->kube);
+    if ((st = km_watcher_new(&o, &a->w, err)) != KM_OK)
+        goto fail;
+    if ((st = km_watcher_start(a->w, err)) != KM_OK)
+        goto fail;
+    if (pthread_create(&a->timer, NULL, timer_main, a) != 0) {
+        st = km_err_set(err, KM_EIO, "csr approver: cannot create a thread");
+        goto fail;
+    }
+    a->timer_started = 1;
+    km_log_info("csr approver started", "windowEndsAt", a->has_end ? ends : "", "dryRun",
+                a->h.dry_run ? "true" : "false");
+    *out = a;
+    return KM_OK;
+fail:
+    km_csr_approver_free(a);
+    return st;
+}
+
+void km_csr_approver_stop(km_csr_approver *a)
+{
+    if (!a)
+        return;
+    atomic_store(&a->stop, 1);
+    pthread_mutex_lock(&a->mu);
+    a->stopped = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    if (a->timer_started) {
+        pthread_join(a->timer, NULL);
+        a->timer_started = 0;
+    }
+    km_watcher_stop(a->w);
+}
+
+int km_csr_approver_running(km_csr_approver *a)
+{
+    if (!a || atomic_load(&a->stop))
+        return 0;
+    km_watch_stats s;
+    km_watcher_stats(a->w, &s);
+    return s.state != KM_WATCH_STOPPED;
+}
+
+void km_csr_approver_free(km_csr_approver *a)
+{
+    if (!a)
+        return;
+    km_csr_approver_stop(a);
+    km_watcher_free(a->w);
+    km_kube_free(a->kube);
+    km_strmap_free(a->reported);
+    km_csr_policy_free(a->policy);
+    pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->mu);
+    free(a);
+}

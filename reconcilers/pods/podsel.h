@@ -1,0 +1,110 @@
+/* podsel.h — the pure rules of the pod restart step (no I/O): which pods need a restart, in which
+ * order namespaces are visited, how a workload is identified and when it counts as rolled out.
+ * reconcilers/pods.c does the API calls around them. */
+#ifndef KM_PODSEL_H
+#define KM_PODSEL_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "operator/base/err.h"
+
+#define KM_RESTARTED_AT_ANNOTATION "kubectl.kubernetes.io/restartedAt"
+#define KM_MIRROR_ANNOTATION "kubernetes.io/config.mirror"
+
+/* Why a pod is (not) restarted. */
+typedef enum km_podsel_reason {
+    KM_PODSEL_RESTART = 0, /* uses a non-default SA token: restart it */
+    KM_PODSEL_DEFAULT_SA,  /* spec.serviceAccountName is "default"/empty (option off) */
+    KM_PODSEL_NO_TOKEN,    /* automount off on pod (or SA) and no token volume */
+    KM_PODSEL_MIRROR,      /* static pod mirror (annotation kubernetes.io/config.mirror) */
+    KM_PODSEL_FINISHED,    /* status.phase Succeeded or Failed */
+    KM_PODSEL_NEW,         /* created at or after the recovery started */
+    KM_PODSEL_DELETING,    /* metadata.deletionTimestamp set */
+} km_podsel_reason;
+
+/* "restart", "defaultServiceAccount", "noToken", "mirror", "finished", "createdAfterStart",
+ * "deleting". */
+const char *km_podsel_reason_str(km_podsel_reason r);
+
+#define KM_SA_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
+#define KM_POD_TEMPLATE_HASH_LABEL "pod-template-hash"
+
+/* Decides one pod.  sa is the pod's ServiceAccount object, consulted only when the pod's spec
+ * cannot tell (km_podsel_token_from_spec() < 0; NULL = unknown or missing: its
+ * automountServiceAccountToken then counts as unset = true).  started_at is the recovery's
+ * RFC 3339 start (NULL or malformed: no pod is "new"); "new" means created in a later second than
+ * the start (timestamps have one-second resolution, and a stale pod must not be missed).  Rules in
+ * order: deleting, mirror, finished, new, default SA, token. */
+km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,
+                               int include_default_sa);
+
+/* What the pod's own spec says about a service-account token (ServiceAccount admission already
+ * applied automount when the pod was created):
+ *    1  mounted: a projected volume with a serviceAccountToken source, a Secret volume named
+ *       "<serviceAccountName>-token-*" (the legacy admission volume), or a container /
+ *       initContainer volumeMount at KM_SA_MOUNT_PATH backed by a Secret volume (or by a volume
+ *       the spec does not list); the pod field automountServiceAccountToken: true without any
+ *       volume information
+ *    0  not mounted: automountServiceAccountToken: false on the pod, or the spec has volume
+ *       information (volumes or volumeMounts) and none of the above (an emptyDir / configMap
+ *       mounted at KM_SA_MOUNT_PATH shadows the token)
+ *   -1  cannot tell: no volumes and no volumeMounts at all (e.g. a stripped spec); the
+ *       ServiceAccount's automountServiceAccountToken decides. */
+int km_podsel_token_from_spec(const cJSON *pod);
+
+/* Non-zero when the pod mounts a service-account token: km_podsel_token_from_spec(), and when
+ * that cannot tell, the SA's automountServiceAccountToken (sa NULL or field unset: mounted). */
+int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa);
+
+/* Non-zero when km_podsel_pod()'s answer for this pod depends on its ServiceAccount (every other
+ * rule lets it through and the spec cannot tell about the token): only then is the SA fetched. */
+int km_podsel_needs_sa(const cJSON *pod, const char *started_at, int include_default_sa);
+
+/* Non-zero when labels (an object of strings, NULL = none) match a metav1.LabelSelector:
+ * every matchLabels pair and every matchExpressions entry (In, NotIn, Exists, DoesNotExist) holds.
+ * An empty selector ({}) matches everything; NULL, a non-object or an unknown operator matches
+ * nothing. */
+int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels);
+
+/* Non-zero when the ReplicaSet rs (the pod's controlling owner) belongs to Deployment deploy
+ * without looking at the ReplicaSet: rs == deploy's name + "-" + the pod's pod-template-hash
+ * label (the deployment controller's naming rule) and deploy's spec.selector matches the pod's
+ * labels (such a ReplicaSet is the Deployment's, or would be adopted by it). */
+int km_podsel_rs_of_deployment(const char *rs, const cJSON *pod, const cJSON *deploy);
+
+/* The pod's controlling owner reference (controller: true, else the first one), or NULL. */
+const cJSON *km_podsel_owner(const cJSON *obj);
+
+/* Orders namespaces for the step.  names: array of namespace names (strings; already filtered
+ * by the namespace selector); pods_spec: the step's spec (namespaces, includeNamespaces,
+ * excludeNamespaces).  Result: kube-system first (when present and allowed), then
+ * spec.namespaces in their order (present and allowed ones), then the rest alphabetically;
+ * excluded ones and (with a non-empty include list) ones not included are dropped; no
+ * duplicates.  On success *out is a new array of strings the caller frees with cJSON_Delete;
+ * KM_ENOMEM leaves *out untouched. */
+km_status km_podsel_order_namespaces(const cJSON *names, const cJSON *pods_spec, cJSON **out);
+
+/* Renders a metav1.LabelSelector (matchLabels, matchExpressions with In/NotIn/Exists/
+ * DoesNotExist) as a labelSelector query string ("a=b,c in (x,y),!d").  NULL or empty selector
+ * -> "".  On success *out is malloc'ed (caller frees); KM_EINVAL (unknown operator, bad values;
+ * err says which) or KM_ENOMEM leave *out untouched. */
+km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *err);
+
+/* Non-zero when the workload's spec.template.metadata.annotations[restartedAt] is at or after
+ * started_at (this recovery already restarted it). */
+int km_podsel_restarted_since(const cJSON *workload, const char *started_at);
+
+/* Non-zero when a Deployment / StatefulSet / DaemonSet (kind) has rolled out and is ready:
+ *   Deployment: observedGeneration >= generation, updatedReplicas, availableReplicas and
+ *               status.replicas all == spec.replicas (default 1; no old replicas left)
+ *   StatefulSet: observedGeneration >= generation, (updateRevision == currentRevision or
+ *               updatedReplicas == spec.replicas) and readyReplicas == spec.replicas
+ *   DaemonSet:  observedGeneration >= generation, updatedNumberScheduled and numberAvailable
+ *               == desiredNumberScheduled
+ * Unknown kinds: 1. */
+int km_podsel_workload_ready(const char *kind, const cJSON *obj);
+
+#endif

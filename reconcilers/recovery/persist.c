@@ -1,0 +1,74 @@
+/* persist.c — the ClusterRecovery /status write (see persist.h). */
+#include "reconcilers/recovery/persist.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "operator/base/json.h"
+#include "operator/base/log.h"
+
+/* Replaces obj's metadata with a copy of fresh's.  KM_ENOMEM leaves obj unchanged. */
+static km_status take_metadata(cJSON *obj, const cJSON *fresh)
+{
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(fresh, "metadata");
+    if (!cJSON_IsObject(md))
+        return KM_OK;
+    cJSON *copy = cJSON_Duplicate(md, 1);
+    if (!copy)
+        return KM_ENOMEM;
+    if (cJSON_GetObjectItemCaseSensitive(obj, "metadata")) {
+        if (!cJSON_ReplaceItemInObjectCaseSensitive(obj, "metadata", copy)) {
+            cJSON_Delete(copy);
+            return KM_ENOMEM;
+        }
+    } else if (!cJSON_AddItemToObject(obj, "metadata", copy)) {
+        cJSON_Delete(copy);
+        return KM_ENOMEM;
+    }
+    return KM_OK;
+}
+
+km_status km_recovery_write_status(km_kube *kube, const char *path, cJSON *obj, km_err *err)
+{
+    char spath[512];
+    int n = snprintf(spath, sizeof(spath), "%s/status", path);
+    if (n < 0 || (size_t)n >= sizeof(spath))
+        return km_err_set(err, KM_EINVAL, "status path too long: %s", path);
+    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
+    char uidbuf[128];
+    snprintf(uidbuf, sizeof(uidbuf), "%s", uid ? uid : "");
+    km_status st = KM_OK;
+    for (int attempt = 0; attempt < 6; attempt++) {
+        cJSON *out = NULL;
+        km_err e;
+        km_err_clear(&e);
+        st = km_kube_update(kube, spath, obj, &out, &e);
+        if (st == KM_OK) {
+            st = take_metadata(obj, out);
+            cJSON_Delete(out);
+            if (st != KM_OK)
+                return km_err_set(err, st, "status of %s: out of memory", path);
+            return KM_OK;
+        }
+        if (!(st == KM_EAPI && e.http_code == 409) || attempt == 5) {
+            if (err)
+                *err = e;
+            return st;
+        }
+        km_log_debug("status conflict, re-reading", "path", path);
+        cJSON *fresh = NULL;
+        st = km_kube_get(kube, path, &fresh, err);
+        if (st != KM_OK)
+            return st;
+        const char *fuid = KM_JSON_STR(fresh, "metadata", "uid");
+        if (uidbuf[0] && (!fuid || strcmp(fuid, uidbuf) != 0)) {
+            cJSON_Delete(fresh);
+            return km_err_set(err, KM_ESTATE, "%s was replaced by another object", path);
+        }
+        st = take_metadata(obj, fresh);
+        cJSON_Delete(fresh);
+        if (st != KM_OK)
+            return km_err_set(err, st, "status of %s: out of memory", path);
+    }
+    return st;
+}

@@ -1,0 +1,22 @@
+/* persist.h — writing a ClusterRecovery's status back: PUT <object>/status with the object's
+ * resourceVersion (optimistic concurrency), keeping OUR status across conflicts. */
+#ifndef KM_RECOVERY_PERSIST_H
+#define KM_RECOVERY_PERSIST_H
+
+#include <cjson/cJSON.h>
+
+#include "operator/base/err.h"
+#include "operator/kube/kube.h"
+
+/* Writes obj's status through PUT <path>/status with obj's metadata.resourceVersion.  On 409
+ * Conflict it re-GETs the object (<path>), and when it is still the same object (same uid) puts
+ * OUR status (obj's) onto the fresh metadata and retries, up to 5 times.  obj (a full
+ * ClusterRecovery) is updated in place on success: its metadata is replaced by the server's (new
+ * resourceVersion, deletionTimestamp, finalizers ...); its status stays ours.  path is the
+ * object's path without "/status".
+ * Failure: the API error (KM_EAPI: 404 when the object is gone, 409 after the retries), KM_ESTATE
+ * when the object was replaced (another uid); obj is unchanged except possibly its metadata
+ * (refreshed by a re-GET). */
+km_status km_recovery_write_status(km_kube *kube, const char *path, cJSON *obj, km_err *err);
+
+#endif

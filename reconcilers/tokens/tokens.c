@@ -1,0 +1,578 @@
+/* tokens.c — the tokens step (see tokens.h): one pass over the token Secrets, page by page,
+ * fixing the stale ones (reconcilers/tokens/check.h judges, heal.h verifies). */
+#include "reconcilers/tokens/tokens.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "operator/base/json.h"
+#include "operator/base/log.h"
+#include "reconcilers/tokens/check.h"
+#include "reconcilers/tokens/heal.h"
+
+#define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
+#define LIST_MAX 50
+#define VERIFY_MARK "verify"
+
+typedef struct run {
+    km_step_ctx *ctx;
+    cJSON *st; /* ctx->status */
+    int del;   /* mode Delete */
+    km_tokens_judge *judge;
+    km_tokens_heal *heal; /* the Secrets changed, to verify */
+    char *marker;         /* resume marker ("ns/name"), NULL = none */
+    int counting;         /* 0 while re-listing Secrets up to the marker */
+    long other;           /* not authenticated for a non-key reason */
+    char last[512];       /* key of the last Secret handled */
+    km_err *err;          /* the page callback's error output */
+} run;
+
+static void event(run *r, const char *type, const char *reason, const char *msg)
+{
+    km_step_event(r->ctx, type, reason, msg);
+}
+
+static void count(run *r, const char *name, long d)
+{
+    km_step_count(r->ctx, name, d);
+}
+
+static void add(run *r, const char *key, long d)
+{
+    km_step_counter_add(r->st, key, d);
+}
+
+static long num(const run *r, const char *key)
+{
+    return (long)KM_JSON_NUM(r->st, 0, key);
+}
+
+static void set_num(run *r, const char *key, long v)
+{
+    km_json_set_num(r->st, key, (double)v);
+}
+
+static void secret_path(char *buf, size_t n, const char *ns, const char *name)
+{
+    km_kube_path(buf, n, NULL, "v1", ns, "secrets", name, NULL);
+}
+
+static int fatal(km_status st)
+{
+    return st != KM_OK && st != KM_EAPI;
+}
+
+/* Mode Delete: 1 when the Secret's ServiceAccount lists it in .secrets — an auto-generated
+ * token Secret that a < 1.24 tokens controller recreates.  A Secret it does not list
+ * (user-created, or the ServiceAccount is gone) would be lost for good, so it is regenerated in
+ * place instead.  Fails only on transport errors. */
+static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
+{
+    const char *ns = KM_JSON_STR(s, "metadata", "namespace");
+    const char *name = KM_JSON_STR(s, "metadata", "name");
+    const char *sa = KM_JSON_STR(s, "metadata", "annotations", KM_SA_ANN_NAME);
+    char path[600];
+    km_kube_path(path, sizeof(path), NULL, "v1", ns, "serviceaccounts", sa, NULL);
+    cJSON *obj = NULL;
+    km_err e;
+    km_err_clear(&e);
+    km_status st = km_kube_get(r->ctx->kube, path, &obj, &e);
+    *out = 0;
+    if (st != KM_OK && st != KM_EAPI) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, KM_JSON_AT(obj, "secrets"))
+    {
+        const char *n = KM_JSON_STR(it, "name");
+        if (n && strcmp(n, name) == 0)
+            *out = 1;
+    }
+    cJSON_Delete(obj);
+    return KM_OK;
+}
+
+/* Applies the fix (del: DELETE, else the guarded patch).  *conflict = 1 when the Secret changed
+ * under us (re-read). */
+static km_status fix(run *r, const cJSON *s, int del, int *conflict, km_err *err)
+{
+    const char *ns = KM_JSON_STR(s, "metadata", "namespace");
+    const char *name = KM_JSON_STR(s, "metadata", "name");
+    const char *rv = KM_JSON_STR(s, "metadata", "resourceVersion");
+    const char *uid = KM_JSON_STR(s, "metadata", "uid");
+    char path[600];
+    secret_path(path, sizeof(path), ns, name);
+    km_status st;
+    *conflict = 0;
+    if (del) {
+        km_delete_opts o;
+        km_delete_opts_init(&o);
+        o.uid = uid;
+        o.resource_version = rv;
+        st = km_kube_delete(r->ctx->kube, path, &o, NULL, err);
+        if (st == KM_EAPI && km_err_is_http(err, 404))
+            return KM_ENOTFOUND;
+        if (st == KM_EAPI && km_err_is_http(err, 409))
+            *conflict = 1;
+        return st;
+    }
+    cJSON *patch = cJSON_CreateArray();
+    cJSON *t = cJSON_CreateObject();
+    cJSON *rm = cJSON_CreateObject();
+    char *text = NULL;
+    if (!patch || !t || !rm || !cJSON_AddItemToArray(patch, t)) {
+        cJSON_Delete(t);
+        cJSON_Delete(rm);
+        cJSON_Delete(patch);
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    }
+    if (!cJSON_AddItemToArray(patch, rm)) {
+        cJSON_Delete(rm);
+        cJSON_Delete(patch);
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    }
+    if (cJSON_AddStringToObject(t, "op", "test") &&
+        cJSON_AddStringToObject(t, "path", "/metadata/resourceVersion") &&
+        cJSON_AddStringToObject(t, "value", rv ? rv : "") &&
+        cJSON_AddStringToObject(rm, "op", "remove") &&
+        cJSON_AddStringToObject(rm, "path", "/data/token"))
+        text = km_json_print(patch);
+    cJSON_Delete(patch);
+    if (!text)
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    st = km_kube_patch(r->ctx->kube, path, KM_PATCH_JSON, text, NULL, err);
+    free(text);
+    if (st == KM_EAPI && km_err_is_http(err, 404))
+        return KM_ENOTFOUND;
+    /* 409, or 422 from the failed "test" (or from "remove" when the token is already gone): the
+     * patch itself is always well-formed, so re-read and decide again. */
+    if (st == KM_EAPI && (km_err_is_http(err, 409) || km_err_is_http(err, 422)))
+        *conflict = 1;
+    return st;
+}
+
+/* Judges one Secret (cur).  *stale = 1 when its token is stale; everything else is counted
+ * here (malformed, skipped, failed: only while counting, except a refused review).  Fails only
+ * on transport errors, cancel or ENOMEM. */
+static km_status classify(run *r, const cJSON *cur, const char *key, int counting, int *stale,
+                          km_err *err)
+{
+    char *token = NULL;
+    *stale = 0;
+    km_token_check c = km_tokens_precheck(cur, &token);
+    if (c == KM_TOKEN_MALFORMED && counting) {
+        char msg[700];
+        add(r, "malformed", 1);
+        km_step_list_add(r->st, "malformedSecrets", key, LIST_MAX);
+        snprintf(msg, sizeof(msg), "Secret %s: data.token is not a well-formed JWT; left unchanged",
+                 key);
+        event(r, "Warning", "MalformedToken", msg);
+        km_log_warn("tokens: malformed token", "secret", key);
+    }
+    if (c != KM_TOKEN_CHECK) {
+        if (c != KM_TOKEN_MALFORMED && counting)
+            add(r, "skipped", 1);
+        return KM_OK;
+    }
+    km_review_verdict v = KM_REVIEW_VALID;
+    char why[256];
+    km_status st = km_tokens_judge_token(r->judge, token, &v, why, sizeof(why), err);
+    km_tokens_token_free(token);
+    if (st != KM_OK) {
+        if (fatal(st))
+            return st;
+        /* The TokenReview itself was refused (403 ...): count as failed, go on. */
+        char eb[600];
+        km_log_warn("tokens: cannot judge token", "secret", key, "error",
+                    km_err_str(err, eb, sizeof(eb)));
+        add(r, "failed", 1);
+        return KM_OK;
+    }
+    if (v == KM_REVIEW_MALFORMED || v == KM_REVIEW_OTHER) {
+        if (counting && v == KM_REVIEW_MALFORMED) {
+            add(r, "malformed", 1);
+            km_step_list_add(r->st, "malformedSecrets", key, LIST_MAX);
+        } else if (counting) {
+            add(r, "skipped", 1);
+            r->other++;
+        }
+        km_log_warn("tokens: token not authenticated for a reason a new token would not fix",
+                    "secret", key, "reason", why);
+    }
+    *stale = v == KM_REVIEW_STALE;
+    return KM_OK;
+}
+
+/* A fixed Secret: counted, reported and remembered for verification. */
+static km_status fixed(run *r, const cJSON *cur, const char *key, int del, km_err *err)
+{
+    add(r, del ? "deleted" : "regenerated", 1);
+    count(r, del ? "tokens_deleted_total" : "tokens_regenerated_total", 1);
+    km_step_list_add(r->st, "changed", key, LIST_MAX);
+    km_log_info(del ? "tokens: deleted stale token Secret"
+                    : "tokens: removed stale token (controller writes a new one)",
+                "secret", key);
+    if (km_tokens_heal_add(r->heal, KM_JSON_STR(cur, "metadata", "namespace"),
+                           KM_JSON_STR(cur, "metadata", "name"),
+                           KM_JSON_STR(cur, "metadata", "annotations", KM_SA_ANN_NAME),
+                           KM_JSON_STR(cur, "metadata", "annotations", KM_SA_ANN_UID),
+                           KM_JSON_STR(cur, "metadata", "uid"), del) != KM_OK)
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    return KM_OK;
+}
+
+/* Re-reads a Secret that changed under our write into *fresh (NULL when it is gone or the read
+ * was refused: counted as failed).  Fails only on transport errors. */
+static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh, km_err *err)
+{
+    char path[600];
+    km_err e;
+    km_err_clear(&e);
+    secret_path(path, sizeof(path), KM_JSON_STR(cur, "metadata", "namespace"),
+                KM_JSON_STR(cur, "metadata", "name"));
+    km_status st = km_kube_get(r->ctx->kube, path, fresh, &e);
+    if (st == KM_OK) {
+        km_log_info("tokens: Secret changed meanwhile, deciding again", "secret", key);
+        return KM_OK;
+    }
+    if (fatal(st)) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    if (!km_err_is_http(&e, 404))
+        add(r, "failed", 1);
+    return KM_OK;
+}
+
+/* Fixes a stale Secret.  *again = 1 with *fresh (caller frees) when it changed under us and must
+ * be decided once more (first attempt only).  Fails only on transport errors or ENOMEM. */
+static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attempt, cJSON **fresh,
+                           int *again, km_err *err)
+{
+    int conflict = 0, del = 0;
+    km_err e;
+    km_err_clear(&e);
+    *again = 0;
+    km_status st = r->del ? sa_references(r, cur, &del, &e) : KM_OK;
+    if (st == KM_OK && r->del && !del)
+        km_log_info("tokens: not listed by its ServiceAccount (would not be recreated), "
+                    "regenerating in place instead of deleting",
+                    "secret", key);
+    if (st == KM_OK)
+        st = fix(r, cur, del, &conflict, &e);
+    if (st == KM_OK)
+        return fixed(r, cur, key, del, err);
+    if (st == KM_ENOTFOUND) /* gone meanwhile: nothing to fix */
+        return KM_OK;
+    if (fatal(st)) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    if (conflict && attempt == 0) {
+        st = reread(r, cur, key, fresh, err);
+        *again = st == KM_OK && *fresh;
+        return st;
+    }
+    char eb[600];
+    km_log_warn("tokens: could not fix stale token", "secret", key, "error",
+                km_err_str(&e, eb, sizeof(eb)));
+    add(r, "failed", 1);
+    count(r, "tokens_failed_total", 1);
+    return KM_OK;
+}
+
+/* Handles one listed Secret.  Fails only on transport errors, cancel or ENOMEM. */
+static km_status process(run *r, const cJSON *item, km_err *err)
+{
+    const char *ns = KM_JSON_STR(item, "metadata", "namespace");
+    const char *name = KM_JSON_STR(item, "metadata", "name");
+    if (!ns || !name)
+        return KM_OK;
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%s", ns, name);
+    snprintf(r->last, sizeof(r->last), "%s", key);
+    int counting = r->counting;
+    if (!counting && r->marker && strcmp(r->marker, key) == 0)
+        r->counting = 1; /* the marker itself was counted before */
+    if (counting)
+        add(r, "scanned", 1);
+    km_status st = KM_OK;
+    cJSON *fresh = NULL;
+    const cJSON *cur = item;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int stale = 0, again = 0;
+        st = classify(r, cur, key, counting, &stale, err);
+        if (st != KM_OK || !stale)
+            break;
+        if (attempt == 0)
+            add(r, "stale", 1);
+        if (r->ctx->dry_run) {
+            km_step_list_add(r->st, "changed", key, LIST_MAX);
+            km_log_info("tokens: stale token (dry run, not changed)", "secret", key);
+            break;
+        }
+        cJSON *next = NULL;
+        st = fix_stale(r, cur, key, attempt, &next, &again, err);
+        if (next) {
+            cJSON_Delete(fresh);
+            fresh = next;
+            cur = fresh;
+        }
+        if (st != KM_OK || !again)
+            break;
+    }
+    cJSON_Delete(fresh);
+    return st;
+}
+
+static km_status on_page(const km_kube_page *page, void *user)
+{
+    run *r = user;
+    if (page->restarted && r->last[0]) {
+        /* The list restarted after an expired continue token: do not count again what this
+         * pass has already seen. */
+        free(r->marker);
+        r->marker = strdup(r->last);
+        r->counting = 0;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        if (km_step_cancelled(r->ctx))
+            return km_err_set(r->err, KM_ECANCELED, "tokens: cancelled");
+        km_status st = process(r, it, r->err);
+        if (st != KM_OK)
+            return st;
+    }
+    if (r->last[0])
+        km_json_set_str(r->st, "continue", r->last);
+    if (r->ctx->progress) {
+        char p[128];
+        snprintf(p, sizeof(p), "tokens: %ld scanned, %ld stale", num(r, "scanned"),
+                 num(r, "stale"));
+        r->ctx->progress(r->ctx, p);
+    }
+    return km_step_save(r->ctx, r->err);
+}
+
+/* Loads status.changed into the verification set (resume), mode Regenerate only: in mode
+ * Delete the ServiceAccount of an already deleted Secret is not known any more, so Secrets
+ * changed before the restart are not verified again (logged). */
+static km_status preload_changed(run *r)
+{
+    const cJSON *it;
+    if (r->del || r->ctx->dry_run)
+        return KM_OK;
+    cJSON_ArrayForEach(it, KM_JSON_AT(r->st, "changed"))
+    {
+        if (!cJSON_IsString(it))
+            continue;
+        const char *slash = strchr(it->valuestring, '/');
+        if (!slash)
+            continue;
+        char ns[256];
+        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - it->valuestring), it->valuestring);
+        km_status st = km_tokens_heal_add(r->heal, ns, slash + 1, NULL, NULL, NULL, 0);
+        if (st != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+static void reset_pass(run *r)
+{
+    static const char *const keys[] = {"scanned", "stale",    "regenerated",      "deleted",
+                                       "failed",  "skipped",  "malformed",        "healed",
+                                       "changed", "unhealed", "malformedSecrets", "continue"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(r->st, keys[i]);
+    static const char *const zero[] = {"scanned", "stale",     "regenerated", "deleted",
+                                       "failed",  "malformed", "skipped",     "healed"};
+    for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++)
+        set_num(r, zero[i], 0);
+}
+
+/* Appends up to max entries of the string array key as "a, b, c (+N more)". */
+static void list_text(const cJSON *st, const char *key, long total, char *buf, size_t n)
+{
+    size_t o = 0;
+    int i = 0;
+    const cJSON *it;
+    buf[0] = '\0';
+    cJSON_ArrayForEach(it, KM_JSON_AT(st, key))
+    {
+        if (!cJSON_IsString(it) || o + strlen(it->valuestring) + 16 >= n)
+            break;
+        o += (size_t)snprintf(buf + o, n - o, "%s%s", i ? ", " : "", it->valuestring);
+        i++;
+    }
+    if (total > i && o + 24 < n)
+        snprintf(buf + o, n - o, " (+%ld more)", total - i);
+}
+
+static void finish(run *r)
+{
+    km_step_ctx *ctx = r->ctx;
+    const char *method = KM_JSON_STR(r->st, "method");
+    long scanned = num(r, "scanned"), stale = num(r, "stale"), failed = num(r, "failed");
+    long deleted = num(r, "deleted"), regenerated = num(r, "regenerated");
+    long changed = deleted + regenerated;
+    char how[96];
+    if (deleted && regenerated)
+        snprintf(how, sizeof(how), "changed (%ld deleted and recreated, %ld regenerated)", deleted,
+                 regenerated);
+    else
+        snprintf(how, sizeof(how), "%s", deleted ? "deleted and recreated" : "regenerated");
+    long malformed = num(r, "malformed"), skipped = num(r, "skipped");
+    char extra[160] = "";
+    if (malformed || r->other)
+        snprintf(extra, sizeof(extra), "; %ld malformed (left unchanged)%s", malformed,
+                 r->other ? "; some not authenticated for other reasons (skipped)" : "");
+    char names[360];
+    if (ctx->dry_run) {
+        list_text(r->st, "changed", stale, names, sizeof(names));
+        km_step_set_result(ctx, "True", "DryRun",
+                           "dry run (%s): %ld of %ld token Secrets are stale and would be %s%s%s%s",
+                           method, stale, scanned, r->del ? "deleted" : "regenerated",
+                           stale ? ": " : "", names, extra);
+        return;
+    }
+    long unhealed = (long)km_tokens_heal_len(r->heal) - num(r, "healed");
+    if (unhealed > 0) {
+        list_text(r->st, "unhealed", unhealed, names, sizeof(names));
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%ld token Secret(s) did not get a valid token within %lds: %s",
+                 unhealed, km_step_int(ctx, "verifyTimeoutSeconds"), names);
+        event(r, "Warning", "TokensNotHealed", msg);
+        km_step_set_result(ctx, "False", "NotHealed", "%s%s%s", msg,
+                           r->del ? " (clusters >= 1.24 do not recreate deleted token Secrets; "
+                                    "use mode Regenerate)"
+                                  : "",
+                           extra);
+        return;
+    }
+    if (failed > 0) {
+        km_step_set_result(ctx, "False", "ChangeFailed",
+                           "%ld stale token Secret(s) could not be fixed (see the operator log); "
+                           "%ld %s (%s)%s",
+                           failed, changed, how, method, extra);
+        return;
+    }
+    if (changed > 0) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%ld stale token Secret(s) %s and verified (%s), %ld scanned",
+                 changed, how, method, scanned);
+        event(r, "Normal", deleted ? "TokensDeleted" : "TokensRegenerated", msg);
+        km_step_set_result(ctx, "True", deleted ? "Deleted" : "Regenerated", "%s%s", msg, extra);
+        return;
+    }
+    km_step_set_result(ctx, "True", "NoStaleTokens", "%ld token Secrets scanned (%s), none stale%s",
+                       scanned, method, extra);
+    (void)skipped;
+}
+
+/* Resume or a fresh pass, from status.tokens.continue.  *verify_only when only the
+ * verification is left.  Fails on ENOMEM. */
+static km_status start_pass(run *r, int *verify_only, km_err *err)
+{
+    const char *cont = KM_JSON_STR(r->st, "continue");
+    *verify_only = cont && strcmp(cont, VERIFY_MARK) == 0;
+    if (cont && *cont && !*verify_only) {
+        if (!(r->marker = strdup(cont)))
+            return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+        r->counting = 0;
+        km_log_info("tokens: resuming", "after", r->marker);
+    } else if (!*verify_only) {
+        reset_pass(r);
+    }
+    if (cont && *cont && r->del)
+        km_log_warn("tokens: resumed in mode Delete: Secrets deleted before the restart are not "
+                    "verified again");
+    if (cont && *cont && preload_changed(r) != KM_OK)
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    return KM_OK;
+}
+
+/* Waits for the changed Secrets to heal (status.tokens.continue = "verify" meanwhile). */
+static km_status verify(run *r, km_err *err)
+{
+    km_json_set_str(r->st, "continue", VERIFY_MARK);
+    if (r->ctx->progress)
+        r->ctx->progress(r->ctx, "tokens: verifying new tokens");
+    km_status st = km_step_save(r->ctx, err);
+    km_tokens_heal_opts o = {
+        .kube = r->ctx->kube,
+        .judge = r->judge,
+        .timeout_s = km_step_int(r->ctx, "verifyTimeoutSeconds"),
+        .scanned = num(r, "scanned"),
+        .cancel = r->ctx->cancel,
+    };
+    if (st == KM_OK)
+        st = km_tokens_heal_check(r->heal, &o, err);
+    if (st == KM_OK)
+        km_tokens_heal_report(r->heal, r->st, LIST_MAX);
+    return st;
+}
+
+static km_status tokens_step(km_step_ctx *ctx, km_err *err)
+{
+    run r;
+    memset(&r, 0, sizeof(r));
+    r.ctx = ctx;
+    r.st = ctx->status;
+    r.counting = 1;
+    r.err = err;
+    r.del = strcmp(km_step_str(ctx, "mode"), "Delete") == 0;
+    int verify_only = 0;
+    km_status st = KM_OK;
+    if (!(r.heal = km_tokens_heal_new())) {
+        st = km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+        goto out;
+    }
+    if ((st = start_pass(&r, &verify_only, err)) != KM_OK)
+        goto out;
+    if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) != KM_OK)
+        goto out;
+    km_json_set_str(r.st, "method", km_tokens_judge_method(r.judge));
+    if (!verify_only) {
+        km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = KM_TOKENS_PAGE_LIMIT};
+        if ((st = km_kube_list(ctx->kube, "/api/v1/secrets", &o, on_page, &r, NULL, err)) != KM_OK)
+            goto out;
+    }
+    if (!ctx->dry_run && km_tokens_heal_len(r.heal) > 0) {
+        if ((st = verify(&r, err)) != KM_OK)
+            goto out;
+    } else {
+        set_num(&r, "healed", 0);
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(r.st, "continue");
+    finish(&r);
+out:
+    km_tokens_heal_free(r.heal);
+    km_tokens_judge_free(r.judge);
+    free(r.marker);
+    return st;
+}
+
+static const char *const modes[] = {"Regenerate", "Delete", NULL};
+
+static const km_field fields[] = {
+    {"enabled", KM_FIELD_BOOL, 1, 0, 0, NULL},
+    {"mode", KM_FIELD_ENUM, 0, 0, 0, modes},
+    {"verifyTimeoutSeconds", KM_FIELD_INT, 60, 0, 3600, NULL},
+    KM_FIELD_END,
+};
+
+const km_step_def km_tokens_def = {
+    .key = "tokens",
+    .flag = "tokens",
+    .cond = "TokensRegenerated",
+    .fail_reason = "TokensFailed",
+    .fields = fields,
+    .run = tokens_step,
+};
