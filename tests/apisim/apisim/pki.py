@@ -272,6 +272,14 @@ def issue_cert(tmpdir, ca_cert, ca_key, cn, orgs=(), server_sans=None, client=Tr
                 pass
 
 
+def sign_jwt(claims, key):
+    """A compact JWS of `claims` signed by the SAKey `key` (header alg + kid as the real server writes them)."""
+    header = b64url(json.dumps({"alg": key.alg, "kid": key.kid}, separators=(",", ":")).encode())
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = (header + "." + payload).encode("ascii")
+    return header + "." + payload + "." + b64url(key.sign(signing_input))
+
+
 def legacy_token_claims(namespace, sa_name, sa_uid, secret_name):
     """Claims of a legacy (Secret-based) service-account token, key order as the real server."""
     return {
@@ -375,11 +383,7 @@ class PKI:
         return SAKey(genkey(self.sa_key_type), self.sa_key_type)
 
     def sign_jwt(self, claims, key=None):
-        key = key or self.current_sa_key
-        header = b64url(json.dumps({"alg": key.alg, "kid": key.kid}, separators=(",", ":")).encode())
-        payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
-        signing_input = (header + "." + payload).encode("ascii")
-        return header + "." + payload + "." + b64url(key.sign(signing_input))
+        return sign_jwt(claims, key or self.current_sa_key)
 
     def verify_jwt(self, token):
         """Claims dict if `token` is a JWT signed by a CURRENT service-account key (exp/nbf checked), else None."""

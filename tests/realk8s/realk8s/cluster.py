@@ -34,9 +34,11 @@ ADVERTISE_ADDRESS = "10.0.0.1"
 
 _LIVE = set()
 _LIVE_LOCK = threading.Lock()
+WORKDIRS = []  # every ControlPlane workdir of this process (leftover_processes() looks for them)
 
 
-def _stop_all():
+def stop_all():
+    """Stop every ControlPlane of this process that still runs (also registered with atexit)."""
     with _LIVE_LOCK:
         live = list(_LIVE)
     for cp in live:
@@ -46,7 +48,29 @@ def _stop_all():
             pass
 
 
-atexit.register(_stop_all)
+atexit.register(stop_all)
+
+
+def leftover_processes(workdirs=None):
+    """[(pid, command line)] of running processes whose command line names one of `workdirs` (default: every
+    ControlPlane workdir of this process) — etcd, kube-apiserver, kube-controller-manager left behind."""
+    dirs = [d.rstrip("/") + "/" for d in (WORKDIRS if workdirs is None else workdirs)]
+    out = []
+    if not dirs:
+        return out
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open("/proc/%s/stat" % pid) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(d in cmd for d in dirs):
+            out.append((int(pid), cmd.strip()[:200]))
+    return out
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -77,7 +101,7 @@ class ControlPlane:
     """One real control plane in `workdir` (laid out like /etc/kubernetes, see pki.py, plus etcd/ and logs/).
     Ports are chosen once (free ports on 127.0.0.1) and kept across restarts and PKI rebuilds."""
 
-    def __init__(self, version, workdir, verbosity=1, leader_elect=True):
+    def __init__(self, version, workdir, verbosity=1, leader_elect=True, stop_timeout=3.0):
         self.version = version
         self.minor = _minor(version)
         self.workdir = os.path.abspath(workdir)
@@ -87,10 +111,14 @@ class ControlPlane:
             raise StartError("no etcd binary ($%s or etcd on PATH)" % assets.ENV_ETCD)
         self.verbosity = verbosity
         self.leader_elect = leader_elect
+        # SIGTERM, then SIGKILL after this long: kube-apiserver keeps waiting for open watches after it stopped
+        # listening (seen: > 15 s on 1.26), and a crashed control plane is what the disaster is about anyway
+        self.stop_timeout = stop_timeout
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.port, self.cm_port = free_port(), free_port()
         self.url = "https://127.0.0.1:%d" % self.port
         self.pki = ClusterPKI(self.workdir, self.url)
+        WORKDIRS.append(self.workdir)
         self.logs_dir = os.path.join(self.workdir, "logs")
         self.etcd_dir = os.path.join(self.workdir, "etcd")
         self.run_dir = os.path.join(self.workdir, "run")
@@ -189,12 +217,13 @@ class ControlPlane:
             _LIVE.add(self)
         return proc
 
-    def _kill(self, name, timeout=15):
+    def _kill(self, name, timeout=None):
         proc = self.procs.pop(name, None)
         if proc is None:
             return
         if proc.poll() is None:
-            for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+            for sig, wait in ((signal.SIGTERM, self.stop_timeout if timeout is None else timeout),
+                              (signal.SIGKILL, 10)):
                 try:
                     os.killpg(proc.pid, sig)
                 except ProcessLookupError:
@@ -415,9 +444,12 @@ class ControlPlane:
         self.old_front_proxy_ca_pems.append(self.pki.front_proxy_ca_pem())
         self._kill("kube-controller-manager")
         self._kill("kube-apiserver")
+        self.timings["rebuild_stop"] = time.time() - t0
         self.rebuilds += 1
+        t1 = time.time()
         self.pki.archive("lost-pki-%d" % self.rebuilds)
         self.pki.generate(not_before_after=cert_not_before(old_ca))
+        self.timings["rebuild_generate"] = time.time() - t1
         self._start_apiserver()
         self._start_controller_manager()
         self.timings["rebuild_pki"] = time.time() - t0

@@ -24,8 +24,9 @@ Behaviour:
   metadata.name as DaemonSet pods use) and whose NoSchedule/NoExecute taints it tolerates.
 - Kubelet: a pod bound to a simulated node becomes Running/Ready after `ready_delay` s (phase, conditions,
   hostIP, podIP from 10.(100+i).x.y, startTime, containerStatuses ready); a pod with deletionTimestamp is deleted
-  with gracePeriodSeconds 0 and its uid as precondition after min(grace period, `grace_cap`) s. Mirror pods and
-  pods of unknown nodes are left alone.
+  with gracePeriodSeconds 0 and its uid as precondition after min(grace period, `grace_cap`) s. Pods of other
+  nodes are left alone. create_mirror_pod() makes a static pod's mirror (as the node); a deleted mirror pod is
+  re-created (new uid) as a kubelet does.
 """
 
 import argparse
@@ -47,7 +48,8 @@ ANN_MIRROR = "kubernetes.io/config.mirror"
 KUBELET_SERVING = "kubernetes.io/kubelet-serving"
 SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
 LEASE_NS = "kube-node-lease"
-FORGED_KINDS = ("otherNodeIP", "otherNodeDNS", "foreignDNS", "nonNodeRequester", "clientUsages", "cnMismatch")
+CSR_KINDS = ("valid", "otherNodeIP", "otherNodeDNS", "foreignDNS", "nonNodeRequester", "clientUsages", "emailSAN",
+             "uriSAN", "cnMismatch", "noOrg", "noSANs", "clientKubelet")
 
 
 def micro_time(t=None):
@@ -120,6 +122,14 @@ def node_ready(node):
     return False
 
 
+def _needs_work(pod):
+    m = _meta(pod)
+    if m.get("deletionTimestamp") or not (pod.get("spec") or {}).get("nodeName"):
+        return True
+    phase = (pod.get("status") or {}).get("phase")
+    return phase not in ("Succeeded", "Failed") and not (phase == "Running" and pod_is_ready(pod))
+
+
 def pod_fits(pod, node):
     """Whether the simulated scheduler may put `pod` on `node` (see the module docstring)."""
     spec = pod.get("spec") or {}
@@ -153,6 +163,8 @@ class _Node:
         self.lease_rv = None
         self.last_status = 0.0
         self.last_lease = 0.0
+        self.last_ok = 0.0
+        self.joined_at = 0.0
         self.pod_ips = 0
         self.errors = 0
         self.last_error = None
@@ -162,12 +174,13 @@ class KubeletSim:
     """See the module docstring. kubeconfig_dir: the cluster root (scheduler.conf, nodes/<n>/kubelet.conf, pki/)."""
 
     def __init__(self, kubeconfig_dir, nodes, ready_delay=0.3, grace_cap=1.0, lease_renew=10.0,
-                 status_interval=30.0, workers=4, auto_rejoin=False, kubelet_version=None):
+                 status_interval=30.0, workers=4, auto_rejoin=False, kubelet_version=None, resync=10.0):
         self.dir = os.path.abspath(kubeconfig_dir)
         self.ready_delay = ready_delay
         self.grace_cap = grace_cap
         self.lease_renew = lease_renew
         self.status_interval = status_interval
+        self.resync = resync
         self.auto_rejoin = auto_rejoin
         self.kubelet_version = kubelet_version
         self.nodes = {}
@@ -184,6 +197,7 @@ class KubeletSim:
         self._deleting_due = {}
         self._load = {}
         self._pod_node = {}
+        self._mirrors = {}
         self._bound_seen = {}
         self.pods = None
         self.node_informer = None
@@ -239,6 +253,7 @@ class KubeletSim:
         for n in names or list(self.nodes):
             self.join(n)
             self.nodes[n].registered = False
+            self.nodes[n].joined_at = time.time()
             self.counters["rejoin"] += 1
         self.reconnect()
 
@@ -393,6 +408,7 @@ class KubeletSim:
             cur = self.node_informer.get("", node.name) if self.node_informer else None
             if now - node.last_status >= self.status_interval or (cur is not None and not node_ready(cur)):
                 self._post_status(node, client)
+            node.last_ok = time.time()
         except ApiError as e:
             node.errors += 1
             node.last_error = str(e)
@@ -404,13 +420,27 @@ class KubeletSim:
             node.last_error = repr(e)
 
     def _heartbeats(self):
+        last_resync = time.monotonic()
         while not self._stop.is_set():
             for node in list(self.nodes.values()):
                 if self._stop.is_set():
                     return
                 self._heartbeat(node)
+            if time.monotonic() - last_resync >= self.resync and self.pods is not None:
+                last_resync = time.monotonic()
+                self._resync()
             self._wake_ev.wait(1.0)
             self._wake_ev.clear()
+
+    def _resync(self):
+        """Re-queue the pods that still need something (a work item may have been dropped after its retries
+        while the apiserver was down)."""
+        for pod in self.pods.list():
+            if _needs_work(pod):
+                self._on_pod("MODIFIED", pod)
+        for key in list(self._mirrors):
+            if self.pods.get(*key) is None:
+                self._recreate_mirror(key)
 
     # ------------------------------------------------------------------ informer events
     def _on_node(self, etype, node):
@@ -438,6 +468,8 @@ class KubeletSim:
             self._pending_since.pop(key, None)
             self._deleting_due.pop(key, None)
             self._bound_seen.pop(key, None)
+            if key in self._mirrors and self._timers is not None:  # the kubelet re-creates a static pod's mirror
+                self._timers.call_later(self.ready_delay, lambda: self._recreate_mirror(key))
             return
         if not node:
             if not m.get("deletionTimestamp") and spec.get("schedulerName", "default-scheduler") == \
@@ -492,7 +524,7 @@ class KubeletSim:
         m = _meta(pod)
         spec = pod.get("spec") or {}
         node = self.nodes.get(spec.get("nodeName"))
-        if node is None or (m.get("annotations") or {}).get(ANN_MIRROR):
+        if node is None:
             return None
         if m.get("deletionTimestamp"):
             if m.get("finalizers"):
@@ -536,17 +568,27 @@ class KubeletSim:
         raise ApiError("PATCH", "pod status %s/%s" % key, st, obj)
 
     # ------------------------------------------------------------------ CSRs
-    def create_serving_csr(self, node, kind="valid", name=None, other=None, requester=None, dns=None):
-        """Create a kubernetes.io/kubelet-serving CSR for `node` and return it (as the server answered).
-        kind "valid": as the node, CN=system:node:<node>, O=system:nodes, SANs = its Hostname + InternalIP.
-        Forged kinds (FORGED_KINDS): otherNodeIP (adds `other` node's IP), otherNodeDNS (adds `other`'s name),
-        foreignDNS (adds `dns`, default evil.example.com), nonNodeRequester (created by `requester`, a Client;
-        required), clientUsages (client auth usage), cnMismatch (CN of `other`, created by `node`)."""
+    def create_serving_csr(self, node, forged=False, kind=None, name=None, other=None, requester=None,
+                           dns=None, email=None, uri=None):
+        """Create a CSR for `node` (as that node unless said otherwise) and return it as the server answered.
+        kind "valid" (default; forged=True picks "otherNodeIP"): signer kubernetes.io/kubelet-serving,
+        CN=system:node:<node>, O=system:nodes, usages digital signature/key encipherment/server auth, SANs = the
+        node's Hostname and InternalIP. Forged kinds (CSR_KINDS): otherNodeIP / otherNodeDNS (adds the IP / name of
+        `other`, default another simulated node), foreignDNS (adds `dns`, default evil.example.com),
+        nonNodeRequester (created by `requester`, a Client of a non-node user), clientUsages (client auth),
+        emailSAN, uriSAN, cnMismatch (CN of `other`), noOrg, noSANs; clientKubelet is a client-certificate CSR
+        (signer kube-apiserver-client-kubelet) of the node itself."""
+        kind = kind or ("otherNodeIP" if forged else "valid")
+        if kind not in CSR_KINDS:
+            raise ValueError("unknown CSR kind %r (one of %s)" % (kind, ", ".join(CSR_KINDS)))
         n = self.nodes[node]
-        o = self.nodes.get(other) if other else None
+        if other is None:
+            other = next((x for x in sorted(self.nodes) if x != node), node)
+        o = self.nodes[other]
         cn, orgs = "system:node:" + node, ["system:nodes"]
-        dnss, ips = [node], [n.ip]
+        dnss, ips, emails, uris = [node], [n.ip], [], []
         usages = list(SERVING_USAGES)
+        signer = KUBELET_SERVING
         client = self.node_client(node)
         if kind == "otherNodeIP":
             ips.append(o.ip)
@@ -560,27 +602,78 @@ class KubeletSim:
             client = requester
         elif kind == "clientUsages":
             usages = ["digital signature", "key encipherment", "client auth"]
+        elif kind == "emailSAN":
+            emails = [email or "root@%s.example" % node]
+        elif kind == "uriSAN":
+            uris = [uri or "spiffe://cluster.local/ns/default/sa/default"]
         elif kind == "cnMismatch":
             cn = "system:node:" + o.name
-        elif kind != "valid":
-            raise ValueError("unknown CSR kind %r" % kind)
-        pem = csrgen.build_csr(csrgen.key_for("realk8s-" + node), cn=cn, orgs=orgs, dns=dnss, ips=ips)
+        elif kind == "noOrg":
+            orgs = []
+        elif kind == "noSANs":
+            dnss, ips = [], []
+        elif kind == "clientKubelet":
+            signer = "kubernetes.io/kube-apiserver-client-kubelet"
+            dnss, ips = [], []
+            usages = ["digital signature", "key encipherment", "client auth"]
+        pem = csrgen.build_csr(csrgen.key_for("realk8s-" + node), cn=cn, orgs=orgs, dns=dnss, ips=ips,
+                               emails=emails, uris=uris)
         meta = {"name": name} if name else {"generateName": "csr-"}
         body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": meta,
-                "spec": {"request": csrgen.csr_request_b64(pem), "signerName": KUBELET_SERVING,
-                         "usages": usages}}
+                "spec": {"request": csrgen.csr_request_b64(pem), "signerName": signer, "usages": usages}}
         return client.create("/apis/certificates.k8s.io/v1/certificatesigningrequests", body)
+
+    def _recreate_mirror(self, key):
+        if self._stop.is_set() or self.pods.get(*key) is not None:
+            return
+        try:
+            self._create_mirror(key)
+        except Exception as e:  # noqa: BLE001 - retried by the next resync
+            self.counters["errors"] += 1
+            self.nodes[self._mirrors[key][0]].last_error = repr(e)
+
+    # ------------------------------------------------------------------ mirror pods
+    def create_mirror_pod(self, node, namespace, name, image, labels=None):
+        """A static pod's mirror (annotation kubernetes.io/config.mirror, owned by the Node), created by the
+        node itself as a kubelet does; re-created by the simulator when deleted. Returns the pod."""
+        spec = {"nodeName": node, "containers": [{"name": name.rsplit("-" + node, 1)[0] or "c", "image": image}],
+                "priorityClassName": "system-node-critical", "hostNetwork": True}
+        h = hashlib.sha256(("%s/%s/%s" % (namespace, name, image)).encode()).hexdigest()[:32]
+        ann = {"kubernetes.io/config.source": "file", "kubernetes.io/config.hash": h, ANN_MIRROR: h,
+               "kubernetes.io/config.seen": now_rfc3339()}
+        md = {"name": name, "namespace": namespace, "labels": dict(labels or {}), "annotations": ann}
+        with self._lock:
+            self._mirrors[(namespace, name)] = (node, copy.deepcopy(md), copy.deepcopy(spec))
+        return self._create_mirror((namespace, name))
+
+    def _create_mirror(self, key):
+        node, md, spec = self._mirrors[key]
+        client = self.node_client(node)
+        md = copy.deepcopy(md)
+        cur = self.node_informer.get("", node) if self.node_informer else None
+        if cur is None:
+            cur = client.get("/api/v1/nodes/%s" % node)
+        md["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": _meta(cur)["uid"],
+                                  "controller": True}]
+        st, obj = client.request("POST", "/api/v1/namespaces/%s/pods" % key[0],
+                                 {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": copy.deepcopy(spec)})
+        if st not in (201, 409):
+            raise ApiError("POST", "mirror pod %s/%s" % key, st, obj)
+        return obj
 
     # ------------------------------------------------------------------ waiting helpers
     def wait_nodes_ready(self, timeout=60, names=None):
-        """Wait until every simulated node (or `names`) is Ready without taints from the node lifecycle
-        controller, as the server reports it. Raises AssertionError on timeout."""
+        """Wait until every simulated node (or `names`) had a successful heartbeat since its last (re-)join and
+        is Ready without node.kubernetes.io/ taints as the server reports it. Raises AssertionError on timeout."""
         names = list(names or self.nodes)
         deadline = time.time() + timeout
         while time.time() < deadline:
             ok = True
             for n in names:
                 cur = self.node_informer.get("", n) if self.node_informer else None
+                if self.nodes[n].last_ok <= self.nodes[n].joined_at:
+                    ok = False
+                    break
                 if cur is None or not node_ready(cur) or any(
                         t.get("key", "").startswith("node.kubernetes.io/")
                         for t in (cur.get("spec") or {}).get("taints") or []):
