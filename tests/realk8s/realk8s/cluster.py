@@ -101,7 +101,7 @@ class ControlPlane:
     """One real control plane in `workdir` (laid out like /etc/kubernetes, see pki.py, plus etcd/ and logs/).
     Ports are chosen once (free ports on 127.0.0.1) and kept across restarts and PKI rebuilds."""
 
-    def __init__(self, version, workdir, verbosity=1, leader_elect=True, stop_timeout=3.0):
+    def __init__(self, version, workdir, verbosity=1, leader_elect=True, stop_timeout=3.0, extra_args=None):
         self.version = version
         self.minor = _minor(version)
         self.workdir = os.path.abspath(workdir)
@@ -114,6 +114,8 @@ class ControlPlane:
         # SIGTERM, then SIGKILL after this long: kube-apiserver keeps waiting for open watches after it stopped
         # listening (seen: > 15 s on 1.26), and a crashed control plane is what the disaster is about anyway
         self.stop_timeout = stop_timeout
+        # {"kube-apiserver": [...], "kube-controller-manager": [...], "etcd": [...]}: appended to the flags
+        self.extra_args = {k: list(v) for k, v in (extra_args or {}).items()}
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.port, self.cm_port = free_port(), free_port()
         self.url = "https://127.0.0.1:%d" % self.port
@@ -204,6 +206,7 @@ class ControlPlane:
 
     def _spawn(self, name, args):
         self._kill(name)
+        args = list(args) + self.extra_args.get(name, [])
         log = open(self._log(name), "ab")
         log.write(("\n==== %s start %s\n" % (time.strftime("%H:%M:%S"), " ".join(args))).encode())
         log.flush()
