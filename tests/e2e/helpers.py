@@ -1,17 +1,6 @@
 """Small helpers shared by the e2e test modules."""
 
-import time
-
-
-def wait_for(pred, timeout=60, what="condition"):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError("%s not reached within %ss (last=%r)" % (what, timeout, last))
+from realk8s.seed import wait_for  # noqa: F401 - re-exported for the tests
 
 
 def pems(bundle):

@@ -11,6 +11,8 @@ import threading
 import time
 import urllib.parse
 
+from apisim.pki import write_private
+
 from .pki import load_kubeconfig
 
 
@@ -25,6 +27,14 @@ class ApiError(RuntimeError):
         return self.body.get("reason") if isinstance(self.body, dict) else None
 
 
+def _decode(text):
+    """Parsed JSON, or the text itself when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _ssl_context(ca_pem, cert_pem=None, key_pem=None):
     ctx = ssl.create_default_context(cadata=ca_pem)
     if cert_pem:
@@ -34,9 +44,7 @@ def _ssl_context(ca_pem, cert_pem=None, key_pem=None):
             cp, kp = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
             with open(cp, "w") as f:
                 f.write(cert_pem)
-            with open(kp, "w") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(key_pem)
+            write_private(kp, key_pem)
             ctx.load_cert_chain(cp, kp)
         finally:
             shutil.rmtree(d, ignore_errors=True)
@@ -109,12 +117,7 @@ class Client:
                     raise
         if resp.getheader("Connection", "").lower() == "close":
             self._drop()
-        if raw:
-            return resp.status, text
-        try:
-            return resp.status, json.loads(text)
-        except ValueError:
-            return resp.status, text
+        return resp.status, (text if raw else _decode(text))
 
     def call(self, method, path, body=None, ok=(200, 201, 202), **kw):
         """request() that returns the parsed body and raises ApiError unless the status is in `ok`."""
@@ -151,12 +154,7 @@ class Client:
             conn.request("GET", path + q, headers=self._headers(None, None, None))
             resp = conn.getresponse()
             if resp.status != 200:
-                text = resp.read().decode(errors="replace")
-                try:
-                    body = json.loads(text)
-                except ValueError:
-                    body = text
-                raise ApiError("WATCH", path, resp.status, body)
+                raise ApiError("WATCH", path, resp.status, _decode(resp.read().decode(errors="replace")))
             while stop is None or not stop.is_set():
                 line = resp.readline()
                 if not line:

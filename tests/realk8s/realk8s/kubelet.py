@@ -39,17 +39,15 @@ import threading
 import time
 
 from apisim import csrgen
-from apisim.controllers import Timers, WorkQueue, now_rfc3339, pod_is_ready, running_pod_status
+from apisim.controllers import (Timers, WorkQueue, deletion_due, now_rfc3339, pod_is_ready,
+                                running_pod_status)
 
 from .client import ApiError, Client, Informer
 from .pki import ClusterPKI, load_kubeconfig
 
 ANN_MIRROR = "kubernetes.io/config.mirror"
-KUBELET_SERVING = "kubernetes.io/kubelet-serving"
-SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
 LEASE_NS = "kube-node-lease"
-CSR_KINDS = ("valid", "otherNodeIP", "otherNodeDNS", "foreignDNS", "nonNodeRequester", "clientUsages", "emailSAN",
-             "uriSAN", "cnMismatch", "noOrg", "noSANs", "clientKubelet")
+CSR_KINDS = csrgen.KINDS
 
 
 def micro_time(t=None):
@@ -116,10 +114,7 @@ def tolerates(tolerations, taint):
 
 
 def node_ready(node):
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return c.get("status") == "True"
-    return False
+    return pod_is_ready(node)  # the same check: status.conditions[type=Ready].status == "True"
 
 
 def _needs_work(pod):
@@ -530,12 +525,8 @@ class KubeletSim:
             if m.get("finalizers"):
                 return None
             now = time.monotonic()
-            due = self._deleting_due.get(key)
-            if due is None or due[1] != m.get("uid"):
-                grace = m.get("deletionGracePeriodSeconds")
-                grace = 30 if grace is None else grace
-                due = (now + min(float(grace), self.grace_cap), m.get("uid"))
-                self._deleting_due[key] = due
+            due = deletion_due(m, now, self.grace_cap, self._deleting_due.get(key), m.get("uid"))
+            self._deleting_due[key] = due
             if now < due[0]:
                 return due[0] - now
             st, obj = self.node_client(node.name).request(
@@ -579,48 +570,20 @@ class KubeletSim:
         emailSAN, uriSAN, cnMismatch (CN of `other`), noOrg, noSANs; clientKubelet is a client-certificate CSR
         (signer kube-apiserver-client-kubelet) of the node itself."""
         kind = kind or ("otherNodeIP" if forged else "valid")
-        if kind not in CSR_KINDS:
-            raise ValueError("unknown CSR kind %r (one of %s)" % (kind, ", ".join(CSR_KINDS)))
-        n = self.nodes[node]
         if other is None:
             other = next((x for x in sorted(self.nodes) if x != node), node)
-        o = self.nodes[other]
-        cn, orgs = "system:node:" + node, ["system:nodes"]
-        dnss, ips, emails, uris = [node], [n.ip], [], []
-        usages = list(SERVING_USAGES)
-        signer = KUBELET_SERVING
+        f = csrgen.kind_fields(kind, node, self.nodes[node].ip, other, self.nodes[other].ip, dns=dns,
+                               email=email or "root@%s.example" % node, uri=uri)
         client = self.node_client(node)
-        if kind == "otherNodeIP":
-            ips.append(o.ip)
-        elif kind == "otherNodeDNS":
-            dnss.append(o.name)
-        elif kind == "foreignDNS":
-            dnss.append(dns or "evil.example.com")
-        elif kind == "nonNodeRequester":
+        if kind == "nonNodeRequester":
             if requester is None:
                 raise ValueError("nonNodeRequester needs requester= (a Client of a non-node user)")
             client = requester
-        elif kind == "clientUsages":
-            usages = ["digital signature", "key encipherment", "client auth"]
-        elif kind == "emailSAN":
-            emails = [email or "root@%s.example" % node]
-        elif kind == "uriSAN":
-            uris = [uri or "spiffe://cluster.local/ns/default/sa/default"]
-        elif kind == "cnMismatch":
-            cn = "system:node:" + o.name
-        elif kind == "noOrg":
-            orgs = []
-        elif kind == "noSANs":
-            dnss, ips = [], []
-        elif kind == "clientKubelet":
-            signer = "kubernetes.io/kube-apiserver-client-kubelet"
-            dnss, ips = [], []
-            usages = ["digital signature", "key encipherment", "client auth"]
-        pem = csrgen.build_csr(csrgen.key_for("realk8s-" + node), cn=cn, orgs=orgs, dns=dnss, ips=ips,
-                               emails=emails, uris=uris)
+        pem = csrgen.build_csr(csrgen.key_for("realk8s-" + node), cn=f["cn"], orgs=f["orgs"], dns=f["dns"],
+                               ips=f["ips"], emails=f["emails"], uris=f["uris"])
         meta = {"name": name} if name else {"generateName": "csr-"}
         body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": meta,
-                "spec": {"request": csrgen.csr_request_b64(pem), "signerName": signer, "usages": usages}}
+                "spec": {"request": csrgen.csr_request_b64(pem), "signerName": f["signer"], "usages": f["usages"]}}
         return client.create("/apis/certificates.k8s.io/v1/certificatesigningrequests", body)
 
     def _recreate_mirror(self, key):

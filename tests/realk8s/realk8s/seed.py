@@ -29,7 +29,9 @@ import random
 import time
 
 import yaml
+from apisim.controllers import pod_is_ready
 from apisim.pki import SAKey, legacy_token_claims, sign_jwt
+from apisim.scenario import pod_template
 
 from .client import ApiError, Client
 from .pki import kubeconfig_doc
@@ -51,7 +53,7 @@ class Description(dict):
     builder = None
 
 
-def wait_for(pred, timeout, what, interval=0.3, detail=None):
+def wait_for(pred, timeout=60, what="condition", interval=0.3, detail=None):
     """Poll pred() until truthy and return its value; raises SeedError naming `what` (and the last value, and
     detail() when given)."""
     end = time.time() + timeout
@@ -78,9 +80,7 @@ def _b64(text):
 
 
 def _pod_ready(pod):
-    st = pod.get("status") or {}
-    return st.get("phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+    return (pod.get("status") or {}).get("phase") == "Running" and pod_is_ready(pod)
 
 
 def _mounts_token(pod):
@@ -308,24 +308,6 @@ class Builder:
         self._to_delete = []
 
     # ------------------------------------------------------------------ workloads and pods
-    def pod_template(self, spec, app):
-        labels = {"app": app}
-        labels.update(spec.get("labels") or {})
-        pspec = {"containers": [{"name": spec.get("container", app),
-                                 "image": spec.get("image", "registry.example/%s:1.0" % app)}]}
-        if spec.get("serviceAccountName"):
-            pspec["serviceAccountName"] = spec["serviceAccountName"]
-        if spec.get("automount") is False:
-            pspec["automountServiceAccountToken"] = False
-        if spec.get("nodeSelector"):
-            pspec["nodeSelector"] = dict(spec["nodeSelector"])
-        if spec.get("tolerateAll"):
-            pspec["tolerations"] = [{"operator": "Exists"}]
-        elif spec.get("tolerateControlPlane"):
-            pspec["tolerations"] = [{"key": "node-role.kubernetes.io/" + r, "effect": "NoSchedule"}
-                                    for r in ("master", "control-plane")]
-        return {"metadata": {"labels": labels}, "spec": pspec}
-
     def workload(self, spec):
         kind, ns, name = spec["kind"], spec["namespace"], spec["name"]
         self.namespace(ns)
@@ -333,7 +315,7 @@ class Builder:
                 self.desc["serviceAccounts"]:
             self.service_account({"namespace": ns, "name": spec["serviceAccountName"]})
         app = spec.get("app", name)
-        tmpl = self.pod_template(spec, app)
+        tmpl = pod_template(spec, app)
         sel = {"matchLabels": {"app": app}}
         body = {"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}, "spec": {"selector": sel,
                                                                                            "template": tmpl}}
@@ -362,7 +344,7 @@ class Builder:
                                                  spec.get("labels"))
             self.desc["mirrorPods"][_key(ns, name)] = pod["metadata"]["uid"]
             return
-        tmpl = self.pod_template(spec, spec.get("app", name))
+        tmpl = pod_template(spec, spec.get("app", name))
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns,
                                                                 "labels": tmpl["metadata"]["labels"]},
                 "spec": tmpl["spec"]}
