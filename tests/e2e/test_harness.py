@@ -111,3 +111,35 @@ def test_killed_test_process_leaves_nothing_running(tmp_path):
             "/proc/%d/cmdline" % etcd_pid).read()
     finally:
         child.kill()
+
+
+@pytest.mark.skipif(not assets.available_versions(), reason=assets.skip_reason() or "")
+def test_cluster_by_hand(tmp_path):
+    """`python3 -m realk8s.cluster --version V --workdir W --nodes n1` prints the admin kubeconfig, serves until
+    SIGTERM, then exits 0 leaving nothing running."""
+    version = assets.available_versions()[-1]
+    work = str(tmp_path / "hand")
+    proc = subprocess.Popen([sys.executable, "-m", "realk8s.cluster", "--version", version, "--workdir", work,
+                             "--nodes", "n1"], cwd=REALK8S_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("KUBECONFIG="):
+                break
+        assert lines and lines[-1].strip() == "KUBECONFIG=%s/admin.conf" % work, "".join(lines)
+        kubectl = os.environ.get("KUBECTL", "/usr/bin/kubectl")
+        end = time.time() + 60
+        out = ""
+        while time.time() < end and " Ready " not in out:
+            out = subprocess.run([kubectl, "--kubeconfig", work + "/admin.conf", "get", "node", "n1",
+                                  "--no-headers"], capture_output=True, text=True).stdout
+            time.sleep(0.5)
+        assert " Ready " in out
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert cluster.leftover_processes([work]) == []
+    finally:
+        proc.kill()
+        proc.wait()

@@ -495,7 +495,7 @@ def main(argv=None):
             from . import seed
             desc = seed.install(cp, kubelet)
             seed.disaster(cp, kubelet, desc)
-            print("seed installed and PKI rebuilt; description: %s" % desc.path, flush=True)
+            print("seed installed and PKI rebuilt; description: %s" % desc["path"], flush=True)
         print("KUBECONFIG=%s" % cp.admin_kubeconfig, flush=True)
         while not done.wait(1):
             pass
