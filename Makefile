@@ -1,6 +1,6 @@
 # kubemend — build, test and run.  `make help` lists the targets.
 #
-# Sources are found by wildcard: every operator/*.c, watch/*.c and reconcilers/*.c except
+# Sources are found by wildcard: every operator/*.c, watch/*.c and reconcilers/{,*/}*.c except
 # operator/main.c goes into libkubemend.a; every tests/unit/test_*.c becomes one cmocka binary
 # linked against it (plus tests/unit/support/*.c).  Adding a module needs no Makefile edit.
 
@@ -11,7 +11,7 @@ PYTHON ?= /usr/bin/python3
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo /usr/bin/kubectl)
 PYTEST_ARGS ?= -q
 
-PKGS := libcurl openssl libcjson libwebsockets yaml-0.1
+PKGS := libcurl openssl libcjson libwebsockets yaml-0.1 gmp
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 # pkg-config runs once, lazily, after `deps` made sure the packages are there.
@@ -23,7 +23,8 @@ ALL_LIBS = $(PKG_LIBS) -lpthread -lm
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
-LIB_SRC := $(filter-out operator/main.c,$(wildcard operator/*.c watch/*.c reconcilers/*.c))
+LIB_SRC := $(filter-out operator/main.c,$(wildcard operator/*.c watch/*.c reconcilers/*.c \
+                                                 reconcilers/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libkubemend.a
 BIN := $(BUILD)/kubemend
@@ -33,13 +34,14 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
-C_FILES := $(wildcard operator/*.[ch] watch/*.[ch] reconcilers/*.[ch] tests/unit/*.[ch] \
-                      tests/unit/support/*.[ch] tests/tools/*.[ch])
+C_FILES := $(wildcard operator/*.[ch] watch/*.[ch] reconcilers/*.[ch] reconcilers/*/*.[ch] \
+                      tests/unit/*.[ch] tests/unit/support/*.[ch] tests/tools/*.[ch])
 
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
         demo bench help
+.PHONY: image test-image
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
 .SECONDARY:
@@ -52,6 +54,7 @@ help:
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"
+	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
 
 all: $(BIN) $(TOOL_BIN)
 
@@ -82,7 +85,7 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 -include $(LIB_OBJ:.o=.d) $(SUPPORT_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # ---- tests -----------------------------------------------------------------------------------
-test: test-unit test-integration test-apisim
+test: test-unit test-integration test-apisim test-image
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -95,6 +98,10 @@ test-integration: $(BIN) $(TOOL_BIN)
 test-apisim: | deps
 	@if ls tests/apisim/tests/test_*.py >/dev/null 2>&1; then \
 	  KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) tests/apisim/tests; fi
+
+# The image built and run (skipped, with one line saying why, where podman cannot run).
+test-image: | deps
+	@KUBEMEND_VERSION=$(VERSION) KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/image
 
 # The sanitizer build runs the same C-facing tests (units and integration) in build-asan/.
 asan: | deps
@@ -115,6 +122,11 @@ demo: $(BIN) | deps
 
 bench: $(BIN) | deps
 	@./tests/bench/run.sh $(abspath $(BIN))
+
+# ---- container image -------------------------------------------------------------------------
+image:
+	@KM_IMAGE_DEPS=1 ./tests/deps.sh
+	@./tests/image/build.sh $(VERSION)
 
 # ---- install / clean -------------------------------------------------------------------------
 install: $(BIN)

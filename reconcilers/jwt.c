@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
+#include <openssl/x509.h>
 
 #include "operator/json.h"
 
@@ -230,6 +231,23 @@ const char *km_jwks_kid(const km_jwks *s, size_t i)
     return s && i < s->n ? s->keys[i].kid : NULL;
 }
 
+km_status km_jwks_spki(const km_jwks *s, size_t i, unsigned char **der, size_t *len)
+{
+    if (!s || i >= s->n)
+        return KM_ENOTFOUND;
+    int n = i2d_PUBKEY(s->keys[i].pkey, NULL);
+    unsigned char *buf = n > 0 ? malloc((size_t)n) : NULL;
+    unsigned char *p = buf;
+    if (!buf || i2d_PUBKEY(s->keys[i].pkey, &p) != n) {
+        free(buf);
+        ERR_clear_error();
+        return KM_ENOMEM;
+    }
+    *der = buf;
+    *len = (size_t)n;
+    return KM_OK;
+}
+
 void km_jwks_free(km_jwks *s)
 {
     if (!s)
@@ -316,6 +334,23 @@ km_jwt_result km_jwt_inspect(const char *token, size_t len, km_jwt_info *info)
     if (!token)
         return KM_JWT_MALFORMED;
     return parse_token(token, len, info, NULL);
+}
+
+km_jwt_result km_jwt_signature(const char *token, size_t len, km_jwt_info *info,
+                               unsigned char **sig, size_t *sig_len, size_t *signed_len)
+{
+    if (info)
+        memset(info, 0, sizeof(*info));
+    if (!token)
+        return KM_JWT_MALFORMED;
+    parsed p = {0};
+    km_jwt_result r = parse_token(token, len, info, &p);
+    if (r == KM_JWT_VALID) {
+        *sig = p.sig;
+        *sig_len = p.sig_len;
+        *signed_len = p.signing_len;
+    }
+    return r;
 }
 
 /* Converts a raw r||s ECDSA signature into DER.  Returns a malloc'ed buffer (caller frees with

@@ -50,6 +50,11 @@ size_t km_jwks_skipped(const km_jwks *s);
 /* The kid of key i (borrowed; "" when the key has none), NULL when i is out of range. */
 const char *km_jwks_kid(const km_jwks *s, size_t i);
 
+/* The SubjectPublicKeyInfo DER of key i (what Kubernetes hashes into a kid): on success *der is a
+ * malloc'ed buffer of *len bytes (caller frees).  On failure (KM_ENOTFOUND: i out of range;
+ * KM_ENOMEM) the outputs are untouched. */
+km_status km_jwks_spki(const km_jwks *s, size_t i, unsigned char **der, size_t *len);
+
 /* Frees the set.  Accepts NULL. */
 void km_jwks_free(km_jwks *s);
 
@@ -67,6 +72,12 @@ typedef struct km_jwt_info {
  * be NULL.  On allocation failure it returns KM_JWT_MALFORMED (safe: such tokens are reported,
  * never changed). */
 km_jwt_result km_jwt_inspect(const char *token, size_t len, km_jwt_info *info);
+
+/* km_jwt_inspect plus what a signature check needs: on KM_JWT_VALID *sig is a malloc'ed copy of
+ * the decoded signature (*sig_len bytes, caller frees) and *signed_len the length of the signed
+ * prefix "header.payload" of token.  On any other result the three outputs are untouched. */
+km_jwt_result km_jwt_signature(const char *token, size_t len, km_jwt_info *info,
+                               unsigned char **sig, size_t *sig_len, size_t *signed_len);
 
 /* Verifies the token (len bytes, need not be NUL-terminated) against keys (see the file comment
  * for the key-selection rules).  info may be NULL.  keys may be NULL (= empty set). */

@@ -16,12 +16,20 @@ need libcjson-dev pkg-config --exists libcjson
 need libwebsockets-dev pkg-config --exists libwebsockets
 need libyaml-dev pkg-config --exists yaml-0.1
 need libcmocka-dev pkg-config --exists cmocka
+need libgmp-dev pkg-config --exists gmp
 need openssl command -v openssl
 need python3 test -x /usr/bin/python3
 need python3-yaml /usr/bin/python3 -c 'import yaml'
 need python3-pytest /usr/bin/python3 -c 'import pytest'
 need nghttp2-server sh -c "command -v nghttpd || test -x /usr/sbin/nghttpd"
 need kubernetes-client sh -c 'command -v kubectl || test -x /usr/bin/kubectl'
+# Optional: the container image (`make image`, tests/image) - only with KM_IMAGE_DEPS=1, which
+# `make image` sets; without these tools the image tests are skipped.
+if [ "${KM_IMAGE_DEPS:-0}" = 1 ]; then
+    need podman command -v podman
+    need runc sh -c 'command -v runc || test -x /usr/sbin/runc'
+    need mmdebstrap command -v mmdebstrap
+fi
 for p in ${KM_EXTRA_PKGS:-}; do need "$p" dpkg -s "$p"; done
 [ -z "$missing" ] && exit 0
 

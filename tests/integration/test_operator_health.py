@@ -3,19 +3,12 @@ rebuild (its own service-account token now rejected) /healthz fails with the rea
 restarts the pod with a fresh token; /metrics counts the 401s."""
 
 import re
-import urllib.error
-import urllib.request
 
 import kmop
 from kmop import SimProcess
 
 
-def get(port, path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+get = kmop.http_get
 
 
 def health_port(op):

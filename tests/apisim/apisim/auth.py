@@ -83,6 +83,7 @@ def authenticate_token(sim, token):
         return None, None, "[invalid bearer token, square/go-jose: error in cryptographic primitive]"
     store = sim.store
     if iss == pkimod.LEGACY_ISSUER:
+        # pkg/serviceaccount/legacy.go: the Secret first, then the ServiceAccount
         ns = claims.get("kubernetes.io/serviceaccount/namespace", "")
         sname = claims.get("kubernetes.io/serviceaccount/secret.name", "")
         saname = claims.get("kubernetes.io/serviceaccount/service-account.name", "")
@@ -96,42 +97,56 @@ def authenticate_token(sim, token):
         except Exception:  # noqa: BLE001
             have = ""
         if have != token:
-            return None, None, "[invalid bearer token, Token has been invalidated]"
-        sa = store.get_ref("serviceaccounts", ns, saname)
-        if sa is None:
-            return None, None, "[invalid bearer token, ServiceAccount %s/%s has been deleted]" % (ns, saname)
-        if sa["metadata"].get("uid") != sauid:
-            return None, None, "[invalid bearer token, ServiceAccount UID (%s) does not match claim (%s)]" % (
-                sa["metadata"].get("uid"), sauid)
+            return None, None, "[invalid bearer token, Token does not match server's copy]"
+        err = _check_sa(store, ns, saname, sauid)
+        if err:
+            return None, None, err
         return _sa_user(ns, saname, sauid), [pkimod.ISSUER], None
-    # bound token
+    # bound token (pkg/serviceaccount/claims.go): audiences, ServiceAccount, then the bound Secret / Pod
     aud = claims.get("aud") or []
     if isinstance(aud, str):
         aud = [aud]
     if pkimod.ISSUER not in aud:
         return None, None, "[invalid bearer token, token audiences %s is invalid for the target audiences %s]" % (
-            json.dumps(aud), json.dumps([pkimod.ISSUER]))
+            _go_q(aud), _go_q([pkimod.ISSUER]))
     k8s = claims.get("kubernetes.io") or {}
     ns = k8s.get("namespace", "")
     sainfo = k8s.get("serviceaccount") or {}
-    sa = store.get_ref("serviceaccounts", ns, sainfo.get("name", ""))
-    if sa is None:
-        return None, None, "[invalid bearer token, ServiceAccount %s/%s has been deleted]" % (ns, sainfo.get("name"))
-    if sa["metadata"].get("uid") != sainfo.get("uid"):
-        return None, None, "[invalid bearer token, ServiceAccount UID (%s) does not match claim (%s)]" % (
-            sa["metadata"].get("uid"), sainfo.get("uid"))
-    for kind, res in (("pod", "pods"), ("secret", "secrets")):
+    err = _check_sa(store, ns, sainfo.get("name", ""), sainfo.get("uid", ""))
+    if err:
+        return None, None, err
+    for kind, res in (("secret", "secrets"), ("pod", "pods")):
         ref = k8s.get(kind)
         if ref:
             o = store.get_ref(res, ns, ref.get("name", ""))
-            if o is None or o["metadata"].get("uid") != ref.get("uid"):
-                return None, None, "[invalid bearer token, %s %s/%s has been deleted]" % (
-                    kind.capitalize(), ns, ref.get("name"))
+            if o is None or o["metadata"].get("deletionTimestamp"):
+                return None, None, "[invalid bearer token, Token has been invalidated]"
+            if o["metadata"].get("uid") != ref.get("uid"):
+                return None, None, "[invalid bearer token, %s UID (%s) does not match claim (%s)]" % (
+                    kind.capitalize(), o["metadata"].get("uid"), ref.get("uid"))
     user = _sa_user(ns, sainfo.get("name", ""), sainfo.get("uid", ""))
     if k8s.get("pod"):
         user.extra = {"authentication.kubernetes.io/pod-name": [k8s["pod"]["name"]],
                       "authentication.kubernetes.io/pod-uid": [k8s["pod"].get("uid", "")]}
     return user, aud, None
+
+
+def _check_sa(store, ns, name, uid):
+    """The ServiceAccount checks of both token validators: None, or the TokenReview error."""
+    sa = store.get_ref("serviceaccounts", ns, name)
+    if sa is None:
+        return '[invalid bearer token, serviceaccounts "%s" not found]' % name
+    if sa["metadata"].get("deletionTimestamp"):
+        return "[invalid bearer token, ServiceAccount %s/%s has been deleted]" % (ns, name)
+    if sa["metadata"].get("uid") != uid:
+        return "[invalid bearer token, ServiceAccount UID (%s) does not match claim (%s)]" % (
+            sa["metadata"].get("uid"), uid)
+    return None
+
+
+def _go_q(strings):
+    """Go's %q of a []string: ["a" "b"]."""
+    return "[" + " ".join(json.dumps(x) for x in strings) + "]"
 
 
 def _signature_ok_ignoring_time(sim, token):
@@ -209,14 +224,14 @@ def token_review(sim, body):
     """TokenReview create -> response dict (always 201)."""
     spec = body.get("spec") or {}
     token = spec.get("token", "")
+    if not token:
+        raise errors.bad_request("token is required for TokenReview in authentication")
     user, aud, err = authenticate_token(sim, token) if token else (None, None, None)
     out = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
            "metadata": {"creationTimestamp": None}, "spec": dict(spec)}
     if user is not None:
         out["status"] = {"authenticated": True, "user": user.to_dict(), "audiences": aud}
     else:
-        st = {"user": {}}
-        if err:
-            st["error"] = err
-        out["status"] = st
+        # bearertoken's default when no authenticator claimed the token (not a JWT, another issuer)
+        out["status"] = {"user": {}, "error": err or "invalid bearer token"}
     return out

@@ -390,6 +390,23 @@ class WorkQueue:
 # --------------------------------------------------------------------------- the controllers
 
 class Controllers:
+    @property
+    def profile(self):
+        """The server's profile (one truth: the Sim's, which also selects the served API versions)."""
+        return getattr(self.sim, "profile", None) or self._profile
+
+    @profile.setter
+    def profile(self, value):
+        self._profile = value
+        if hasattr(self.sim, "registry"):
+            self.sim.profile = value
+
+    def eviction_v1(self):
+        """policy/v1 Eviction bodies accepted: option eviction_v1, else the profile's (1.26 yes, 1.19 no)."""
+        if self.opts.get("eviction_v1") is not None:
+            return bool(self.opts["eviction_v1"])
+        return self.profile != "legacy"
+
     def __init__(self, sim, **options):
         self.sim = sim
         self.store = sim.store
@@ -421,12 +438,11 @@ class Controllers:
         if opts["profile"] not in ("modern", "legacy"):
             raise ValueError("profile must be modern or legacy")
         self.opts = opts
+        self._profile = None
         self.profile = opts["profile"]
         self.kubelet_delay = float(opts["kubelet_delay"])
         gc = opts["grace_cap"]
         self.grace_cap = float(self.kubelet_delay if gc is None else gc)
-        if opts["eviction_v1"] is None:
-            opts["eviction_v1"] = self.profile == "modern"
         self.stale_apiserver = bool(opts["stale_apiserver"])
         for n in opts["node_down"] or ():
             self._down_set().add(n)
@@ -1619,6 +1635,8 @@ class Controllers:
             self._not_ready_since.pop(key, None)
             if not node or self.is_node_down(node) or m.get("finalizers"):
                 return None
+            if self.get(RES_NODES, "", node) is None and self.cache[RES_NODES]:
+                return None  # no kubelet runs on a node that does not exist
             due = deletion_due(m, now_m, self.grace_cap, self._deleting_due.get(key), m.get("deletionTimestamp"))
             self._deleting_due[key] = due
             if now_m < due[0]:
@@ -1636,6 +1654,8 @@ class Controllers:
             return None
         phase = pod_phase(pod)
         if not node:
+            if spec.get("schedulerName") not in (None, "", "default-scheduler"):
+                return None  # like kube-scheduler: other schedulers' pods stay unscheduled
             target = self._pick_node()
             if target is None:
                 return None

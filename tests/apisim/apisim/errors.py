@@ -66,14 +66,35 @@ def conflict(res_info, name, reason_text="the object has been modified; please a
         _qualified(res_info), name, reason_text), _details(res_info, name))
 
 
+def _kind_conflict(res_info, name, text):
+    """409 of rest.BeforeDelete's precondition checks: NewConflict(GroupResource{Group, Resource: Kind}, ...)."""
+    if res_info is None or isinstance(res_info, str):
+        return conflict(res_info, name, text)
+    group = res_info.group
+    qualified = res_info.kind + ("." + group if group else "")
+    details = {"name": name}
+    if group:
+        details["group"] = group
+    details["kind"] = res_info.kind
+    return ApiError(409, "Conflict", 'Operation cannot be fulfilled on %s "%s": %s' % (qualified, name, text),
+                    details)
+
+
 def precondition_uid(res_info, name, want, have):
-    return conflict(res_info, name, "Precondition failed: UID in precondition: %s, UID in object meta: %s" % (
-        want, have))
+    if getattr(res_info, "key", None) == "namespaces":  # the namespace registry checks it itself
+        return conflict(res_info, name, "Precondition failed: UID in precondition: %s, UID in object meta: %s" % (
+            want, have))
+    return _kind_conflict(res_info, name, "the UID in the precondition (%s) does not match the UID in record (%s). "
+                                          "The object might have been deleted and then recreated" % (want, have))
 
 
 def precondition_rv(res_info, name, want, have):
-    return conflict(res_info, name, "Precondition failed: ResourceVersion in precondition: %s, ResourceVersion in "
-                                    "object meta: %s" % (want, have))
+    if getattr(res_info, "key", None) == "namespaces":
+        return conflict(res_info, name, "Precondition failed: ResourceVersion in precondition: %s, ResourceVersion "
+                                        "in object meta: %s" % (want, have))
+    return _kind_conflict(res_info, name, "the ResourceVersion in the precondition (%s) does not match the "
+                                          "ResourceVersion in record (%s). The object might have been modified" % (
+                                              want, have))
 
 
 def invalid(kind, name, causes, group=None):

@@ -51,7 +51,7 @@ def evict(ctl, ns, name, body, api_version=None):
     version = body.get("apiVersion") or api_version or "policy/v1beta1"
     if body.get("kind") not in (None, "Eviction") or version not in ("policy/v1beta1", "policy/v1"):
         raise _bad_version(version)
-    if version == "policy/v1" and not ctl.opts.get("eviction_v1"):
+    if version == "policy/v1" and not ctl.eviction_v1():
         raise _bad_version(version)
     body_name = (body.get("metadata") or {}).get("name")
     if body_name and body_name != name:

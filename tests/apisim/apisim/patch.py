@@ -239,9 +239,11 @@ def apply_patch(content_type, current, body_bytes, is_custom):
             return json_patch(current, patch)
         except (JsonPatchTestFailed, ValueError, TypeError) as e:
             # kube-apiserver (handlers/patch.go) wraps any JSON-patch apply error, incl. a failed "test" op, in
-            # NewGenericServerResponse(422, ...): reason Invalid, fixed message, the patch error as the cause.
+            # NewGenericServerResponse(422, ..., isUnexpectedResponse=false): reason Invalid, a fixed message and
+            # empty details - the patch error itself is not returned (seen on 1.19 and 1.26).
+            _ = e
             raise errors.ApiError(422, "Invalid", "the server rejected our request due to an error in our request",
-                                  {"causes": [{"reason": "UnexpectedServerResponse", "message": str(e)}]})
+                                  {})
     if not isinstance(patch, dict):
         raise errors.bad_request("json: cannot unmarshal %s into Go value of type map[string]interface {}" %
                                  type(patch).__name__)

@@ -114,13 +114,9 @@ def _builtin():
     ev_fs["source"] = lambda o: (o.get("source") or {}).get("component") or o.get("reportingComponent") or ""
     ev_fs["type"] = _fs_str("type")
     res.append(R("", "v1", "Event", "events", short_names=["ev"], field_selectors=ev_fs))
-    ev2_fs = {}
-    for f in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"):
-        ev2_fs["involvedObject." + f] = _fs_str("regarding." + f)
-        ev2_fs["regarding." + f] = _fs_str("regarding." + f)
-    ev2_fs["reason"] = _fs_str("reason")
-    ev2_fs["reportingController"] = _fs_str("reportingController")
-    ev2_fs["type"] = _fs_str("type")
+    # events.k8s.io: the same stored objects (core shape, see events.py), its own field labels
+    from .events import V1_FIELD_LABELS
+    ev2_fs = {label: (ev_fs[core] if core in ev_fs else _fs_str(core)) for label, core in V1_FIELD_LABELS.items()}
     res.append(R("events.k8s.io", "v1", "Event", "events", short_names=["ev"], field_selectors=ev2_fs,
                  versions=["v1", "v1beta1"]))
     res.append(R("", "v1", "Service", "services", short_names=["svc"], categories=["all"],
@@ -173,15 +169,35 @@ VIRTUAL = {"authentication.k8s.io/tokenreviews", "authorization.k8s.io/selfsubje
            "authorization.k8s.io/selfsubjectrulesreviews"}
 
 
-class Registry:
-    """Thread-safe registry of served resources (built-ins + CRDs)."""
+# Versions a profile serves where they differ from ResourceInfo.versions (kube-apiserver 1.26 vs 1.19):
+# 1.25 removed policy/v1beta1 and batch/v1beta1 CronJob, 1.25 events.k8s.io/v1beta1; 1.19 has no policy/v1
+# (added in 1.21) and no batch/v1 CronJob (1.21).
+PROFILE_VERSIONS = {
+    "modern": {"policy/poddisruptionbudgets": ["v1"], "events.k8s.io/events": ["v1"], "batch/cronjobs": ["v1"]},
+    "legacy": {"policy/poddisruptionbudgets": ["v1beta1"], "events.k8s.io/events": ["v1", "v1beta1"],
+               "batch/cronjobs": ["v1beta1"]},
+}
 
-    def __init__(self):
+
+class Registry:
+    """Thread-safe registry of served resources (built-ins + CRDs).  `profile` ("modern" ~ 1.26, "legacy" ~
+    1.19) selects which versions of the built-in kinds are served (PROFILE_VERSIONS)."""
+
+    def __init__(self, profile="modern"):
         self._lock = threading.RLock()
         self._by_key = {}
         self._order = []
+        self.profile = profile
         for info in _builtin():
             self.add(info)
+
+    def served_versions(self, info):
+        """The versions of info served under the current profile, preferred first."""
+        return PROFILE_VERSIONS.get(self.profile, {}).get(info.key, info.versions)
+
+    def eviction_version(self):
+        """The policy version of the pods/eviction subresource (discovery, accepted bodies)."""
+        return "v1beta1" if self.profile == "legacy" else "v1"
 
     def add(self, info):
         with self._lock:
@@ -206,7 +222,7 @@ class Registry:
     def lookup(self, group, version, plural):
         with self._lock:
             info = self._by_key.get((group + "/" + plural) if group else plural)
-        if info is None or version not in info.versions:
+        if info is None or version not in self.served_versions(info):
             return None
         return info
 
@@ -217,13 +233,13 @@ class Registry:
             if not info.group:
                 continue
             vs = out.setdefault(info.group, [])
-            for v in info.versions:
+            for v in self.served_versions(info):
                 if v not in vs:
                     vs.append(v)
         return list(out.items())
 
     def resources_for(self, group, version):
-        return [i for i in self.all() if i.group == group and version in i.versions]
+        return [i for i in self.all() if i.group == group and version in self.served_versions(i)]
 
     def by_kind(self, group, kind):
         for info in self.all():
@@ -255,7 +271,15 @@ def _pod_spec_defaults(spec):
     spec.setdefault("schedulerName", "default-scheduler")
 
 
-def apply_defaults(res, obj):
+# status fields without omitempty (always printed, 0 when unset), per resource; modern = 1.26 adds some
+ZERO_STATUS = {"apps/replicasets": ("replicas",), "apps/statefulsets": ("replicas",),
+               "apps/daemonsets": ("currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled",
+                                   "numberReady")}
+ZERO_STATUS_MODERN = {"apps/statefulsets": ("availableReplicas",)}
+DS_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
+
+def apply_defaults(res, obj, profile="modern"):
     """Server-side defaulting (a subset of the real defaults) applied on create."""
     if res == "namespaces":
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
@@ -268,6 +292,7 @@ def apply_defaults(res, obj):
         spec["serviceAccount"] = sa
         spec.setdefault("enableServiceLinks", True)
         spec.setdefault("priority", 0)
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")  # Priority admission
         st = obj.setdefault("status", {})
         st.setdefault("phase", "Pending")
         st.setdefault("qosClass", "BestEffort")
@@ -284,7 +309,12 @@ def apply_defaults(res, obj):
         if res != "apps/daemonsets" and res != "batch/jobs":
             spec.setdefault("replicas", 1)
         tmpl = spec.setdefault("template", {})
-        _pod_spec_defaults(tmpl.setdefault("spec", {}))
+        tspec = tmpl.setdefault("spec", {})
+        _pod_spec_defaults(tspec)
+        if tspec.get("serviceAccountName") or tspec.get("serviceAccount"):
+            # v1 conversion prints the deprecated serviceAccount next to serviceAccountName
+            tspec["serviceAccountName"] = tspec.get("serviceAccountName") or tspec["serviceAccount"]
+            tspec["serviceAccount"] = tspec["serviceAccountName"]
         tmpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
         if res == "apps/deployments":
             spec.setdefault("strategy", {"type": "RollingUpdate",
@@ -297,7 +327,13 @@ def apply_defaults(res, obj):
             spec.setdefault("revisionHistoryLimit", 10)
         elif res == "apps/daemonsets":
             spec.setdefault("updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}})
+            ru = spec["updateStrategy"].get("rollingUpdate")
+            if profile != "legacy" and spec["updateStrategy"].get("type") == "RollingUpdate" and \
+                    isinstance(ru, dict):
+                ru.setdefault("maxSurge", 0)  # 1.22+
             spec.setdefault("revisionHistoryLimit", 10)
+            md = obj.setdefault("metadata", {})
+            md["annotations"] = dict(md.get("annotations") or {}, **{DS_TEMPLATE_GENERATION: "1"})
         obj.setdefault("status", {})
     elif res in ("policy/poddisruptionbudgets",):
         obj.setdefault("status", {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0,

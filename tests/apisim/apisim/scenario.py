@@ -96,12 +96,13 @@ class Builder:
         self.doc = doc
         self.rng = random.Random(doc.get("seed", 1))
         ctl = getattr(sim, "controllers", None)
-        self.ctl = ctl if ctl is not None else Controllers(sim, profile=doc.get("profile", "modern"))
         # an explicit non-default --profile (sim.profile == "legacy") or sim.profile_from_cli wins over the scenario
-        if doc.get("profile") and not getattr(sim, "profile_from_cli", False) and \
-                getattr(sim, "profile", "modern") in (None, "modern"):
-            self.ctl.profile = doc["profile"]
-        self.profile = self.ctl.profile
+        profile = (ctl.profile if ctl is not None else getattr(sim, "profile", None)) or "modern"
+        if doc.get("profile") and not getattr(sim, "profile_from_cli", False) and profile == "modern":
+            profile = doc["profile"]
+        self.ctl = ctl if ctl is not None else Controllers(sim, profile=profile)
+        self.ctl.profile = profile  # the server's profile too (served API versions)
+        self.profile = profile
         self.phase = "after"
         self.node_ips = {}
         self.pod_ip = 0

@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import posixpath
 import queue
 import random
 import re
@@ -13,14 +14,20 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import auth, errors, patch as patchmod, rbac, selectors, table as tablemod
+from . import auth, errors, events as evmod, patch as patchmod, rbac, selectors, table as tablemod
 from .pki import PKI, bound_token_claims
-from .resources import ResourceInfo, Registry, VIRTUAL, STD_VERBS, SUB_VERBS
+from .resources import ResourceInfo, Registry, VIRTUAL, STD_VERBS, SUB_VERBS, ZERO_STATUS, ZERO_STATUS_MODERN, \
+    DS_TEMPLATE_GENERATION
 from .store import Store, clone, now_rfc3339, random_suffix
 
-VERSION_INFO = {"major": "1", "minor": "25", "gitVersion": "v1.25.16-apisim", "gitCommit": "apisim",
-                "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "go1.20.10",
+VERSION_INFO = {"major": "1", "minor": "26", "gitVersion": "v1.26.0-apisim", "gitCommit": "apisim",
+                "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "go1.19.4",
                 "compiler": "gc", "platform": "linux/amd64"}
+# /version per profile: modern behaves like kube-apiserver 1.26, legacy like 1.19
+PROFILE_VERSION_INFO = {
+    "modern": VERSION_INFO,
+    "legacy": dict(VERSION_INFO, minor="19", gitVersion="v1.19.0-apisim", goVersion="go1.15.5"),
+}
 
 _META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
                "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
@@ -36,10 +43,17 @@ LABEL_MSG = ("a DNS-1123 label must consist of lower case alphanumeric character
              "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 CM_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
               "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
-RETURN_DELETED_OBJECT = {"pods", "namespaces", "apiextensions.k8s.io/customresourcedefinitions", "services"}
-PDB_V1BETA1_WARNING = '299 - "policy/v1beta1 PodDisruptionBudget is deprecated in v1.21+, unavailable in v1.25+; ' \
-                      'use policy/v1 PodDisruptionBudget"'
-EVICTION_V1BETA1_WARNING = '299 - "policy/v1beta1 Eviction is deprecated in v1.22+, unavailable in v1.25+"'
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+def dns_msg(msg, sim):
+    """1.22+ words DNS-1123 errors "a lowercase RFC 1123 subdomain/label", 1.19 "a DNS-1123 subdomain/label"."""
+    if not sim.modern:
+        return msg
+    return msg.replace("a DNS-1123 subdomain", "a lowercase RFC 1123 subdomain").replace(
+        "a DNS-1123 label", "a lowercase RFC 1123 label")
+RETURN_DELETED_OBJECT = {"pods", "namespaces", "apiextensions.k8s.io/customresourcedefinitions", "services",
+                         "serviceaccounts"}
 
 
 def b64url_nopad(data):
@@ -50,15 +64,94 @@ def encode_continue(rv, start):
     return b64url_nopad(json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}, separators=(",", ":")).encode())
 
 
-def decode_continue(token):
+_B64URL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _go_b64url_raw(text):
+    """base64.RawURLEncoding.DecodeString: bytes, or ValueError with Go's message."""
+    for i, ch in enumerate(text):
+        if ch not in _B64URL:
+            raise ValueError("illegal base64 data at input byte %d" % i)
+    if len(text) % 4 == 1:
+        raise ValueError("illegal base64 data at input byte %d" % (len(text) - 1))
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _go_quote_char(ch):
+    """encoding/json's quoteChar: the offending character as Go prints it."""
+    if ch == "'":
+        return "'\\''"
+    if ch == '"':
+        return "'\"'"
+    if ch.isprintable() and ord(ch) < 0x80:
+        return "'%s'" % ch
+    return "'\\u%04x'" % ord(ch) if ord(ch) < 0x10000 else "'\\U%08x'" % ord(ch)
+
+
+_PY_TO_GO_JSON = (("Expecting value", "looking for beginning of value"),
+                  ("Expecting property name", "looking for beginning of object key string"),
+                  ("Expecting ':' delimiter", "after object key"),
+                  ("Expecting ',' delimiter", "after object key:value pair"),
+                  ("Extra data", "after top-level value"),
+                  ("Invalid control character", "in string literal"))
+
+
+def _go_json_error(raw):
+    """The message of Go's json.Unmarshal for bytes Python's json cannot parse (the common cases)."""
+    text = raw.decode("latin-1")
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        d = json.loads(raw)
-        if d.get("v") != "meta.k8s.io/v1" or not isinstance(d.get("start"), str):
-            raise ValueError("unsupported continue token version")
-        return int(d["rv"]), d["start"]
-    except Exception as e:  # noqa: BLE001
-        raise errors.bad_request("invalid continue token: %s" % e)
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.pos >= len(text.rstrip()):
+            return "unexpected end of JSON input"
+        for py, go in _PY_TO_GO_JSON:
+            if e.msg.startswith(py):
+                return "invalid character %s %s" % (_go_quote_char(text[e.pos]), go)
+        return "invalid character %s looking for beginning of value" % _go_quote_char(text[e.pos])
+    return None
+
+
+def decode_continue(token):
+    """(rv, start) of a continue token, or 400 with kube-apiserver's messages (etcd3 decodeContinue)."""
+    def bad(why):
+        return errors.bad_request("invalid continue token: continue key is not valid: %s" % why)
+    try:
+        raw = _go_b64url_raw(token)
+    except ValueError as e:
+        raise bad(e)
+    why = _go_json_error(raw)
+    if why:
+        raise bad(why)
+    d = json.loads(raw.decode("latin-1"))
+    if not isinstance(d, dict):
+        raise bad("json: cannot unmarshal %s into Go value of type etcd3.continueToken" % _go_json_type(d))
+    for f, want in (("v", str), ("rv", int), ("start", str)):
+        if f in d and d[f] is not None and not (isinstance(d[f], want) and not isinstance(d[f], bool)):
+            raise bad("json: cannot unmarshal %s into Go struct field continueToken.%s of type %s" % (
+                _go_json_type(d[f]), f, "string" if want is str else "int64"))
+    if d.get("v") != "meta.k8s.io/v1":
+        raise bad('server does not recognize this encoded version "%s"' % (d.get("v") or ""))
+    if not d.get("rv"):
+        raise bad("incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+    start = d.get("start") or ""
+    if not start:
+        raise bad("encoded start key empty (version meta.k8s.io/v1)")
+    key = start if start.startswith("/") else "/" + start
+    if posixpath.normpath(key) != key or key.startswith("//"):
+        raise bad(start)
+    return int(d["rv"]), start
+
+
+def _go_json_type(v):
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
 
 
 class Counters:
@@ -180,7 +273,7 @@ class Sim:
         self.counters = Counters()
         self.faults = Faults()
         self.controllers = None
-        self.profile = profile
+        self.profile = profile  # also selects the served versions (Registry.profile)
         self.kubelet_delay = kubelet_delay
         self.bookmark_interval = bookmark_interval
         self.compaction_interval = compaction_interval
@@ -193,43 +286,114 @@ class Sim:
         self._conns = set()
         self._conns_lock = threading.Lock()
         self._stop = threading.Event()
+        self.crd_establish_delay = 0.05  # 0: a CRD is Established in its create response (in-process tests)
         self.store.add_prepare_hook("apiextensions.k8s.io/customresourcedefinitions", self._crd_prepare)
+        self.store.add_prepare_hook("namespaces", self._ns_prepare)
+        self.store.add_prepare_hook("apps/daemonsets", self._ds_prepare)
         self.store.add_commit_hook(self._crd_commit)
         for res, obj in rbac.bootstrap_objects():
             self.store.create(res, obj)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            self.store.create("namespaces", {"metadata": {"name": ns, "labels": {
-                "kubernetes.io/metadata.name": ns}}})
+            self.store.create("namespaces", {"metadata": {"name": ns}})
         self.store.create("serviceaccounts", {"metadata": {"name": "default", "namespace": "default"}})
+
+    @property
+    def profile(self):
+        """"modern" (kube-apiserver 1.26) or "legacy" (1.19): served versions, defaults, messages."""
+        return self.registry.profile
+
+    @profile.setter
+    def profile(self, value):
+        changed = self.registry.profile != value
+        self.registry.profile = value
+        if changed and getattr(self, "store", None) is not None:
+            for ns in self.store.list("namespaces"):
+                self.store.mutate("namespaces", "", ns["metadata"]["name"], self._ns_label)
+
+    def _ns_label(self, obj):
+        """1.21+ (modern) sets label kubernetes.io/metadata.name = name on every namespace write; 1.19 does not."""
+        md = obj.setdefault("metadata", {})
+        labels = dict(md.get("labels") or {})
+        if self.modern:
+            labels[NS_NAME_LABEL] = md.get("name", "")
+        elif labels.get(NS_NAME_LABEL) == md.get("name"):
+            labels.pop(NS_NAME_LABEL)
+        if labels:
+            md["labels"] = labels
+        else:
+            md.pop("labels", None)
+
+    @staticmethod
+    def _ds_prepare(op, obj, old):
+        """The DaemonSet strategy: annotation deprecated.daemonset.template.generation follows the generation
+        whenever the template changes."""
+        if op != "update" or old is None:
+            return
+        if (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            md = obj.setdefault("metadata", {})
+            gen = int(old["metadata"].get("generation") or 1) + 1
+            md["annotations"] = dict(md.get("annotations") or {}, **{DS_TEMPLATE_GENERATION: str(gen)})
+
+    def _ns_prepare(self, op, obj, old):
+        if self.modern:
+            self._ns_label(obj)
+
+    @property
+    def modern(self):
+        return self.registry.profile != "legacy"
 
     # ---------------------------------------------------------------- CRDs
     def _crd_prepare(self, op, obj, old):
         spec = obj.get("spec") or {}
-        names = spec.get("names") or {}
-        st = obj.setdefault("status", {}) if isinstance(obj.get("status"), dict) else obj.setdefault("status", {})
         if op == "update/status":
             return
-        accepted = {"plural": names.get("plural", ""), "singular": names.get("singular") or names.get("kind", "").lower(),
-                    "kind": names.get("kind", ""), "listKind": names.get("listKind") or names.get("kind", "") + "List"}
-        for f in ("shortNames", "categories"):
-            if names.get(f):
-                accepted[f] = names[f]
+        if isinstance(spec, dict):
+            spec.setdefault("conversion", {"strategy": "None"})
+        st = obj["status"] if isinstance(obj.get("status"), dict) else {}
         obj["status"] = st
-        st["acceptedNames"] = accepted
-        now = now_rfc3339()
-        conds = [c for c in (st.get("conditions") or []) if c.get("type") not in ("NamesAccepted", "Established")]
-        if not (obj["metadata"].get("deletionTimestamp")):
-            conds = [{"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts",
-                      "message": "no conflicts found"},
-                     {"type": "Established", "status": "True", "lastTransitionTime": now,
-                      "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"}] + conds
-        st["conditions"] = conds
         stored = [v["name"] for v in spec.get("versions") or [] if v.get("storage")]
         sv = list(st.get("storedVersions") or [])
         for v in stored:
             if v not in sv:
                 sv.append(v)
         st["storedVersions"] = sv
+        if op == "create" and self.crd_establish_delay > 0:
+            # as the real create response: names not yet accepted, no conditions; the naming and establishing
+            # controllers follow within ~0.1 s (_crd_commit schedules _crd_establish)
+            st["acceptedNames"] = {"plural": "", "kind": ""}
+            st["conditions"] = None
+            return
+        if not obj["metadata"].get("deletionTimestamp"):
+            self._crd_accept(obj)
+
+    @staticmethod
+    def _crd_accept(obj):
+        """NamesAccepted + Established (what the naming and establishing controllers write)."""
+        names = (obj.get("spec") or {}).get("names") or {}
+        st = obj.setdefault("status", {})
+        accepted = {"plural": names.get("plural", ""), "singular": names.get("singular") or names.get("kind", "").lower(),
+                    "kind": names.get("kind", ""), "listKind": names.get("listKind") or names.get("kind", "") + "List"}
+        for f in ("shortNames", "categories"):
+            if names.get(f):
+                accepted[f] = names[f]
+        st["acceptedNames"] = accepted
+        now = now_rfc3339()
+        old = {c.get("type"): c for c in st.get("conditions") or []}
+        conds = [old.get("NamesAccepted") or {
+            "type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts",
+            "message": "no conflicts found"}, old.get("Established") or {
+            "type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted",
+            "message": "the initial names have been accepted"}]
+        st["conditions"] = conds + [c for t, c in old.items() if t not in ("NamesAccepted", "Established")]
+
+    def _crd_establish(self, name, uid):
+        def fn(obj):
+            if obj["metadata"].get("uid") != uid or obj["metadata"].get("deletionTimestamp"):
+                return False
+            self._crd_accept(obj)
+            return True
+        if not self._stop.is_set():
+            self.store.mutate("apiextensions.k8s.io/customresourcedefinitions", "", name, fn, subresource="status")
 
     def _crd_commit(self, ev):
         if ev.res != "apiextensions.k8s.io/customresourcedefinitions":
@@ -240,6 +404,15 @@ class Sim:
         if ev.type == "DELETED":
             self.registry.remove(key)
             return
+        established = any(c.get("type") == "Established" and c.get("status") == "True"
+                          for c in (ev.obj.get("status") or {}).get("conditions") or [])
+        if not established and self.registry.by_key(key) is None:
+            if ev.type == "ADDED":
+                t = threading.Timer(self.crd_establish_delay, self._crd_establish,
+                                    (ev.obj["metadata"]["name"], ev.obj["metadata"].get("uid")))
+                t.daemon = True
+                t.start()
+            return  # CustomResources are served once the CRD is Established (404 before)
         served = [v for v in spec.get("versions") or [] if v.get("served", True)]
         if not served:
             self.registry.remove(key)
@@ -421,12 +594,19 @@ class Sim:
             base += "/" + sub
         return base
 
+    def list_meta(self, info, version, ns, rv):
+        meta = {"resourceVersion": str(rv)}
+        if not self.modern:
+            meta = {"selfLink": self.self_link(info, version, ns), **meta}
+        return meta
+
     def render_meta(self, info, version, obj):
         md = obj.get("metadata") or {}
         out = {}
         for k in _META_ORDER:
             if k == "selfLink":
-                out["selfLink"] = self.self_link(info, version, md.get("namespace"), md.get("name"))
+                if not self.modern:  # 1.20+ no longer sets selfLink
+                    out["selfLink"] = self.self_link(info, version, md.get("namespace"), md.get("name"))
             elif k in md:
                 out[k] = md[k]
         for k, v in md.items():
@@ -437,6 +617,13 @@ class Sim:
         return out
 
     def render(self, info, version, obj, with_kind=True):
+        if info.key == "events":
+            obj = evmod.core_out(obj)
+        elif info.key == "events.k8s.io/events":
+            obj = evmod.from_core(obj)
+        zero = ZERO_STATUS.get(info.key, ()) + (ZERO_STATUS_MODERN.get(info.key, ()) if self.modern else ())
+        if zero and isinstance(obj.get("status"), dict) and any(f not in obj["status"] for f in zero):
+            obj = dict(obj, status=dict({f: 0 for f in zero}, **obj["status"]))
         out = {}
         if with_kind:
             out["kind"] = info.kind
@@ -652,8 +839,6 @@ def make_handler(sim):
             if ferr is not None:
                 raise ferr
             self.info, self.version, self.ns, self.name, self.sub = info, version, ns, name, sub
-            if info.group == "policy" and version == "v1beta1" and info.plural == "poddisruptionbudgets":
-                self.warnings.append(PDB_V1BETA1_WARNING)
             getattr(self, "do_" + verb)()
 
         def _check_signer_approval(self, name):
@@ -706,7 +891,7 @@ def make_handler(sim):
                 raise ferr
             _ = public
             if path == "/version":
-                return self.send_json(200, VERSION_INFO, pretty=True)
+                return self.send_json(200, PROFILE_VERSION_INFO.get(sim.profile, VERSION_INFO), pretty=True)
             if path in ("/healthz", "/livez", "/readyz"):
                 body = b"ok"
                 self.send_response(200)
@@ -768,6 +953,8 @@ def make_handler(sim):
                     if s.get("group"):
                         sr["group"] = s["group"]
                         sr["version"] = s["version"]
+                        if info.key == "pods" and sub == "eviction":
+                            sr["version"] = sim.registry.eviction_version()
                     sr["kind"] = s["kind"]
                     sr["verbs"] = list(s["verbs"])
                     out.append(sr)
@@ -857,7 +1044,7 @@ def make_handler(sim):
                 raise errors.invalid("ListOptions", "", [errors.field_forbidden(
                     "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided")],
                     group="meta.k8s.io")
-            pred = selectors.make_predicate(info, q.get("labelSelector"), q.get("fieldSelector"))
+            pred = selectors.make_predicate(info, q.get("labelSelector"), q.get("fieldSelector"), sim.modern)
             try:
                 limit = int(q.get("limit") or 0)
             except ValueError:
@@ -875,15 +1062,13 @@ def make_handler(sim):
                         "first chunk was returned and now may show up in the list.", encode_continue(-1, start))
             refs, nxt, remaining, rv = sim.store.list_page(info.key, self.ns or None, start, limit, pred)
             list_rv = token_rv if token_rv not in (None, -1) else rv
-            meta = {"selfLink": sim.self_link(info, self.version, self.ns), "resourceVersion": str(list_rv)}
+            meta = sim.list_meta(info, self.version, self.ns, list_rv)
             if nxt is not None:
                 meta["continue"] = encode_continue(list_rv, nxt)
                 if remaining is not None and pred is None:
                     meta["remainingItemCount"] = remaining
             tv = _wants_table(self.headers.get("Accept"))
             if tv is not None:
-                meta.pop("selfLink", None)
-                meta = {"selfLink": sim.self_link(info, self.version, self.ns), **meta}
                 return self._ok(200, self._table(refs, meta, tv))
             items = [sim.render(info, self.version, o, with_kind=False) for o in refs]
             return self._ok(200, {"kind": info.list_kind, "apiVersion": info.api_version(self.version),
@@ -898,7 +1083,7 @@ def make_handler(sim):
                     causes.append(errors.field_forbidden(
                         "resourceVersionMatch", "resourceVersionMatch is forbidden unless resourceVersion is provided"))
                 raise errors.invalid("ListOptions", "", causes, group="meta.k8s.io")
-            pred = selectors.make_predicate(info, q.get("labelSelector"), q.get("fieldSelector"))
+            pred = selectors.make_predicate(info, q.get("labelSelector"), q.get("fieldSelector"), sim.modern)
             rv_text = q.get("resourceVersion", "")
             try:
                 from_rv = None if rv_text in ("", "0") else int(rv_text)
@@ -1009,7 +1194,10 @@ def make_handler(sim):
                     if cur and not prev:
                         typ = "ADDED"
                     elif prev and not cur:
+                        # the watch cache: the previous content, with the event's resourceVersion
                         typ = "DELETED"
+                        obj = dict(ev.prev, metadata=dict(ev.prev.get("metadata") or {}, resourceVersion=(
+                            obj.get("metadata") or {}).get("resourceVersion")))
                     elif not cur:
                         return False
                 elif typ == "DELETED":
@@ -1052,6 +1240,7 @@ def make_handler(sim):
                 md["namespace"] = self.ns
             else:
                 md.pop("namespace", None)
+            body = self._decode(body)
             self._validate(body, create=True)
             self._check_namespace_for_create(self.ns)
             self._admit_create(body)
@@ -1076,24 +1265,22 @@ def make_handler(sim):
             if name:
                 if info.key == "namespaces" or info.key == "serviceaccounts" and False:
                     if not _DNS1123_LABEL.match(name) or len(name) > 63:
-                        causes.append(errors.field_invalid("metadata.name", name, LABEL_MSG))
+                        causes.append(errors.field_invalid("metadata.name", name, dns_msg(LABEL_MSG, sim)))
                 elif info.key not in ("rbac.authorization.k8s.io/roles", "rbac.authorization.k8s.io/clusterroles",
                                       "rbac.authorization.k8s.io/rolebindings",
                                       "rbac.authorization.k8s.io/clusterrolebindings"):
                     if not _DNS1123_SUB.match(name) or len(name) > 253:
-                        causes.append(errors.field_invalid("metadata.name", name, SUB_MSG))
+                        causes.append(errors.field_invalid("metadata.name", name, dns_msg(SUB_MSG, sim)))
             elif not md.get("generateName"):
                 causes.append(errors.field_required("metadata.name", "name or generateName is required"))
             if info.key in ("configmaps", "secrets"):
                 for k in list((body.get("data") or {}).keys()) + list((body.get("stringData") or {}).keys()):
                     if not _CM_KEY.match(k) or len(k) > 253:
                         causes.append(errors.field_invalid("data[%s]" % k, k, CM_KEY_MSG))
-            if info.key == "events":
-                io = body.get("involvedObject") or {}
-                self._event_ns_check(io, md, causes, legacy=True)
-            if info.key == "events.k8s.io/events":
-                io = body.get("regarding") or {}
-                self._event_ns_check(io, md, causes, legacy=False)
+            if info.key in ("events", "events.k8s.io/events"):
+                # body is the core shape (see _decode); strict rules for events.k8s.io/v1 creates only
+                strict = create and info.key != "events" and self.version != "v1beta1"
+                evmod.validate_create(body, strict, sim.modern, causes)
             if info.key == "certificates.k8s.io/certificatesigningrequests":
                 spec = body.get("spec") or {}
                 if not spec.get("request"):
@@ -1107,28 +1294,6 @@ def make_handler(sim):
                     causes.append(errors.field_required("spec.containers"))
             if causes:
                 raise errors.invalid(info.kind, name, causes)
-
-        def _event_ns_check(self, io, md, causes, legacy):
-            ev_ns = md.get("namespace") or ""
-            kind = io.get("kind") or ""
-            target = None
-            for i in sim.registry.all():
-                if i.kind == kind and (not io.get("apiVersion") or i.api_version(io.get("apiVersion").split(
-                        "/")[-1]) == io.get("apiVersion") or True):
-                    target = i
-                    break
-            cluster_scoped = target is not None and not target.namespaced
-            io_ns = io.get("namespace") or ""
-            if cluster_scoped:
-                ok = (ev_ns in ("", "default")) if legacy else ev_ns == "kube-system"
-                if legacy and io_ns:
-                    ok = False
-                if not ok or io_ns:
-                    causes.append(errors.field_invalid("involvedObject.namespace", io_ns,
-                                                       "does not match event.namespace"))
-            elif io_ns and io_ns != ev_ns:
-                causes.append(errors.field_invalid("involvedObject.namespace", io_ns,
-                                                   "does not match event.namespace"))
 
         def _admit_create(self, body):
             info = self.info
@@ -1194,14 +1359,6 @@ def make_handler(sim):
                 body["status"] = {}
             elif info.is_crd:
                 self._crd_defaults(body)
-            elif info.key == "events":
-                body.setdefault("eventTime", None)
-                body.setdefault("reportingComponent", "")
-                body.setdefault("reportingInstance", "")
-            elif info.key == "events.k8s.io/events":
-                body.setdefault("deprecatedSource", {})
-                body.setdefault("deprecatedFirstTimestamp", None)
-                body.setdefault("deprecatedLastTimestamp", None)
 
         def _crd_defaults(self, body):
             schema = (self.info.schemas or {}).get(self.version) or {}
@@ -1278,7 +1435,7 @@ def make_handler(sim):
 
                 def bind(o):
                     if (o.get("spec") or {}).get("nodeName"):
-                        raise errors.conflict(info, self.name, "pod %s is already assigned to node %q" % (
+                        raise errors.conflict(info, self.name, 'pod %s is already assigned to node "%s"' % (
                             self.name, o["spec"]["nodeName"]))
                     o["spec"]["nodeName"] = target
                 if sim.store.mutate("pods", self.ns, self.name, bind) is None:
@@ -1288,12 +1445,10 @@ def make_handler(sim):
             raise errors.method_not_allowed("the server does not allow this method on the requested resource")
 
         def _evict(self, body):
-            av = body.get("apiVersion") or "policy/v1"
+            av = body.get("apiVersion") or "policy/" + sim.registry.eviction_version()
             if av not in ("policy/v1", "policy/v1beta1"):
                 raise errors.bad_request('Eviction in version "%s" cannot be handled as a Eviction: no kind "Eviction" '
                                          'is registered for version "%s"' % (av.split("/")[-1], av))
-            if av == "policy/v1beta1":
-                self.warnings.append(EVICTION_V1BETA1_WARNING)
             if body.get("kind") not in (None, "Eviction"):
                 raise errors.bad_request("the kind in the data (%s) does not match Eviction" % body.get("kind"))
             ctrl = sim.controllers
@@ -1301,6 +1456,9 @@ def make_handler(sim):
                 code, out = ctrl.evict(self.ns, self.name, body, av)
                 return self._ok(code, out)
             # fallback without B's controllers: no PDB evaluation, plain graceful delete
+            if av == "policy/v1" and not sim.modern:
+                from .eviction import _bad_version
+                raise _bad_version(av)
             if sim.store.get_ref("pods", self.ns, self.name) is None:
                 raise errors.not_found(self.info, self.name)
             opts = body.get("deleteOptions") or {}
@@ -1326,8 +1484,52 @@ def make_handler(sim):
                 md["namespace"] = self.ns
             return self._ok(200, self._out(self._update(body, sub)))
 
+        def _decode(self, body):
+            """What decoding does beyond JSON: events.k8s.io bodies become the stored core Event, MicroTime /
+            Time fields are parsed (400 when they do not) and printed as the server prints them."""
+            key = self.info.key
+            if key == "events.k8s.io/events":
+                body = evmod.to_core(body)
+            if key in ("events", "events.k8s.io/events"):
+                evmod.normalize_core_times(body, self.version)
+            elif key == "coordination.k8s.io/leases":
+                for f in ("acquireTime", "renewTime"):
+                    evmod.normalize_time(body, ("spec", f), True, "Lease", self.version)
+            return body
+
+        def _validate_csr_conditions(self, body):
+            """certificates validation of status.conditions on /approval and /status updates."""
+            conds = (body.get("status") or {}).get("conditions") or []
+            causes, seen, first = [], set(), {}
+            for i, c in enumerate(conds):
+                t, path = c.get("type") or "", "status.conditions[%d]" % i
+                if not t:
+                    causes.append(errors.field_required(path + ".type"))
+                if t in ("Approved", "Denied", "Failed") and c.get("status", "True") != "True":
+                    causes.append(errors.field_invalid(path + ".status", c.get("status"),
+                                                       "%s condition may only be set to True" % t))
+                if t in ("Approved", "Denied"):
+                    other = "Denied" if t == "Approved" else "Approved"
+                    if other in first:
+                        causes.append(errors.field_invalid(path + ".type", t, "Approved and Denied conditions are "
+                                                                              "mutually exclusive"))
+                    first.setdefault(t, i)
+                if t in seen:
+                    causes.append({"reason": "FieldValueDuplicate", "message": "Duplicate value: \"%s\"" % t,
+                                   "field": path + ".type"})
+                seen.add(t)
+            cur = sim.store.get_ref(self.info.key, "", self.name) or {}
+            for t in ("Approved", "Denied", "Failed"):
+                had = sum(1 for c in (cur.get("status") or {}).get("conditions") or [] if c.get("type") == t)
+                if sum(1 for c in conds if c.get("type") == t) < had:
+                    causes.append(errors.field_forbidden("status.conditions", 'updates may not remove a condition '
+                                                                              'of type "%s"' % t))
+            if causes:
+                raise errors.invalid(self.info.kind, self.name, causes, group=self.info.group)
+
         def _update(self, body, sub, check_rv=True):
             info = self.info
+            body = self._decode(body)
             if sub in ("", None):
                 self._validate(body, create=False)
             if info.key == "namespaces" and sub == "finalize":
@@ -1342,6 +1544,8 @@ def make_handler(sim):
                 return out
             if info.is_crd and not sub:
                 self._crd_defaults(body)
+            if info.key == "certificates.k8s.io/certificatesigningrequests" and sub in ("approval", "status"):
+                self._validate_csr_conditions(body)
             if sub == "approval":
                 conds = (body.get("status") or {}).get("conditions") or []
                 now = now_rfc3339()
@@ -1437,7 +1641,7 @@ def make_handler(sim):
         def do_deletecollection(self):
             info, q = self.info, self.query
             opts = self._delete_options()
-            pred = selectors.make_predicate(info, q.get("labelSelector"), q.get("fieldSelector"))
+            pred = selectors.make_predicate(info, q.get("labelSelector"), q.get("fieldSelector"), sim.modern)
             refs = [o for o in sim.store.list_refs(info.key, self.ns or None) if pred is None or pred(o)]
             items = []
             for o in refs:
@@ -1450,8 +1654,8 @@ def make_handler(sim):
                 except errors.ApiError:
                     pass
             return self._ok(200, {"kind": info.list_kind, "apiVersion": info.api_version(self.version),
-                                  "metadata": {"selfLink": sim.self_link(info, self.version, self.ns),
-                                               "resourceVersion": str(sim.store.current_rv())}, "items": items})
+                                  "metadata": sim.list_meta(info, self.version, self.ns, sim.store.current_rv()),
+                                  "items": items})
 
     return Handler
 

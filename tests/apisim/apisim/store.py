@@ -56,6 +56,29 @@ class _Table:
         self.pending = 0
 
 
+# Resources whose registry implements Delete itself (no deletionGracePeriodSeconds, no generation bump)
+OWN_DELETE = ("namespaces", "apiextensions.k8s.io/customresourcedefinitions")
+
+# Resources stored in another resource's table (one object, several APIs): events.k8s.io Events are core Events.
+STORAGE_ALIAS = {"events.k8s.io/events": "events"}
+
+
+class _Tables(dict):
+    """res -> _Table, with STORAGE_ALIAS applied to every key."""
+
+    def get(self, res, default=None):
+        return super().get(STORAGE_ALIAS.get(res, res), default)
+
+    def __getitem__(self, res):
+        return super().__getitem__(STORAGE_ALIAS.get(res, res))
+
+    def __setitem__(self, res, value):
+        super().__setitem__(STORAGE_ALIAS.get(res, res), value)
+
+    def __contains__(self, res):
+        return super().__contains__(STORAGE_ALIAS.get(res, res))
+
+
 def obj_key(obj):
     md = obj.get("metadata") or {}
     ns = md.get("namespace") or ""
@@ -83,7 +106,7 @@ class Store:
         self.registry = registry if registry is not None else (Registry() if Registry else None)
         self.lock = threading.RLock()
         self._rv = start_rv
-        self._tables = {}
+        self._tables = _Tables()
         self._history_size = history_size
         self._listeners = []
         self._prepare_hooks = {}   # res -> [fn(op, new, old)] called under lock before commit
@@ -106,7 +129,7 @@ class Store:
         return now_rfc3339(offset)
 
     def _info(self, res):
-        return self.registry.by_key(res) if self.registry is not None else None
+        return self.registry.by_key(STORAGE_ALIAS.get(res, res)) if self.registry is not None else None
 
     def _table(self, res):
         t = self._tables.get(res)
@@ -164,6 +187,7 @@ class Store:
 
     def _commit(self, res, t, typ, key, obj, prev):
         """Store obj (None for delete) under key and emit the event. Caller holds the lock."""
+        res = STORAGE_ALIAS.get(res, res)
         if typ == "DELETED":
             del t.objs[key]
             if t.sorted is not None:
@@ -249,11 +273,14 @@ class Store:
         return lo, hi
 
     def list_page(self, res, ns=None, start=None, limit=0, pred=None):
-        """Paged list over sorted keys.
+        """Paged list over sorted keys, page boundaries as kube-apiserver's etcd3 store (GetList).
 
         start: first key to consider, relative to the namespace prefix (the continue token's 'start', e.g.
         "app1/worker\x00") or None.  Returns (refs, next_start or None if no more, remaining_count or None, rv);
-        remaining_count is None when a predicate (selector) is used, like the real server."""
+        remaining_count is None when a predicate (selector) is used, like the real server.
+        Like etcd3's GetList the keys are read in batches (limit, doubled while a selector drops items, at most
+        10000): the list continues after the last key EXAMINED whenever keys remain after it, even if none of
+        them match."""
         with self.lock:
             rv = self._rv
             t = self._tables.get(res)
@@ -265,20 +292,35 @@ class Store:
             if start is not None:
                 lo = max(lo, bisect.bisect_left(keys, prefix + start, lo, hi))
             out = []
-            i = lo
-            last = None
-            while i < hi:
-                k = keys[i]
-                i += 1
-                o = t.objs[k]
-                if pred is not None and not pred(o):
-                    continue
-                if limit and len(out) >= limit:
-                    # there is at least one more matching item
-                    return out, last + "\x00", (hi - i + 1) if pred is None else None, rv
-                out.append(o)
-                last = k[len(prefix):]
-            return out, None, None, rv
+            if not limit:
+                for k in keys[lo:hi]:
+                    o = t.objs[k]
+                    if pred is None or pred(o):
+                        out.append(o)
+                return out, None, None, rv
+            pos, batch, last, has_more = lo, limit, None, False
+            while True:
+                end = min(pos + batch, hi)
+                has_more = end < hi
+                i = pos
+                while i < end:
+                    if len(out) >= limit:
+                        has_more = True
+                        break
+                    k = keys[i]
+                    last = i
+                    i += 1
+                    o = t.objs[k]
+                    if pred is None or pred(o):
+                        out.append(o)
+                if not has_more or len(out) >= limit:
+                    break
+                pos = end
+                batch = min(batch * 2, 10000)
+            if not has_more:
+                return out, None, None, rv
+            remaining = (hi - last - 1) if pred is None else None
+            return out, keys[last][len(prefix):] + "\x00", remaining, rv
 
     # ------------------------------------------------------------------ writes
     def _normalize_new(self, info, res, obj, namespace):
@@ -292,7 +334,7 @@ class Store:
             obj["apiVersion"] = info.api_version()
             obj["kind"] = info.kind
         if apply_defaults is not None:
-            apply_defaults(res, obj)
+            apply_defaults(res, obj, getattr(self.registry, "profile", "modern"))
         return md
 
     def _insert_new(self, info, res, t, obj, md, dry_run):
@@ -501,8 +543,9 @@ class Store:
                 conds = (new.setdefault("status", {}).get("conditions") or [])
                 conds = [c for c in conds if c.get("type") != "Terminating"]
                 conds.append({"type": "Terminating", "status": "True", "lastTransitionTime": now_rfc3339(),
-                              "reason": "InstanceDeletionInProgress",
-                              "message": "CustomResource deletion is in progress"})
+                              "reason": "InstanceDeletionPending",
+                              "message": "CustomResourceDefinition marked for deletion; CustomResource deletion "
+                                         "will begin soon"})
                 new["status"]["conditions"] = conds
             if finalizers:
                 nmd["finalizers"] = finalizers
@@ -526,7 +569,10 @@ class Store:
                     return True, clone(new)
                 return False, self._write(res, t, key, old, new, False, allow_finalize=False)
             nmd["deletionTimestamp"] = now_rfc3339(grace)
-            nmd["deletionGracePeriodSeconds"] = grace
+            if res not in OWN_DELETE:
+                nmd["deletionGracePeriodSeconds"] = grace
+                if res != "pods" and (finalizers or ns_pending) and nmd.get("generation"):
+                    nmd["generation"] = int(nmd["generation"]) + 1  # markAsDeleting
             if dry_run:
                 if res != "pods" and not finalizers and not ns_pending:
                     nmd.pop("deletionTimestamp", None)

@@ -241,7 +241,8 @@ def columns_and_cells(info):
             cols.append(_col(c.get("name", ""), c.get("type", "string"), desc, c.get("format", ""),
                              c.get("priority", 0)))
         return cols, lambda o: [_crd_cell(o, c) for c in pcs]
-    b = BUILTIN.get(info.key)
+    from .store import STORAGE_ALIAS
+    b = BUILTIN.get(STORAGE_ALIAS.get(info.key, info.key))  # the storage's table convertor
     cols = [_col("Name", desc=NAME_DESC, fmt="name")]
     if b:
         return cols + b[0], b[1]

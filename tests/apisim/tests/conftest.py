@@ -28,6 +28,27 @@ def fixture(name):
 
 @pytest.fixture(scope="session")
 def sim():
-    """A bare simulator (no scenario, no controllers) shared by the server tests."""
-    with SimProcess(extra_args=["--no-controllers", "--bookmark-interval", "1"]) as s:
+    """A bare simulator (no scenario, no controllers) shared by the server tests.  Profile legacy: the server
+    tests compare with the recorded kube-apiserver 1.19 fixtures."""
+    with SimProcess(extra_args=["--no-controllers", "--bookmark-interval", "1", "--profile", "legacy"]) as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def modern_sim():
+    """A bare simulator with profile modern (kube-apiserver 1.26 behaviour)."""
+    with SimProcess(extra_args=["--no-controllers", "--profile", "modern"]) as s:
+        yield s
+
+
+def wait_established(sim, crd_name, timeout=10):
+    """Like `kubectl wait --for=condition=Established`: custom resources are served only after it."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st, crd = sim.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/" + crd_name)
+        if st == 200 and any(c.get("type") == "Established" and c.get("status") == "True"
+                             for c in (crd.get("status") or {}).get("conditions") or []):
+            return crd
+        time.sleep(0.02)
+    raise AssertionError("CRD %s not Established" % crd_name)

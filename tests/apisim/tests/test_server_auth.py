@@ -91,7 +91,7 @@ def test_rbac_role_binding_allows_and_resource_names(sim, sa_token):
     assert sim.request("GET", "/api/v1/namespaces/authns/secrets/allowed", token=sa_token)[0] == 404
     assert sim.request("GET", "/api/v1/namespaces/authns/secrets/other", token=sa_token)[0] == 403
     st, _ = sim.request("POST", "/api/v1/namespaces/authns/pods/nopod/eviction",
-                        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "nopod"}},
+                        {"apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": {"name": "nopod"}},
                         token=sa_token)
     assert st == 404
     # kubectl auth can-i through SelfSubjectAccessReview

@@ -5,6 +5,7 @@ import ssl
 import http.client
 
 from conftest import fixture
+from apisim.testing import SimProcess
 
 
 def test_version_is_indented_and_has_fixture_keys(sim):
@@ -47,11 +48,41 @@ def test_discovery_shapes_match_fixtures(sim):
             "certificatesigningrequests/status"} <= names
 
 
-def test_policy_v1_and_v1beta1_served(sim):
+def test_modern_serves_what_1_26_serves(modern_sim):
+    sim = modern_sim
+    assert sim.request("GET", "/version")[1]["minor"] == "26"
     assert sim.request("GET", "/apis/policy/v1")[0] == 200
-    assert sim.request("GET", "/apis/policy/v1beta1")[0] == 200
+    for gone in ("/apis/policy/v1beta1", "/apis/events.k8s.io/v1beta1", "/apis/batch/v1beta1",
+                 "/apis/policy/v1beta1/namespaces/default/poddisruptionbudgets"):
+        status, body = sim.request("GET", gone)
+        assert status == 404 and body["reason"] == "NotFound" and body["details"] == {}, gone
+    _, v1 = sim.request("GET", "/api/v1")
+    ev = next(r for r in v1["resources"] if r["name"] == "pods/eviction")
+    assert (ev["group"], ev["version"]) == ("policy", "v1")
     status, body = sim.request("GET", "/apis/nosuch.example.com/v1")
     assert status == 404 and body["reason"] == "NotFound" and body["details"] == {}
+
+
+def test_legacy_serves_what_1_19_serves():
+    with SimProcess(extra_args=["--profile", "legacy"]) as s:
+        assert s.request("GET", "/version")[1]["minor"] == "19"
+        _, apis = s.request("GET", "/apis")
+        groups = {g["name"]: [v["version"] for v in g["versions"]] for g in apis["groups"]}
+        assert groups["policy"] == ["v1beta1"]
+        assert groups["events.k8s.io"] == ["v1", "v1beta1"]
+        assert s.request("GET", "/apis/policy/v1")[0] == 404
+        _, v1 = s.request("GET", "/api/v1")
+        ev = next(r for r in v1["resources"] if r["name"] == "pods/eviction")
+        assert (ev["group"], ev["version"]) == ("policy", "v1beta1")
+        # no namespace label before 1.21, selfLink still set in 1.19
+        _, ns = s.request("GET", "/api/v1/namespaces/default")
+        assert "kubernetes.io/metadata.name" not in (ns["metadata"].get("labels") or {})
+        assert ns["metadata"]["selfLink"] == "/api/v1/namespaces/default"
+        s.request("POST", "/api/v1/namespaces/default/pods", {"metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "c", "image": "busybox"}]}})
+        st, err = s.request("POST", "/api/v1/namespaces/default/pods/p/eviction", {
+            "apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}})
+        assert st == 400 and 'no kind "Eviction" is registered for version "policy/v1"' in err["message"]
 
 
 def test_openapi_v3_is_404_v2_empty(sim):

@@ -1,5 +1,7 @@
 """CRD printer columns with JSONPath filter expressions (kubectl get shows condition reasons)."""
 
+from conftest import wait_established
+
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
@@ -20,6 +22,7 @@ def test_printer_column_filter_expression(sim):
                                     "jsonPath": ".status.conditions[?(@.type!=\"Succeeded\")].type"}]}]}}
     st, _ = sim.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     assert st == 201
+    wait_established(sim, "jpwidgets.jp.example.com")
     st, _ = sim.request("POST", "/apis/jp.example.com/v1/jpwidgets", {
         "apiVersion": "jp.example.com/v1", "kind": "JpWidget", "metadata": {"name": "w1"}})
     assert st == 201
