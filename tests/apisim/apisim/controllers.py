@@ -1637,12 +1637,8 @@ class Controllers:
                 return None
             if self.get(RES_NODES, "", node) is None and self.cache[RES_NODES]:
                 return None  # no kubelet runs on a node that does not exist
-            due = self._deleting_due.get(key)
-            if due is None or due[1] != m.get("deletionTimestamp"):
-                grace = m.get("deletionGracePeriodSeconds")
-                grace = 30 if grace is None else grace
-                due = (now_m + min(float(grace), self.grace_cap), m.get("deletionTimestamp"))
-                self._deleting_due[key] = due
+            due = deletion_due(m, now_m, self.grace_cap, self._deleting_due.get(key), m.get("deletionTimestamp"))
+            self._deleting_due[key] = due
             if now_m < due[0]:
                 return due[0] - now_m
             self._deleting_due.pop(key, None)
@@ -2181,6 +2177,16 @@ class Controllers:
 
 
 # --------------------------------------------------------------------------- module helpers
+
+def deletion_due(m, now, grace_cap, prev, stamp):
+    """(when, stamp): when a kubelet finalizes a pod being deleted (metadata m): min(deletionGracePeriodSeconds,
+    default 30, grace_cap) after `now`; `prev` (an earlier result) is kept when computed for the same stamp."""
+    if prev is not None and prev[1] == stamp:
+        return prev
+    grace = m.get("deletionGracePeriodSeconds")
+    grace = 30 if grace is None else grace
+    return now + min(float(grace), grace_cap), stamp
+
 
 def running_pod_status(pod, host_ip, pod_ip, now):
     """status of a Running+Ready pod as a kubelet reports it (keeps PodScheduled, podIP and startTime)."""

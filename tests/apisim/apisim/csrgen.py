@@ -65,6 +65,49 @@ def build_csr(key_pem=None, cn="", orgs=(), dns=(), ips=(), emails=(), uris=()):
         os.unlink(path)
 
 
+SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
+CLIENT_USAGES = ["digital signature", "key encipherment", "client auth"]
+KUBELET_SERVING = "kubernetes.io/kubelet-serving"
+KUBELET_CLIENT = "kubernetes.io/kube-apiserver-client-kubelet"
+# what a kubelet asks for (valid) and the ways a CSR can be forged or broken (kind_fields)
+KINDS = ("valid", "otherNodeIP", "otherNodeDNS", "foreignDNS", "nonNodeRequester", "clientUsages", "emailSAN",
+         "uriSAN", "cnMismatch", "noOrg", "noSANs", "clientKubelet")
+
+
+def kind_fields(kind, node, ip, other=None, other_ip=None, dns=None, email=None, uri=None):
+    """The CSR the kubelet of `node` (InternalIP `ip`) asks for, changed as `kind` (one of KINDS) says: a dict
+    cn, orgs, dns, ips, emails, uris, usages, signer. valid: CN=system:node:<node>, O=system:nodes, SANs = node
+    name + ip, serving usages. otherNodeIP/otherNodeDNS add `other_ip` / `other`; foreignDNS adds `dns`
+    (evil.example.com); clientUsages: client auth; emailSAN/uriSAN add `email` / `uri`; cnMismatch: CN of
+    `other`; noOrg: no O; noSANs: no SANs; clientKubelet: a client-certificate CSR (kube-apiserver-client-kubelet,
+    no SANs); nonNodeRequester: the valid fields (only the requester differs). Raises ValueError for other kinds."""
+    if kind not in KINDS:
+        raise ValueError("CSR kind %r not in %s" % (kind, ", ".join(KINDS)))
+    f = {"cn": "system:node:%s" % node, "orgs": ["system:nodes"], "dns": [node], "ips": [ip], "emails": [],
+         "uris": [], "usages": list(SERVING_USAGES), "signer": KUBELET_SERVING}
+    if kind == "otherNodeIP":
+        f["ips"] = [ip, other_ip]
+    elif kind == "otherNodeDNS":
+        f["dns"] = [node, other]
+    elif kind == "foreignDNS":
+        f["dns"] = [node, dns or "evil.example.com"]
+    elif kind == "clientUsages":
+        f["usages"] = list(CLIENT_USAGES)
+    elif kind == "emailSAN":
+        f["emails"] = [email or "admin@example.com"]
+    elif kind == "uriSAN":
+        f["uris"] = [uri or "spiffe://cluster.local/ns/default/sa/default"]
+    elif kind == "cnMismatch":
+        f["cn"] = "system:node:%s" % other
+    elif kind == "noOrg":
+        f["orgs"] = []
+    elif kind == "noSANs":
+        f["dns"], f["ips"] = [], []
+    elif kind == "clientKubelet":
+        f.update(dns=[], ips=[], usages=list(CLIENT_USAGES), signer=KUBELET_CLIENT)
+    return f
+
+
 def csr_request_b64(pem):
     if isinstance(pem, str):
         pem = pem.encode()

@@ -208,10 +208,76 @@ class SAKey:
         return crypto().verify(self._pub, data, sig)
 
 
-def _genkey(key_type):
+def genkey(key_type):
+    """A new private key as PEM bytes: "rsa" (2048 bits) or "ec" (P-256)."""
     if key_type == "rsa":
         return _run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
     return _run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
+
+
+def write_private(path, data):
+    """Write key material (bytes or str) to path with mode 0600."""
+    if isinstance(data, str):
+        data = data.encode()
+    with open(path, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(data)
+
+
+def new_ca(cert_path, key_path, cn, days=3650, key_type="rsa"):
+    """Generate a self-signed CA: key to key_path (0600), certificate to cert_path; returns the certificate PEM."""
+    write_private(key_path, genkey(key_type))
+    cert = _run(["openssl", "req", "-x509", "-new", "-key", key_path, "-subj", "/CN=%s" % cn, "-days", str(days),
+                 "-set_serial", str(secrets.randbits(120)),
+                 "-addext", "basicConstraints=critical,CA:TRUE",
+                 "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign"])
+    with open(cert_path, "wb") as f:
+        f.write(cert)
+    return cert.decode()
+
+
+def issue_cert(tmpdir, ca_cert, ca_key, cn, orgs=(), server_sans=None, client=True, days=365, key_type="ec"):
+    """A certificate signed by the CA files ca_cert/ca_key; returns (cert_pem, key_pem) as str.
+    server_sans: list like ["IP:127.0.0.1", "DNS:localhost"] (adds serverAuth); tmpdir holds scratch files."""
+    key = genkey(key_type)
+    subj = "".join("/O=%s" % o.replace("/", "\\/") for o in orgs) + "/CN=%s" % cn.replace("/", "\\/")
+    # AKID matters: after a rebuild the old and new CA have the same subject (CN=kubernetes); OpenSSL picks
+    # the issuer by name + key identifier, so certificates without AKID fail against an old+new bundle.
+    ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
+           "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid,issuer"]
+    eku = []
+    if client:
+        eku.append("clientAuth")
+    if server_sans:
+        eku.append("serverAuth")
+        ext.append("subjectAltName=" + ",".join(server_sans))
+    if eku:
+        ext.append("extendedKeyUsage=" + ",".join(eku))
+    tag = secrets.token_hex(8)
+    key_path = os.path.join(tmpdir, "tmp-%s.key" % tag)
+    ext_path = os.path.join(tmpdir, "tmp-%s.ext" % tag)
+    try:
+        write_private(key_path, key)
+        with open(ext_path, "w") as f:
+            f.write("\n".join(ext) + "\n")
+        csr = _run(["openssl", "req", "-new", "-key", key_path, "-subj", subj])
+        cert = _run(["openssl", "x509", "-req", "-CA", ca_cert, "-CAkey", ca_key, "-days", str(days),
+                     "-set_serial", str(secrets.randbits(120)), "-extfile", ext_path, "-sha256"], csr)
+        return cert.decode(), key.decode()
+    finally:
+        for p in (key_path, ext_path):
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+
+
+def sign_jwt(claims, key):
+    """A compact JWS of `claims` signed by the SAKey `key` (header alg + kid as the real server writes them)."""
+    header = b64url(json.dumps({"alg": key.alg, "kid": key.kid}, separators=(",", ":")).encode())
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = (header + "." + payload).encode("ascii")
+    return header + "." + payload + "." + b64url(key.sign(signing_input))
 
 
 def legacy_token_claims(namespace, sa_name, sa_uid, secret_name):
@@ -268,61 +334,16 @@ class PKI:
 
     def _new_ca(self):
         self.generation += 1
-        key = _genkey("rsa")
         key_path = self._path("ca-%d.key" % self.generation)
-        with open(key_path, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(key)
-        cert = _run(["openssl", "req", "-x509", "-new", "-key", key_path, "-subj", "/CN=kubernetes", "-days", "3650",
-                     "-set_serial", str(secrets.randbits(120)),
-                     "-addext", "basicConstraints=critical,CA:TRUE",
-                     "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign"])
         cert_path = self._path("ca-%d.crt" % self.generation)
-        with open(cert_path, "wb") as f:
-            f.write(cert)
+        self.ca_cert_pem = new_ca(cert_path, key_path, "kubernetes")
         self.ca_key_path = key_path
         self.ca_cert_path = cert_path
-        self.ca_cert_pem = cert.decode()
 
     def issue_cert(self, cn, orgs=(), server_sans=None, client=True, days=365, ca=None, key_type="ec"):
         """Returns (cert_pem, key_pem) as str.  server_sans: list like ["IP:127.0.0.1", "DNS:localhost"]."""
         ca_cert, ca_key = ca if ca else (self.ca_cert_path, self.ca_key_path)
-        key = _genkey(key_type)
-        subj = "".join("/O=%s" % o.replace("/", "\\/") for o in orgs) + "/CN=%s" % cn.replace("/", "\\/")
-        # AKID matters: after a rebuild the old and new CA have the same subject (CN=kubernetes); OpenSSL picks
-        # the issuer by name + key identifier, so certificates without AKID fail against an old+new bundle.
-        ext = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-               "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid,issuer"]
-        eku = []
-        if client:
-            eku.append("clientAuth")
-        if server_sans:
-            eku.append("serverAuth")
-            ext.append("subjectAltName=" + ",".join(server_sans))
-        if eku:
-            ext.append("extendedKeyUsage=" + ",".join(eku))
-        return self._sign(key, subj, ext, days, ca_cert, ca_key), key.decode()
-
-    def _sign(self, key, subj, ext, days, ca_cert, ca_key):
-        tag = secrets.token_hex(8)
-        key_path = self._path("tmp-%s.key" % tag)
-        ext_path = self._path("tmp-%s.ext" % tag)
-        try:
-            with open(key_path, "wb") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(key)
-            with open(ext_path, "w") as f:
-                f.write("\n".join(ext) + "\n")
-            csr = _run(["openssl", "req", "-new", "-key", key_path, "-subj", subj])
-            cert = _run(["openssl", "x509", "-req", "-CA", ca_cert, "-CAkey", ca_key, "-days", str(days),
-                         "-set_serial", str(secrets.randbits(120)), "-extfile", ext_path, "-sha256"], csr)
-            return cert.decode()
-        finally:
-            for p in (key_path, ext_path):
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
+        return issue_cert(self.workdir, ca_cert, ca_key, cn, orgs, server_sans, client, days, key_type)
 
     def sign_csr(self, csr_pem, usages=("digital signature", "key encipherment", "server auth"), days=365):
         """CSR signer: signs a PEM CSR with the current CA, copying its SANs; returns the certificate PEM (str)."""
@@ -359,14 +380,10 @@ class PKI:
 
     # ---- service-account keys and JWTs
     def new_sa_key(self):
-        return SAKey(_genkey(self.sa_key_type), self.sa_key_type)
+        return SAKey(genkey(self.sa_key_type), self.sa_key_type)
 
     def sign_jwt(self, claims, key=None):
-        key = key or self.current_sa_key
-        header = b64url(json.dumps({"alg": key.alg, "kid": key.kid}, separators=(",", ":")).encode())
-        payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
-        signing_input = (header + "." + payload).encode("ascii")
-        return header + "." + payload + "." + b64url(key.sign(signing_input))
+        return sign_jwt(claims, key or self.current_sa_key)
 
     def verify_jwt(self, token):
         """Claims dict if `token` is a JWT signed by a CURRENT service-account key (exp/nbf checked), else None."""

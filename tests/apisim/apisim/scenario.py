@@ -21,10 +21,7 @@ from .controllers import (ANN_COMPLETE_AFTER, ANN_MIRROR, ANN_REVISION, ANN_SA_N
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 SECTIONS = ("namespaces", "nodes", "serviceAccounts", "configMaps", "objects", "secrets", "workloads", "pods",
             "pdbs", "csrs")
-CSR_KINDS = ("valid", "otherNodeIP", "otherNodeDNS", "nonNodeRequester", "clientUsages", "emailSAN", "uriSAN",
-             "cnMismatch", "noOrg", "badPEM", "noSANs", "clientKubelet", "custom")
-SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]
-CLIENT_USAGES = ["digital signature", "key encipherment", "client auth"]
+CSR_KINDS = csrgen.KINDS + ("badPEM", "custom")
 
 
 TOP_KEYS = ("name", "description", "profile", "seed", "pkiRebuild", "before", "after",
@@ -62,6 +59,33 @@ def load_scenario(sim, name_or_path):
     doc = resolve(name_or_path)
     b = Builder(sim, doc)
     return b.build()
+
+
+def pod_template(spec, app):
+    """A workload's pod template from a scenario spec: label app, one container (container, image),
+    serviceAccountName, automount: false, nodeSelector, restartPolicy, podAnnotations, tolerateAll (tolerate every
+    taint, as calico/kube-proxy do), tolerateControlPlane (kubeadm's control-plane/master NoSchedule taints)."""
+    labels = {"app": app}
+    labels.update(spec.get("labels") or {})
+    pspec = {"containers": [{"name": spec.get("container", app),
+                             "image": spec.get("image", "registry.example/%s:1.0" % app)}]}
+    if spec.get("serviceAccountName"):
+        pspec["serviceAccountName"] = spec["serviceAccountName"]
+    if spec.get("automount") is False:
+        pspec["automountServiceAccountToken"] = False
+    if spec.get("nodeSelector"):
+        pspec["nodeSelector"] = dict(spec["nodeSelector"])
+    if spec.get("restartPolicy"):
+        pspec["restartPolicy"] = spec["restartPolicy"]
+    if spec.get("tolerateAll"):
+        pspec["tolerations"] = [{"operator": "Exists"}]
+    elif spec.get("tolerateControlPlane"):
+        pspec["tolerations"] = [{"key": "node-role.kubernetes.io/" + r, "effect": "NoSchedule"}
+                                for r in ("master", "control-plane")]
+    tmpl = {"metadata": {"labels": labels}, "spec": pspec}
+    if spec.get("podAnnotations"):
+        tmpl["metadata"]["annotations"] = dict(spec["podAnnotations"])
+    return tmpl
 
 
 class Builder:
@@ -395,24 +419,6 @@ class Builder:
             created = self.set_status("pods", created, st)
         return created
 
-    def pod_template(self, spec, app):
-        labels = {"app": app}
-        labels.update(spec.get("labels") or {})
-        pspec = {"containers": [{"name": spec.get("container", app),
-                                 "image": spec.get("image", "registry.example/%s:1.0" % app)}]}
-        if spec.get("serviceAccountName"):
-            pspec["serviceAccountName"] = spec["serviceAccountName"]
-        if spec.get("automount") is False:
-            pspec["automountServiceAccountToken"] = False
-        if spec.get("nodeSelector"):
-            pspec["nodeSelector"] = dict(spec["nodeSelector"])
-        if spec.get("restartPolicy"):
-            pspec["restartPolicy"] = spec["restartPolicy"]
-        tmpl = {"metadata": {"labels": labels}, "spec": pspec}
-        if spec.get("podAnnotations"):
-            tmpl["metadata"]["annotations"] = dict(spec["podAnnotations"])
-        return tmpl
-
     def ensure_sa(self, ns, sa):
         if sa and self.store.get("serviceaccounts", ns, sa) is None:
             self.service_account({"namespace": ns, "name": sa})
@@ -422,7 +428,7 @@ class Builder:
         ns, name = spec["namespace"], spec["name"]
         self.namespace(ns)
         self.ensure_sa(ns, spec.get("serviceAccountName"))
-        tmpl = self.pod_template(spec, spec.get("app", name))
+        tmpl = pod_template(spec, spec.get("app", name))
         sel = {"matchLabels": {"app": spec.get("app", name)}}
         if kind == "Deployment":
             self.deployment(ns, name, spec, tmpl, sel)
@@ -548,7 +554,7 @@ class Builder:
         ns, name = spec["namespace"], spec["name"]
         self.namespace(ns)
         self.ensure_sa(ns, spec.get("serviceAccountName"))
-        tmpl = self.pod_template(spec, spec.get("app", name))
+        tmpl = pod_template(spec, spec.get("app", name))
         node = spec.get("node") or self.pick_node(self.rng.randrange(1 << 16))
         ann = dict(spec.get("annotations") or {})
         owner = None
@@ -588,37 +594,17 @@ class Builder:
         other = spec.get("otherNode")
         ip = self.node_ips.get(node, "192.0.2.250")
         key = csrgen.key_for(node or "_nonode")
-        cn = "system:node:%s" % node
-        orgs = ["system:nodes"]
-        dns, ips, emails, uris = [node], [ip], [], []
-        usages = list(SERVING_USAGES)
-        signer = "kubernetes.io/kubelet-serving"
-        username = cn
+        f = csrgen.kind_fields("valid" if kind in ("badPEM", "custom") else kind, node, ip, other,
+                               self.node_ips.get(other), email=spec.get("email"), uri=spec.get("uri"),
+                               dns=spec.get("dns"))
+        cn, orgs, dns, ips, emails, uris = f["cn"], f["orgs"], f["dns"], f["ips"], f["emails"], f["uris"]
+        usages, signer = f["usages"], f["signer"]
+        username = "system:node:%s" % node
         groups = ["system:nodes", "system:authenticated"]
-        if kind == "otherNodeIP":
-            ips = [ip, self.node_ips[other]]
-        elif kind == "otherNodeDNS":
-            dns = [node, other]
-        elif kind == "nonNodeRequester":
+        if kind == "nonNodeRequester":
             username = spec.get("requester", "system:serviceaccount:default:default")
             groups = ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]
-        elif kind == "clientUsages":
-            usages = ["digital signature", "key encipherment", "client auth"]
-        elif kind == "emailSAN":
-            emails = [spec.get("email", "admin@example.com")]
-        elif kind == "uriSAN":
-            uris = [spec.get("uri", "spiffe://cluster.local/ns/default/sa/default")]
-        elif kind == "cnMismatch":
-            cn = "system:node:%s" % other
-        elif kind == "noOrg":
-            orgs = []
-        elif kind == "noSANs":
-            dns, ips = [], []
-        elif kind == "clientKubelet":
-            signer = "kubernetes.io/kube-apiserver-client-kubelet"
-            dns, ips = [], []
-            usages = list(CLIENT_USAGES)
-        elif kind == "custom":
+        if kind == "custom":
             cn = spec.get("cn", cn)
             orgs = spec.get("orgs", orgs)
             dns, ips = spec.get("dns", dns), spec.get("ips", ips)

@@ -1,0 +1,167 @@
+"""Smoke suite of the real-server harness (tests/realk8s), on every available version: the control plane comes
+up, the kubelet/scheduler simulator runs workloads, the PKI-rebuild disaster behaves as the real server does,
+kubelet-serving CSRs are signed by the real signer. The tests of this module run in order on one cluster."""
+
+import base64
+import subprocess
+import time
+
+from realk8s.client import Client
+from realk8s.pki import cert_not_before, load_kubeconfig
+
+from helpers import extauth, pems, wait_for
+
+
+def test_control_plane_up(control_plane, k8s_version):
+    cp = control_plane
+    status, text = cp.request("GET", "/readyz", raw=True)
+    assert status == 200, text
+    assert cp.client().get("/version")["gitVersion"].startswith(k8s_version + ".")
+    out = cp.kubectl("get", "namespaces", "-o", "name").stdout.split()
+    assert {"namespace/default", "namespace/kube-system", "namespace/kube-public"} <= set(out)
+    sa = cp.client().get("/api/v1/namespaces/default/serviceaccounts/default")
+    assert bool(sa.get("secrets")) == cp.auto_token_secrets  # < 1.24: auto-generated token Secret
+    status, cm = cp.request("GET", "/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+    assert (status == 200) == cp.has_root_ca_configmaps
+    data = extauth(cp)
+    assert pems(data["client-ca-file"]) == [cp.pki.ca_pem()]
+    assert pems(data["requestheader-client-ca-file"]) == [cp.pki.front_proxy_ca_pem()]
+    assert cp.running().keys() == {"etcd", "kube-apiserver", "kube-controller-manager"}
+
+
+def test_nodes_registered_as_themselves(control_plane, kubelet):
+    nodes = {n["metadata"]["name"]: n for n in control_plane.client().get("/api/v1/nodes")["items"]}
+    assert set(nodes) == {"cp-1", "worker-1", "worker-2"}
+    for name, node in nodes.items():
+        addrs = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+        assert addrs == {"InternalIP": kubelet.node_ip(name), "Hostname": name}
+        assert addrs["InternalIP"].startswith("10.0.")
+        lease = control_plane.client().get("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/" + name)
+        assert lease["spec"]["holderIdentity"] == name
+    # the Node authorizer + NodeRestriction are on: a node cannot touch another node's status
+    c = kubelet.node_client("worker-1")
+    st, body = c.request("PATCH", "/api/v1/nodes/worker-2/status", {"status": {}},
+                         content_type="application/merge-patch+json")
+    assert st == 403, body
+
+
+def test_deployment_pods_become_ready(control_plane, kubelet):
+    cp = control_plane
+    cp.kubectl("create", "deployment", "web", "--image=registry.example/web:1", "--replicas=4")
+    wait_for(lambda: cp.kubectl("get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}").stdout == "4",
+             what="deployment web ready")
+    pods = cp.client().get("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"]
+    assert len(pods) == 4
+    for p in pods:
+        st = p["status"]
+        assert st["phase"] == "Running" and st["podIP"] and st["startTime"]
+        assert st["hostIP"] == kubelet.node_ip(p["spec"]["nodeName"])
+        assert all(cs["ready"] for cs in st["containerStatuses"])
+        assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
+
+
+def test_daemonset_pod_on_every_node(control_plane, kubelet):
+    cp = control_plane
+    cp.kubectl("apply", "-f", "-", input="""
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: default}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: agent, image: registry.example/agent:1}]}
+""")
+    wait_for(lambda: cp.kubectl("get", "ds", "agent", "-o", "jsonpath={.status.numberReady}").stdout == "3",
+             what="daemonset agent ready")
+    pods = cp.client().get("/api/v1/namespaces/default/pods?labelSelector=app%3Dagent")["items"]
+    assert sorted(p["spec"]["nodeName"] for p in pods) == ["cp-1", "worker-1", "worker-2"]
+    # DaemonSet pods are placed by the scheduler through required node affinity on metadata.name
+    for p in pods:
+        terms = p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == [p["spec"]["nodeName"]]
+
+
+def test_graceful_delete_is_finalized(control_plane, kubelet):
+    cp = control_plane
+    pod = cp.client().get("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")["items"][0]
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    marked = cp.client().delete("/api/v1/namespaces/default/pods/" + name)
+    assert marked["metadata"]["deletionTimestamp"] and marked["metadata"]["deletionGracePeriodSeconds"] == 30
+
+    def gone():
+        st, body = cp.request("GET", "/api/v1/namespaces/default/pods/" + name)
+        return st == 404 or body["metadata"]["uid"] != uid
+    wait_for(gone, timeout=20, what="graceful deletion finalized by the kubelet")
+    assert kubelet.counters["finalized"] >= 1
+    wait_for(lambda: cp.kubectl("get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}").stdout == "4",
+             what="replacement pod ready")
+
+
+def test_rebuild_pki(control_plane, kubelet):
+    cp = control_plane
+    cp.kubectl("create", "serviceaccount", "app")
+    old_token = cp.token_for("default", "app")
+    assert cp.token_review(old_token).get("authenticated") is True
+    old_ca, old_fp = cp.pki.ca_pem(), cp.pki.front_proxy_ca_pem()
+    old_admin = load_kubeconfig(cp.admin_kubeconfig)
+
+    cp.rebuild_pki()
+
+    new_ca, new_fp = cp.pki.ca_pem(), cp.pki.front_proxy_ca_pem()
+    assert new_ca != old_ca and new_fp != old_fp
+    assert cert_not_before(new_ca) > cert_not_before(old_ca)
+    review = cp.token_review(old_token)
+    assert not review.get("authenticated") and "invalid bearer token" in review.get("error", "")
+    st, body = Client(cp.url, new_ca, token=old_token).request("GET", "/api/v1/namespaces/default/pods")
+    assert st == 401 and body["reason"] == "Unauthorized"
+    new_token = cp.token_for("default", "app")
+    st, _ = Client(cp.url, new_ca, token=new_token).request("GET", "/api")
+    assert st == 200
+    # the old admin certificate is no longer accepted (only the new CA is in --client-ca-file)
+    st, _ = Client(cp.url, new_ca, old_admin[2], old_admin[3]).request("GET", "/api")
+    assert st == 401
+    # extension-apiserver-authentication keeps the old CAs next to the new ones (the real server merges)
+    data = wait_for(lambda: (lambda d: d if len(pems(d["client-ca-file"])) == 2 else None)(extauth(cp)),
+                    what="extauth with 2 CAs")
+    assert sorted(pems(data["client-ca-file"])) == sorted([old_ca, new_ca])
+    assert sorted(pems(data["requestheader-client-ca-file"])) == sorted([old_fp, new_fp])
+    if cp.has_root_ca_configmaps:
+        wait_for(lambda: cp.client().get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")["data"][
+            "ca.crt"] == new_ca, what="kube-root-ca.crt with the new CA")
+
+
+def test_kubelets_rejoin_with_new_ca(control_plane, kubelet):
+    cp = control_plane
+    kubelet.rejoin()
+    kubelet.wait_nodes_ready(timeout=60)
+    _, ca, cert, _, _ = load_kubeconfig(kubelet._conf("worker-1"))
+    assert ca == cp.pki.ca_pem()
+    out = subprocess.run(["openssl", "verify", "-CAfile", cp.ca_file], input=cert, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    # the simulator keeps working as the nodes with their new certificates: a new deployment becomes ready
+    cp.kubectl("create", "deployment", "after", "--image=registry.example/after:1", "--replicas=2")
+    wait_for(lambda: cp.kubectl("get", "deploy", "after", "-o", "jsonpath={.status.readyReplicas}").stdout == "2",
+             what="deployment after the rebuild ready")
+
+
+def test_kubelet_serving_csr_signed_by_real_signer(control_plane, kubelet):
+    cp = control_plane
+    csr = kubelet.create_serving_csr("worker-1", name="worker-1-serving")
+    assert csr["spec"]["username"] == "system:node:worker-1"
+    assert "system:nodes" in csr["spec"]["groups"]
+    assert csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+    forged = kubelet.create_serving_csr("worker-1", forged=True, other="worker-2", name="worker-1-steals-ip")
+    assert forged["spec"]["username"] == "system:node:worker-1"
+    cp.kubectl("certificate", "approve", "worker-1-serving")
+    path = "/apis/certificates.k8s.io/v1/certificatesigningrequests/"
+    cert = wait_for(lambda: cp.client().get(path + "worker-1-serving")["status"].get("certificate"),
+                    what="status.certificate")
+    pem = base64.b64decode(cert).decode()
+    out = subprocess.run(["openssl", "verify", "-CAfile", cp.ca_file], input=pem, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=pem, capture_output=True, text=True).stdout
+    assert "DNS:worker-1" in text and "IP Address:" + kubelet.node_ip("worker-1") in text
+    time.sleep(2)  # nothing approves or signs the forged one by itself
+    st = cp.client().get(path + "worker-1-steals-ip").get("status") or {}
+    assert not st.get("conditions") and not st.get("certificate")
