@@ -46,14 +46,14 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
         demo bench help
-.PHONY: image test-image
+.PHONY: image test-image test-e2e
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
 .SECONDARY:
 
 help:
 	@echo "make [all]     build $(BIN)"
-	@echo "make test      build and run every test (cmocka units, pytest integration + apisim)"
+	@echo "make test      build and run every test (units, integration, apisim, real-server e2e, image)"
 	@echo "make asan      the same tests with an ASan+UBSan build (in build-asan/)"
 	@echo "make demo      full recovery against apisim's after-PKI-rebuild 'seed' cluster"
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
@@ -94,7 +94,7 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 -include $(LIB_OBJ:.o=.d) $(SUPPORT_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # ---- tests -----------------------------------------------------------------------------------
-test: test-unit test-integration test-apisim test-image
+test: test-unit test-integration test-apisim test-e2e test-image
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -107,6 +107,13 @@ test-integration: $(BIN) $(TOOL_BIN)
 test-apisim: | deps
 	@if ls tests/apisim/tests/test_*.py >/dev/null 2>&1; then \
 	  KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) tests/apisim/tests; fi
+
+# The real-server suites: etcd + kube-apiserver + kube-controller-manager on 127.0.0.1 for each version
+# found in $KUBEMEND_K8S_ASSETS (default ../shared/k8s; tests/realk8s/README.md); skipped with one line
+# naming the variable where there are none.
+test-e2e: $(BIN) $(TOOL_BIN) | deps
+	@KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
+	  $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/e2e
 
 # The image built and run (skipped, with one line saying why, where podman cannot run).
 test-image: | deps

@@ -23,6 +23,7 @@ need python3-yaml /usr/bin/python3 -c 'import yaml'
 need python3-pytest /usr/bin/python3 -c 'import pytest'
 need nghttp2-server sh -c "command -v nghttpd || test -x /usr/sbin/nghttpd"
 need kubernetes-client sh -c 'command -v kubectl || test -x /usr/bin/kubectl'
+need etcd-server sh -c 'command -v etcd || test -x /usr/bin/etcd'
 # Optional: the container image (`make image`, tests/image) - only with KM_IMAGE_DEPS=1, which
 # `make image` sets; without these tools the image tests are skipped.
 if [ "${KM_IMAGE_DEPS:-0}" = 1 ]; then

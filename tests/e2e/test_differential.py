@@ -59,17 +59,11 @@ def real_kubeconfig(request):
         return
     h = _harness()
     if h is None:
-        # TODO(lead): tests/realk8s is not merged on this branch yet; once it is, this branch of the fixture is
-        # dead and the harness below starts the control plane.
         pytest.skip("real kube-apiserver %s: no realk8s harness in this tree and %s is not set" % (
             version, _env_name(version)))
     assets, ControlPlane = h
-    # TODO(lead): written against the realk8s API seen while it was being built (assets.found_versions(),
-    # ControlPlane(version, workdir), .start(), .stop(), .admin_kubeconfig) - check it when merging.
-    found = assets.found_versions()
-    if version not in found:
-        pytest.skip("real kube-apiserver %s: no binaries (set %s, see tests/realk8s/README.md)" % (
-            version, getattr(assets, "ENV_ASSETS", "KUBEMEND_K8S_ASSETS")))
+    if version not in assets.available_versions():
+        pytest.skip(assets.skip_reason() or "real kube-apiserver %s: not among $%s" % (version, assets.ENV_VERSIONS))
     workdir = tempfile.mkdtemp(prefix="kmdiff-real-%s-" % version)
     cp = ControlPlane(version, workdir)
     try:
