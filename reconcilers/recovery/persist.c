@@ -28,6 +28,36 @@ static km_status take_metadata(cJSON *obj, const cJSON *fresh)
     return KM_OK;
 }
 
+/* Removes, recursively, the object members whose value is the empty string (array elements stay):
+ * an omitted field reads the same, and a kube-apiserver that vendors go-openapi's zero-value type
+ * check (<= 1.22) built with Go >= 1.19 rejects "" for a string field as "null" (seen on the test
+ * suites' 1.19 server: 422 "status.currentStep in body must be of type string: \"null\""). */
+static void drop_empty_strings(cJSON *o)
+{
+    cJSON *it = o ? o->child : NULL;
+    while (it) {
+        cJSON *next = it->next;
+        if (it->string && cJSON_IsString(it) && it->valuestring[0] == '\0')
+            cJSON_Delete(cJSON_DetachItemViaPointer(o, it));
+        else if (cJSON_IsObject(it) || cJSON_IsArray(it))
+            drop_empty_strings(it);
+        it = next;
+    }
+}
+
+/* PUT of obj with its status written as drop_empty_strings() leaves it. */
+static km_status put_status(km_kube *kube, const char *spath, const cJSON *obj, cJSON **out,
+                            km_err *err)
+{
+    cJSON *body = cJSON_Duplicate(obj, 1);
+    if (!body)
+        return km_err_set(err, KM_ENOMEM, "status of %s: out of memory", spath);
+    drop_empty_strings(cJSON_GetObjectItemCaseSensitive(body, "status"));
+    km_status st = km_kube_update(kube, spath, body, out, err);
+    cJSON_Delete(body);
+    return st;
+}
+
 km_status km_recovery_write_status(km_kube *kube, const char *path, cJSON *obj, km_err *err)
 {
     char spath[512];
@@ -42,7 +72,7 @@ km_status km_recovery_write_status(km_kube *kube, const char *path, cJSON *obj, 
         cJSON *out = NULL;
         km_err e;
         km_err_clear(&e);
-        st = km_kube_update(kube, spath, obj, &out, &e);
+        st = put_status(kube, spath, obj, &out, &e);
         if (st == KM_OK) {
             st = take_metadata(obj, out);
             cJSON_Delete(out);

@@ -13,7 +13,8 @@
  * OUR status (obj's) onto the fresh metadata and retries, up to 5 times.  obj (a full
  * ClusterRecovery) is updated in place on success: its metadata is replaced by the server's (new
  * resourceVersion, deletionTimestamp, finalizers ...); its status stays ours.  path is the
- * object's path without "/status".
+ * object's path without "/status".  Empty strings in the status are not sent (the field is left
+ * out: it reads the same, and some servers refuse "" - see persist.c).
  * Failure: the API error (KM_EAPI: 404 when the object is gone, 409 after the retries), KM_ESTATE
  * when the object was replaced (another uid); obj is unchanged except possibly its metadata
  * (refreshed by a re-GET). */
