@@ -3,8 +3,11 @@
 Fixtures (each test module gets a fresh cluster per version):
     k8s_version     parametrized over realk8s.assets.available_versions() ($KUBEMEND_K8S_VERSIONS restricts);
                     when none is available every test here is skipped with one reason naming the variable
-    control_plane   module scope: a started realk8s.cluster.ControlPlane (workdir under pytest's tmp dir)
+    control_plane   module scope: a started realk8s.cluster.ControlPlane (workdir under pytest's tmp dir); a
+                    module's CONTROL_PLANE dict adds ControlPlane keyword arguments (e.g. audit_groups)
     kubelet         module scope: a started KubeletSim with nodes cp-1, worker-1, worker-2 (all Ready)
+    scene           module scope: the seed installed on them and the disaster done, plus scene.py's workloads
+                    created after the rebuild (scene.Scene)
     fresh_cluster   function scope: factory fresh_cluster(nodes=(...)) -> (ControlPlane, KubeletSim) of its own
 
 The terminal summary says how many real-server tests ran per version (and how long they took), or why none did.
@@ -57,10 +60,13 @@ def pytest_runtest_makereport(item, call):
     version = _version_of(item)
     if version is None:
         return
-    res = _RESULTS.setdefault(version, {"passed": 0, "failed": 0, "skipped": 0, "seconds": 0.0})
+    res = _RESULTS.setdefault(version, {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0, "seconds": 0.0})
     res["seconds"] += rep.duration
     if rep.when == "call" or (rep.when == "setup" and not rep.passed):
-        res["skipped" if rep.skipped else ("passed" if rep.passed else "failed")] += 1
+        if hasattr(rep, "wasxfail") and rep.skipped:
+            res["xfailed"] += 1
+        else:
+            res["skipped" if rep.skipped else ("passed" if rep.passed else "failed")] += 1
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -70,8 +76,8 @@ def pytest_terminal_summary(terminalreporter):
         return
     if not _RESULTS:
         return
-    parts = ["%s: %d passed, %d failed, %d skipped in %.0f s" % (v, r["passed"], r["failed"], r["skipped"],
-                                                                 r["seconds"]) for v, r in sorted(_RESULTS.items())]
+    parts = ["%s: %d passed, %d failed, %d skipped, %d xfailed in %.0f s" % (
+        v, r["passed"], r["failed"], r["skipped"], r["xfailed"], r["seconds"]) for v, r in sorted(_RESULTS.items())]
     tr.write_line("real-server tests: " + "; ".join(parts))
     leftovers = cluster.leftover_processes()
     if leftovers:
@@ -84,7 +90,8 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture(scope="module")
 def control_plane(k8s_version, tmp_path_factory, request):
-    cp = cluster.ControlPlane(k8s_version, str(tmp_path_factory.mktemp("k8s-%s-" % k8s_version)))
+    cp = cluster.ControlPlane(k8s_version, str(tmp_path_factory.mktemp("k8s-%s-" % k8s_version)),
+                              **getattr(request.module, "CONTROL_PLANE", {}))
     cp.start()
     yield cp
     cp.stop()
@@ -98,6 +105,12 @@ def kubelet(control_plane):
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture(scope="module")
+def scene(control_plane, kubelet):
+    import scene as scene_mod
+    return scene_mod.Scene.build(control_plane, kubelet)
 
 
 @pytest.fixture

@@ -101,7 +101,8 @@ class ControlPlane:
     """One real control plane in `workdir` (laid out like /etc/kubernetes, see pki.py, plus etcd/ and logs/).
     Ports are chosen once (free ports on 127.0.0.1) and kept across restarts and PKI rebuilds."""
 
-    def __init__(self, version, workdir, verbosity=1, leader_elect=True, stop_timeout=3.0, extra_args=None):
+    def __init__(self, version, workdir, verbosity=1, leader_elect=True, stop_timeout=3.0, extra_args=None,
+                 audit_groups=()):
         self.version = version
         self.minor = _minor(version)
         self.workdir = os.path.abspath(workdir)
@@ -116,6 +117,8 @@ class ControlPlane:
         self.stop_timeout = stop_timeout
         # {"kube-apiserver": [...], "kube-controller-manager": [...], "etcd": [...]}: appended to the flags
         self.extra_args = {k: list(v) for k, v in (extra_args or {}).items()}
+        # audit log (logs/audit.log, Metadata level) of the requests of users in these groups; () = no audit
+        self.audit_groups = list(audit_groups)
         self.etcd_port, self.etcd_peer_port = free_port(), free_port()
         self.port, self.cm_port = free_port(), free_port()
         self.url = "https://127.0.0.1:%d" % self.port
@@ -316,7 +319,41 @@ class ControlPlane:
             a.append("--insecure-port=0")
         if self.minor < 21:
             a.append("--feature-gates=ServiceAccountIssuerDiscovery=true")
+        if self.audit_groups:
+            a += ["--audit-policy-file=" + self._audit_policy(), "--audit-log-path=" + self.audit_log_path,
+                  "--audit-log-mode=blocking", "--audit-log-maxsize=0", "--audit-log-maxbackup=0"]
         return a
+
+    # ------------------------------------------------------------------ audit log
+    @property
+    def audit_log_path(self):
+        return self._log("audit")
+
+    def _audit_policy(self):
+        """An audit policy recording (Metadata level, once the response is complete) every request of a user in
+        audit_groups and nothing else; its path."""
+        path = os.path.join(self.workdir, "audit-policy.yaml")
+        policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                  "omitStages": ["RequestReceived", "ResponseStarted"],
+                  "rules": [{"level": "Metadata", "userGroups": self.audit_groups}, {"level": "None"}]}
+        with open(path, "w") as f:
+            json.dump(policy, f)
+        return path
+
+    def audit_events(self, user=None):
+        """The audit log's events (dicts, in order), those of `user` (a username) only when given. Each has
+        user.username, verb, requestURI, responseStatus.code and annotations["authorization.k8s.io/decision"]."""
+        out = []
+        try:
+            with open(self.audit_log_path) as f:
+                for line in f:
+                    if line.strip():
+                        ev = json.loads(line)
+                        if user is None or (ev.get("user") or {}).get("username") == user:
+                            out.append(ev)
+        except FileNotFoundError:
+            pass
+        return out
 
     def _start_apiserver(self):
         t0 = time.time()
