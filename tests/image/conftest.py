@@ -4,10 +4,13 @@
              unchanged tree a no-op) and returns its reference.  (Where podman cannot run
              containers, test_image.py already skipped itself with one line.)
     target   the Kubernetes API server the containerized operator heals: a `Target` (url, ca_file,
-             kubeconfig, kubectl(), forbidden()), today tests/apisim's "seed" cluster (just after
-             a control-plane PKI rebuild).  This fixture is the only place that knows which
-             server it is: pointing the test at a real control plane means returning a Target
-             built from that harness's cluster (its URL, CA file and admin kubeconfig) here.
+             kubeconfig, kubectl(), forbidden()), just after a control-plane PKI rebuild:
+             a real control plane (tests/realk8s: etcd + kube-apiserver + kube-controller-manager,
+             v1.26 or the newest version found in $KUBEMEND_K8S_ASSETS, the kubelet simulator,
+             the seed installed and the PKI rebuilt; the apiserver audits the kubemend-system
+             ServiceAccounts, so forbidden() is the authorizer's word), else tests/apisim's
+             "seed" cluster (one line in the test output says which).  This fixture is the only
+             place that knows which server it is.
 """
 
 import os
@@ -15,7 +18,7 @@ import subprocess
 
 import pytest
 
-from kmimage import HERE, ROOT, Target, kmop
+from kmimage import HERE, ROOT, Target, kmop, real_target
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +37,13 @@ def image():
 
 
 @pytest.fixture
-def target():
+def target(tmp_path):
+    real = real_target(str(tmp_path / "k8s"))
+    if real is not None:
+        with real as t:
+            yield t
+        return
+    print("image target: tests/apisim's seed cluster (no real Kubernetes binaries found)")
     with kmop.SimProcess(scenario="seed") as sim:
         def forbidden():
             _, counters = sim.sim("GET", "/_sim/counters")

@@ -1,6 +1,7 @@
 """Helpers of the container-image tests: podman through tests/image/podman.sh, and `Target`,
 the API server the containerized operator is pointed at."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -53,3 +54,37 @@ class Target:
             raise AssertionError("kubectl %s failed (%d): %s%s" % (" ".join(args), cp.returncode,
                                                                   cp.stdout, cp.stderr))
         return cp
+
+
+def real_target(workdir, prefer="v1.26"):
+    """A context manager yielding a Target on a real control plane (tests/realk8s) with the seed installed and
+    the PKI rebuilt, `prefer` or the newest version found; None where no binaries are found."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "realk8s"))
+    from realk8s import assets
+    versions = assets.available_versions()
+    if not versions:
+        return None
+    return _real(workdir, prefer if prefer in versions else versions[-1])
+
+
+@contextlib.contextmanager
+def _real(workdir, version):
+    from realk8s import seed
+    from realk8s.cluster import ControlPlane
+    from realk8s.kubelet import KubeletSim
+    cp = ControlPlane(version, workdir, audit_groups=["system:serviceaccounts:kubemend-system"])
+    sim = None
+    try:
+        cp.start()
+        sim = KubeletSim(cp.workdir, ["cp-1", "worker-1", "worker-2"]).start()
+        seed.disaster(cp, sim, seed.install(cp, sim))
+        print("image target: real kube-apiserver %s at %s, seed installed, PKI rebuilt" % (version, cp.url))
+
+        def forbidden():
+            assert cp.audit_events(), "the apiserver audited no request of kubemend-system's ServiceAccounts"
+            return cp.audit_denied()
+        yield Target(cp.url, cp.ca_file, cp.admin_kubeconfig, forbidden)
+    finally:
+        if sim is not None:
+            sim.stop()
+        cp.stop()

@@ -355,6 +355,14 @@ class ControlPlane:
             pass
         return out
 
+    def audit_denied(self, user=None):
+        """[(verb, requestURI, code)] of the audited requests (of `user` when given) that the authorizer did not
+        allow or that were answered 401/403."""
+        return [(e["verb"], e["requestURI"], (e.get("responseStatus") or {}).get("code"))
+                for e in self.audit_events(user)
+                if (e.get("annotations") or {}).get("authorization.k8s.io/decision") != "allow" or
+                (e.get("responseStatus") or {}).get("code") in (401, 403)]
+
     def _start_apiserver(self):
         t0 = time.time()
         self._spawn("kube-apiserver", self.apiserver_args())
