@@ -55,7 +55,7 @@ help:
 	@echo "make [all]     build $(BIN)"
 	@echo "make test      build and run every test (units, integration, apisim, real-server e2e, image)"
 	@echo "make asan      the same tests with an ASan+UBSan build (in build-asan/)"
-	@echo "make demo      full recovery against apisim's after-PKI-rebuild 'seed' cluster"
+	@echo "make demo      full recovery of the seed cluster after a PKI rebuild (real control plane, else apisim)"
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # make demo — the full recovery of a cluster just after a PKI rebuild, shown with kubectl.
 #
-# 1. starts tests/apisim with the `seed` scenario (kubeadm cluster after a lost /etc/kubernetes),
-# 2. shows what is broken (stale tokens checked by TokenReview, pending CSRs, CA bundle),
-# 3. installs the CRD, runs the operator, creates a ClusterRecovery and follows it to Succeeded,
+# 1. starts the seed cluster (a kubeadm cluster after a lost /etc/kubernetes): a REAL control plane
+#    (tests/realk8s: etcd + kube-apiserver + kube-controller-manager of the newest version in
+#    $KUBEMEND_K8S_ASSETS, default ../shared/k8s, the kubelet simulator, the PKI rebuilt), or,
+#    where no binaries are found (or with DEMO_BACKEND=apisim), tests/apisim's `seed` scenario,
+# 2. shows what is broken (stale tokens checked by TokenReview, pending CSRs, CA bundle,
+#    kube-public/cluster-info),
+# 3. real server: installs kubemend as the README says (kubectl apply -k deploy/, the example
+#    ClusterRecovery) and runs the operator process as its ServiceAccount (no registry holds the
+#    image, so the Deployment's pod cannot run it); apisim: installs the CRD and runs the
+#    operator with the simulator's admin kubeconfig; then follows the ClusterRecovery to Succeeded,
 # 4. prints a before/after summary.
 # Everything binds to 127.0.0.1 and is stopped on exit.  Usage: tests/demo.sh path/to/kubemend
 set -euo pipefail
@@ -27,16 +34,55 @@ trap cleanup EXIT
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 k() { "$KUBECTL" "$@"; }
 
-bold "Starting the API simulator with the after-PKI-rebuild 'seed' cluster"
-(cd "$ROOT/tests/apisim" && exec "$PY" -m apisim --scenario seed --kubeconfig-out "$KUBECONFIG" \
-    --kubelet-delay 1 >"$OUT/apisim.out" 2>"$OUT/apisim.log") &
-pids+=($!)
-for _ in $(seq 1 300); do
-    grep -q '^READY' "$OUT/apisim.out" 2>/dev/null && break
-    kill -0 "${pids[0]}" 2>/dev/null || { cat "$OUT/apisim.log" >&2; exit 1; }
-    sleep 0.1
-done
-grep '^READY' "$OUT/apisim.out" || { echo "apisim did not start" >&2; exit 1; }
+# The real control plane's version (the newest found), or nothing (DEMO_BACKEND=apisim: nothing).
+real_version() {
+    [ "${DEMO_BACKEND:-}" = apisim ] && return 0
+    "$PY" -c 'import sys; sys.path.insert(0, sys.argv[1])
+from realk8s import assets
+v = assets.available_versions()
+print(v[-1] if v else "")' "$ROOT/tests/realk8s"
+}
+VERSION=$(real_version)
+
+start_real() {
+    bold "Starting a real Kubernetes $VERSION control plane with the seed cluster, then rebuilding its PKI"
+    echo "(etcd + kube-apiserver + kube-controller-manager on 127.0.0.1 and the kubelet simulator for"
+    echo " 3 nodes, from tests/realk8s: about a minute)"
+    (cd "$ROOT/tests/realk8s" && exec "$PY" -m realk8s.cluster --version "$VERSION" --workdir "$OUT/k8s" \
+        --seed >"$OUT/cluster.out" 2>"$OUT/cluster.log") &
+    pids+=($!)
+    for _ in $(seq 1 3000); do
+        grep -q '^KUBECONFIG=' "$OUT/cluster.out" 2>/dev/null && break
+        kill -0 "${pids[0]}" 2>/dev/null || { tail -30 "$OUT/cluster.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    grep -q '^KUBECONFIG=' "$OUT/cluster.out" || { echo "the control plane did not start" >&2; exit 1; }
+    cat "$OUT/cluster.out"
+    cp "$OUT/k8s/admin.conf" "$KUBECONFIG"
+}
+
+start_apisim() {
+    bold "Starting the API simulator with the after-PKI-rebuild 'seed' cluster"
+    (cd "$ROOT/tests/apisim" && exec "$PY" -m apisim --scenario seed --kubeconfig-out "$KUBECONFIG" \
+        --kubelet-delay 1 >"$OUT/apisim.out" 2>"$OUT/apisim.log") &
+    pids+=($!)
+    for _ in $(seq 1 300); do
+        grep -q '^READY' "$OUT/apisim.out" 2>/dev/null && break
+        kill -0 "${pids[0]}" 2>/dev/null || { cat "$OUT/apisim.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    grep '^READY' "$OUT/apisim.out" || { echo "apisim did not start" >&2; exit 1; }
+}
+
+if [ -n "$VERSION" ]; then
+    start_real
+elif [ "${DEMO_BACKEND:-}" = apisim ]; then
+    echo "DEMO_BACKEND=apisim: the demo runs against tests/apisim, the API simulator."
+    start_apisim
+else
+    echo "No real Kubernetes binaries found (\$KUBEMEND_K8S_ASSETS, default ../shared/k8s): the demo runs against tests/apisim, the API simulator."
+    start_apisim
+fi
 
 # Counts token Secrets whose token the API server rejects, asking it through TokenReview.
 review_tokens() {
@@ -89,6 +135,19 @@ for key in ("client-ca-file", "requestheader-client-ca-file"):
     print("  %s: %d CA certificate(s)" % (key, n))'
 }
 
+# Whether kube-public/cluster-info (what `kubeadm join` checks) holds the cluster's current CA (the
+# admin kubeconfig's); nothing where the cluster has no cluster-info.
+cluster_info() {
+    k get configmap -n kube-public cluster-info -o json 2>/dev/null | "$PY" -c '
+import base64, json, sys, yaml
+kc = yaml.safe_load(json.load(sys.stdin)["data"]["kubeconfig"])
+ca = base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"])
+with open(sys.argv[1]) as f:
+    cur = base64.b64decode(yaml.safe_load(f)["clusters"][0]["cluster"]["certificate-authority-data"])
+print("  kube-public/cluster-info: " + ("the current cluster CA" if ca == cur else
+      "an OLD CA, not the current cluster CA (kubeadm join cannot verify the cluster)"))' "$KUBECONFIG" || true
+}
+
 bold "BEFORE: what the PKI rebuild left behind"
 k get nodes -o wide
 echo
@@ -97,18 +156,41 @@ echo
 k get csr
 echo
 ca_count
+cluster_info
 review_tokens >"$OUT/before-tokens.txt"
 k get pods -A -o wide >"$OUT/before-pods.txt"
 
-bold "Installing the ClusterRecovery CRD and starting the operator"
-k apply -k "$ROOT/crds"
-k wait --for=condition=Established crd/clusterrecoveries.kubemend.io --timeout=30s
-"$BIN" operator --kubeconfig "$KUBECONFIG" --namespace kube-system --metrics-bind-address 127.0.0.1:0 \
-    --health-probe-bind-address 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
-pids+=($!)
+# The README's operator-mode install; this process plays the Deployment's pod.
+install_real() {
+    bold "Installing kubemend as the README says"
+    (cd "$ROOT" && k apply -k deploy/)
+    k wait --for=condition=Established crd/clusterrecoveries.kubemend.io
+    echo "(no registry holds the kubemend image here, so the Deployment's pod cannot run it: the demo"
+    echo " runs the same process, with the Deployment's args, as the kubemend ServiceAccount)"
+    local token server opconf=$OUT/kubemend-operator.conf
+    token=$(k create token kubemend -n kubemend-system --duration=3600s)
+    server=$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+    KUBECONFIG=$opconf k config set-cluster demo --server="$server" \
+        --certificate-authority="$OUT/k8s/pki/ca.crt" --embed-certs >/dev/null
+    KUBECONFIG=$opconf k config set-credentials kubemend --token="$token" >/dev/null
+    KUBECONFIG=$opconf k config set-context demo --cluster=demo --user=kubemend >/dev/null
+    KUBECONFIG=$opconf k config use-context demo >/dev/null
+    "$BIN" operator --kubeconfig "$opconf" --namespace kubemend-system --leader-elect \
+        --metrics-bind-address 127.0.0.1:0 --health-probe-bind-address 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+    pids+=($!)
+    bold "Creating ClusterRecovery/$REC"
+    (cd "$ROOT" && k apply -f crds/example-recovery.yaml)
+}
 
-bold "Creating ClusterRecovery/$REC"
-k apply -f - <<EOF
+install_apisim() {
+    bold "Installing the ClusterRecovery CRD and starting the operator"
+    k apply -k "$ROOT/crds"
+    k wait --for=condition=Established crd/clusterrecoveries.kubemend.io --timeout=30s
+    "$BIN" operator --kubeconfig "$KUBECONFIG" --namespace kube-system --metrics-bind-address 127.0.0.1:0 \
+        --health-probe-bind-address 127.0.0.1:0 >"$OUT/operator.log" 2>&1 &
+    pids+=($!)
+    bold "Creating ClusterRecovery/$REC"
+    k apply -f - <<EOF
 apiVersion: kubemend.io/v1alpha1
 kind: ClusterRecovery
 metadata:
@@ -123,6 +205,9 @@ spec:
     maxConcurrent: 3
     namespaceTimeoutSeconds: 60
 EOF
+}
+
+if [ -n "$VERSION" ]; then install_real; else install_apisim; fi
 
 bold "Following it (kubectl get crec)"
 k get crec
@@ -134,7 +219,7 @@ while :; do
     reason=$(k get crec "$REC" -o jsonpath='{.status.conditions[?(@.type=="Succeeded")].status}' 2>/dev/null || true)
     [ "$reason" = "True" ] || [ "$reason" = "False" ] && break
     [ $SECONDS -gt $deadline ] && { echo "timed out" >&2; break; }
-    kill -0 "${pids[1]}" 2>/dev/null || { echo "operator exited" >&2; tail -20 "$OUT/operator.log"; exit 1; }
+    kill -0 "${pids[-1]}" 2>/dev/null || { echo "operator exited" >&2; tail -20 "$OUT/operator.log"; exit 1; }
     sleep 1
 done
 k wait --for=condition=Succeeded "crec/$REC" --timeout=10s || true
@@ -148,6 +233,7 @@ echo
 k get csr -o custom-columns='NAME:.metadata.name,REQUESTOR:.spec.username,CONDITION:.status.conditions[0].type,REASON:.status.conditions[0].reason,MESSAGE:.status.conditions[0].message'
 echo
 ca_count
+cluster_info
 echo
 k get crec "$REC" -o json >"$OUT/recovery.json"
 review_tokens >"$OUT/after-tokens.txt"
