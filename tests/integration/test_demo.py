@@ -38,7 +38,7 @@ def check_story(out):
     assert "shop/frontend-manual-token (no service-account annotations" in after
     assert "ci/ci-runner-broken-token (not a JWT" in after
     # the CA bundles lost exactly the superseded old CAs
-    assert "client-ca-file: 1 CA certificate(s)" in after and "client-ca-file: 2 CA" not in after
+    assert "\n  client-ca-file: 1 CA certificate(s)" in after
     assert "client-ca-file: CN=kubernetes (superseded)" in summary
     # CSRs: the valid ones approved, every forged one denied with its check
     assert "approved 3, denied 10, pending 0" in summary
@@ -73,6 +73,9 @@ def test_demo_on_a_real_control_plane(tmp_path):
     before = out[out.index("== BEFORE"):out.index("== Installing")]
     assert "kube-public/cluster-info: an OLD CA" in before and "client-ca-file: 2 CA certificate(s)" in before
     check_story(out)
+    after = out[out.index("== AFTER"):]
+    assert "requestheader-client-ca-file: 1 CA certificate(s)" in after  # the old front-proxy CA too
+    assert "kube-public/cluster-info: " in after  # (issue 12: kubemend does not rewrite it yet)
     with open(tmp_path / "demo-out" / "operator.log") as f:
         log = f.read()
     assert not re.search(r"\b403\b|[Ff]orbidden", log), log[-3000:]
