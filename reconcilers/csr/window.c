@@ -119,7 +119,8 @@ void km_csr_window_open(km_csr_window *w, cJSON *csr, const char *pass, char *re
     const char *until = csr ? KM_JSON_STR(csr, "windowEndsAt") : ends;
     snprintf(reason, rn, "%s", w->o.dry_run ? "DryRun" : "WindowOpen");
     if (w->o.dry_run) {
-        snprintf(msg, mn, "dry run: %s; the background approver is not started", pass);
+        /* pass already begins with "dry run: " */
+        snprintf(msg, mn, "%s; the background approver is not started", pass);
         return;
     }
     if (w->continuous)
