@@ -110,8 +110,8 @@ static int slim_mounts(cJSON *spec, const cJSON *pod, const char *key)
 /* Copies the fields the selection needs (the list may be big; we keep only these). */
 static cJSON *slim_pod(const cJSON *pod)
 {
-    static const char *const md_keys[] = {"name", "uid", "creationTimestamp", "deletionTimestamp",
-                                          "ownerReferences", "labels"};
+    static const char *const md_keys[] = {
+        "name", "uid", "creationTimestamp", "deletionTimestamp", "ownerReferences", "labels"};
     static const char *const spec_keys[] = {"serviceAccountName", "automountServiceAccountToken",
                                             "volumes"};
     cJSON *o = cJSON_CreateObject();
@@ -299,7 +299,8 @@ static km_status collect_kind(const km_kube_page *page, void *user)
     {
         km_pods_workload *w = workload_of(kl->p, kl->kind, KM_JSON_STR(it, "metadata", "name"));
         const char *uid = KM_JSON_STR(it, "metadata", "uid");
-        if (!w || !uid || strcmp(uid, w->uid) != 0 || KM_JSON_STR(it, "metadata", "deletionTimestamp"))
+        if (!w || !uid || strcmp(uid, w->uid) != 0 ||
+            KM_JSON_STR(it, "metadata", "deletionTimestamp"))
             continue;
         cJSON *s = km_pods_slim_workload(it);
         if (!s)
@@ -369,8 +370,9 @@ static km_status collect_rs(const km_kube_page *page, void *user)
             continue;
         const cJSON *d = km_podsel_rs_deployment(it);
         rs_owner *o = calloc(1, sizeof(*o)), *old = NULL;
-        if (!o || (d && (!(o->name = strdup(KM_JSON_STR(d, "name"))) ||
-                         !(o->uid = strdup(KM_JSON_STR(d, "uid"))))) ||
+        if (!o ||
+            (d && (!(o->name = strdup(KM_JSON_STR(d, "name"))) ||
+                   !(o->uid = strdup(KM_JSON_STR(d, "uid"))))) ||
             km_strmap_put(owners, uid, o, (void **)&old) != KM_OK) {
             rs_owner_free(o);
             return KM_ENOMEM;
@@ -440,8 +442,7 @@ static km_status sort_pod(km_pods_plan *p, const cJSON *pod, const cJSON ***rs_p
         return add_workload(p, KM_WL_STATEFULSET, KM_JSON_STR(c, "name"), KM_JSON_STR(c, "uid"),
                             err);
     case KM_ROUTE_DAEMONSET:
-        return add_workload(p, KM_WL_DAEMONSET, KM_JSON_STR(c, "name"), KM_JSON_STR(c, "uid"),
-                            err);
+        return add_workload(p, KM_WL_DAEMONSET, KM_JSON_STR(c, "name"), KM_JSON_STR(c, "uid"), err);
     case KM_ROUTE_REPLICASET:
         if (km_array_grow(rs_pods, *n, cap, sizeof(**rs_pods)) != KM_OK)
             return oom(err);

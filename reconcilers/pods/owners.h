@@ -78,7 +78,7 @@ typedef struct km_pods_plan {
     size_t nworkloads, capworkloads;
     km_pods_targets evict, ownerless;
     long skipped[KM_PODSEL_DELETING + 1];
-    long gone; /* workloads dropped: gone, being deleted or replaced since the pods were listed */
+    long gone;  /* workloads dropped: gone, being deleted or replaced since the pods were listed */
     long reads; /* lists made to prove owners and read workloads (ReplicaSets, workload kinds) */
     /* this namespace's caches */
     cJSON *pods;      /* slim copies of the listed pods */

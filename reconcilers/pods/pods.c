@@ -107,20 +107,19 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err
 {
     km_step_ctx *ctx = rs->ctx;
     const char *own_ns = getenv("POD_NAMESPACE"), *own_pod = getenv("POD_NAME");
-    km_pods_plan p = {.kube = ctx->kube,
-                      .ns = ns,
-                      .rebuilt_at = rs->rebuilt_at,
-                      .include_default = km_step_bool(ctx, "includeDefaultServiceAccount"),
-                      .self_pod = own_ns && own_pod && own_pod[0] && strcmp(own_ns, ns) == 0
-                                      ? own_pod
-                                      : NULL};
+    km_pods_plan p = {
+        .kube = ctx->kube,
+        .ns = ns,
+        .rebuilt_at = rs->rebuilt_at,
+        .include_default = km_step_bool(ctx, "includeDefaultServiceAccount"),
+        .self_pod = own_ns && own_pod && own_pod[0] && strcmp(own_ns, ns) == 0 ? own_pod : NULL};
     km_status st = enter_namespace(ctx, ns, err);
     double deadline = km_clock_mono() + (double)rs->ns_timeout;
     if (st == KM_OK && (st = plan_namespace(rs, &p, deadline, err)) == KM_OK)
         km_log_info("pods: namespace planned", "namespace", ns, "workloads",
                     KM_LOG_INT((long)p.nworkloads), "evictions", KM_LOG_INT((long)p.evict.n),
-                    "ownerless", KM_LOG_INT((long)p.ownerless.n), "ownerReads",
-                    KM_LOG_INT(p.reads), "gone", KM_LOG_INT(p.gone), "skippedNoToken",
+                    "ownerless", KM_LOG_INT((long)p.ownerless.n), "ownerReads", KM_LOG_INT(p.reads),
+                    "gone", KM_LOG_INT(p.gone), "skippedNoToken",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NO_TOKEN]), "skippedNew",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NEW]));
     if (st == KM_OK)
@@ -225,10 +224,11 @@ static km_status self_decide(km_step_ctx *ctx, const km_pods_self *self, km_err 
         return KM_OK;
     if (!o || km_json_set_str(o, "workload", wl) || km_json_set_str(o, "uid", self->uid) ||
         km_json_set_str(o, "action", action) ||
-        km_json_set_str(o, "message", valid ? "kubemend's own token is valid (its in-cluster "
-                                              "credentials are accepted): not restarted"
-                                            : "restarted after everything else, once the "
-                                              "recovery's status is final"))
+        km_json_set_str(o, "message",
+                        valid ? "kubemend's own token is valid (its in-cluster "
+                                "credentials are accepted): not restarted"
+                              : "restarted after everything else, once the "
+                                "recovery's status is final"))
         return oom(err);
     km_log_info("pods: kubemend's own workload", "workload", wl, "action", action);
     return km_step_save(ctx, err);
@@ -257,15 +257,16 @@ static km_status pods_last(km_step_ctx *ctx, km_err *err)
     char msg[700];
     if (st == KM_OK) {
         km_json_set_str(o, "action", done ? "Restarted" : "AlreadyRestarted");
-        snprintf(msg, sizeof(msg), "rollout restart of kubemend's own %s, after everything else", wl);
+        snprintf(msg, sizeof(msg), "rollout restart of kubemend's own %s, after everything else",
+                 wl);
         km_json_set_str(o, "message", msg);
         km_step_event(ctx, "Normal", done ? "OwnWorkloadRestarted" : "OwnWorkloadAlreadyRestarted",
                       msg);
     } else {
         char ebuf[512];
         km_err_str(&e, ebuf, sizeof(ebuf));
-        snprintf(msg, sizeof(msg), "kubemend's own %s could not be restarted (%s): restart it by hand",
-                 wl, ebuf);
+        snprintf(msg, sizeof(msg),
+                 "kubemend's own %s could not be restarted (%s): restart it by hand", wl, ebuf);
         km_json_set_str(o, "action", "Failed");
         km_json_set_str(o, "message", msg);
         km_step_event(ctx, "Warning", "OwnWorkloadNotRestarted", msg);

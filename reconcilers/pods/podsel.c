@@ -124,49 +124,6 @@ int km_podsel_needs_sa(const cJSON *pod, time_t rebuilt_at, int include_default_
            km_podsel_pod(pod, NULL, rebuilt_at, include_default_sa) == KM_PODSEL_RESTART;
 }
 
-/* Non-zero when the string array vals holds s. */
-static int values_have(const cJSON *vals, const char *s)
-{
-    return s && km_json_array_has_str(vals, s);
-}
-
-int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels)
-{
-    if (!cJSON_IsObject(selector))
-        return 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchLabels"))
-    {
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(labels, it->string);
-        if (!cJSON_IsString(it) || !cJSON_IsString(l) || strcmp(l->valuestring, it->valuestring))
-            return 0;
-    }
-    cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchExpressions"))
-    {
-        const char *key = KM_JSON_STR(it, "key");
-        const char *op = KM_JSON_STR(it, "operator");
-        const cJSON *vals = KM_JSON_AT(it, "values");
-        if (!key || !op)
-            return 0;
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(labels, key);
-        const char *val = cJSON_IsString(l) ? l->valuestring : NULL;
-        int ok;
-        if (strcmp(op, "In") == 0)
-            ok = values_have(vals, val);
-        else if (strcmp(op, "NotIn") == 0)
-            ok = !values_have(vals, val);
-        else if (strcmp(op, "Exists") == 0)
-            ok = val != NULL;
-        else if (strcmp(op, "DoesNotExist") == 0)
-            ok = val == NULL;
-        else
-            ok = 0;
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
 km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, time_t rebuilt_at,
                                int include_default_sa)
 {
@@ -383,11 +340,12 @@ out:
 time_t km_podsel_marker(const cJSON *workload)
 {
     static const char *const keys[] = {KM_RESTARTED_AT_ANNOTATION,
-                                        KM_KUBEMEND_RESTARTED_AT_ANNOTATION};
+                                       KM_KUBEMEND_RESTARTED_AT_ANNOTATION};
     time_t best = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         time_t t;
-        const char *v = KM_JSON_STR(workload, "spec", "template", "metadata", "annotations", keys[i]);
+        const char *v =
+            KM_JSON_STR(workload, "spec", "template", "metadata", "annotations", keys[i]);
         if (v && km_clock_parse(v, &t) == KM_OK && t > best)
             best = t;
     }

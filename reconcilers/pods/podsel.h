@@ -20,7 +20,7 @@
 #include "operator/base/err.h"
 
 #define KM_RESTARTED_AT_ANNOTATION "kubectl.kubernetes.io/restartedAt" /* kubemend writes it */
-#define KM_KUBEMEND_RESTARTED_AT_ANNOTATION "kubemend.io/restartedAt"    /* read as well */
+#define KM_KUBEMEND_RESTARTED_AT_ANNOTATION "kubemend.io/restartedAt"  /* read as well */
 #define KM_MIRROR_ANNOTATION "kubernetes.io/config.mirror"
 
 /* Why a pod is (not) restarted. */
@@ -39,7 +39,6 @@ typedef enum km_podsel_reason {
 const char *km_podsel_reason_str(km_podsel_reason r);
 
 #define KM_SA_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
-#define KM_POD_TEMPLATE_HASH_LABEL "pod-template-hash"
 
 /* Decides one pod.  sa is the pod's ServiceAccount object, consulted only when the pod's spec
  * cannot tell (km_podsel_token_from_spec() < 0; NULL = unknown or missing: its
@@ -73,12 +72,6 @@ int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa);
 /* Non-zero when km_podsel_pod()'s answer for this pod depends on its ServiceAccount (every other
  * rule lets it through and the spec cannot tell about the token): only then is the SA fetched. */
 int km_podsel_needs_sa(const cJSON *pod, time_t rebuilt_at, int include_default_sa);
-
-/* Non-zero when labels (an object of strings, NULL = none) match a metav1.LabelSelector:
- * every matchLabels pair and every matchExpressions entry (In, NotIn, Exists, DoesNotExist) holds.
- * An empty selector ({}) matches everything; NULL, a non-object or an unknown operator matches
- * nothing. */
-int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels);
 
 /* The object's controller reference (ownerReferences entry with controller: true), or NULL.  A
  * reference without controller: true proves nothing about who recreates the object. */

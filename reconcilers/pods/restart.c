@@ -211,7 +211,8 @@ static km_status reread(km_pods_restarter *rs, const char *ns, km_wl_kind kind, 
             return KM_OK;
         if (st == KM_OK) {
             const char *u = KM_JSON_STR(obj, "metadata", "uid");
-            int same = u && strcmp(u, uid) == 0 && !KM_JSON_STR(obj, "metadata", "deletionTimestamp");
+            int same =
+                u && strcmp(u, uid) == 0 && !KM_JSON_STR(obj, "metadata", "deletionTimestamp");
             if (same && !(*out = km_pods_slim_workload(obj)))
                 st = oom(err);
             cJSON_Delete(obj);
@@ -270,8 +271,8 @@ static km_status decide_and_patch(km_pods_restarter *rs, km_pods_plan *p, const 
         km_err e;
         km_err_clear(&e);
         km_status st = patch_marker(rs->ctx->kube, p->ns, w->kind, w->name,
-                                    KM_JSON_STR(*obj, "metadata", "resourceVersion"), rs->rebuilt_at,
-                                    &out, &e);
+                                    KM_JSON_STR(*obj, "metadata", "resourceVersion"),
+                                    rs->rebuilt_at, &out, &e);
         if (st == KM_OK) {
             cJSON_Delete(*fresh);
             *obj = *fresh = out;

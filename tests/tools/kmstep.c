@@ -12,7 +12,7 @@
  * engine does (reconcilers/recovery/rebuild.h) and printed as {"rebuild":{time,source}}.
  * --kubeconfig incluster:DIR loads the in-cluster configuration from DIR (token, ca.crt,
  * namespace; KUBERNETES_SERVICE_HOST/PORT from the environment).  After a step that finished,
- * its `last` hook runs (as the engine runs it after the final status). 
+ * its `last` hook runs (as the engine runs it after the final status).
  * --status-file: the step's status is loaded from F (when it exists) and written back to F
  * (atomically) on every ctx->save, so a killed run can be resumed.  Events are printed as JSON
  * lines {"event":{type,reason,message}} on stdout as they happen, the approver's decisions as

@@ -250,56 +250,6 @@ static void test_token_from_sa(void **state)
     cJSON_Delete(pod);
 }
 
-static int sel_matches(const char *sel, const char *labels)
-{
-    cJSON *s = sel ? J(sel) : NULL, *l = labels ? J(labels) : NULL;
-    int m = km_podsel_selector_matches(s, l);
-    cJSON_Delete(s);
-    cJSON_Delete(l);
-    return m;
-}
-
-static void test_selector_matches(void **state)
-{
-    (void)state;
-    const char *l = "{\"app\":\"web\",\"tier\":\"front\",\"pod-template-hash\":\"abc\"}";
-    assert_true(sel_matches("{}", l));
-    assert_true(sel_matches("{}", NULL));
-    assert_false(sel_matches(NULL, l));
-    assert_true(sel_matches("{\"matchLabels\":{\"app\":\"web\"}}", l));
-    assert_true(sel_matches("{\"matchLabels\":{\"app\":\"web\",\"tier\":\"front\"}}", l));
-    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\",\"tier\":\"back\"}}", l));
-    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\"}}", NULL));
-    const char *ex =
-        "{\"matchExpressions\":[{\"key\":\"%s\",\"operator\":\"%s\",\"values\":[%s]}]}";
-    struct {
-        const char *key, *op, *vals;
-        int want;
-    } cases[] = {
-        {"tier", "In", "\"front\",\"back\"", 1},
-        {"tier", "In", "\"back\"", 0},
-        {"nope", "In", "\"front\"", 0},
-        {"tier", "NotIn", "\"back\"", 1},
-        {"tier", "NotIn", "\"front\"", 0},
-        {"nope", "NotIn", "\"x\"", 1},
-        {"tier", "Exists", "", 1},
-        {"nope", "Exists", "", 0},
-        {"nope", "DoesNotExist", "", 1},
-        {"tier", "DoesNotExist", "", 0},
-        {"tier", "Gt", "\"1\"", 0},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char buf[512];
-        snprintf(buf, sizeof(buf), ex, cases[i].key, cases[i].op, cases[i].vals);
-        if (sel_matches(buf, l) != cases[i].want)
-            fail_msg("selector %s: want %d", buf, cases[i].want);
-    }
-    /* matchLabels and matchExpressions must both hold */
-    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\"},\"matchExpressions\":[{\"key\":"
-                             "\"tier\",\"operator\":\"DoesNotExist\"}]}",
-                             l));
-}
-
 /* What proves an owner: the controller reference only (kind, API group, name and uid). */
 static void test_controller_routes(void **state)
 {
@@ -545,17 +495,11 @@ static void test_ready(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pod_selected),
-        cmocka_unit_test(test_each_skip_rule_alone),
-        cmocka_unit_test(test_token_rules),
-        cmocka_unit_test(test_token_from_sa),
-        cmocka_unit_test(test_namespace_order),
-        cmocka_unit_test(test_label_selector),
-        cmocka_unit_test(test_restart_marker),
-        cmocka_unit_test(test_controller_routes),
-        cmocka_unit_test(test_decoy_replicaset),
-        cmocka_unit_test(test_ready),
-        cmocka_unit_test(test_selector_matches),
+        cmocka_unit_test(test_pod_selected),     cmocka_unit_test(test_each_skip_rule_alone),
+        cmocka_unit_test(test_token_rules),      cmocka_unit_test(test_token_from_sa),
+        cmocka_unit_test(test_namespace_order),  cmocka_unit_test(test_label_selector),
+        cmocka_unit_test(test_restart_marker),   cmocka_unit_test(test_controller_routes),
+        cmocka_unit_test(test_decoy_replicaset), cmocka_unit_test(test_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

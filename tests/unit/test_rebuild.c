@@ -46,7 +46,8 @@ static void test_current_ca_in_the_bundle(void **state)
     /* kube-root-ca.crt names the cluster CA: its notBefore, not the newer foreign CA's */
     assert_int_equal(km_rebuild_choose(bundle, cur, NULL, &r, NULL), KM_OK);
     assert_int_equal(r.at, NOW - 2 * DAY);
-    assert_non_null(strstr(r.source, "client-ca-file, the cluster CA of kube-system/kube-root-ca.crt"));
+    assert_non_null(
+        strstr(r.source, "client-ca-file, the cluster CA of kube-system/kube-root-ca.crt"));
     assert_non_null(strstr(r.source, "CN=kubernetes"));
     /* the client's CA does not choose within the bundle (it may be an old serving CA) */
     assert_int_equal(km_rebuild_choose(bundle, NULL, old, &r, NULL), KM_OK);
