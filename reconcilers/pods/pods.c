@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "operator/base/backoff.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
@@ -64,6 +63,12 @@ static km_status list_namespaces(km_step_ctx *ctx, cJSON **order, km_err *err)
     return st;
 }
 
+/* One attempt of list_namespaces (km_pods_retried). */
+static km_status namespaces_attempt(km_pods_restarter *rs, void *order, km_err *err)
+{
+    return list_namespaces(rs->ctx, order, err);
+}
+
 /* Marks ns as the current namespace (current.restarted restarts when it is a new one). */
 static km_status enter_namespace(km_step_ctx *ctx, const char *ns, km_err *err)
 {
@@ -81,25 +86,12 @@ static km_status enter_namespace(km_step_ctx *ctx, const char *ns, km_err *err)
     return km_step_save(ctx, err);
 }
 
-/* Plans namespace p->ns, again after a transient failure (until deadline). */
-static km_status plan_namespace(km_pods_restarter *rs, km_pods_plan *p, double deadline,
-                                km_err *err)
+/* One attempt of planning namespace p (km_pods_retried): what an earlier one planned is dropped. */
+static km_status plan_attempt(km_pods_restarter *rs, void *p, km_err *err)
 {
-    km_backoff bo;
-    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
-    for (;;) {
-        km_err e;
-        km_err_clear(&e);
-        km_status st = km_pods_plan_make(p, &e);
-        if (st == KM_OK)
-            return KM_OK;
-        if (!km_pods_transient(st, &e) || km_pods_retry(rs, &bo, &e, deadline) != KM_OK) {
-            if (err)
-                *err = e;
-            return st;
-        }
-        km_pods_plan_cleanup(p);
-    }
+    (void)rs;
+    km_pods_plan_cleanup(p);
+    return km_pods_plan_make(p, err);
 }
 
 /* One namespace: plan, restart the workloads, evict, handle the ownerless pods. */
@@ -115,7 +107,7 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err
         .self_pod = own_ns && own_pod && own_pod[0] && strcmp(own_ns, ns) == 0 ? own_pod : NULL};
     km_status st = enter_namespace(ctx, ns, err);
     double deadline = km_clock_mono() + (double)rs->ns_timeout;
-    if (st == KM_OK && (st = plan_namespace(rs, &p, deadline, err)) == KM_OK)
+    if (st == KM_OK && (st = km_pods_retried(rs, deadline, plan_attempt, &p, err)) == KM_OK)
         km_log_info("pods: namespace planned", "namespace", ns, "workloads",
                     KM_LOG_INT((long)p.nworkloads), "evictions", KM_LOG_INT((long)p.evict.n),
                     "ownerless", KM_LOG_INT((long)p.ownerless.n), "ownerReads", KM_LOG_INT(p.reads),
@@ -298,7 +290,8 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
     };
     if (rs.max_conc < 1)
         rs.max_conc = 1;
-    km_status st = list_namespaces(ctx, &order, err);
+    km_status st = km_pods_retried(&rs, km_clock_mono() + (double)rs.ns_timeout, namespaces_attempt,
+                                   &order, err);
     int total = cJSON_GetArraySize(order);
     if (st == KM_OK && (!(done = done_list(ctx)) ||
                         km_json_set_num(ctx->status, "namespacesTotal", total) != KM_OK))

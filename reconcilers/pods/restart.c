@@ -69,6 +69,28 @@ km_status km_pods_retry(km_pods_restarter *rs, km_backoff *bo, const km_err *e, 
     return km_clock_sleep(delay, rs->ctx->cancel) == KM_OK ? KM_OK : KM_ECANCELED;
 }
 
+km_status km_pods_retried(km_pods_restarter *rs, double deadline, km_pods_attempt_fn fn, void *arg,
+                          km_err *err)
+{
+    km_backoff bo;
+    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
+    for (;;) {
+        km_err e;
+        km_err_clear(&e);
+        km_status st = fn(rs, arg, &e);
+        if (st == KM_OK)
+            return KM_OK;
+        km_status rt = km_pods_transient(st, &e) ? km_pods_retry(rs, &bo, &e, deadline) : st;
+        if (rt == KM_OK)
+            continue;
+        if (rt == KM_ECANCELED)
+            return km_err_set(err, KM_ECANCELED, "pods step cancelled");
+        if (err)
+            *err = e;
+        return st;
+    }
+}
+
 /* The error to return after a failure e of `what` that is not retried (any more). */
 static km_status give_up(km_status st, const km_err *e, km_err *err, const char *what)
 {

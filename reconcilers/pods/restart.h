@@ -63,6 +63,15 @@ int km_pods_transient(km_status st, const km_err *e);
  * deadline, KM_ETIMEOUT at once; KM_ECANCELED when the step is cancelled. */
 km_status km_pods_retry(km_pods_restarter *rs, km_backoff *bo, const km_err *e, double deadline);
 
+/* One attempt of a read (or guarded write) for km_pods_retried; arg is the caller's. */
+typedef km_status (*km_pods_attempt_fn)(km_pods_restarter *rs, void *arg, km_err *err);
+
+/* Calls fn until it succeeds, fails for good (not km_pods_transient) or a retry would pass the
+ * monotonic deadline (km_pods_retry between attempts).  Failure: the last attempt's error,
+ * KM_ECANCELED. */
+km_status km_pods_retried(km_pods_restarter *rs, double deadline, km_pods_attempt_fn fn, void *arg,
+                          km_err *err);
+
 /* Restarts the plan's workloads in batches (waiting for each batch when wait_ready) until the
  * monotonic deadline (km_clock_mono); the self workload is recorded in rs->self, not restarted.
  * Failure: an API error that is not transient, or a transient one past the deadline (404 =

@@ -592,9 +592,11 @@ def test_sigkill_chain_of_run_once_restarts_each_workload_exactly_once(tmp_path)
     {"verb": "patch", "resource": "apps/statefulsets", "code": 409},  # a conflict: read again, decide again
     {"verb": "create", "resource": "pods/eviction", "code": 503},
     {"verb": "list", "resource": "apps/replicasets", "code": 503},
-], ids=lambda r: "%s-%s-%d" % (r["verb"], r["resource"].replace("/", "-"), r["code"]))
+    # more failures in a row than the client retries a read: the step retries the namespace's plan
+    {"verb": "list", "resource": "pods", "code": 503, "count": 7},
+], ids=lambda r: "%s-%s-%d-x%d" % (r["verb"], r["resource"].replace("/", "-"), r["code"], r.get("count", 1)))
 def test_one_shot_fault_on_the_pods_step_still_succeeds_exactly(seed, rule):
-    seed.sim("POST", "/_sim/faults", {"rules": [dict(rule, count=1)]})
+    seed.sim("POST", "/_sim/faults", {"rules": [dict({"count": 1}, **rule)]})
     seed.sim("POST", "/_sim/counters/reset")
     cp = kmop.run(["run", "--once", "--steps", "pods", "-o", "json", "--kubeconfig", seed.kubeconfig], timeout=600)
     assert cp.returncode == 0, cp.stderr[-3000:]
@@ -609,6 +611,8 @@ def test_one_shot_fault_on_the_pods_step_still_succeeds_exactly(seed, rule):
     assert count_requests(seed, "create", "pods", "eviction", code=201) == 1
     if rule["code"] == 409:
         assert count_requests(seed, "get", "apps/statefulsets") == 1  # the re-read
+    if rule.get("count", 1) > 6:  # beyond the client's 5 retries: the step's own
+        assert "pods: transient failure, retrying" in cp.stderr
 
 
 # ---- kubemend's own workload ------------------------------------------------------------------------
