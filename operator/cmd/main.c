@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/log.h"
 #include "operator/cmd/manager.h"
 #include "operator/serve/http.h"
@@ -55,6 +57,9 @@ static const char usage_run[] =
     "  --steps LIST            comma-separated subset of tokens,extauth,csr,pods (default all)\n"
     "  --csr-window SECONDS    keep approving kubelet CSRs this long after the csr step\n"
     "                          (default: only while the pods step runs)\n"
+    "  --rebuild-time TIME     when the PKI was rebuilt (RFC 3339, e.g. 2026-11-26T09:00:00Z):\n"
+    "                          pods created before it are restarted (default: spec.rebuildTime,\n"
+    "                          else the current cluster CA's notBefore)\n"
     "  -o, --output FORMAT     'json': print the final status as JSON on stdout\n"
     "  --kubeconfig FILE       kubeconfig (default $KUBECONFIG, in-cluster, ~/.kube/config)\n"
     "  --context NAME          kubeconfig context\n"
@@ -96,7 +101,7 @@ enum { RUN = 1, OPERATOR = 2, BOTH = RUN | OPERATOR };
 /* Every flag's value as given (NULL = not given); booleans are "1". */
 typedef struct cli {
     const char *kubeconfig, *context, *log_level, *log_format, *qps, *burst;
-    const char *once, *dry_run, *file, *steps, *csr_window, *output;
+    const char *once, *dry_run, *file, *steps, *csr_window, *output, *rebuild_time;
     const char *ns, *leader_elect, *lease_name, *metrics_addr, *health_addr, *workers;
 } cli;
 
@@ -129,6 +134,7 @@ static const flag flags[] = {
     F("metrics-bind-address", required_argument, 269, OPERATOR, metrics_addr),
     F("health-probe-bind-address", required_argument, 270, OPERATOR, health_addr),
     F("workers", required_argument, 271, OPERATOR, workers),
+    F("rebuild-time", required_argument, 272, RUN, rebuild_time),
 };
 #undef F
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
@@ -237,8 +243,13 @@ static int cmd_run(int argc, char **argv)
         return usage_error("run", "invalid --output %s (use json)", c.output);
     if (c.csr_window && parse_long(c.csr_window, 1, 31536000, &jo.csr_window) != 0)
         return usage_error("run", "invalid --csr-window %s (seconds, 1..31536000)", c.csr_window);
+    time_t rebuilt;
+    if (c.rebuild_time && km_clock_parse(c.rebuild_time, &rebuilt) != KM_OK)
+        return usage_error("run", "invalid --rebuild-time %s (RFC 3339, e.g. 2026-11-26T09:00:00Z)",
+                           c.rebuild_time);
     if ((rc = common_opts("run", &c, &mo)) != 0)
         return rc;
+    jo.rebuild_time = c.rebuild_time;
     jo.dry_run = c.dry_run != NULL;
     jo.file = c.file;
     jo.steps = c.steps;

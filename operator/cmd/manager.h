@@ -66,6 +66,8 @@ typedef struct km_job_opts {
     const char *steps; /* --steps list, NULL = all */
     long csr_window;   /* --csr-window seconds, 0 = none */
     int json;          /* -o json */
+    /* appended */
+    const char *rebuild_time; /* --rebuild-time (RFC 3339), NULL = spec / derived */
 } km_job_opts;
 
 /* The job of `kubemend run --once`. */

@@ -1,4 +1,4 @@
-/* owners.c — one namespace's pods sorted into what restarts them (see owners.h). */
+/* owners.c — one namespace's stale pods sorted into what restarts them (see owners.h). */
 #include "reconcilers/pods/owners.h"
 
 #include <stdint.h>
@@ -11,14 +11,6 @@
 #include "operator/base/log.h"
 
 #define PAGE 500
-
-/* A ReplicaSet assumed (naming rule) to be workload's Deployment's, and its pods to restart. */
-struct km_pods_guess {
-    char *rs;
-    cJSON *pod; /* {metadata: {labels}} of one of its pods: what the selector must match */
-    km_pods_names pods;
-    km_pods_guess *next;
-};
 
 static const char *const kinds[KM_WL_KINDS] = {"Deployment", "StatefulSet", "DaemonSet"};
 static const char *const plurals[KM_WL_KINDS] = {"deployments", "statefulsets", "daemonsets"};
@@ -38,20 +30,38 @@ static km_status oom(km_err *err)
     return km_err_set(err, KM_ENOMEM, "pods: out of memory");
 }
 
-static km_status names_add(km_pods_names *v, const char *name)
+static km_status targets_add(km_pods_targets *v, const char *name, const char *uid)
 {
-    if (km_array_grow(&v->v, v->n, &v->cap, sizeof(*v->v)) != KM_OK || !(v->v[v->n] = strdup(name)))
+    if (km_array_grow(&v->v, v->n, &v->cap, sizeof(*v->v)) != KM_OK)
         return KM_ENOMEM;
+    km_pods_target *t = &v->v[v->n];
+    t->name = strdup(name ? name : "");
+    t->uid = strdup(uid ? uid : "");
+    if (!t->name || !t->uid) {
+        free(t->name);
+        free(t->uid);
+        return KM_ENOMEM;
+    }
     v->n++;
     return KM_OK;
 }
 
-static void names_free(km_pods_names *v)
+static void targets_free(km_pods_targets *v)
 {
-    for (size_t i = 0; i < v->n; i++)
-        free(v->v[i]);
+    for (size_t i = 0; i < v->n; i++) {
+        free(v->v[i].name);
+        free(v->v[i].uid);
+    }
     free(v->v);
     memset(v, 0, sizeof(*v));
+}
+
+/* The pod as a target (name, uid) of list v. */
+static km_status add_pod(km_pods_targets *v, const cJSON *pod, km_err *err)
+{
+    return targets_add(v, KM_JSON_STR(pod, "metadata", "name"), KM_JSON_STR(pod, "metadata", "uid"))
+               ? oom(err)
+               : KM_OK;
 }
 
 /* ---- the pods -------------------------------------------------------------------------------- */
@@ -100,8 +110,8 @@ static int slim_mounts(cJSON *spec, const cJSON *pod, const char *key)
 /* Copies the fields the selection needs (the list may be big; we keep only these). */
 static cJSON *slim_pod(const cJSON *pod)
 {
-    static const char *const md_keys[] = {"name", "creationTimestamp", "deletionTimestamp",
-                                          "ownerReferences", "labels"};
+    static const char *const md_keys[] = {
+        "name", "uid", "creationTimestamp", "deletionTimestamp", "ownerReferences", "labels"};
     static const char *const spec_keys[] = {"serviceAccountName", "automountServiceAccountToken",
                                             "volumes"};
     cJSON *o = cJSON_CreateObject();
@@ -194,19 +204,34 @@ static km_status service_account(km_pods_plan *p, const char *name, const cJSON 
 
 /* ---- workloads ------------------------------------------------------------------------------ */
 
-/* Copies what the step needs of a workload: name, generation, selector, replicas, the restart
- * marker and status.  NULL when out of memory. */
+/* Copies spec.template.metadata.annotations[key] of obj into spec (the template created on
+ * demand).  0, or -1 when out of memory. */
+static int slim_marker(cJSON *spec, const cJSON *obj, const char *key)
+{
+    const char *v = KM_JSON_STR(obj, "spec", "template", "metadata", "annotations", key);
+    if (!v)
+        return 0;
+    cJSON *t = km_json_obj(spec, "template");
+    cJSON *md = t ? km_json_obj(t, "metadata") : NULL;
+    cJSON *ann = md ? km_json_obj(md, "annotations") : NULL;
+    return ann && km_json_set_str(ann, key, v) == KM_OK ? 0 : -1;
+}
+
 cJSON *km_pods_slim_workload(const cJSON *obj)
 {
+    static const char *const md_str[] = {"name", "uid", "resourceVersion", "deletionTimestamp"};
     cJSON *o = cJSON_CreateObject();
     cJSON *md = o ? cJSON_AddObjectToObject(o, "metadata") : NULL;
     cJSON *spec = o ? cJSON_AddObjectToObject(o, "spec") : NULL;
     if (!md || !spec)
         goto fail;
-    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    for (size_t i = 0; i < sizeof(md_str) / sizeof(md_str[0]); i++) {
+        const char *v = KM_JSON_STR(obj, "metadata", md_str[i]);
+        if (v && km_json_set_str(md, md_str[i], v))
+            goto fail;
+    }
     const cJSON *gen = KM_JSON_AT(obj, "metadata", "generation");
-    if ((name && km_json_set_str(md, "name", name)) ||
-        (cJSON_IsNumber(gen) && km_json_set_num(md, "generation", gen->valuedouble)))
+    if (cJSON_IsNumber(gen) && km_json_set_num(md, "generation", gen->valuedouble))
         goto fail;
     const cJSON *v = KM_JSON_AT(obj, "spec", "replicas");
     if (cJSON_IsNumber(v) && km_json_set_num(spec, "replicas", v->valuedouble))
@@ -214,15 +239,9 @@ cJSON *km_pods_slim_workload(const cJSON *obj)
     v = KM_JSON_AT(obj, "spec", "selector");
     if (v && !cJSON_AddItemToObject(spec, "selector", cJSON_Duplicate(v, 1)))
         goto fail;
-    const char *mark =
-        KM_JSON_STR(obj, "spec", "template", "metadata", "annotations", KM_RESTARTED_AT_ANNOTATION);
-    if (mark) {
-        cJSON *ann = cJSON_AddObjectToObject(
-            cJSON_AddObjectToObject(cJSON_AddObjectToObject(spec, "template"), "metadata"),
-            "annotations");
-        if (!ann || km_json_set_str(ann, KM_RESTARTED_AT_ANNOTATION, mark))
-            goto fail;
-    }
+    if (slim_marker(spec, obj, KM_RESTARTED_AT_ANNOTATION) ||
+        slim_marker(spec, obj, KM_KUBEMEND_RESTARTED_AT_ANNOTATION))
+        goto fail;
     v = KM_JSON_AT(obj, "status");
     if (v && !cJSON_AddItemToObject(o, "status", cJSON_Duplicate(v, 1)))
         goto fail;
@@ -232,19 +251,288 @@ fail:
     return NULL;
 }
 
-static km_status collect_listed(const km_kube_page *page, void *user)
+/* The workload kind/name/uid (added once; the first uid stays).  *index (may be NULL) receives
+ * its index. */
+static km_status add_workload(km_pods_plan *p, km_wl_kind kind, const char *name, const char *uid,
+                              km_err *err)
 {
-    km_strmap *m = user;
+    char key[320];
+    snprintf(key, sizeof(key), "%s/%.300s", km_wl_name(kind), name);
+    if (km_strmap_has(p->index, key))
+        return KM_OK;
+    if (km_array_grow(&p->workloads, p->nworkloads, &p->capworkloads, sizeof(*p->workloads)))
+        return oom(err);
+    km_pods_workload *w = &p->workloads[p->nworkloads];
+    memset(w, 0, sizeof(*w));
+    w->kind = kind;
+    if (!(w->name = strdup(name)) || !(w->uid = strdup(uid)) ||
+        km_strmap_put(p->index, key, (void *)(uintptr_t)(p->nworkloads + 1), NULL) != KM_OK) {
+        free(w->name);
+        free(w->uid);
+        return oom(err);
+    }
+    p->nworkloads++;
+    return KM_OK;
+}
+
+/* The workload of kind `k` a controller reference names (NULL when not in the plan). */
+static km_pods_workload *workload_of(km_pods_plan *p, km_wl_kind k, const char *name)
+{
+    char key[320];
+    snprintf(key, sizeof(key), "%s/%.300s", km_wl_name(k), name ? name : "");
+    uintptr_t at = (uintptr_t)km_strmap_get(p->index, key);
+    return at ? &p->workloads[at - 1] : NULL;
+}
+
+typedef struct kind_list {
+    km_pods_plan *p;
+    km_wl_kind kind;
+} kind_list;
+
+/* A page of one workload kind: the plan's workloads get their slim copies (same uid, not being
+ * deleted). */
+static km_status collect_kind(const km_kube_page *page, void *user)
+{
+    kind_list *kl = user;
     const cJSON *it;
     cJSON_ArrayForEach(it, page->items)
     {
-        const char *name = KM_JSON_STR(it, "metadata", "name");
-        cJSON *s = name ? km_pods_slim_workload(it) : NULL, *old = NULL;
-        if (name && (!s || km_strmap_put(m, name, s, (void **)&old) != KM_OK)) {
-            cJSON_Delete(s);
+        km_pods_workload *w = workload_of(kl->p, kl->kind, KM_JSON_STR(it, "metadata", "name"));
+        const char *uid = KM_JSON_STR(it, "metadata", "uid");
+        if (!w || !uid || strcmp(uid, w->uid) != 0 ||
+            KM_JSON_STR(it, "metadata", "deletionTimestamp"))
+            continue;
+        cJSON *s = km_pods_slim_workload(it);
+        if (!s)
+            return KM_ENOMEM;
+        cJSON_Delete(w->obj); /* a restarted list repeats items */
+        w->obj = s;
+    }
+    return KM_OK;
+}
+
+/* One paged list of kind k in the namespace when the plan has workloads of that kind. */
+static km_status read_kind(km_pods_plan *p, km_wl_kind k, km_err *err)
+{
+    char path[768];
+    size_t n = 0;
+    for (size_t i = 0; i < p->nworkloads; i++)
+        n += p->workloads[i].kind == k;
+    if (n == 0)
+        return KM_OK;
+    if (km_kube_path(path, sizeof(path), "apps", "v1", p->ns, km_wl_plural(k), NULL, NULL))
+        return km_err_set(err, KM_EINVAL, "namespace name too long");
+    kind_list kl = {p, k};
+    km_list_opts lo = {.limit = PAGE};
+    p->reads++;
+    km_status st = km_kube_list(p->kube, path, &lo, collect_kind, &kl, NULL, err);
+    if (st == KM_ENOMEM)
+        return oom(err);
+    if (st != KM_OK)
+        km_err_prefix(err, "list %s in %s", km_wl_plural(k), p->ns);
+    return st;
+}
+
+/* ---- ReplicaSets ---------------------------------------------------------------------------- */
+
+/* What a ReplicaSet's list entry proved: its Deployment (name and uid NULL: standalone). */
+typedef struct rs_owner {
+    char *name, *uid;
+} rs_owner;
+
+static void rs_owner_free(rs_owner *o)
+{
+    if (o) {
+        free(o->name);
+        free(o->uid);
+        free(o);
+    }
+}
+
+static int free_rs_owner(const char *key, void *val, void *user)
+{
+    (void)key;
+    (void)user;
+    rs_owner_free(val);
+    return 0;
+}
+
+/* A page of ReplicaSets: those whose uid is a key of the map (referenced by a stale pod, or by
+ * kubemend's own pod) get what their controller reference proves. */
+static km_status collect_rs(const km_kube_page *page, void *user)
+{
+    km_strmap *owners = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        const char *uid = KM_JSON_STR(it, "metadata", "uid");
+        if (!uid || !km_strmap_has(owners, uid))
+            continue;
+        const cJSON *d = km_podsel_rs_deployment(it);
+        rs_owner *o = calloc(1, sizeof(*o)), *old = NULL;
+        if (!o ||
+            (d && (!(o->name = strdup(KM_JSON_STR(d, "name"))) ||
+                   !(o->uid = strdup(KM_JSON_STR(d, "uid"))))) ||
+            km_strmap_put(owners, uid, o, (void **)&old) != KM_OK) {
+            rs_owner_free(o);
             return KM_ENOMEM;
         }
-        cJSON_Delete(old);
+        rs_owner_free(old);
+    }
+    return KM_OK;
+}
+
+/* The ReplicaSet uid a pod's controller reference names. */
+static const char *rs_uid(const cJSON *pod)
+{
+    return KM_JSON_STR(km_podsel_controller(pod), "uid");
+}
+
+/* Resolves the stale pods of ReplicaSets (rs_pods, indexes into p->pods) with one list of the
+ * namespace's ReplicaSets: their Deployments join the workloads, the rest is evicted.  *self_uid
+ * (when the own pod's ReplicaSet was resolved) becomes the own Deployment's uid (borrowed until
+ * owners is freed). */
+static km_status resolve_rs(km_pods_plan *p, const cJSON *const *rs_pods, size_t n,
+                            const cJSON *self, km_strmap *owners, const char **self_uid,
+                            km_err *err)
+{
+    char path[768];
+    for (size_t i = 0; i < n; i++)
+        if (km_strmap_put(owners, rs_uid(rs_pods[i]), NULL, NULL) != KM_OK)
+            return oom(err);
+    if (self && km_podsel_route_of(self) == KM_ROUTE_REPLICASET &&
+        km_strmap_put(owners, rs_uid(self), NULL, NULL) != KM_OK)
+        return oom(err);
+    if (km_kube_path(path, sizeof(path), "apps", "v1", p->ns, "replicasets", NULL, NULL))
+        return km_err_set(err, KM_EINVAL, "namespace name too long");
+    km_list_opts lo = {.limit = PAGE};
+    p->reads++;
+    km_status st = km_kube_list(p->kube, path, &lo, collect_rs, owners, NULL, err);
+    if (st != KM_OK) {
+        if (st == KM_ENOMEM)
+            return oom(err);
+        km_err_prefix(err, "list replicasets in %s", p->ns);
+        return st;
+    }
+    for (size_t i = 0; i < n && st == KM_OK; i++) {
+        const rs_owner *o = km_strmap_get(owners, rs_uid(rs_pods[i]));
+        if (o && o->name)
+            st = add_workload(p, KM_WL_DEPLOYMENT, o->name, o->uid, err);
+        else /* standalone, or gone (the garbage collector deletes its pods anyway) */
+            st = add_pod(&p->evict, rs_pods[i], err);
+    }
+    const rs_owner *so = self ? km_strmap_get(owners, rs_uid(self)) : NULL;
+    if (so && so->uid)
+        *self_uid = so->uid;
+    return st;
+}
+
+/* ---- the plan ------------------------------------------------------------------------------- */
+
+/* Sorts one stale pod by its controller reference; a ReplicaSet's pods are collected in rs_pods
+ * for resolve_rs. */
+static km_status sort_pod(km_pods_plan *p, const cJSON *pod, const cJSON ***rs_pods, size_t *n,
+                          size_t *cap, km_err *err)
+{
+    const cJSON *c = km_podsel_controller(pod);
+    switch (km_podsel_route_of(pod)) {
+    case KM_ROUTE_OWNERLESS:
+        return add_pod(&p->ownerless, pod, err);
+    case KM_ROUTE_STATEFULSET:
+        return add_workload(p, KM_WL_STATEFULSET, KM_JSON_STR(c, "name"), KM_JSON_STR(c, "uid"),
+                            err);
+    case KM_ROUTE_DAEMONSET:
+        return add_workload(p, KM_WL_DAEMONSET, KM_JSON_STR(c, "name"), KM_JSON_STR(c, "uid"), err);
+    case KM_ROUTE_REPLICASET:
+        if (km_array_grow(rs_pods, *n, cap, sizeof(**rs_pods)) != KM_OK)
+            return oom(err);
+        (*rs_pods)[(*n)++] = pod;
+        return KM_OK;
+    case KM_ROUTE_EVICT:
+        break;
+    }
+    return add_pod(&p->evict, pod, err);
+}
+
+/* Marks the workload owning kubemend's own pod (uid self_uid, or the pod's own StatefulSet /
+ * DaemonSet). */
+static void mark_self(km_pods_plan *p, const cJSON *self, const char *self_uid)
+{
+    km_podsel_route r = self ? km_podsel_route_of(self) : KM_ROUTE_OWNERLESS;
+    if (r == KM_ROUTE_STATEFULSET || r == KM_ROUTE_DAEMONSET)
+        self_uid = rs_uid(self);
+    for (size_t i = 0; self_uid && i < p->nworkloads; i++)
+        p->workloads[i].self = strcmp(p->workloads[i].uid, self_uid) == 0;
+}
+
+/* Sorts the listed pods: the stale ones into the plan (ReplicaSets resolved, workloads read). */
+static km_status sort_pods(km_pods_plan *p, km_err *err)
+{
+    const cJSON **rs_pods = NULL, *pod, *self = NULL;
+    const char *self_uid = NULL;
+    size_t n = 0, cap = 0;
+    km_status st = KM_OK;
+    km_strmap *owners = km_strmap_new();
+    if (!owners)
+        return oom(err);
+    cJSON_ArrayForEach(pod, p->pods)
+    {
+        const cJSON *sa = NULL;
+        const char *name = KM_JSON_STR(pod, "metadata", "name");
+        if (p->self_pod && name && strcmp(name, p->self_pod) == 0)
+            self = pod;
+        if (km_podsel_needs_sa(pod, p->rebuilt_at, p->include_default) &&
+            (st = service_account(p, KM_JSON_STR(pod, "spec", "serviceAccountName"), &sa, err)))
+            goto out;
+        km_podsel_reason why = km_podsel_pod(pod, sa, p->rebuilt_at, p->include_default);
+        if (why != KM_PODSEL_RESTART) {
+            p->skipped[why]++;
+            km_log_debug("pod skipped", "namespace", p->ns, "pod", name, "reason",
+                         km_podsel_reason_str(why));
+            continue;
+        }
+        if ((st = sort_pod(p, pod, &rs_pods, &n, &cap, err)) != KM_OK)
+            goto out;
+    }
+    if (n > 0 && (st = resolve_rs(p, rs_pods, n, self, owners, &self_uid, err)) != KM_OK)
+        goto out;
+    for (int k = 0; k < KM_WL_KINDS && st == KM_OK; k++)
+        st = read_kind(p, (km_wl_kind)k, err);
+    mark_self(p, self, self_uid);
+out:
+    km_strmap_each(owners, free_rs_owner, NULL);
+    km_strmap_free(owners);
+    free(rs_pods);
+    return st;
+}
+
+km_status km_pods_plan_make(km_pods_plan *p, km_err *err)
+{
+    char path[512];
+    km_status st;
+    if (!(p->pods = cJSON_CreateArray()) || !(p->index = km_strmap_new()) ||
+        !(p->sa = km_strmap_new()))
+        return oom(err);
+    if (km_kube_path(path, sizeof(path), NULL, "v1", p->ns, "pods", NULL, NULL))
+        return km_err_set(err, KM_EINVAL, "namespace name too long");
+    km_list_opts lo = {.limit = PAGE};
+    if (!p->include_default)
+        lo.field_selector = "spec.serviceAccountName!=default";
+    if ((st = km_kube_list(p->kube, path, &lo, collect_pods, p, NULL, err)) != KM_OK) {
+        km_err_prefix(err, "list pods in %s", p->ns);
+        return st;
+    }
+    if ((st = sort_pods(p, err)) != KM_OK)
+        return st;
+    for (size_t i = 0; i < p->nworkloads; i++) {
+        km_pods_workload *w = &p->workloads[i];
+        if (w->obj)
+            continue;
+        p->gone++;
+        km_log_info("pods: owner gone, being deleted or replaced since its pods were listed: "
+                    "skipped",
+                    "namespace", p->ns, "kind", km_wl_name(w->kind), "name", w->name, "uid",
+                    w->uid);
     }
     return KM_OK;
 }
@@ -257,297 +545,25 @@ static int free_json(const char *key, void *val, void *user)
     return 0;
 }
 
-static void json_map_free(km_strmap *m)
-{
-    km_strmap_each(m, free_json, NULL);
-    km_strmap_free(m);
-}
-
-km_status km_pods_plan_listed(km_pods_plan *p, km_wl_kind k, const char *name, const cJSON **out,
-                              km_err *err)
-{
-    *out = NULL;
-    if (!p->listed[k]) {
-        char path[768];
-        km_strmap *m = km_strmap_new();
-        if (!m)
-            return oom(err);
-        km_list_opts lo = {.limit = PAGE};
-        km_status st = KM_EINVAL;
-        if (km_kube_path(path, sizeof(path), "apps", "v1", p->ns, km_wl_plural(k), NULL, NULL))
-            km_err_set(err, st, "namespace name too long");
-        else if ((st = km_kube_list(p->kube, path, &lo, collect_listed, m, NULL, err)) != KM_OK)
-            km_err_prefix(err, "list %s in %s", km_wl_plural(k), p->ns);
-        if (st != KM_OK) {
-            json_map_free(m);
-            return st == KM_ENOMEM ? oom(err) : st;
-        }
-        p->listed[k] = m;
-    }
-    *out = km_strmap_get(p->listed[k], name);
-    return KM_OK;
-}
-
-/* The workload kind/name (added once).  *index (may be NULL) receives its index. */
-static km_status add_workload(km_pods_plan *p, km_wl_kind kind, const char *name, size_t *index,
-                              km_err *err)
-{
-    char key[320];
-    snprintf(key, sizeof(key), "%s/%.300s", km_wl_name(kind), name);
-    uintptr_t at = (uintptr_t)km_strmap_get(p->index, key);
-    if (at) {
-        if (index)
-            *index = at - 1;
-        return KM_OK;
-    }
-    if (km_array_grow(&p->workloads, p->nworkloads, &p->capworkloads, sizeof(*p->workloads)))
-        return oom(err);
-    km_pods_workload *w = &p->workloads[p->nworkloads];
-    memset(w, 0, sizeof(*w));
-    w->kind = kind;
-    if (!(w->name = strdup(name)) ||
-        km_strmap_put(p->index, key, (void *)(uintptr_t)(p->nworkloads + 1), NULL) != KM_OK) {
-        free(w->name);
-        return oom(err);
-    }
-    if (index)
-        *index = p->nworkloads;
-    p->nworkloads++;
-    return KM_OK;
-}
-
-/* The Deployment the naming rule gives ReplicaSet rs of pod (rs == name + "-" + the pod's
- * pod-template-hash label) into buf.  0 when the rule does not apply. */
-static int deploy_guess(const cJSON *pod, const char *rs, char *buf, size_t n)
-{
-    const char *hash = KM_JSON_STR(pod, "metadata", "labels", KM_POD_TEMPLATE_HASH_LABEL);
-    size_t rn = strlen(rs), hn = hash ? strlen(hash) : 0;
-    if (hn == 0 || rn <= hn + 1 || rs[rn - hn - 1] != '-' || strcmp(rs + rn - hn, hash) != 0 ||
-        rn - hn - 1 >= n)
-        return 0;
-    memcpy(buf, rs, rn - hn - 1);
-    buf[rn - hn - 1] = '\0';
-    return 1;
-}
-
-/* Caches ReplicaSet rs -> Deployment deploy ("" = none).  KM_ENOMEM. */
-static km_status remember_owner(km_pods_plan *p, const char *rs, const char *deploy)
-{
-    char *d = strdup(deploy), *old = NULL;
-    if (!d || km_strmap_put(p->rs_owner, rs, d, (void **)&old) != KM_OK) {
-        free(d);
-        return KM_ENOMEM;
-    }
-    free(old);
-    return KM_OK;
-}
-
-/* The Deployment owning ReplicaSet rs of pod ("" when none), cached: in a dry run by the naming
- * rule against the namespace's listed Deployments, else from the ReplicaSet's own owner
- * reference (GET).  *deploy borrowed from the cache. */
-static km_status rs_owner(km_pods_plan *p, const cJSON *pod, const char *rs, const char **deploy,
-                          km_err *err)
-{
-    char guess[512], path[768];
-    const cJSON *d = NULL;
-    *deploy = km_strmap_get(p->rs_owner, rs);
-    if (*deploy)
-        return KM_OK;
-    km_status st = KM_OK;
-    if (p->dry_run && deploy_guess(pod, rs, guess, sizeof(guess)) &&
-        (st = km_pods_plan_listed(p, KM_WL_DEPLOYMENT, guess, &d, err)) != KM_OK)
-        return st;
-    if (d && km_podsel_rs_of_deployment(rs, pod, d)) {
-        if (remember_owner(p, rs, guess) != KM_OK)
-            return oom(err);
-        *deploy = km_strmap_get(p->rs_owner, rs);
-        return KM_OK;
-    }
-    if (km_kube_path(path, sizeof(path), "apps", "v1", p->ns, "replicasets", rs, NULL))
-        return km_err_set(err, KM_EINVAL, "replicaset name too long");
-    cJSON *obj = NULL;
-    km_err e;
-    km_err_clear(&e);
-    st = km_kube_get(p->kube, path, &obj, &e);
-    if (st != KM_OK && !(st == KM_EAPI && e.http_code == 404)) {
-        if (err)
-            *err = e;
-        km_err_prefix(err, "get replicaset %s/%s", p->ns, rs);
-        return st;
-    }
-    const cJSON *o = km_podsel_owner(obj);
-    const char *kind = KM_JSON_STR(o, "kind"), *name = KM_JSON_STR(o, "name");
-    st = remember_owner(p, rs, kind && name && strcmp(kind, "Deployment") == 0 ? name : "");
-    cJSON_Delete(obj);
-    if (st != KM_OK)
-        return oom(err);
-    *deploy = km_strmap_get(p->rs_owner, rs);
-    return KM_OK;
-}
-
-/* Records that pod (of ReplicaSet rs) presumably belongs to Deployment deploy (naming rule, not
- * yet verified: km_pods_plan_verify). */
-static km_status add_guess(km_pods_plan *p, const char *deploy, const char *rs, const cJSON *pod,
-                           km_err *err)
-{
-    size_t i;
-    km_status st = add_workload(p, KM_WL_DEPLOYMENT, deploy, &i, err);
-    if (st != KM_OK)
-        return st;
-    km_pods_guess *g = p->workloads[i].guesses;
-    while (g && strcmp(g->rs, rs) != 0)
-        g = g->next;
-    if (!g) {
-        const cJSON *labels = KM_JSON_AT(pod, "metadata", "labels");
-        g = calloc(1, sizeof(*g));
-        cJSON *md = NULL;
-        if (!g || !(g->rs = strdup(rs)) || !(g->pod = cJSON_CreateObject()) ||
-            !(md = cJSON_AddObjectToObject(g->pod, "metadata")) ||
-            !cJSON_AddItemToObject(md, "labels",
-                                   labels ? cJSON_Duplicate(labels, 1) : cJSON_CreateObject())) {
-            if (g)
-                free(g->rs);
-            cJSON_Delete(g ? g->pod : NULL);
-            free(g);
-            return oom(err);
-        }
-        km_pods_guess **tail = &p->workloads[i].guesses;
-        while (*tail)
-            tail = &(*tail)->next;
-        *tail = g;
-    }
-    return names_add(&g->pods, KM_JSON_STR(pod, "metadata", "name")) ? oom(err) : KM_OK;
-}
-
-/* Sorts one pod that needs a restart by its controlling owner. */
-static km_status sort_pod(km_pods_plan *p, const cJSON *pod, km_err *err)
-{
-    const char *name = KM_JSON_STR(pod, "metadata", "name");
-    const cJSON *owner = km_podsel_owner(pod);
-    const char *kind = KM_JSON_STR(owner, "kind"), *oname = KM_JSON_STR(owner, "name");
-    const char *deploy = "";
-    char guess[512];
-    if (!owner || !kind || !oname)
-        return names_add(&p->ownerless, name) ? oom(err) : KM_OK;
-    if (strcmp(kind, "StatefulSet") == 0)
-        return add_workload(p, KM_WL_STATEFULSET, oname, NULL, err);
-    if (strcmp(kind, "DaemonSet") == 0)
-        return add_workload(p, KM_WL_DAEMONSET, oname, NULL, err);
-    if (strcmp(kind, "ReplicaSet") != 0)
-        return names_add(&p->evict, name) ? oom(err) : KM_OK;
-    if (!p->dry_run && !km_strmap_has(p->rs_owner, oname) &&
-        deploy_guess(pod, oname, guess, sizeof(guess)))
-        return add_guess(p, guess, oname, pod, err); /* verified by the patch response */
-    km_status st = rs_owner(p, pod, oname, &deploy, err);
-    if (st != KM_OK)
-        return st;
-    if (deploy[0])
-        return add_workload(p, KM_WL_DEPLOYMENT, deploy, NULL, err);
-    return names_add(&p->evict, name) ? oom(err) : KM_OK;
-}
-
-km_status km_pods_plan_make(km_pods_plan *p, km_err *err)
-{
-    char path[512];
-    km_status st;
-    if (!(p->pods = cJSON_CreateArray()) || !(p->index = km_strmap_new()) ||
-        !(p->rs_owner = km_strmap_new()) || !(p->sa = km_strmap_new()))
-        return oom(err);
-    if (km_kube_path(path, sizeof(path), NULL, "v1", p->ns, "pods", NULL, NULL))
-        return km_err_set(err, KM_EINVAL, "namespace name too long");
-    km_list_opts lo = {.limit = PAGE};
-    if (!p->include_default)
-        lo.field_selector = "spec.serviceAccountName!=default";
-    if ((st = km_kube_list(p->kube, path, &lo, collect_pods, p, NULL, err)) != KM_OK) {
-        km_err_prefix(err, "list pods in %s", p->ns);
-        return st;
-    }
-    const cJSON *pod;
-    cJSON_ArrayForEach(pod, p->pods)
-    {
-        const cJSON *sa = NULL;
-        if (km_podsel_needs_sa(pod, p->started_at, p->include_default) &&
-            (st = service_account(p, KM_JSON_STR(pod, "spec", "serviceAccountName"), &sa, err)))
-            return st;
-        km_podsel_reason why = km_podsel_pod(pod, sa, p->started_at, p->include_default);
-        if (why != KM_PODSEL_RESTART) {
-            p->skipped[why]++;
-            km_log_debug("pod skipped", "namespace", p->ns, "pod",
-                         KM_JSON_STR(pod, "metadata", "name"), "reason", km_podsel_reason_str(why));
-            continue;
-        }
-        if ((st = sort_pod(p, pod, err)) != KM_OK)
-            return st;
-    }
-    return KM_OK;
-}
-
-km_status km_pods_plan_verify(km_pods_plan *p, size_t i, const cJSON *deploy, km_err *err)
-{
-    km_status st = KM_OK;
-    for (km_pods_guess *g = p->workloads[i].guesses; g && st == KM_OK; g = g->next) {
-        const char *owner = "";
-        if (deploy && km_podsel_rs_of_deployment(g->rs, g->pod, deploy))
-            continue;
-        if ((st = rs_owner(p, g->pod, g->rs, &owner, err)) != KM_OK)
-            return st;
-        if (owner[0] && strcmp(owner, p->workloads[i].name) == 0)
-            continue; /* deploy's after all (adopted), or gone with it */
-        if (owner[0]) {
-            st = add_workload(p, KM_WL_DEPLOYMENT, owner, NULL, err);
-            continue; /* p->workloads may have moved: g stays valid (it is not in the array) */
-        }
-        for (size_t k = 0; k < g->pods.n && st == KM_OK; k++)
-            st = names_add(&p->evict, g->pods.v[k]) ? oom(err) : KM_OK;
-    }
-    return st;
-}
-
-static void guesses_free(km_pods_guess *g)
-{
-    while (g) {
-        km_pods_guess *next = g->next;
-        free(g->rs);
-        cJSON_Delete(g->pod);
-        names_free(&g->pods);
-        free(g);
-        g = next;
-    }
-}
-
-static int free_str(const char *key, void *val, void *user)
-{
-    (void)key;
-    (void)user;
-    free(val);
-    return 0;
-}
-
 void km_pods_plan_cleanup(km_pods_plan *p)
 {
     for (size_t i = 0; i < p->nworkloads; i++) {
         free(p->workloads[i].name);
-        guesses_free(p->workloads[i].guesses);
+        free(p->workloads[i].uid);
+        cJSON_Delete(p->workloads[i].obj);
     }
     free(p->workloads);
     p->workloads = NULL;
     p->nworkloads = p->capworkloads = 0;
-    names_free(&p->evict);
-    names_free(&p->ownerless);
+    targets_free(&p->evict);
+    targets_free(&p->ownerless);
     cJSON_Delete(p->pods);
     p->pods = NULL;
     km_strmap_free(p->index);
-    if (p->rs_owner)
-        km_strmap_each(p->rs_owner, free_str, NULL);
-    km_strmap_free(p->rs_owner);
     if (p->sa)
-        json_map_free(p->sa);
-    else
-        km_strmap_free(p->sa);
-    for (int k = 0; k < KM_WL_KINDS; k++)
-        if (p->listed[k])
-            json_map_free(p->listed[k]);
-    p->index = p->rs_owner = p->sa = NULL;
-    memset(p->listed, 0, sizeof(p->listed));
+        km_strmap_each(p->sa, free_json, NULL);
+    km_strmap_free(p->sa);
+    p->index = p->sa = NULL;
     memset(p->skipped, 0, sizeof(p->skipped));
+    p->gone = p->reads = 0;
 }

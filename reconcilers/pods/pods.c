@@ -63,6 +63,12 @@ static km_status list_namespaces(km_step_ctx *ctx, cJSON **order, km_err *err)
     return st;
 }
 
+/* One attempt of list_namespaces (km_pods_retried). */
+static km_status namespaces_attempt(km_pods_restarter *rs, void *order, km_err *err)
+{
+    return list_namespaces(rs->ctx, order, err);
+}
+
 /* Marks ns as the current namespace (current.restarted restarts when it is a new one). */
 static km_status enter_namespace(km_step_ctx *ctx, const char *ns, km_err *err)
 {
@@ -80,30 +86,41 @@ static km_status enter_namespace(km_step_ctx *ctx, const char *ns, km_err *err)
     return km_step_save(ctx, err);
 }
 
+/* One attempt of planning namespace p (km_pods_retried): what an earlier one planned is dropped. */
+static km_status plan_attempt(km_pods_restarter *rs, void *p, km_err *err)
+{
+    (void)rs;
+    km_pods_plan_cleanup(p);
+    return km_pods_plan_make(p, err);
+}
+
 /* One namespace: plan, restart the workloads, evict, handle the ownerless pods. */
 static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err)
 {
     km_step_ctx *ctx = rs->ctx;
-    km_pods_plan p = {.kube = ctx->kube,
-                      .ns = ns,
-                      .started_at = rs->started_at,
-                      .include_default = km_step_bool(ctx, "includeDefaultServiceAccount"),
-                      .dry_run = rs->dry_run};
+    const char *own_ns = getenv("POD_NAMESPACE"), *own_pod = getenv("POD_NAME");
+    km_pods_plan p = {
+        .kube = ctx->kube,
+        .ns = ns,
+        .rebuilt_at = rs->rebuilt_at,
+        .include_default = km_step_bool(ctx, "includeDefaultServiceAccount"),
+        .self_pod = own_ns && own_pod && own_pod[0] && strcmp(own_ns, ns) == 0 ? own_pod : NULL};
     km_status st = enter_namespace(ctx, ns, err);
     double deadline = km_clock_mono() + (double)rs->ns_timeout;
-    if (st == KM_OK && (st = km_pods_plan_make(&p, err)) == KM_OK)
+    if (st == KM_OK && (st = km_pods_retried(rs, deadline, plan_attempt, &p, err)) == KM_OK)
         km_log_info("pods: namespace planned", "namespace", ns, "workloads",
                     KM_LOG_INT((long)p.nworkloads), "evictions", KM_LOG_INT((long)p.evict.n),
-                    "ownerless", KM_LOG_INT((long)p.ownerless.n), "skippedNoToken",
+                    "ownerless", KM_LOG_INT((long)p.ownerless.n), "ownerReads", KM_LOG_INT(p.reads),
+                    "gone", KM_LOG_INT(p.gone), "skippedNoToken",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NO_TOKEN]), "skippedNew",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NEW]));
     if (st == KM_OK)
         st = km_pods_restart(rs, &p, deadline, err);
     for (size_t i = 0; st == KM_OK && i < p.evict.n; i++)
         st = km_step_cancelled(ctx) ? km_err_set(err, KM_ECANCELED, "pods step cancelled")
-                                    : km_pods_evict(rs, &p, p.evict.v[i], err);
+                                    : km_pods_evict(rs, &p, &p.evict.v[i], err);
     for (size_t i = 0; st == KM_OK && i < p.ownerless.n; i++)
-        st = km_pods_ownerless(rs, &p, p.ownerless.v[i], err);
+        st = km_pods_ownerless(rs, &p, &p.ownerless.v[i], deadline, err);
     km_pods_plan_cleanup(&p);
     return st;
 }
@@ -136,21 +153,32 @@ static void result(km_step_ctx *ctx, int total)
 {
     const cJSON *st = ctx->status;
     long restarted = (long)KM_JSON_NUM(st, 0, "restarted");
+    long already = (long)KM_JSON_NUM(st, 0, "alreadyRestarted");
     long evicted = (long)KM_JSON_NUM(st, 0, "evicted");
     long deleted = (long)KM_JSON_NUM(st, 0, "deleted");
     int nstuck = cJSON_GetArraySize(KM_JSON_AT(st, "stuck"));
     int nmanual = cJSON_GetArraySize(KM_JSON_AT(st, "manual"));
     const char *dry = ctx->dry_run ? "dry run: would have " : "";
+    const char *self = KM_JSON_STR(st, "self", "action");
+    char when[KM_CLOCK_TEXT_MAX], tail[160] = "";
+    km_clock_format_s(ctx->rebuilt_at, when, sizeof(when));
+    if (self && strcmp(self, "Skipped") != 0)
+        snprintf(tail, sizeof(tail), "; kubemend's own %s comes last",
+                 KM_JSON_STR(st, "self", "workload"));
     if (nstuck > 0)
         km_step_set_result(ctx, "False", "WorkloadsStuck",
-                           "%srestarted %ld workloads, evicted %ld pods, deleted %ld in %d "
-                           "namespaces; %d stuck (see status.pods.stuck), %d need a manual restart",
-                           dry, restarted, evicted, deleted, total, nstuck, nmanual);
+                           "pods created before the rebuild (%s): %srestarted %ld workloads (%ld "
+                           "already restarted since), evicted %ld pods, deleted %ld in %d "
+                           "namespaces; %d stuck (see status.pods.stuck), %d need a manual "
+                           "restart%s",
+                           when, dry, restarted, already, evicted, deleted, total, nstuck, nmanual,
+                           tail);
     else
         km_step_set_result(ctx, "True", ctx->dry_run ? "DryRun" : "PodsRestarted",
-                           "%srestarted %ld workloads, evicted %ld pods, deleted %ld in %d "
-                           "namespaces; %d ownerless pods need a manual restart",
-                           dry, restarted, evicted, deleted, total, nmanual);
+                           "pods created before the rebuild (%s): %srestarted %ld workloads (%ld "
+                           "already restarted since), evicted %ld pods, deleted %ld in %d "
+                           "namespaces; %d ownerless pods need a manual restart%s",
+                           when, dry, restarted, already, evicted, deleted, total, nmanual, tail);
 }
 
 /* status.pods.done as an array (a resumed step skips those namespaces). */
@@ -163,24 +191,96 @@ static cJSON *done_list(km_step_ctx *ctx)
     return cJSON_AddArrayToObject(ctx->status, "done");
 }
 
-/* The restart marker's value: the recovery's start (now when none was recorded). */
-static const char *marker_time(km_step_ctx *ctx, char *buf, size_t n)
+/* ---- kubemend's own workload --------------------------------------------------------------- */
+
+/* Non-zero when kubemend's own token is proven valid: its credentials are its pod's in-cluster
+ * service-account token and the server accepts them (this step runs on them).  A bound token is
+ * refreshed by the kubelet, and a pod started after the rebuild has a new one. */
+static int own_token_valid(km_step_ctx *ctx)
 {
-    time_t t;
-    if (km_clock_parse(ctx->started_at, &t) == KM_OK)
-        return ctx->started_at;
-    km_clock_now_text(buf, n);
-    km_log_warn("pods: recovery has no startedAt, using now", "startedAt", buf);
-    return buf;
+    const char *src = km_kubeconfig_source(km_kube_config(ctx->kube));
+    return src && strcmp(src, "in-cluster") == 0 && !km_kube_credentials_rejected(ctx->kube);
+}
+
+/* status.pods.self for the own workload met in the loop: Skipped (own token valid), else
+ * RestartLast (the `last` hook restarts it once the recovery's status is final). */
+static km_status self_decide(km_step_ctx *ctx, const km_pods_self *self, km_err *err)
+{
+    char wl[640];
+    snprintf(wl, sizeof(wl), "%s/%s/%s", self->ns, km_wl_name(self->kind), self->name);
+    cJSON *o = km_json_obj(ctx->status, "self");
+    int valid = own_token_valid(ctx);
+    const char *action = valid ? "Skipped" : ctx->dry_run ? "WouldRestartLast" : "RestartLast";
+    const char *had = KM_JSON_STR(o, "action");
+    if (had && strcmp(had, "Restarted") == 0)
+        return KM_OK;
+    if (!o || km_json_set_str(o, "workload", wl) || km_json_set_str(o, "uid", self->uid) ||
+        km_json_set_str(o, "action", action) ||
+        km_json_set_str(o, "message",
+                        valid ? "kubemend's own token is valid (its in-cluster "
+                                "credentials are accepted): not restarted"
+                              : "restarted after everything else, once the "
+                                "recovery's status is final"))
+        return oom(err);
+    km_log_info("pods: kubemend's own workload", "workload", wl, "action", action);
+    return km_step_save(ctx, err);
+}
+
+/* The step's `last` hook: restarts kubemend's own workload when status.pods.self says so. */
+static km_status pods_last(km_step_ctx *ctx, km_err *err)
+{
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(ctx->status, "self");
+    const char *action = KM_JSON_STR(o, "action"), *wl = KM_JSON_STR(o, "workload");
+    const char *uid = KM_JSON_STR(o, "uid");
+    km_pods_self self = {.found = 1};
+    char kind[64];
+    int done = 0;
+    if (!action || strcmp(action, "RestartLast") != 0 || !wl || !uid || ctx->dry_run)
+        return KM_OK;
+    if (sscanf(wl, "%255[^/]/%63[^/]/%255s", self.ns, kind, self.name) != 3)
+        return km_err_set(err, KM_EINVAL, "status.pods.self.workload: %s", wl);
+    for (int k = 0; k < KM_WL_KINDS; k++)
+        if (strcmp(kind, km_wl_name((km_wl_kind)k)) == 0)
+            self.kind = (km_wl_kind)k;
+    snprintf(self.uid, sizeof(self.uid), "%s", uid);
+    km_err e;
+    km_err_clear(&e);
+    km_status st = km_pods_restart_self(ctx, ctx->rebuilt_at, &self, &done, &e);
+    char msg[700];
+    if (st == KM_OK) {
+        km_json_set_str(o, "action", done ? "Restarted" : "AlreadyRestarted");
+        snprintf(msg, sizeof(msg), "rollout restart of kubemend's own %s, after everything else",
+                 wl);
+        km_json_set_str(o, "message", msg);
+        km_step_event(ctx, "Normal", done ? "OwnWorkloadRestarted" : "OwnWorkloadAlreadyRestarted",
+                      msg);
+    } else {
+        char ebuf[512];
+        km_err_str(&e, ebuf, sizeof(ebuf));
+        snprintf(msg, sizeof(msg),
+                 "kubemend's own %s could not be restarted (%s): restart it by hand", wl, ebuf);
+        km_json_set_str(o, "action", "Failed");
+        km_json_set_str(o, "message", msg);
+        km_step_event(ctx, "Warning", "OwnWorkloadNotRestarted", msg);
+        if (err)
+            *err = e;
+    }
+    km_status sst = km_step_save(ctx, st == KM_OK ? err : NULL);
+    return st != KM_OK ? st : sst;
 }
 
 static km_status pods_step(km_step_ctx *ctx, km_err *err)
 {
-    char now[KM_CLOCK_TEXT_MAX];
     cJSON *order = NULL, *done = NULL;
+    if (ctx->rebuilt_at <= 0)
+        return km_err_set(err, KM_ESTATE,
+                          "the PKI rebuild time is unknown (%s): set spec.rebuildTime (run --once: "
+                          "--rebuild-time), e.g. 2026-11-26T09:00:00Z — pods created before it "
+                          "are restarted",
+                          ctx->rebuild_note ? ctx->rebuild_note : "not derived");
     km_pods_restarter rs = {
         .ctx = ctx,
-        .started_at = marker_time(ctx, now, sizeof(now)),
+        .rebuilt_at = ctx->rebuilt_at,
         .dry_run = ctx->dry_run,
         .wait_ready = km_step_bool(ctx, "waitForReady") && !ctx->dry_run,
         .max_conc = (int)km_step_int(ctx, "maxConcurrent"),
@@ -190,7 +290,8 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
     };
     if (rs.max_conc < 1)
         rs.max_conc = 1;
-    km_status st = list_namespaces(ctx, &order, err);
+    km_status st = km_pods_retried(&rs, km_clock_mono() + (double)rs.ns_timeout, namespaces_attempt,
+                                   &order, err);
     int total = cJSON_GetArraySize(order);
     if (st == KM_OK && (!(done = done_list(ctx)) ||
                         km_json_set_num(ctx->status, "namespacesTotal", total) != KM_OK))
@@ -209,6 +310,8 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
         if (st != KM_OK)
             break;
     }
+    if (st == KM_OK && rs.self.found)
+        st = self_decide(ctx, &rs.self, err);
     if (st == KM_OK) {
         km_json_set_num(ctx->status, "namespacesDone", cJSON_GetArraySize(done));
         km_json_set_str(ctx->status, "currentNamespace", "");
@@ -260,4 +363,5 @@ const km_step_def km_pods_def = {
     .fields = fields,
     .check = check_spec,
     .run = pods_step,
+    .last = pods_last,
 };

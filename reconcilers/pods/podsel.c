@@ -23,7 +23,7 @@ const char *km_podsel_reason_str(km_podsel_reason r)
     case KM_PODSEL_FINISHED:
         return "finished";
     case KM_PODSEL_NEW:
-        return "createdAfterStart";
+        return "createdAfterRebuild";
     case KM_PODSEL_DELETING:
         return "deleting";
     }
@@ -118,69 +118,13 @@ int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa)
     return KM_JSON_BOOL(sa, 1, "automountServiceAccountToken");
 }
 
-int km_podsel_needs_sa(const cJSON *pod, const char *started_at, int include_default_sa)
+int km_podsel_needs_sa(const cJSON *pod, time_t rebuilt_at, int include_default_sa)
 {
     return km_podsel_token_from_spec(pod) < 0 &&
-           km_podsel_pod(pod, NULL, started_at, include_default_sa) == KM_PODSEL_RESTART;
+           km_podsel_pod(pod, NULL, rebuilt_at, include_default_sa) == KM_PODSEL_RESTART;
 }
 
-/* Non-zero when the string array vals holds s. */
-static int values_have(const cJSON *vals, const char *s)
-{
-    return s && km_json_array_has_str(vals, s);
-}
-
-int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels)
-{
-    if (!cJSON_IsObject(selector))
-        return 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchLabels"))
-    {
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(labels, it->string);
-        if (!cJSON_IsString(it) || !cJSON_IsString(l) || strcmp(l->valuestring, it->valuestring))
-            return 0;
-    }
-    cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchExpressions"))
-    {
-        const char *key = KM_JSON_STR(it, "key");
-        const char *op = KM_JSON_STR(it, "operator");
-        const cJSON *vals = KM_JSON_AT(it, "values");
-        if (!key || !op)
-            return 0;
-        const cJSON *l = cJSON_GetObjectItemCaseSensitive(labels, key);
-        const char *val = cJSON_IsString(l) ? l->valuestring : NULL;
-        int ok;
-        if (strcmp(op, "In") == 0)
-            ok = values_have(vals, val);
-        else if (strcmp(op, "NotIn") == 0)
-            ok = !values_have(vals, val);
-        else if (strcmp(op, "Exists") == 0)
-            ok = val != NULL;
-        else if (strcmp(op, "DoesNotExist") == 0)
-            ok = val == NULL;
-        else
-            ok = 0;
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-int km_podsel_rs_of_deployment(const char *rs, const cJSON *pod, const cJSON *deploy)
-{
-    const char *hash = KM_JSON_STR(pod, "metadata", "labels", KM_POD_TEMPLATE_HASH_LABEL);
-    const char *name = KM_JSON_STR(deploy, "metadata", "name");
-    if (!rs || !hash || !hash[0] || !name || !name[0])
-        return 0;
-    size_t n = strlen(name);
-    if (strncmp(rs, name, n) != 0 || rs[n] != '-' || strcmp(rs + n + 1, hash) != 0)
-        return 0;
-    return km_podsel_selector_matches(KM_JSON_AT(deploy, "spec", "selector"),
-                                      KM_JSON_AT(pod, "metadata", "labels"));
-}
-
-km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,
+km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, time_t rebuilt_at,
                                int include_default_sa)
 {
     const char *del = KM_JSON_STR(pod, "metadata", "deletionTimestamp");
@@ -191,10 +135,10 @@ km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *st
     const char *phase = KM_JSON_STR(pod, "status", "phase");
     if (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
         return KM_PODSEL_FINISHED;
-    time_t start, created;
-    if (km_clock_parse(started_at, &start) == KM_OK &&
+    time_t created;
+    if (rebuilt_at > 0 &&
         km_clock_parse(KM_JSON_STR(pod, "metadata", "creationTimestamp"), &created) == KM_OK &&
-        created > start) /* second resolution: the start's own second counts as before it */
+        created >= rebuilt_at)
         return KM_PODSEL_NEW;
     const char *sa_name = KM_JSON_STR(pod, "spec", "serviceAccountName");
     if (!include_default_sa && (!sa_name || !sa_name[0] || strcmp(sa_name, "default") == 0))
@@ -204,17 +148,44 @@ km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *st
     return KM_PODSEL_RESTART;
 }
 
-const cJSON *km_podsel_owner(const cJSON *obj)
+const cJSON *km_podsel_controller(const cJSON *obj)
 {
-    const cJSON *refs = KM_JSON_AT(obj, "metadata", "ownerReferences");
     const cJSON *r;
-    cJSON_ArrayForEach(r, refs)
+    cJSON_ArrayForEach(r, KM_JSON_AT(obj, "metadata", "ownerReferences"))
     {
         if (KM_JSON_BOOL(r, 0, "controller"))
             return r;
     }
-    r = cJSON_IsArray(refs) ? cJSON_GetArrayItem(refs, 0) : NULL;
-    return cJSON_IsObject(r) ? r : NULL;
+    return NULL;
+}
+
+/* Non-zero when ref names kind in group apps (or extensions, with old_group) by name and uid. */
+static int ref_is(const cJSON *ref, const char *kind, int old_group)
+{
+    const char *k = KM_JSON_STR(ref, "kind"), *api = KM_JSON_STR(ref, "apiVersion");
+    const char *name = KM_JSON_STR(ref, "name"), *uid = KM_JSON_STR(ref, "uid");
+    return k && api && name && name[0] && uid && uid[0] && strcmp(k, kind) == 0 &&
+           (str_has_prefix(api, "apps/") || (old_group && str_has_prefix(api, "extensions/")));
+}
+
+km_podsel_route km_podsel_route_of(const cJSON *obj)
+{
+    const cJSON *c = km_podsel_controller(obj);
+    if (!c)
+        return KM_ROUTE_OWNERLESS;
+    if (ref_is(c, "ReplicaSet", 1))
+        return KM_ROUTE_REPLICASET;
+    if (ref_is(c, "StatefulSet", 0))
+        return KM_ROUTE_STATEFULSET;
+    if (ref_is(c, "DaemonSet", 1))
+        return KM_ROUTE_DAEMONSET;
+    return KM_ROUTE_EVICT;
+}
+
+const cJSON *km_podsel_rs_deployment(const cJSON *rs)
+{
+    const cJSON *c = km_podsel_controller(rs);
+    return ref_is(c, "Deployment", 1) ? c : NULL;
 }
 
 static int ns_allowed(const char *ns, const cJSON *spec)
@@ -366,14 +337,30 @@ out:
     return st;
 }
 
-int km_podsel_restarted_since(const cJSON *workload, const char *started_at)
+time_t km_podsel_marker(const cJSON *workload)
 {
-    const char *v = KM_JSON_STR(workload, "spec", "template", "metadata", "annotations",
-                                KM_RESTARTED_AT_ANNOTATION);
-    time_t a, s;
-    if (!v || km_clock_parse(v, &a) != KM_OK || km_clock_parse(started_at, &s) != KM_OK)
-        return 0;
-    return a >= s;
+    static const char *const keys[] = {KM_RESTARTED_AT_ANNOTATION,
+                                       KM_KUBEMEND_RESTARTED_AT_ANNOTATION};
+    time_t best = 0;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        time_t t;
+        const char *v =
+            KM_JSON_STR(workload, "spec", "template", "metadata", "annotations", keys[i]);
+        if (v && km_clock_parse(v, &t) == KM_OK && t > best)
+            best = t;
+    }
+    return best;
+}
+
+int km_podsel_restarted_since(const cJSON *workload, time_t rebuilt_at)
+{
+    time_t m = km_podsel_marker(workload);
+    return rebuilt_at > 0 && m > 0 && m >= rebuilt_at;
+}
+
+time_t km_podsel_marker_time(time_t now, time_t rebuilt_at)
+{
+    return now < rebuilt_at ? rebuilt_at : now;
 }
 
 static long num(const cJSON *o, const char *a, const char *b, long dflt)

@@ -1,6 +1,14 @@
-/* podsel.h — the pure rules of the pod restart step (no I/O): which pods need a restart, in which
- * order namespaces are visited, how a workload is identified and when it counts as rolled out.
- * reconcilers/pods.c does the API calls around them. */
+/* podsel.h — the pure rules of the pod restart step (no I/O): which pods are stale (need a
+ * restart), what proves which object owns them, in which order namespaces are visited, when a
+ * workload counts as restarted since the PKI rebuild and when as rolled out.
+ * reconcilers/pods/{owners,restart,pods}.c do the API calls around them.
+ *
+ * Stale: a pod that mounts a service-account token and was created before the PKI rebuild
+ * (km_step_ctx.rebuilt_at): its token was signed with the old key.  Done: a workload whose pod
+ * template carries a restart marker (kubectl.kubernetes.io/restartedAt or
+ * kubemend.io/restartedAt) at or after the rebuild time was restarted since, by kubemend or a
+ * human, and is not restarted again — so any number of runs restart each workload at most
+ * once, without local state. */
 #ifndef KM_PODSEL_H
 #define KM_PODSEL_H
 
@@ -11,7 +19,8 @@
 
 #include "operator/base/err.h"
 
-#define KM_RESTARTED_AT_ANNOTATION "kubectl.kubernetes.io/restartedAt"
+#define KM_RESTARTED_AT_ANNOTATION "kubectl.kubernetes.io/restartedAt" /* kubemend writes it */
+#define KM_KUBEMEND_RESTARTED_AT_ANNOTATION "kubemend.io/restartedAt"  /* read as well */
 #define KM_MIRROR_ANNOTATION "kubernetes.io/config.mirror"
 
 /* Why a pod is (not) restarted. */
@@ -21,24 +30,25 @@ typedef enum km_podsel_reason {
     KM_PODSEL_NO_TOKEN,    /* automount off on pod (or SA) and no token volume */
     KM_PODSEL_MIRROR,      /* static pod mirror (annotation kubernetes.io/config.mirror) */
     KM_PODSEL_FINISHED,    /* status.phase Succeeded or Failed */
-    KM_PODSEL_NEW,         /* created at or after the recovery started */
+    KM_PODSEL_NEW,         /* created at or after the PKI rebuild: its token is current */
     KM_PODSEL_DELETING,    /* metadata.deletionTimestamp set */
 } km_podsel_reason;
 
-/* "restart", "defaultServiceAccount", "noToken", "mirror", "finished", "createdAfterStart",
+/* "restart", "defaultServiceAccount", "noToken", "mirror", "finished", "createdAfterRebuild",
  * "deleting". */
 const char *km_podsel_reason_str(km_podsel_reason r);
 
 #define KM_SA_MOUNT_PATH "/var/run/secrets/kubernetes.io/serviceaccount"
-#define KM_POD_TEMPLATE_HASH_LABEL "pod-template-hash"
 
 /* Decides one pod.  sa is the pod's ServiceAccount object, consulted only when the pod's spec
  * cannot tell (km_podsel_token_from_spec() < 0; NULL = unknown or missing: its
- * automountServiceAccountToken then counts as unset = true).  started_at is the recovery's
- * RFC 3339 start (NULL or malformed: no pod is "new"); "new" means created in a later second than
- * the start (timestamps have one-second resolution, and a stale pod must not be missed).  Rules in
- * order: deleting, mirror, finished, new, default SA, token. */
-km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, const char *started_at,
+ * automountServiceAccountToken then counts as unset = true).  rebuilt_at is the PKI rebuild time
+ * (<= 0: no pod is "new"); "new" means creationTimestamp >= rebuilt_at (both in whole seconds: a
+ * pod created in the rebuild's own second counts as new — the old control plane is down by then,
+ * and the new one starts seconds after its CA was made); a missing or malformed
+ * creationTimestamp is not new.  Rules in order: deleting, mirror, finished, new, default SA,
+ * token. */
+km_podsel_reason km_podsel_pod(const cJSON *pod, const cJSON *sa, time_t rebuilt_at,
                                int include_default_sa);
 
 /* What the pod's own spec says about a service-account token (ServiceAccount admission already
@@ -61,22 +71,29 @@ int km_podsel_mounts_token(const cJSON *pod, const cJSON *sa);
 
 /* Non-zero when km_podsel_pod()'s answer for this pod depends on its ServiceAccount (every other
  * rule lets it through and the spec cannot tell about the token): only then is the SA fetched. */
-int km_podsel_needs_sa(const cJSON *pod, const char *started_at, int include_default_sa);
+int km_podsel_needs_sa(const cJSON *pod, time_t rebuilt_at, int include_default_sa);
 
-/* Non-zero when labels (an object of strings, NULL = none) match a metav1.LabelSelector:
- * every matchLabels pair and every matchExpressions entry (In, NotIn, Exists, DoesNotExist) holds.
- * An empty selector ({}) matches everything; NULL, a non-object or an unknown operator matches
- * nothing. */
-int km_podsel_selector_matches(const cJSON *selector, const cJSON *labels);
+/* The object's controller reference (ownerReferences entry with controller: true), or NULL.  A
+ * reference without controller: true proves nothing about who recreates the object. */
+const cJSON *km_podsel_controller(const cJSON *obj);
 
-/* Non-zero when the ReplicaSet rs (the pod's controlling owner) belongs to Deployment deploy
- * without looking at the ReplicaSet: rs == deploy's name + "-" + the pod's pod-template-hash
- * label (the deployment controller's naming rule) and deploy's spec.selector matches the pod's
- * labels (such a ReplicaSet is the Deployment's, or would be adopted by it). */
-int km_podsel_rs_of_deployment(const char *rs, const cJSON *pod, const cJSON *deploy);
+/* What restarts a stale pod, from its controller reference alone. */
+typedef enum km_podsel_route {
+    KM_ROUTE_OWNERLESS = 0, /* no controller: a human restarts it (or deleteOwnerlessPods) */
+    KM_ROUTE_REPLICASET,    /* a ReplicaSet: its own controller reference decides */
+    KM_ROUTE_STATEFULSET,   /* rollout restart of that StatefulSet */
+    KM_ROUTE_DAEMONSET,     /* rollout restart of that DaemonSet */
+    KM_ROUTE_EVICT,         /* another controller (Job, ...): evict the pod, it recreates it */
+} km_podsel_route;
 
-/* The pod's controlling owner reference (controller: true, else the first one), or NULL. */
-const cJSON *km_podsel_owner(const cJSON *obj);
+/* The route of obj (a pod) by its controller's kind and API group (apps, or extensions for
+ * ReplicaSet/DaemonSet objects written long ago). */
+km_podsel_route km_podsel_route_of(const cJSON *obj);
+
+/* The Deployment that a ReplicaSet's controller reference proves owns it (kind Deployment of
+ * group apps/extensions, with a name and uid), or NULL: a standalone ReplicaSet, whose pods are
+ * evicted. */
+const cJSON *km_podsel_rs_deployment(const cJSON *rs);
 
 /* Orders namespaces for the step.  names: array of namespace names (strings; already filtered
  * by the namespace selector); pods_spec: the step's spec (namespaces, includeNamespaces,
@@ -93,9 +110,18 @@ km_status km_podsel_order_namespaces(const cJSON *names, const cJSON *pods_spec,
  * err says which) or KM_ENOMEM leave *out untouched. */
 km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *err);
 
-/* Non-zero when the workload's spec.template.metadata.annotations[restartedAt] is at or after
- * started_at (this recovery already restarted it). */
-int km_podsel_restarted_since(const cJSON *workload, const char *started_at);
+/* The workload's restart marker: the later of spec.template.metadata.annotations
+ * [kubectl.kubernetes.io/restartedAt] and [kubemend.io/restartedAt] (RFC 3339, any offset);
+ * 0 when neither parses. */
+time_t km_podsel_marker(const cJSON *workload);
+
+/* Non-zero when the workload carries a restart marker at or after rebuilt_at (> 0): restarted
+ * since the rebuild, not to be restarted again. */
+int km_podsel_restarted_since(const cJSON *workload, time_t rebuilt_at);
+
+/* The marker a restart writes: now, but never before rebuilt_at (a clock behind the control
+ * plane's must not write a marker that a later run would take for "before the rebuild"). */
+time_t km_podsel_marker_time(time_t now, time_t rebuilt_at);
 
 /* Non-zero when a Deployment / StatefulSet / DaemonSet (kind) has rolled out and is ready:
  *   Deployment: observedGeneration >= generation, updatedReplicas, availableReplicas and

@@ -3,15 +3,16 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "operator/base/backoff.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 
 #define LIST_MAX 50
+#define CONFLICTS_MAX 20 /* re-reads after a 409 on one object before the 409 is returned */
 
 static void event(km_pods_restarter *rs, const char *type, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -30,7 +31,8 @@ static void count(km_pods_restarter *rs, const char *status_key, const char *cou
 {
     if (status_key)
         km_step_counter_add(rs->ctx->status, status_key, delta);
-    km_step_count(rs->ctx, counter, delta);
+    if (counter)
+        km_step_count(rs->ctx, counter, delta);
 }
 
 static km_status oom(km_err *err)
@@ -44,6 +46,58 @@ static km_status stuck(km_pods_restarter *rs, const char *key)
     rs->stuck = 1;
     count(rs, NULL, "pods_stuck_total", 1);
     return km_step_list_add(rs->ctx->status, "stuck", key, LIST_MAX);
+}
+
+/* ---- retries -------------------------------------------------------------------------------- */
+
+int km_pods_transient(km_status st, const km_err *e)
+{
+    if (st == KM_ETRANSPORT || st == KM_ETIMEOUT)
+        return 1;
+    return st == KM_EAPI && e && (e->http_code == 429 || e->http_code >= 500);
+}
+
+km_status km_pods_retry(km_pods_restarter *rs, km_backoff *bo, const km_err *e, double deadline)
+{
+    double delay = km_backoff_next(bo, km_backoff_rand());
+    if (e && e->retry_after > 0 && (double)e->retry_after > delay)
+        delay = (double)e->retry_after;
+    if (km_clock_mono() + delay >= deadline)
+        return KM_ETIMEOUT;
+    km_log_info("pods: transient failure, retrying", "delay", KM_LOG_DBL(delay), "code",
+                KM_LOG_INT(e ? e->http_code : 0), "error", e ? e->message : "");
+    return km_clock_sleep(delay, rs->ctx->cancel) == KM_OK ? KM_OK : KM_ECANCELED;
+}
+
+km_status km_pods_retried(km_pods_restarter *rs, double deadline, km_pods_attempt_fn fn, void *arg,
+                          km_err *err)
+{
+    km_backoff bo;
+    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
+    for (;;) {
+        km_err e;
+        km_err_clear(&e);
+        km_status st = fn(rs, arg, &e);
+        if (st == KM_OK)
+            return KM_OK;
+        km_status rt = km_pods_transient(st, &e) ? km_pods_retry(rs, &bo, &e, deadline) : st;
+        if (rt == KM_OK)
+            continue;
+        if (rt == KM_ECANCELED)
+            return km_err_set(err, KM_ECANCELED, "pods step cancelled");
+        if (err)
+            *err = e;
+        return st;
+    }
+}
+
+/* The error to return after a failure e of `what` that is not retried (any more). */
+static km_status give_up(km_status st, const km_err *e, km_err *err, const char *what)
+{
+    if (err)
+        *err = *e;
+    km_err_prefix(err, "%s", what);
+    return st;
 }
 
 /* ---- readiness ------------------------------------------------------------------------------ */
@@ -123,130 +177,206 @@ static cJSON *current(km_pods_restarter *rs)
     return km_json_obj(rs->ctx->status, "current");
 }
 
-/* Dry run: whether workload w would be restarted; the namespace's list of its kind (no GET)
- * says whether it exists and already carries this recovery's marker.  Nothing is written. */
-static km_status restart_dry(km_pods_restarter *rs, km_pods_plan *p, const km_pods_workload *w,
-                             km_err *err)
+static km_status workload_path(char *path, size_t n, const char *ns, km_wl_kind k, const char *name,
+                               km_err *err)
 {
-    char key[512];
-    const cJSON *obj = NULL;
-    cJSON *cur = current(rs);
-    snprintf(key, sizeof(key), "%s/%.400s", km_wl_name(w->kind), w->name);
-    if (!cur)
-        return oom(err);
-    if (km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key))
-        return KM_OK;
-    km_status st = km_pods_plan_listed(p, w->kind, w->name, &obj, err);
+    if (km_kube_path(path, n, "apps", "v1", ns, km_wl_plural(k), name, NULL))
+        return km_err_set(err, KM_EINVAL, "workload name too long");
+    return KM_OK;
+}
+
+/* The guarded restart: strategic-merge PATCH of the marker (the time of the restart, never before
+ * the rebuild) with resourceVersion rv as its precondition; *out the response. */
+static km_status patch_marker(km_kube *kube, const char *ns, km_wl_kind k, const char *name,
+                              const char *rv, time_t rebuilt_at, cJSON **out, km_err *err)
+{
+    char path[768], when[KM_CLOCK_TEXT_MAX];
+    km_status st = workload_path(path, sizeof(path), ns, k, name, err);
     if (st != KM_OK)
         return st;
-    if (!obj) { /* gone: nothing to restart */
-        km_log_info("pods: workload not found, skipped", "namespace", p->ns, "workload", key);
-        return KM_OK;
-    }
-    if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK)
-        return oom(err);
-    count(rs, "restarted", "pods_restarted_total", 1);
-    if (km_podsel_restarted_since(obj, rs->started_at))
-        km_log_info("workload already restarted by this recovery", "namespace", p->ns, "workload",
-                    key);
+    km_clock_format_s(km_podsel_marker_time(time(NULL), rebuilt_at), when, sizeof(when));
+    cJSON *patch = cJSON_CreateObject();
+    cJSON *md = patch ? km_json_obj(patch, "metadata") : NULL;
+    cJSON *spec = patch ? km_json_obj(patch, "spec") : NULL;
+    cJSON *t = spec ? km_json_obj(spec, "template") : NULL;
+    cJSON *tmd = t ? km_json_obj(t, "metadata") : NULL;
+    cJSON *ann = tmd ? km_json_obj(tmd, "annotations") : NULL;
+    char *text = NULL;
+    if (!md || !ann || km_json_set_str(md, "resourceVersion", rv ? rv : "") != KM_OK ||
+        km_json_set_str(ann, KM_RESTARTED_AT_ANNOTATION, when) != KM_OK ||
+        !(text = cJSON_PrintUnformatted(patch)))
+        st = oom(err);
     else
-        event(rs, "Normal", "WouldRestartWorkload", "would restart %s/%s (dry run)", p->ns, key);
-    return km_step_save(rs->ctx, err);
+        st = km_kube_patch(kube, path, KM_PATCH_STRATEGIC, text, out, err);
+    free(text);
+    cJSON_Delete(patch);
+    return st;
 }
 
-/* PATCHes the restart marker (or, resumed, GETs the workload) into *obj. */
-static km_status write_marker(km_pods_restarter *rs, const km_pods_plan *p,
-                              const km_pods_workload *w, int resumed, cJSON **obj, km_err *err)
+/* GETs ns/kind/name again (after a conflict): *out a slim copy, or NULL when it is gone (404),
+ * being deleted or replaced (not uid).  Transient failures are retried until deadline. */
+static km_status reread(km_pods_restarter *rs, const char *ns, km_wl_kind kind, const char *name,
+                        const char *uid, double deadline, cJSON **out, km_err *err)
 {
-    char path[768], patch[512];
-    if (km_kube_path(path, sizeof(path), "apps", "v1", p->ns, km_wl_plural(w->kind), w->name, NULL))
-        return km_err_set(err, KM_EINVAL, "workload name too long");
-    if (resumed)
-        return km_kube_get(rs->ctx->kube, path, obj, err);
-    snprintf(patch, sizeof(patch),
-             "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"" KM_RESTARTED_AT_ANNOTATION
-             "\":\"%s\"}}}}}",
-             rs->started_at);
-    return km_kube_patch(rs->ctx->kube, path, KM_PATCH_STRATEGIC, patch, obj, err);
+    char path[768], what[640];
+    km_backoff bo;
+    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
+    km_status st = workload_path(path, sizeof(path), ns, kind, name, err);
+    snprintf(what, sizeof(what), "get %s %s/%.300s", km_wl_name(kind), ns, name);
+    *out = NULL;
+    while (st == KM_OK) {
+        cJSON *obj = NULL;
+        km_err e;
+        km_err_clear(&e);
+        st = km_kube_get(rs->ctx->kube, path, &obj, &e);
+        if (st == KM_EAPI && e.http_code == 404)
+            return KM_OK;
+        if (st == KM_OK) {
+            const char *u = KM_JSON_STR(obj, "metadata", "uid");
+            int same =
+                u && strcmp(u, uid) == 0 && !KM_JSON_STR(obj, "metadata", "deletionTimestamp");
+            if (same && !(*out = km_pods_slim_workload(obj)))
+                st = oom(err);
+            cJSON_Delete(obj);
+            return st;
+        }
+        if (!km_pods_transient(st, &e) || km_pods_retry(rs, &bo, &e, deadline) != KM_OK)
+            return give_up(st, &e, err, what);
+    }
+    return st;
 }
 
-/* The patch response of a restart: counted once (current.restarted, saved right after). */
-static km_status restarted(km_pods_restarter *rs, const km_pods_plan *p, const char *key,
-                           const cJSON *obj, km_err *err)
+/* key ("Kind/name") is handled in this namespace: current.restarted; counted under status_key
+ * the first time.  Saved. */
+static km_status handled(km_pods_restarter *rs, const char *key, const char *status_key,
+                         const char *counter, km_err *err)
 {
-    const char *mark =
-        KM_JSON_STR(obj, "spec", "template", "metadata", "annotations", KM_RESTARTED_AT_ANNOTATION);
-    if (!mark || strcmp(mark, rs->started_at) != 0)
-        km_log_warn("pods: restart marker not in the patch response", "namespace", p->ns,
-                    "workload", key);
-    if (km_step_list_add(current(rs), "restarted", key, 1 << 30) != KM_OK)
+    cJSON *cur = current(rs);
+    if (!cur)
         return oom(err);
-    count(rs, "restarted", "pods_restarted_total", 1);
-    event(rs, "Normal", "WorkloadRestarted", "rollout restart of %s/%s", p->ns, key);
+    if (!km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key)) {
+        if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK)
+            return oom(err);
+        count(rs, status_key, counter, 1);
+    }
     return km_step_save(rs->ctx, err);
 }
 
-/* Restarts workload i of the plan (or, when current.restarted already names it — a resumed step
- * — reads it for the readiness wait only).  *waiting = 1 when it was armed for the wait. */
-static km_status restart_one(km_pods_restarter *rs, km_pods_plan *p, size_t i, int *waiting,
-                             km_err *err)
+/* What the workload w's marker says, or the patch does, with its object *obj (borrowed from the
+ * plan, or owned re-reads in *fresh): restarted since the rebuild = done; else the guarded PATCH
+ * (a 409 re-reads and decides again).  *obj NULL afterwards: gone, nothing to wait for. */
+static km_status decide_and_patch(km_pods_restarter *rs, km_pods_plan *p, const km_pods_workload *w,
+                                  const char *key, double deadline, const cJSON **obj,
+                                  cJSON **fresh, km_err *err)
 {
-    const km_pods_workload w = p->workloads[i]; /* verify may move the array */
+    km_backoff bo;
+    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
+    char what[640];
+    snprintf(what, sizeof(what), "restart %s %s/%.300s", km_wl_name(w->kind), p->ns, w->name);
+    for (int conflicts = 0; *obj;) {
+        if (km_podsel_restarted_since(*obj, rs->rebuilt_at)) {
+            char when[KM_CLOCK_TEXT_MAX];
+            km_clock_format_s(km_podsel_marker(*obj), when, sizeof(when));
+            if (!km_json_array_has_str(KM_JSON_AT(current(rs), "restarted"), key))
+                event(rs, "Normal", "WorkloadAlreadyRestarted",
+                      "%s/%s was restarted at %s, after the PKI rebuild: not restarted again%s",
+                      p->ns, key, when, rs->wait_ready ? ", waiting until it is ready" : "");
+            return handled(rs, key, "alreadyRestarted", NULL, err);
+        }
+        if (rs->dry_run) {
+            if (!km_json_array_has_str(KM_JSON_AT(current(rs), "restarted"), key))
+                event(rs, "Normal", "WouldRestartWorkload", "would restart %s/%s (dry run)", p->ns,
+                      key);
+            return handled(rs, key, "restarted", "pods_restarted_total", err);
+        }
+        cJSON *out = NULL, *again = NULL;
+        km_err e;
+        km_err_clear(&e);
+        km_status st = patch_marker(rs->ctx->kube, p->ns, w->kind, w->name,
+                                    KM_JSON_STR(*obj, "metadata", "resourceVersion"),
+                                    rs->rebuilt_at, &out, &e);
+        if (st == KM_OK) {
+            cJSON_Delete(*fresh);
+            *obj = *fresh = out;
+            event(rs, "Normal", "WorkloadRestarted", "rollout restart of %s/%s", p->ns, key);
+            return handled(rs, key, "restarted", "pods_restarted_total", err);
+        }
+        if (st == KM_EAPI && e.http_code == 404) {
+            km_log_info("pods: workload not found, skipped", "namespace", p->ns, "workload", key);
+            *obj = NULL;
+            return KM_OK;
+        }
+        if (st == KM_EAPI && e.http_code == 409 && ++conflicts <= CONFLICTS_MAX) {
+            /* changed since it was read: read it again and decide again */
+            if ((st = reread(rs, p->ns, w->kind, w->name, w->uid, deadline, &again, err)) != KM_OK)
+                return st;
+            if (!again)
+                km_log_info("pods: workload gone or replaced since it was read, skipped",
+                            "namespace", p->ns, "workload", key);
+            cJSON_Delete(*fresh);
+            *obj = *fresh = again;
+            continue;
+        }
+        if (!km_pods_transient(st, &e) || km_pods_retry(rs, &bo, &e, deadline) != KM_OK)
+            return give_up(st, &e, err, what);
+    }
+    return KM_OK;
+}
+
+/* Restarts workload i of the plan (see restart.h).  *waiting = 1 when it was armed for the
+ * readiness wait. */
+static km_status restart_one(km_pods_restarter *rs, km_pods_plan *p, size_t i, double deadline,
+                             int *waiting, km_err *err)
+{
+    const km_pods_workload *w = &p->workloads[i];
     km_wait *wait = NULL;
     char key[512];
-    cJSON *obj = NULL;
-    km_err e;
-    km_err_clear(&e);
-    snprintf(key, sizeof(key), "%s/%.400s", km_wl_name(w.kind), w.name);
-    int resumed = km_json_array_has_str(KM_JSON_AT(current(rs), "restarted"), key);
     *waiting = 0;
-    if (rs->wait_ready && !(wait = wait_of(rs, w.kind, err)))
-        return KM_ENOMEM;
-    if (wait && km_wait_add(wait, p->ns, w.name, err) != KM_OK)
-        return KM_ENOMEM;
-    km_status st = write_marker(rs, p, &w, resumed, &obj, &e);
-    if (st != KM_OK && wait)
-        km_wait_drop(wait, p->ns, w.name);
-    if (st == KM_EAPI && e.http_code == 404) {
-        km_log_info("pods: workload not found, skipped", "namespace", p->ns, "workload", key);
-        return resumed ? KM_OK : km_pods_plan_verify(p, i, NULL, err);
+    snprintf(key, sizeof(key), "%s/%.400s", km_wl_name(w->kind), w->name);
+    if (!w->obj)
+        return KM_OK; /* gone since its pods were listed (logged by the plan) */
+    if (w->self) {
+        if (!rs->self.found) {
+            rs->self.found = 1;
+            rs->self.kind = w->kind;
+            snprintf(rs->self.ns, sizeof(rs->self.ns), "%s", p->ns);
+            snprintf(rs->self.name, sizeof(rs->self.name), "%s", w->name);
+            snprintf(rs->self.uid, sizeof(rs->self.uid), "%s", w->uid);
+        }
+        km_log_info("pods: kubemend's own workload, handled after everything else", "namespace",
+                    p->ns, "workload", key);
+        return KM_OK;
     }
-    if (st != KM_OK) {
-        if (err)
-            *err = e;
-        km_err_prefix(err, "%s %s %s/%s", resumed ? "get" : "restart", km_wl_name(w.kind), p->ns,
-                      w.name);
-        return st;
-    }
-    if (!resumed && (st = km_pods_plan_verify(p, i, obj, err)) == KM_OK)
-        st = restarted(rs, p, key, obj, err);
-    else if (resumed)
-        km_log_info("workload already restarted by this recovery", "namespace", p->ns, "workload",
-                    key);
-    /* the rollout starts at the patched generation; older states must not count as ready */
-    if (st == KM_OK && wait) {
+    if (rs->wait_ready && !(wait = wait_of(rs, w->kind, err)))
+        return KM_ENOMEM;
+    if (wait && km_wait_add(wait, p->ns, w->name, err) != KM_OK)
+        return KM_ENOMEM;
+    const cJSON *obj = w->obj;
+    cJSON *fresh = NULL;
+    km_status st = decide_and_patch(rs, p, w, key, deadline, &obj, &fresh, err);
+    /* the rollout starts at the patched (or listed) generation: older states do not count */
+    if (st == KM_OK && wait && obj) {
         *waiting = 1;
-        st = km_wait_arm(wait, p->ns, w.name, KM_JSON_NUM(obj, 0, "metadata", "generation"), obj,
+        st = km_wait_arm(wait, p->ns, w->name, KM_JSON_NUM(obj, 0, "metadata", "generation"), obj,
                          err);
+    } else if (wait) {
+        km_wait_drop(wait, p->ns, w->name);
     }
-    cJSON_Delete(obj);
+    cJSON_Delete(fresh);
     return st;
 }
 
 km_status km_pods_restart(km_pods_restarter *rs, km_pods_plan *p, double deadline, km_err *err)
 {
     km_status st = KM_OK;
-    /* km_pods_plan_verify may add workloads: the count is read each round */
     for (size_t i = 0; st == KM_OK && i < p->nworkloads; i += (size_t)rs->max_conc) {
         int waiting = 0;
         for (size_t j = i; st == KM_OK && j < p->nworkloads && j < i + (size_t)rs->max_conc; j++) {
-            int one = 0; /* 1 when a rollout was started and must be waited for */
+            int one = 0; /* 1 when it was armed for the readiness wait */
             if (km_step_cancelled(rs->ctx))
                 st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-            else if (rs->dry_run)
-                st = restart_dry(rs, p, &p->workloads[j], err);
             else
-                st = restart_one(rs, p, j, &one, err);
+                st = restart_one(rs, p, j, deadline, &one, err);
             waiting |= one;
         }
         if (st == KM_OK && rs->wait_ready && waiting)
@@ -257,18 +387,60 @@ km_status km_pods_restart(km_pods_restarter *rs, km_pods_plan *p, double deadlin
     return st;
 }
 
+km_status km_pods_restart_self(km_step_ctx *ctx, time_t rebuilt_at, const km_pods_self *self,
+                               int *done, km_err *err)
+{
+    km_pods_restarter rs = {.ctx = ctx, .rebuilt_at = rebuilt_at};
+    double deadline = km_clock_mono() + 60.0;
+    cJSON *obj = NULL;
+    km_status st = KM_OK;
+    *done = 0;
+    for (int conflicts = 0; st == KM_OK && conflicts <= CONFLICTS_MAX; conflicts++) {
+        cJSON_Delete(obj);
+        obj = NULL;
+        if ((st = reread(&rs, self->ns, self->kind, self->name, self->uid, deadline, &obj, err)))
+            break;
+        if (!obj) {
+            st = km_err_set(err, KM_ESTATE, "%s %s/%s is gone or was replaced",
+                            km_wl_name(self->kind), self->ns, self->name);
+            break;
+        }
+        if (km_podsel_restarted_since(obj, rebuilt_at))
+            break;
+        cJSON *out = NULL;
+        km_err e;
+        km_err_clear(&e);
+        st = patch_marker(ctx->kube, self->ns, self->kind, self->name,
+                          KM_JSON_STR(obj, "metadata", "resourceVersion"), rebuilt_at, &out, &e);
+        cJSON_Delete(out);
+        if (st == KM_OK)
+            *done = 1;
+        else if (st == KM_EAPI && e.http_code == 409)
+            st = KM_OK; /* read again */
+        else
+            st = give_up(st, &e, err, "restart kubemend's own workload");
+        if (*done)
+            break;
+    }
+    cJSON_Delete(obj);
+    return st;
+}
+
 /* ---- evictions, ownerless pods --------------------------------------------------------------- */
 
-static km_status post_eviction(km_pods_restarter *rs, const char *ns, const char *pod, int v1beta1,
-                               long *code, km_err *err)
+static km_status post_eviction(km_pods_restarter *rs, const char *ns, const km_pods_target *t,
+                               int v1beta1, long *code, km_err *err)
 {
-    char path[768], body[1024];
-    if (km_kube_path(path, sizeof(path), NULL, "v1", ns, "pods", pod, "eviction"))
+    char path[768], body[1280], pre[160] = "";
+    if (km_kube_path(path, sizeof(path), NULL, "v1", ns, "pods", t->name, "eviction"))
         return km_err_set(err, KM_EINVAL, "pod name too long");
+    if (t->uid[0])
+        snprintf(pre, sizeof(pre), ",\"deleteOptions\":{\"preconditions\":{\"uid\":\"%.64s\"}}",
+                 t->uid);
     int n = snprintf(body, sizeof(body),
                      "{\"apiVersion\":\"policy/%s\",\"kind\":\"Eviction\",\"metadata\":{\"name\":"
-                     "\"%s\",\"namespace\":\"%s\"}}",
-                     v1beta1 ? "v1beta1" : "v1", pod, ns);
+                     "\"%s\",\"namespace\":\"%s\"}%s}",
+                     v1beta1 ? "v1beta1" : "v1", t->name, ns, pre);
     km_kube_req req = {
         .method = "POST", .path = path, .body = body, .body_len = (size_t)n, .no_retry = 1};
     *code = 0;
@@ -277,13 +449,13 @@ static km_status post_eviction(km_pods_restarter *rs, const char *ns, const char
 
 /* One eviction request: policy/v1, or policy/v1beta1 on a server without it (< 1.22 answers the
  * v1 body with 400; a 404 may also be the pod being gone). */
-static km_status evict_once(km_pods_restarter *rs, const char *ns, const char *pod, long *code,
-                            km_err *e)
+static km_status evict_once(km_pods_restarter *rs, const char *ns, const km_pods_target *t,
+                            long *code, km_err *e)
 {
-    km_status st = post_eviction(rs, ns, pod, rs->eviction_v1beta1, code, e);
+    km_status st = post_eviction(rs, ns, t, rs->eviction_v1beta1, code, e);
     if (st == KM_EAPI && !rs->eviction_v1beta1 && (*code == 400 || *code == 404)) {
         km_err_clear(e);
-        st = post_eviction(rs, ns, pod, 1, code, e);
+        st = post_eviction(rs, ns, t, 1, code, e);
         if (st == KM_OK || (st == KM_EAPI && *code != 400 && *code != 404)) {
             rs->eviction_v1beta1 = 1;
             km_log_info("pods: server has no policy/v1 Eviction, using policy/v1beta1");
@@ -292,59 +464,96 @@ static km_status evict_once(km_pods_restarter *rs, const char *ns, const char *p
     return st;
 }
 
-km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const char *pod, km_err *err)
+/* After a 409 on a uid-guarded write of pod t: 1 when the pod is gone or was replaced (another
+ * uid), 0 when it is still the one (a PodDisruptionBudget update conflicted: try again).
+ * Failure: the GET's error. */
+static km_status pod_replaced(km_pods_restarter *rs, const char *ns, const km_pods_target *t,
+                              int *replaced, km_err *err)
+{
+    char path[768];
+    cJSON *pod = NULL;
+    km_err e;
+    km_err_clear(&e);
+    *replaced = 0;
+    if (km_kube_path(path, sizeof(path), NULL, "v1", ns, "pods", t->name, NULL))
+        return km_err_set(err, KM_EINVAL, "pod name too long");
+    km_status st = km_kube_get(rs->ctx->kube, path, &pod, &e);
+    if (st == KM_EAPI && e.http_code == 404) {
+        *replaced = 1;
+        return KM_OK;
+    }
+    if (st != KM_OK)
+        return give_up(st, &e, err, "get pod after a conflict");
+    const char *uid = KM_JSON_STR(pod, "metadata", "uid");
+    *replaced = !uid || strcmp(uid, t->uid) != 0;
+    cJSON_Delete(pod);
+    return KM_OK;
+}
+
+km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const km_pods_target *t,
+                        km_err *err)
 {
     if (rs->dry_run) {
         count(rs, "evicted", "pods_evicted_total", 1);
-        event(rs, "Normal", "WouldEvictPod", "would evict pod %s/%s (dry run)", p->ns, pod);
+        event(rs, "Normal", "WouldEvictPod", "would evict pod %s/%s (dry run)", p->ns, t->name);
         return KM_OK;
     }
     km_backoff bo;
     km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
     double deadline = km_clock_mono() + (double)rs->evict_timeout;
-    for (;;) {
+    for (int conflicts = 0;;) {
         km_err e;
         km_err_clear(&e);
         long code = 0;
-        km_status st = evict_once(rs, p->ns, pod, &code, &e);
+        km_status st = evict_once(rs, p->ns, t, &code, &e);
         if (st == KM_OK) {
             count(rs, "evicted", "pods_evicted_total", 1);
-            event(rs, "Normal", "PodEvicted", "evicted pod %s/%s", p->ns, pod);
+            event(rs, "Normal", "PodEvicted", "evicted pod %s/%s", p->ns, t->name);
             return km_step_save(rs->ctx, err);
         }
         if (st == KM_EAPI && code == 404)
             return KM_OK; /* already gone */
+        if (st == KM_EAPI && code == 409 && t->uid[0] && ++conflicts <= CONFLICTS_MAX) {
+            int replaced = 0;
+            if ((st = pod_replaced(rs, p->ns, t, &replaced, err)) != KM_OK)
+                return st;
+            if (replaced) {
+                km_log_info("pods: pod gone or replaced since it was listed, not evicted",
+                            "namespace", p->ns, "pod", t->name);
+                return KM_OK;
+            }
+            continue;
+        }
         if (st != KM_ETRANSPORT && !(st == KM_EAPI && (code == 429 || code >= 500))) {
-            if (err)
-                *err = e;
-            km_err_prefix(err, "evict pod %s/%s", p->ns, pod);
-            return st;
+            char what[640];
+            snprintf(what, sizeof(what), "evict pod %s/%.300s", p->ns, t->name);
+            return give_up(st, &e, err, what);
         }
         double delay = km_backoff_next(&bo, km_backoff_rand());
         if (e.retry_after > 0 && (double)e.retry_after > delay)
             delay = (double)e.retry_after;
         if (km_clock_mono() + delay >= deadline) {
             char key[1024];
-            snprintf(key, sizeof(key), "%s/Pod/%s", p->ns, pod);
+            snprintf(key, sizeof(key), "%s/Pod/%s", p->ns, t->name);
             if (stuck(rs, key) != KM_OK)
                 return oom(err);
             event(rs, "Warning", "EvictionBlocked",
                   "pod %s/%s could not be evicted within evictionTimeoutSeconds (%ld s): %s", p->ns,
-                  pod, rs->evict_timeout, e.message);
+                  t->name, rs->evict_timeout, e.message);
             return km_step_save(rs->ctx, err);
         }
-        km_log_info("pods: eviction refused, retrying", "namespace", p->ns, "pod", pod, "code",
+        km_log_info("pods: eviction refused, retrying", "namespace", p->ns, "pod", t->name, "code",
                     KM_LOG_INT(code), "delay", KM_LOG_DBL(delay));
         if (km_clock_sleep(delay, rs->ctx->cancel) != KM_OK)
             return km_err_set(err, KM_ECANCELED, "pods step cancelled");
     }
 }
 
-km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const char *pod,
-                            km_err *err)
+km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const km_pods_target *t,
+                            double deadline, km_err *err)
 {
     char key[1024], path[768];
-    snprintf(key, sizeof(key), "%s/%s", p->ns, pod);
+    snprintf(key, sizeof(key), "%s/%s", p->ns, t->name);
     if (!rs->delete_ownerless) {
         if (km_json_array_has_str(KM_JSON_AT(rs->ctx->status, "manual"), key))
             return KM_OK;
@@ -362,18 +571,26 @@ km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const 
         event(rs, "Normal", "WouldDeletePod", "would delete ownerless pod %s (dry run)", key);
         return KM_OK;
     }
-    if (km_kube_path(path, sizeof(path), NULL, "v1", p->ns, "pods", pod, NULL))
+    if (km_kube_path(path, sizeof(path), NULL, "v1", p->ns, "pods", t->name, NULL))
         return km_err_set(err, KM_EINVAL, "pod name too long");
-    km_err e;
-    km_err_clear(&e);
-    km_status st = km_kube_delete(rs->ctx->kube, path, NULL, NULL, &e);
-    if (st == KM_EAPI && e.http_code == 404)
-        return KM_OK;
-    if (st != KM_OK) {
-        if (err)
-            *err = e;
-        km_err_prefix(err, "delete pod %s", key);
-        return st;
+    km_delete_opts o;
+    km_delete_opts_init(&o);
+    o.uid = t->uid[0] ? t->uid : NULL; /* the pod that was listed, not one created since */
+    km_backoff bo;
+    km_backoff_init(&bo, 1.0, 15.0, 2.0, 0.2);
+    for (;;) {
+        km_err e;
+        km_err_clear(&e);
+        km_status st = km_kube_delete(rs->ctx->kube, path, &o, NULL, &e);
+        if (st == KM_EAPI && (e.http_code == 404 || e.http_code == 409))
+            return KM_OK; /* gone, or replaced by another pod of that name */
+        if (st == KM_OK)
+            break;
+        if (!km_pods_transient(st, &e) || km_pods_retry(rs, &bo, &e, deadline) != KM_OK) {
+            char what[1100];
+            snprintf(what, sizeof(what), "delete pod %s", key);
+            return give_up(st, &e, err, what);
+        }
     }
     count(rs, "deleted", "pods_deleted_total", 1);
     event(rs, "Normal", "OwnerlessPodDeleted", "deleted ownerless pod %s (deleteOwnerlessPods)",

@@ -137,6 +137,7 @@ static int once_run(void *self, const km_runtime *rt)
         .csr_window = j->o.csr_window,
         .current_ca_pem = km_kubeconfig_ca_pem(rt->config),
         .progress = once_progress,
+        .rebuild_time = j->o.rebuild_time,
     };
     if (km_recovery_new(j->obj, &ro, &r, &e) != KM_OK) {
         char ebuf[1024];

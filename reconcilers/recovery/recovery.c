@@ -15,6 +15,7 @@
 #include "operator/base/log.h"
 #include "reconcilers/csr/window.h"
 #include "reconcilers/recovery/persist.h"
+#include "reconcilers/recovery/rebuild.h"
 #include "reconcilers/recovery/spec.h"
 #include "reconcilers/step/conditions.h"
 #include "reconcilers/step/step.h"
@@ -274,6 +275,59 @@ static void ctx_count(km_step_ctx *ctx, const char *counter, long delta)
         r->o.count(r->cur_step ? r->cur_step : "", counter, delta, r->o.user);
 }
 
+/* ---- the rebuild time ------------------------------------------------------------------------ */
+
+/* status.rebuild = {time, source} (error removed); an Event when it changed. */
+static void rebuild_set(km_recovery *r, time_t at, const char *source)
+{
+    cJSON *rb = km_json_obj(status_obj(r), "rebuild");
+    char when[KM_CLOCK_TEXT_MAX];
+    km_clock_format_s(at, when, sizeof(when));
+    const char *had = KM_JSON_STR(rb, "time"), *had_src = KM_JSON_STR(rb, "source");
+    int changed = !had || strcmp(had, when) != 0 || !had_src || strcmp(had_src, source) != 0;
+    km_json_set_str(rb, "time", when);
+    km_json_set_str(rb, "source", source);
+    cJSON_DeleteItemFromObjectCaseSensitive(rb, "error");
+    if (changed) {
+        km_log_info("PKI rebuild time", "time", when, "source", source);
+        record(r, "Normal", "RebuildTime",
+               "PKI rebuilt at %s (%s): pods created before it use stale tokens", when, source);
+    }
+}
+
+/* Settles status.rebuild (see recovery.h): --rebuild-time, spec.rebuildTime, an earlier record,
+ * else derived from the cluster.  A time that cannot be derived is recorded as rebuild.error (the
+ * steps that need it fail naming the field to set); nothing here fails the run. */
+static void rebuild_settle(km_recovery *r)
+{
+    cJSON *rb = km_json_obj(status_obj(r), "rebuild");
+    const char *given = r->o.rebuild_time ? r->o.rebuild_time : KM_JSON_STR(r->spec, "rebuildTime");
+    time_t t;
+    if (!rb)
+        return;
+    if (given && km_clock_parse(given, &t) == KM_OK) {
+        rebuild_set(r, t, r->o.rebuild_time ? "--rebuild-time" : "spec.rebuildTime");
+        return;
+    }
+    if (km_clock_parse(KM_JSON_STR(rb, "time"), &t) == KM_OK)
+        return; /* recorded by an earlier attempt: stays what the run started with */
+    km_rebuild d;
+    km_err e;
+    km_err_clear(&e);
+    if (km_rebuild_derive(r->o.kube, r->o.current_ca_pem, &d, &e) == KM_OK) {
+        rebuild_set(r, d.at, d.source);
+        return;
+    }
+    char ebuf[600];
+    km_err_str(&e, ebuf, sizeof(ebuf));
+    if (!KM_JSON_STR(rb, "error"))
+        record(r, "Warning", "RebuildTimeUnknown",
+               "the PKI rebuild time could not be derived (%s): set spec.rebuildTime (run --once: "
+               "--rebuild-time)",
+               ebuf);
+    km_json_set_str(rb, "error", ebuf);
+}
+
 /* ---- one step ------------------------------------------------------------------------------- */
 
 static int transient(km_status st, const km_err *e)
@@ -304,21 +358,10 @@ static int step_disabled(km_recovery *r, const km_step_def *def, int step)
     return 1;
 }
 
-/* Marks the step running (Unknown/InProgress, once) and fills its context. */
-static km_status step_begin(km_recovery *r, const km_step_def *def, km_step_ctx *ctx, km_err *err)
+/* Fills the context of step def (the rebuild time settled if it is not yet).  KM_ENOMEM. */
+static km_status step_begin_ctx(km_recovery *r, const km_step_def *def, km_step_ctx *ctx)
 {
     cJSON *status = status_obj(r);
-    char msg[128];
-    r->cur_step = def->key;
-    km_json_set_str(status, "currentStep", def->key);
-    const char *reason = km_cond_reason(status, def->cond);
-    if (!km_cond_is(status, def->cond, "Unknown") || !reason || strcmp(reason, "InProgress")) {
-        set_cond(r, def->cond, "Unknown", "InProgress", "step running");
-        record(r, "Normal", "StepStarted", "step %s started%s", def->key,
-               r->dry_run ? " (dry run)" : "");
-    }
-    snprintf(msg, sizeof(msg), "%s: running", def->key);
-    set_progress(r, def->key, msg);
     memset(ctx, 0, sizeof(*ctx));
     ctx->def = def;
     ctx->kube = r->o.kube;
@@ -334,7 +377,32 @@ static km_status step_begin(km_recovery *r, const km_step_def *def, km_step_ctx 
     ctx->progress = ctx_progress;
     ctx->count = ctx_count;
     ctx->user = r;
-    if (!ctx->status)
+    if (km_clock_parse(KM_JSON_STR(status, "rebuild", "time"), &ctx->rebuilt_at) != KM_OK) {
+        rebuild_settle(r); /* not derivable at the start: once more before each step */
+        if (km_clock_parse(KM_JSON_STR(status, "rebuild", "time"), &ctx->rebuilt_at) != KM_OK)
+            ctx->rebuilt_at = 0;
+    }
+    ctx->rebuild_note = ctx->rebuilt_at ? KM_JSON_STR(status, "rebuild", "source")
+                                        : KM_JSON_STR(status, "rebuild", "error");
+    return ctx->status ? KM_OK : KM_ENOMEM;
+}
+
+/* Marks the step running (Unknown/InProgress, once) and fills its context. */
+static km_status step_begin(km_recovery *r, const km_step_def *def, km_step_ctx *ctx, km_err *err)
+{
+    cJSON *status = status_obj(r);
+    char msg[128];
+    r->cur_step = def->key;
+    km_json_set_str(status, "currentStep", def->key);
+    const char *reason = km_cond_reason(status, def->cond);
+    if (!km_cond_is(status, def->cond, "Unknown") || !reason || strcmp(reason, "InProgress")) {
+        set_cond(r, def->cond, "Unknown", "InProgress", "step running");
+        record(r, "Normal", "StepStarted", "step %s started%s", def->key,
+               r->dry_run ? " (dry run)" : "");
+    }
+    snprintf(msg, sizeof(msg), "%s: running", def->key);
+    set_progress(r, def->key, msg);
+    if (step_begin_ctx(r, def, ctx) != KM_OK)
         return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
     return save(r, err);
 }
@@ -460,6 +528,7 @@ static km_status run_begin(km_recovery *r, km_err *err)
         record(r, "Normal", "Resumed", "recovery resumed at step %s", cur ? cur : "?");
     }
     km_json_set_num(status, "observedGeneration", (double)generation(r));
+    rebuild_settle(r); /* before any step edits a bundle */
     set_cond(r, KM_COND_SUCCEEDED, "Unknown", "Running",
              r->dry_run ? "recovery running (dry run)" : "recovery running");
     return save(r, err);
@@ -478,6 +547,31 @@ static void step_finished_before(km_recovery *r, int step, int *failed_step, int
     }
     if (step == KM_STEP_CSR)
         km_csr_window_resume(r->window, csr_status(r), csr_open_reason(r));
+}
+
+/* The steps' `last` hooks (step.h), after the final status was written: each once, for a step
+ * that ran (not disabled); their status changes are persisted again. */
+static void run_last(km_recovery *r)
+{
+    for (int step = 0; step < KM_STEP_COUNT; step++) {
+        const km_step_def *def = km_recovery_step_def(step);
+        const char *reason = km_cond_reason(status_obj(r), def->cond);
+        km_step_ctx ctx;
+        km_err e;
+        km_err_clear(&e);
+        if (!def->last || !cond_final(status_obj(r), def->cond) ||
+            (reason && strcmp(reason, "Disabled") == 0))
+            continue;
+        r->cur_step = def->key;
+        if (step_begin_ctx(r, def, &ctx) != KM_OK || def->last(&ctx, &e) != KM_OK) {
+            char ebuf[600];
+            km_log_warn("step's last action failed", "step", def->key, "error",
+                        km_err_str(&e, ebuf, sizeof(ebuf)));
+        }
+        r->cur_step = NULL;
+        if (r->o.persist)
+            km_recovery_write_status(r->o.kube, r->path, r->obj, NULL);
+    }
 }
 
 /* Phase Succeeded, or Failed naming the first step that failed; persisted even after a cancel. */
@@ -505,8 +599,12 @@ static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
         record(r, "Warning", "Failed", "recovery failed: step %s", def->key);
     }
     km_csr_window_flush(r->window, csr_status(r));
-    if (r->o.persist)
-        return km_recovery_write_status(r->o.kube, r->path, r->obj, err);
+    if (r->o.persist) {
+        km_status st = km_recovery_write_status(r->o.kube, r->path, r->obj, err);
+        if (st != KM_OK)
+            return st;
+    }
+    run_last(r);
     return KM_OK;
 }
 

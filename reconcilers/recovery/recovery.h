@@ -22,7 +22,12 @@
  *   or False/<Step>Failed when a step failed or finished False (the remaining steps still run
  *   after a step that finished False; a step that returned an error ends the run).
  *   After completion nothing runs again, even when the spec changes later (observedGeneration
- *   stays the generation that ran). */
+ *   stays the generation that ran), except each step's `last` hook, once, right after the final
+ *   status was written (the pods step restarting kubemend's own Deployment).
+ *   status.rebuild {time, source} (or {error}): when the PKI was rebuilt (rebuild.h), settled at
+ *   the start before any step runs — --rebuild-time, else spec.rebuildTime, else what an
+ *   earlier attempt recorded, else derived from the cluster's CA (an Event says which); steps
+ *   get it as km_step_ctx.rebuilt_at. */
 #ifndef KM_RECOVERY_H
 #define KM_RECOVERY_H
 
@@ -81,6 +86,9 @@ typedef struct km_recovery_opts {
     /* Optional: per-step counters (metrics), counter like "tokens_regenerated_total". */
     void (*count)(const char *step, const char *counter, long delta, void *user);
     void *user;
+    /* appended */
+    const char *rebuild_time; /* borrowed, may be NULL: --rebuild-time (RFC 3339), overrides
+                                 spec.rebuildTime and the derived time */
 } km_recovery_opts;
 
 /* Wraps a copy of obj (a ClusterRecovery; its spec is validated and defaulted).  o is copied

@@ -3,7 +3,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/yamljson.h"
 #include "reconcilers/csr/csr.h"
@@ -69,15 +71,23 @@ km_status km_recovery_parse_steps(const char *list, unsigned *mask, km_err *err)
     return KM_OK;
 }
 
-/* Rejects top-level fields that are neither dryRun nor a step's key; defaults dryRun. */
+/* Rejects top-level fields that are neither dryRun, rebuildTime nor a step's key; defaults
+ * dryRun; rebuildTime (no default) must be an RFC 3339 date-time. */
 static km_status check_top(cJSON *s, km_err *err)
 {
     const cJSON *it;
     cJSON_ArrayForEach(it, s)
     {
-        if (strcmp(it->string, "dryRun") != 0 && step_named(it->string, 0) < 0)
+        if (strcmp(it->string, "dryRun") != 0 && strcmp(it->string, "rebuildTime") != 0 &&
+            step_named(it->string, 0) < 0)
             return km_err_set(err, KM_EINVAL, "spec.%s: unknown field", it->string);
     }
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(s, "rebuildTime");
+    time_t t;
+    if (rt && (!cJSON_IsString(rt) || km_clock_parse(rt->valuestring, &t) != KM_OK))
+        return km_err_set(err, KM_EINVAL,
+                          "spec.rebuildTime: must be an RFC 3339 date-time like "
+                          "\"2026-11-26T09:00:00Z\"");
     const cJSON *dry = cJSON_GetObjectItemCaseSensitive(s, "dryRun");
     if (dry && !cJSON_IsBool(dry))
         return km_err_set(err, KM_EINVAL, "spec.dryRun: must be true or false");

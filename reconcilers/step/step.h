@@ -15,6 +15,7 @@
 #define KM_STEP_H
 
 #include <stdatomic.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -53,6 +54,13 @@ struct km_step_ctx {
     /* Adds delta to a per-step metrics counter (name like "tokens_regenerated_total"). */
     void (*count)(km_step_ctx *ctx, const char *counter, long delta);
     void *user; /* the orchestrator's */
+
+    /* appended */
+    /* When the cluster's PKI was rebuilt (reconcilers/recovery/rebuild.h: derived from the
+     * cluster's CA before any step ran, or spec.rebuildTime / --rebuild-time; status.rebuild):
+     * what "stale" is measured against.  0 = unknown (rebuild_note says why). */
+    time_t rebuilt_at;
+    const char *rebuild_note; /* where rebuilt_at came from, or why it is unknown; may be NULL */
 };
 
 /* A step: KM_OK when it ran to its end (see cond_*); another status when it could not (the
@@ -70,6 +78,12 @@ struct km_step_def {
      * KM_EINVAL with "spec.<key>...: <problem>". */
     km_status (*check)(const cJSON *block, km_err *err);
     km_step_fn run;
+    /* appended */
+    /* Optional: runs once after the recovery's final status was persisted (phase Succeeded or
+     * Failed), for what must come last (the pods step restarting kubemend's own Deployment).
+     * ctx as for run, ctx->status the step's final status (save persists it again); the
+     * condition fields are ignored.  Its errors are the step's to report (status, Events). */
+    km_step_fn last;
 };
 
 /* The step's setting `name` from ctx->spec, or its declared default (schema.h). */

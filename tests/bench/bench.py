@@ -97,6 +97,7 @@ def run_kubemend(bin_path, sim, tmp, label, steps=None, wait_for_ready=True):
     with open(rec, "w") as f:
         f.write("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: bench\n"
                 "spec:\n  pods:\n    waitForReady: %s\n" % ("true" if wait_for_ready else "false"))
+    survey = owner_survey(sim)
     sim.sim("POST", "/_sim/counters/reset")
     errf = os.path.join(tmp, "kubemend-%s.log" % label)
     t0 = time.monotonic()
@@ -113,23 +114,47 @@ def run_kubemend(bin_path, sim, tmp, label, steps=None, wait_for_ready=True):
     except ValueError:
         status = {}
     m = parse_time_v(errtext)
-    m.update(wall_s=wall, exit=cp.returncode, status=status, requests=counters(sim))
+    m.update(wall_s=wall, exit=cp.returncode, status=status, requests=counters(sim), survey=survey)
     m["steps"] = step_times(errtext)
     return m
 
 
-def minimum_requests(size, status):
+def owner_survey(sim):
+    """What proving the owners needs, read from the cluster before the run (admin client, not counted):
+    the namespaces whose stale pods belong to Deployments (generated clusters: Deployments only, one
+    ReplicaSet each, every pod older than the PKI rebuild) — each needs one paged ReplicaSet list (the
+    proof) and one paged Deployment list (the restart marker and resourceVersion the guarded patch needs)."""
+    per_ns, stale_ns, cont = {}, set(), ""
+    while True:
+        st, body = sim.request("GET", "/apis/apps/v1/deployments?limit=500" + ("&continue=" + cont if cont else ""),
+                               timeout=120)
+        for d in body.get("items", []):
+            ns = d["metadata"]["namespace"]
+            per_ns[ns] = per_ns.get(ns, 0) + 1
+            sa = d["spec"]["template"]["spec"].get("serviceAccountName") or "default"
+            if sa != "default" and d["spec"].get("replicas", 1) > 0:
+                stale_ns.add(ns)
+        cont = body.get("metadata", {}).get("continue")
+        if not cont:
+            return {"deployment_namespaces": len(stale_ns),
+                    "owner_pages": sum(2 * math.ceil(per_ns[n] / PAGE) for n in stale_ns)}
+
+
+def minimum_requests(size, status, survey):
     """The least the work needs: list pages + one write per changed object + one patch per workload +
-    one approval/denial per decided CSR (+ the JWKS fetch)."""
+    one approval/denial per decided CSR (+ the JWKS fetch, + the two CA ConfigMaps the PKI rebuild time
+    is derived from) + the owner proof: per namespace with stale Deployment pods one ReplicaSet list and
+    one Deployment list (owner_survey)."""
     ns, pods, secrets, nodes, csrs = size
     t = status.get("tokens", {})
     p = status.get("pods", {})
     c = status.get("csr", {})
     pages = math.ceil(secrets / PAGE) + math.ceil(ns / PAGE) + ns  # token Secrets, namespaces, pods per ns
     pages += math.ceil(csrs / PAGE) + math.ceil(nodes / PAGE)
+    pages += survey["owner_pages"]  # ReplicaSets and Deployments of each namespace with stale Deployment pods
     writes = t.get("regenerated", 0) + t.get("deleted", 0) + p.get("restarted", 0) + p.get("evicted", 0)
     writes += c.get("approved", 0) + c.get("denied", 0)
-    return pages + writes + 1
+    return pages + writes + 1 + 2
 
 
 def count_items(sim, path):
@@ -294,7 +319,7 @@ def main():
             main_run = run_kubemend(a.bin, sim, tmp, "main")
         finally:
             sim.stop()
-        main_run["minimum"] = minimum_requests(size, main_run["status"])
+        main_run["minimum"] = minimum_requests(size, main_run["status"], main_run["survey"])
         main_run["total_requests"] = sum(main_run["requests"].values())
         st = main_run["status"]
         handled = a.secrets + a.pods + a.csrs
@@ -348,7 +373,7 @@ def main():
                 finally:
                     sim.stop()
                 r["pods"] = pods
-                r["minimum"] = minimum_requests(sz, r["status"])
+                r["minimum"] = minimum_requests(sz, r["status"], r["survey"])
                 r["total_requests"] = sum(r["requests"].values())
                 rows.append(r)
                 log("  wall %.1f s, peak RSS %.1f MiB" % (r["wall_s"], r["rss_kib"] / 1024))

@@ -35,6 +35,8 @@ class StepRun:
         self.events = [x["event"] for x in self.lines if "event" in x]
         self.progress = [x["progress"] for x in self.lines if "progress" in x]
         self.decided = [x["decided"] for x in self.lines if "decided" in x]
+        rb = [x["rebuild"] for x in self.lines if "rebuild" in x]
+        self.rebuild = rb[-1] if rb else None  # {time, source} the step measured "stale" against
         res = [x["result"] for x in self.lines if "result" in x]
         self.result = res[-1] if res else None
         self.status = self.result["status"] if self.result else None
@@ -49,8 +51,13 @@ class StepRun:
 
 
 def kmstep_args(sim, step=None, spec=None, started_at=None, dry_run=False, status_file=None,
-                approver=None):
-    args = [os.path.join(tools_dir(), "kmstep"), "--kubeconfig", sim.kubeconfig, "--log-level", "info"]
+                approver=None, rebuild_time=None, kubeconfig=None, current_ca=None):
+    args = [os.path.join(tools_dir(), "kmstep"), "--kubeconfig", kubeconfig or sim.kubeconfig,
+            "--log-level", "info"]
+    if rebuild_time:
+        args += ["--rebuild-time", rebuild_time]
+    if current_ca:
+        args += ["--current-ca", current_ca]
     if step:
         args += ["--step", step]
     if approver is not None:
@@ -66,8 +73,9 @@ def kmstep_args(sim, step=None, spec=None, started_at=None, dry_run=False, statu
     return args
 
 
-def kmstep(sim, step, timeout=300, **kw):
-    cp = subprocess.run(kmstep_args(sim, step=step, **kw), capture_output=True, text=True, timeout=timeout)
+def kmstep(sim, step, timeout=300, env=None, **kw):
+    cp = subprocess.run(kmstep_args(sim, step=step, **kw), capture_output=True, text=True, timeout=timeout,
+                        env=env)
     return StepRun(cp.returncode, cp.stdout, cp.stderr)
 
 

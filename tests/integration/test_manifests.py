@@ -380,12 +380,15 @@ SPEC_FIELDS = {
 
 STATUS_FIELDS = {
     "observedGeneration", "phase", "currentStep", "progress", "startedAt", "completedAt",
-    "conditions", "tokens", "extensionApiserverAuthentication", "csr", "pods"}
+    "conditions", "tokens", "extensionApiserverAuthentication", "csr", "pods", "rebuild"}
 
 
 def test_spec_fields_and_defaults(schema):
     spec = schema["properties"]["spec"]
-    assert set(spec["properties"]) == {"dryRun"} | set(SPEC_FIELDS)
+    assert set(spec["properties"]) == {"dryRun", "rebuildTime"} | set(SPEC_FIELDS)
+    # rebuildTime: optional (absent = derived from the cluster's CA), a date-time
+    rt = spec["properties"]["rebuildTime"]
+    assert (rt["type"], rt["format"], "default" in rt) == ("string", "date-time", False)
     for step, fields in SPEC_FIELDS.items():
         assert set(spec["properties"][step]["properties"]) == fields, step
     nodes = dict(walk(schema))
@@ -400,7 +403,7 @@ def test_spec_fields_and_defaults(schema):
     # every scalar spec field has a default unless it is a list or selector (optional)
     for path, node in nodes.items():
         if path.startswith("$.spec.") and node["type"] in ("boolean", "integer", "string") \
-                and "[]" not in path and "namespaceSelector" not in path:
+                and "[]" not in path and "namespaceSelector" not in path and path != "$.spec.rebuildTime":
             assert path in DEFAULTS, path
 
 
@@ -424,7 +427,9 @@ def test_status_fields(schema):
         "name", "node", "decision", "reason"}
     assert set(st["pods"]["properties"]) == {
         "namespacesTotal", "namespacesDone", "currentNamespace", "done", "restarted", "evicted",
-        "deleted", "manual", "stuck", "current"}
+        "deleted", "manual", "stuck", "current", "alreadyRestarted", "self"}
+    assert set(st["pods"]["properties"]["self"]["properties"]) == {"workload", "uid", "action", "message"}
+    assert set(st["rebuild"]["properties"]) == {"time", "source", "error"}
     assert set(st["pods"]["properties"]["current"]["properties"]) == {"namespace", "restarted"}
     limits = {"$.status.tokens.changed": 50, "$.status.tokens.unhealed": 50,
               "$.status.tokens.malformedSecrets": 50,
@@ -433,7 +438,8 @@ def test_status_fields(schema):
     nodes = dict(walk(schema))
     for path, n in limits.items():
         assert nodes[path]["maxItems"] == n, path
-    for path in ("$.status.startedAt", "$.status.completedAt", "$.status.csr.windowEndsAt"):
+    for path in ("$.status.startedAt", "$.status.completedAt", "$.status.csr.windowEndsAt",
+                 "$.status.rebuild.time"):
         assert nodes[path]["format"] == "date-time"
 
 

@@ -49,6 +49,8 @@ def test_recovery_succeeds_under_deploy_rbac(cluster):
         assert c["status"] == "True", c
     assert st["tokens"]["regenerated"] > 0 and st["pods"]["restarted"] > 0
     assert "kubemend.io/finalizer" in obj["metadata"]["finalizers"]
+    # the PKI rebuild time, derived under deploy/'s RBAC, recorded in status and an Event
+    assert st["rebuild"]["time"] and "client-ca-file" in st["rebuild"]["source"], st.get("rebuild")
 
     out = sim.kubectl("get", "crec").stdout
     header = out.splitlines()[0].split()
@@ -57,6 +59,7 @@ def test_recovery_succeeds_under_deploy_rbac(cluster):
 
     desc = sim.kubectl("describe", "crec", "fix").stdout
     assert "Events:" in desc and "Completed" in desc and "StepCompleted" in desc, desc
+    assert "RebuildTime" in desc, desc
     # The operator never hit an RBAC wall: no request was answered 403 (server-side counters; a
     # log grep for "403" would also match millisecond timestamps).
     _, counters = sim.sim("GET", "/_sim/counters")

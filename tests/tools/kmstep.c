@@ -2,11 +2,17 @@
  * against a cluster, for integration tests, without the ClusterRecovery orchestration.
  *
  *   kmstep --kubeconfig F --step tokens|extauth|csr|pods [--spec JSON] [--started-at RFC3339]
- *          [--recovery NAME] [--current-ca FILE|-] [--dry-run] [--status-file F] [--log-level L]
+ *          [--rebuild-time RFC3339|none] [--recovery NAME] [--current-ca FILE|-] [--dry-run]
+ *          [--status-file F] [--log-level L]
  *   kmstep --kubeconfig F --approver SECONDS [--spec JSON]
  *
  * --spec is the step's spec block (defaults are the step's own); --current-ca sets
- * ctx->current_ca_pem (default: the kubeconfig's CA; "-" = none).
+ * ctx->current_ca_pem (default: the kubeconfig's CA; "-" = none).  --rebuild-time sets
+ * ctx->rebuilt_at ("none" = unknown); without it the time is derived from the cluster as the
+ * engine does (reconcilers/recovery/rebuild.h) and printed as {"rebuild":{time,source}}.
+ * --kubeconfig incluster:DIR loads the in-cluster configuration from DIR (token, ca.crt,
+ * namespace; KUBERNETES_SERVICE_HOST/PORT from the environment).  After a step that finished,
+ * its `last` hook runs (as the engine runs it after the final status).
  * --status-file: the step's status is loaded from F (when it exists) and written back to F
  * (atomically) on every ctx->save, so a killed run can be resumed.  Events are printed as JSON
  * lines {"event":{type,reason,message}} on stdout as they happen, the approver's decisions as
@@ -30,6 +36,7 @@
 #include "reconcilers/csr/csr.h"
 #include "reconcilers/extauth/extauth.h"
 #include "reconcilers/pods/pods.h"
+#include "reconcilers/recovery/rebuild.h"
 #include "reconcilers/tokens/tokens.h"
 #include "reconcilers/step/step.h"
 
@@ -140,6 +147,7 @@ static int usage(void)
 
 typedef struct opts {
     const char *kubeconfig, *step, *spec_text, *started_at, *level, *recovery, *current_ca;
+    const char *rebuild_time;
     long approver_secs; /* >= 0: run the approver this long instead of a step */
     int dry_run;
 } opts;
@@ -176,6 +184,8 @@ static int parse(int argc, char **argv, opts *o)
             dst = &o->recovery;
         else if (strcmp(a, "--current-ca") == 0)
             dst = &o->current_ca;
+        else if (strcmp(a, "--rebuild-time") == 0)
+            dst = &o->rebuild_time;
         else
             return usage();
         if (dst)
@@ -224,9 +234,36 @@ static km_status run_step(const opts *o, km_kube *kube, const char *ca, cJSON *s
             ctx.def = defs[i];
     if (!ctx.def)
         return km_err_set(err, KM_EINVAL, "unknown step %s", o->step);
+    km_rebuild rb = {0};
+    km_err rerr;
+    km_err_clear(&rerr);
+    if (o->rebuild_time && strcmp(o->rebuild_time, "none") == 0)
+        snprintf(rb.source, sizeof(rb.source), "--rebuild-time none");
+    else if (o->rebuild_time && km_clock_parse(o->rebuild_time, &rb.at) != KM_OK)
+        return km_err_set(err, KM_EINVAL, "bad --rebuild-time %s", o->rebuild_time);
+    else if (o->rebuild_time)
+        snprintf(rb.source, sizeof(rb.source), "--rebuild-time");
+    else if (km_rebuild_derive(kube, ca, &rb, &rerr) != KM_OK)
+        km_err_str(&rerr, rb.source, sizeof(rb.source));
+    ctx.rebuilt_at = rb.at;
+    ctx.rebuild_note = rb.source;
+    char when[KM_CLOCK_TEXT_MAX];
+    cJSON *rbj = cJSON_CreateObject();
+    if (rb.at)
+        cJSON_AddStringToObject(rbj, "time", km_clock_format_s(rb.at, when, sizeof(when)));
+    cJSON_AddStringToObject(rbj, "source", rb.source);
+    emit("rebuild", rbj);
     km_status st = ctx.def->run(&ctx, err);
     if (st != KM_OK)
         return st;
+    if (ctx.def->last) {
+        km_err lerr;
+        km_err_clear(&lerr);
+        if (ctx.def->last(&ctx, &lerr) != KM_OK) {
+            char buf[1024];
+            emit("lastError", cJSON_CreateString(km_err_str(&lerr, buf, sizeof(buf))));
+        }
+    }
     cJSON *res = cJSON_CreateObject();
     cJSON_AddItemToObject(res, "status", cJSON_Duplicate(status, 1));
     cJSON *cond = cJSON_AddObjectToObject(res, "condition");
@@ -261,7 +298,9 @@ int main(int argc, char **argv)
         km_err_set(&err, KM_EINVAL, "--spec is not JSON");
     else if (!status && !(status = cJSON_CreateObject()))
         km_err_set(&err, KM_ENOMEM, "out of memory");
-    else if ((st = km_kubeconfig_from_file(o.kubeconfig, NULL, &cfg, &err)) == KM_OK &&
+    else if ((st = strncmp(o.kubeconfig, "incluster:", 10) == 0
+                       ? km_kubeconfig_incluster(o.kubeconfig + 10, &cfg, &err)
+                       : km_kubeconfig_from_file(o.kubeconfig, NULL, &cfg, &err)) == KM_OK &&
              (st = km_kube_new(cfg, NULL, &kube, &err)) == KM_OK) {
         const char *ca_pem = km_kubeconfig_ca_pem(cfg);
         if (o.current_ca && strcmp(o.current_ca, "-") == 0)

@@ -1,5 +1,7 @@
 /* test_pods_select.c — the pure rules of the pod restart step: pod selection (each skip rule
- * alone), namespace ordering and filtering, label selectors, restart marker, readiness. */
+ * alone; stale = created before the PKI rebuild), what proves an owner (controller references,
+ * the decoy ReplicaSet), namespace ordering and filtering, label selectors, the restart marker
+ * at/after the rebuild, readiness. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,9 +12,19 @@
 
 #include <cmocka.h>
 
+#include "operator/base/clock.h"
 #include "reconcilers/pods/podsel.h"
 
-#define STARTED "2026-11-26T10:00:00Z"
+#define REBUILT "2026-11-26T10:00:00Z"
+
+/* t as seconds (a test's own constant: fails the test when it does not parse). */
+static time_t T(const char *t)
+{
+    time_t v = 0;
+    if (km_clock_parse(t, &v) != KM_OK)
+        fail_msg("bad time in test: %s", t);
+    return v;
+}
 
 static cJSON *J(const char *s)
 {
@@ -22,7 +34,7 @@ static cJSON *J(const char *s)
     return o;
 }
 
-/* A pod that must be restarted: SA app-sa, created before the start, Running, the legacy token
+/* A pod that must be restarted: SA app-sa, created before the rebuild, Running, the legacy token
  * volume ServiceAccount admission adds (Secret volume + mount at the token path). */
 static const char *POD =
     "{\"metadata\":{\"name\":\"p\",\"namespace\":\"app\",\"creationTimestamp\":"
@@ -35,7 +47,7 @@ static const char *POD =
 static km_podsel_reason decide(cJSON *pod, const char *sa)
 {
     cJSON *s = sa ? J(sa) : NULL;
-    km_podsel_reason r = km_podsel_pod(pod, s, STARTED, 0);
+    km_podsel_reason r = km_podsel_pod(pod, s, T(REBUILT), 0);
     cJSON_Delete(s);
     return r;
 }
@@ -59,7 +71,7 @@ static void test_pod_selected(void **state)
     assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
     assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":true}"), KM_PODSEL_RESTART);
     /* the spec shows the token: the ServiceAccount is neither needed nor consulted */
-    assert_false(km_podsel_needs_sa(pod, STARTED, 0));
+    assert_false(km_podsel_needs_sa(pod, T(REBUILT), 0));
     assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":false}"), KM_PODSEL_RESTART);
     /* Pending pods are restarted too */
     set_str(pod, "status", "phase", "Pending");
@@ -90,20 +102,31 @@ static void test_each_skip_rule_alone(void **state)
     }
 
     pod = J(POD);
-    /* timestamps have one-second resolution: a pod of the start's own second may predate the
-     * start, so it is restarted (churn at worst) rather than left with a stale token */
-    set_str(pod, "metadata", "creationTimestamp", STARTED);
-    assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
+    /* stale = created before the rebuild; the rebuild's own second counts as after it (the new
+     * control plane starts seconds after its CA was made, the old one is down by then) */
+    set_str(pod, "metadata", "creationTimestamp", REBUILT);
+    assert_int_equal(decide(pod, NULL), KM_PODSEL_NEW);
     set_str(pod, "metadata", "creationTimestamp", "2026-11-26T11:00:01+01:00"); /* = 10:00:01Z */
     assert_int_equal(decide(pod, NULL), KM_PODSEL_NEW);
     set_str(pod, "metadata", "creationTimestamp", "2026-11-26T10:59:59+01:00"); /* = 09:59:59Z */
     assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
+    /* days before (what the rebuild's old CA era looks like) */
+    set_str(pod, "metadata", "creationTimestamp", "2026-10-01T00:00:00Z");
+    assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
+    /* no usable creationTimestamp: never taken for new (a stale pod must not be missed) */
+    set_str(pod, "metadata", "creationTimestamp", "yesterday");
+    assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
+    /* an unknown rebuild time makes no pod new (the step refuses to run without one) */
+    set_str(pod, "metadata", "creationTimestamp", "2026-11-27T00:00:00Z");
+    assert_int_equal(km_podsel_pod(pod, NULL, 0, 0), KM_PODSEL_RESTART);
+    assert_int_equal(km_podsel_pod(pod, NULL, T(REBUILT), 0), KM_PODSEL_NEW);
+    assert_string_equal(km_podsel_reason_str(KM_PODSEL_NEW), "createdAfterRebuild");
     cJSON_Delete(pod);
 
     pod = J(POD);
     set_str(pod, "spec", "serviceAccountName", "default");
     assert_int_equal(decide(pod, NULL), KM_PODSEL_DEFAULT_SA);
-    assert_int_equal(km_podsel_pod(pod, NULL, STARTED, 1), KM_PODSEL_RESTART);
+    assert_int_equal(km_podsel_pod(pod, NULL, T(REBUILT), 1), KM_PODSEL_RESTART);
     cJSON_DeleteItemFromObject(cJSON_GetObjectItem(pod, "spec"), "serviceAccountName");
     assert_int_equal(decide(pod, NULL), KM_PODSEL_DEFAULT_SA);
     cJSON_Delete(pod);
@@ -117,7 +140,7 @@ static void test_each_skip_rule_alone(void **state)
                               J("[{\"name\":\"c\",\"volumeMounts\":[{\"name\":\"cfg\","
                                 "\"mountPath\":\"/etc/app\"}]}]"));
     assert_int_equal(decide(pod, NULL), KM_PODSEL_NO_TOKEN);
-    assert_false(km_podsel_needs_sa(pod, STARTED, 0));
+    assert_false(km_podsel_needs_sa(pod, T(REBUILT), 0));
     cJSON_Delete(pod);
 }
 
@@ -209,16 +232,16 @@ static void test_token_from_sa(void **state)
     (void)state;
     /* the ambiguous pod through km_podsel_pod: the SA's automount (unknown SA: mounted) */
     cJSON *pod = pod_with_spec("{\"serviceAccountName\":\"app-sa\"}");
-    assert_true(km_podsel_needs_sa(pod, STARTED, 0));
+    assert_true(km_podsel_needs_sa(pod, T(REBUILT), 0));
     assert_int_equal(decide(pod, NULL), KM_PODSEL_RESTART);
     assert_int_equal(decide(pod, "{}"), KM_PODSEL_RESTART);
     assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":true}"), KM_PODSEL_RESTART);
     assert_int_equal(decide(pod, "{\"automountServiceAccountToken\":false}"), KM_PODSEL_NO_TOKEN);
     /* ... but not when another rule already decides (no SA fetched for skipped pods) */
-    assert_false(km_podsel_needs_sa(pod, "2026-11-26T08:00:00Z", 0)); /* created after start */
+    assert_false(km_podsel_needs_sa(pod, T("2026-11-26T08:00:00Z"), 0)); /* after the rebuild */
     set_str(pod, "spec", "serviceAccountName", "default");
-    assert_false(km_podsel_needs_sa(pod, STARTED, 0));
-    assert_true(km_podsel_needs_sa(pod, STARTED, 1));
+    assert_false(km_podsel_needs_sa(pod, T(REBUILT), 0));
+    assert_true(km_podsel_needs_sa(pod, T(REBUILT), 1));
     cJSON_Delete(pod);
     /* a decided spec ignores the SA either way */
     pod = pod_with_spec("{\"serviceAccountName\":\"app-sa\",\"volumes\":[{\"name\":\"c\","
@@ -227,84 +250,92 @@ static void test_token_from_sa(void **state)
     cJSON_Delete(pod);
 }
 
-static int sel_matches(const char *sel, const char *labels)
-{
-    cJSON *s = sel ? J(sel) : NULL, *l = labels ? J(labels) : NULL;
-    int m = km_podsel_selector_matches(s, l);
-    cJSON_Delete(s);
-    cJSON_Delete(l);
-    return m;
-}
-
-static void test_selector_matches(void **state)
+/* What proves an owner: the controller reference only (kind, API group, name and uid). */
+static void test_controller_routes(void **state)
 {
     (void)state;
-    const char *l = "{\"app\":\"web\",\"tier\":\"front\",\"pod-template-hash\":\"abc\"}";
-    assert_true(sel_matches("{}", l));
-    assert_true(sel_matches("{}", NULL));
-    assert_false(sel_matches(NULL, l));
-    assert_true(sel_matches("{\"matchLabels\":{\"app\":\"web\"}}", l));
-    assert_true(sel_matches("{\"matchLabels\":{\"app\":\"web\",\"tier\":\"front\"}}", l));
-    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\",\"tier\":\"back\"}}", l));
-    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\"}}", NULL));
-    const char *ex =
-        "{\"matchExpressions\":[{\"key\":\"%s\",\"operator\":\"%s\",\"values\":[%s]}]}";
     struct {
-        const char *key, *op, *vals;
-        int want;
+        const char *refs;
+        km_podsel_route want;
     } cases[] = {
-        {"tier", "In", "\"front\",\"back\"", 1},
-        {"tier", "In", "\"back\"", 0},
-        {"nope", "In", "\"front\"", 0},
-        {"tier", "NotIn", "\"back\"", 1},
-        {"tier", "NotIn", "\"front\"", 0},
-        {"nope", "NotIn", "\"x\"", 1},
-        {"tier", "Exists", "", 1},
-        {"nope", "Exists", "", 0},
-        {"nope", "DoesNotExist", "", 1},
-        {"tier", "DoesNotExist", "", 0},
-        {"tier", "Gt", "\"1\"", 0},
+        {"[{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\",\"name\":\"rs\",\"uid\":\"u1\","
+         "\"controller\":true}]",
+         KM_ROUTE_REPLICASET},
+        {"[{\"apiVersion\":\"extensions/v1beta1\",\"kind\":\"ReplicaSet\",\"name\":\"rs\","
+         "\"uid\":\"u1\",\"controller\":true}]",
+         KM_ROUTE_REPLICASET},
+        {"[{\"apiVersion\":\"apps/v1\",\"kind\":\"StatefulSet\",\"name\":\"db\",\"uid\":\"u2\","
+         "\"controller\":true}]",
+         KM_ROUTE_STATEFULSET},
+        {"[{\"apiVersion\":\"apps/v1\",\"kind\":\"DaemonSet\",\"name\":\"ds\",\"uid\":\"u3\","
+         "\"controller\":true}]",
+         KM_ROUTE_DAEMONSET},
+        {"[{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"name\":\"j\",\"uid\":\"u4\","
+         "\"controller\":true}]",
+         KM_ROUTE_EVICT},
+        /* a ReplicaSet of another API group is somebody else's kind: evicted, not resolved */
+        {"[{\"apiVersion\":\"example.com/v1\",\"kind\":\"ReplicaSet\",\"name\":\"rs\","
+         "\"uid\":\"u5\",\"controller\":true}]",
+         KM_ROUTE_EVICT},
+        /* a reference without controller: true proves nobody recreates the pod */
+        {"[{\"apiVersion\":\"apps/v1\",\"kind\":\"ReplicaSet\",\"name\":\"rs\",\"uid\":\"u1\"}]",
+         KM_ROUTE_OWNERLESS},
+        /* the controller among several references */
+        {"[{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"name\":\"x\",\"uid\":\"u6\"},"
+         "{\"apiVersion\":\"apps/v1\",\"kind\":\"StatefulSet\",\"name\":\"db\",\"uid\":\"u2\","
+         "\"controller\":true}]",
+         KM_ROUTE_STATEFULSET},
+        /* a controller reference without a uid proves nothing to restart */
+        {"[{\"apiVersion\":\"apps/v1\",\"kind\":\"DaemonSet\",\"name\":\"ds\","
+         "\"controller\":true}]",
+         KM_ROUTE_EVICT},
+        {"[]", KM_ROUTE_OWNERLESS},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char buf[512];
-        snprintf(buf, sizeof(buf), ex, cases[i].key, cases[i].op, cases[i].vals);
-        if (sel_matches(buf, l) != cases[i].want)
-            fail_msg("selector %s: want %d", buf, cases[i].want);
+        cJSON *p = J("{\"metadata\":{}}");
+        cJSON_AddItemToObject(cJSON_GetObjectItem(p, "metadata"), "ownerReferences",
+                              J(cases[i].refs));
+        if (km_podsel_route_of(p) != cases[i].want)
+            fail_msg("case %zu: route %d, want %d", i, km_podsel_route_of(p), cases[i].want);
+        cJSON_Delete(p);
     }
-    /* matchLabels and matchExpressions must both hold */
-    assert_false(sel_matches("{\"matchLabels\":{\"app\":\"web\"},\"matchExpressions\":[{\"key\":"
-                             "\"tier\",\"operator\":\"DoesNotExist\"}]}",
-                             l));
+    cJSON *p = J("{\"metadata\":{}}");
+    assert_int_equal(km_podsel_route_of(p), KM_ROUTE_OWNERLESS);
+    assert_null(km_podsel_controller(p));
+    cJSON_Delete(p);
 }
 
-static void test_rs_of_deployment(void **state)
+/* The issue's decoy: a standalone ReplicaSet named like a Deployment's (decoy-5d8f7c9b4 next to
+ * Deployment decoy, its pods labelled pod-template-hash 5d8f7c9b4) is no Deployment's: only a
+ * ReplicaSet's controller reference of kind Deployment proves one. */
+static void test_decoy_replicaset(void **state)
 {
     (void)state;
-    cJSON *pod = J("{\"metadata\":{\"name\":\"web-7d9f8c-x1\",\"labels\":{\"app\":\"web\","
-                   "\"pod-template-hash\":\"7d9f8c\"}}}");
-    cJSON *d = J("{\"metadata\":{\"name\":\"web\"},\"spec\":{\"selector\":{\"matchLabels\":{"
-                 "\"app\":\"web\"}}}}");
-    assert_true(km_podsel_rs_of_deployment("web-7d9f8c", pod, d));
-    /* name rule: another hash, another prefix, no separator */
-    assert_false(km_podsel_rs_of_deployment("web-aaaaaa", pod, d));
-    assert_false(km_podsel_rs_of_deployment("webx-7d9f8c", pod, d));
-    assert_false(km_podsel_rs_of_deployment("web7d9f8c", pod, d));
-    assert_false(km_podsel_rs_of_deployment("web-7d9f8c-x", pod, d));
-    assert_false(km_podsel_rs_of_deployment(NULL, pod, d));
-    /* the selector must match the pod */
-    cJSON *d2 = J("{\"metadata\":{\"name\":\"web\"},\"spec\":{\"selector\":{\"matchLabels\":{"
-                  "\"app\":\"api\"}}}}");
-    assert_false(km_podsel_rs_of_deployment("web-7d9f8c", pod, d2));
-    cJSON_Delete(d2);
-    d2 = J("{\"metadata\":{\"name\":\"web\"},\"spec\":{}}");
-    assert_false(km_podsel_rs_of_deployment("web-7d9f8c", pod, d2));
-    cJSON_Delete(d2);
-    /* a pod without the hash label is never matched by name */
-    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(cJSON_GetObjectItem(pod, "metadata"), "labels"),
-                               "pod-template-hash");
-    assert_false(km_podsel_rs_of_deployment("web-7d9f8c", pod, d));
-    cJSON_Delete(pod);
-    cJSON_Delete(d);
+    cJSON *decoy = J("{\"metadata\":{\"name\":\"decoy-5d8f7c9b4\",\"uid\":\"rs-1\",\"labels\":"
+                     "{\"pod-template-hash\":\"5d8f7c9b4\"}},\"spec\":{\"template\":{\"metadata\":"
+                     "{\"labels\":{\"pod-template-hash\":\"5d8f7c9b4\"}}}}}");
+    assert_null(km_podsel_rs_deployment(decoy));
+    cJSON_Delete(decoy);
+    /* a non-controller reference to the Deployment does not make it the owner either */
+    cJSON *rs = J("{\"metadata\":{\"name\":\"decoy-5d8f7c9b4\",\"ownerReferences\":[{"
+                  "\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"name\":\"decoy\","
+                  "\"uid\":\"d-1\"}]}}");
+    assert_null(km_podsel_rs_deployment(rs));
+    cJSON_Delete(rs);
+    /* the Deployment's own ReplicaSet: name and uid of the Deployment, whatever the RS's name */
+    rs = J("{\"metadata\":{\"name\":\"anything\",\"ownerReferences\":[{\"apiVersion\":"
+           "\"apps/v1\",\"kind\":\"Deployment\",\"name\":\"web\",\"uid\":\"d-2\","
+           "\"controller\":true}]}}");
+    const cJSON *d = km_podsel_rs_deployment(rs);
+    assert_non_null(d);
+    assert_string_equal(cJSON_GetObjectItem(d, "name")->valuestring, "web");
+    assert_string_equal(cJSON_GetObjectItem(d, "uid")->valuestring, "d-2");
+    cJSON_Delete(rs);
+    /* a ReplicaSet controlled by something else (e.g. an Argo Rollout): standalone for us */
+    rs = J("{\"metadata\":{\"ownerReferences\":[{\"apiVersion\":\"argoproj.io/v1alpha1\","
+           "\"kind\":\"Rollout\",\"name\":\"web\",\"uid\":\"r-1\",\"controller\":true}]}}");
+    assert_null(km_podsel_rs_deployment(rs));
+    cJSON_Delete(rs);
 }
 
 static void expect_order(const char *names, const char *spec_json, const char *want)
@@ -379,28 +410,38 @@ static void test_restart_marker(void **state)
     (void)state;
     cJSON *d = J("{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
                  "\"kubectl.kubernetes.io/restartedAt\":\"2026-11-26T10:00:00Z\"}}}}}");
-    assert_true(km_podsel_restarted_since(d, STARTED));
-    assert_true(km_podsel_restarted_since(d, "2026-11-26T09:59:59Z"));
-    assert_false(km_podsel_restarted_since(d, "2026-11-26T10:00:01Z"));
+    /* at or after the rebuild: done */
+    assert_true(km_podsel_restarted_since(d, T(REBUILT)));
+    assert_true(km_podsel_restarted_since(d, T("2026-11-26T09:59:59Z")));
+    /* before it: a restart from before the disaster does not count */
+    assert_false(km_podsel_restarted_since(d, T("2026-11-26T10:00:01Z")));
+    assert_false(km_podsel_restarted_since(d, 0));
     cJSON_Delete(d);
     d = J("{\"spec\":{\"template\":{\"metadata\":{}}}}");
-    assert_false(km_podsel_restarted_since(d, STARTED));
+    assert_false(km_podsel_restarted_since(d, T(REBUILT)));
+    assert_int_equal(km_podsel_marker(d), 0);
     cJSON_Delete(d);
-}
-
-static void test_owner(void **state)
-{
-    (void)state;
-    cJSON *p = J("{\"metadata\":{\"ownerReferences\":[{\"kind\":\"X\",\"name\":\"a\"},"
-                 "{\"kind\":\"ReplicaSet\",\"name\":\"rs\",\"controller\":true}]}}");
-    assert_string_equal(cJSON_GetObjectItem(km_podsel_owner(p), "name")->valuestring, "rs");
-    cJSON_Delete(p);
-    p = J("{\"metadata\":{\"ownerReferences\":[{\"kind\":\"Job\",\"name\":\"j\"}]}}");
-    assert_string_equal(cJSON_GetObjectItem(km_podsel_owner(p), "name")->valuestring, "j");
-    cJSON_Delete(p);
-    p = J("{\"metadata\":{}}");
-    assert_null(km_podsel_owner(p));
-    cJSON_Delete(p);
+    /* kubectl writes local time with an offset; kubemend.io/restartedAt counts too; the later
+     * of the two decides; an unparsable one is ignored */
+    d = J("{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
+          "\"kubectl.kubernetes.io/restartedAt\":\"2026-11-26T11:30:00+01:00\"}}}}}");
+    assert_int_equal(km_podsel_marker(d), T("2026-11-26T10:30:00Z"));
+    assert_true(km_podsel_restarted_since(d, T(REBUILT)));
+    cJSON_Delete(d);
+    d = J("{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
+          "\"kubectl.kubernetes.io/restartedAt\":\"2026-11-01T00:00:00Z\","
+          "\"kubemend.io/restartedAt\":\"2026-11-26T10:00:05Z\"}}}}}");
+    assert_int_equal(km_podsel_marker(d), T("2026-11-26T10:00:05Z"));
+    assert_true(km_podsel_restarted_since(d, T(REBUILT)));
+    cJSON_Delete(d);
+    d = J("{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{"
+          "\"kubectl.kubernetes.io/restartedAt\":\"soon\","
+          "\"kubemend.io/restartedAt\":\"2026-11-01T00:00:00Z\"}}}}}");
+    assert_false(km_podsel_restarted_since(d, T(REBUILT)));
+    cJSON_Delete(d);
+    /* the marker written: now, never before the rebuild (a clock behind the control plane) */
+    assert_int_equal(km_podsel_marker_time(T(REBUILT) + 60, T(REBUILT)), T(REBUILT) + 60);
+    assert_int_equal(km_podsel_marker_time(T(REBUILT) - 5, T(REBUILT)), T(REBUILT));
 }
 
 static int ready(const char *kind, const char *json)
@@ -454,17 +495,11 @@ static void test_ready(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pod_selected),
-        cmocka_unit_test(test_each_skip_rule_alone),
-        cmocka_unit_test(test_token_rules),
-        cmocka_unit_test(test_token_from_sa),
-        cmocka_unit_test(test_namespace_order),
-        cmocka_unit_test(test_label_selector),
-        cmocka_unit_test(test_restart_marker),
-        cmocka_unit_test(test_owner),
-        cmocka_unit_test(test_ready),
-        cmocka_unit_test(test_selector_matches),
-        cmocka_unit_test(test_rs_of_deployment),
+        cmocka_unit_test(test_pod_selected),     cmocka_unit_test(test_each_skip_rule_alone),
+        cmocka_unit_test(test_token_rules),      cmocka_unit_test(test_token_from_sa),
+        cmocka_unit_test(test_namespace_order),  cmocka_unit_test(test_label_selector),
+        cmocka_unit_test(test_restart_marker),   cmocka_unit_test(test_controller_routes),
+        cmocka_unit_test(test_decoy_replicaset), cmocka_unit_test(test_ready),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,9 +104,21 @@ static void test_every_field_matches_the_crd(void **state)
 {
     (void)state;
     const cJSON *props = KM_JSON_AT(crd_spec(), "properties");
-    /* spec holds dryRun and one block per step, nothing else */
-    assert_int_equal(cJSON_GetArraySize(props), KM_STEP_COUNT + 1);
+    /* spec holds dryRun, rebuildTime and one block per step, nothing else */
+    assert_int_equal(cJSON_GetArraySize(props), KM_STEP_COUNT + 2);
     assert_true(cJSON_IsFalse(KM_JSON_AT(props, "dryRun", "default")));
+    /* rebuildTime: a date-time without default (absent = derived from the cluster) */
+    assert_string_equal(KM_JSON_STR(props, "rebuildTime", "format"), "date-time");
+    assert_null(KM_JSON_AT(props, "rebuildTime", "default"));
+    cJSON *ok = NULL, *spec = cJSON_Parse("{\"rebuildTime\":\"2026-11-26T09:00:00+01:00\"}");
+    assert_int_equal(km_recovery_spec_defaults(spec, &ok, NULL), KM_OK);
+    cJSON_Delete(ok);
+    cJSON_Delete(spec);
+    spec = cJSON_Parse("{\"rebuildTime\":\"yesterday\"}");
+    km_err e;
+    assert_int_equal(km_recovery_spec_defaults(spec, &ok, &e), KM_EINVAL);
+    assert_non_null(strstr(e.message, "spec.rebuildTime"));
+    cJSON_Delete(spec);
     for (int i = 0; i < KM_STEP_COUNT; i++) {
         const km_step_def *d = km_recovery_step_def(i);
         const cJSON *blk = KM_JSON_AT(props, d->key);

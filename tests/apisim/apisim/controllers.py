@@ -2270,10 +2270,10 @@ def front_proxy_ca(pki):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(key)
-            cert = subprocess.run(["openssl", "req", "-x509", "-new", "-key", path, "-subj", "/CN=front-proxy-ca",
-                                   "-days", "3650", "-addext", "basicConstraints=critical,CA:TRUE",
-                                   "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign"],
-                                  stdout=subprocess.PIPE, check=True).stdout.decode()
+            from .pki import INITIAL_CA_AGE, self_signed_ca
+            # the first generation's front-proxy CA is as old as the first cluster CA (pki.py)
+            nb = int(time.time()) - INITIAL_CA_AGE if gen <= 1 else None
+            cert = self_signed_ca(path, "front-proxy-ca", 3650, nb).decode()
         finally:
             os.unlink(path)
         pki.front_proxy_ca_cert_pem = cert

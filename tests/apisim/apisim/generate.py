@@ -125,7 +125,10 @@ def generate(sim, text):
                need_result=False)
         summary["staleTokenSecrets" if key is not None else "freshTokenSecrets"] += 1
 
-    # deployments -> replicasets -> pods (steady state)
+    # deployments -> replicasets -> pods (steady state); with a rebuild they are older than it (created a day
+    # before: kubemend restarts pods created before the new CA's notBefore)
+    if old_key is not None:
+        store.creation_offset = -86400.0
     remaining = p["pods"]
     di = 0
     ip_n = 0
@@ -203,6 +206,8 @@ def generate(sim, text):
             create("pods", {"metadata": {"name": "%s-%s" % (rs_name, _rand5(rng)), "namespace": ns,
                                          "labels": {"app": name, "pod-template-hash": h}, "ownerReferences": oref},
                             "spec": spec, "status": status}, need_result=False)
+
+    store.creation_offset = 0.0
 
     # CSRs
     keys = {}

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import threading
+import time
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 LEGACY_ISSUER = "kubernetes/serviceaccount"
@@ -224,13 +225,65 @@ def write_private(path, data):
         f.write(data)
 
 
-def new_ca(cert_path, key_path, cn, days=3650, key_type="rsa"):
-    """Generate a self-signed CA: key to key_path (0600), certificate to cert_path; returns the certificate PEM."""
+# How long before a simulated cluster's first CA was made: a PKI rebuild's new CA is clearly newer than the
+# old one (kubemend derives the rebuild time from the newest CA's notBefore), as on a real cluster.
+INITIAL_CA_AGE = 30 * 86400
+
+_CA_CNF = """[ca]
+default_ca = d
+[d]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = p
+copy_extensions = none
+unique_subject = no
+[p]
+commonName = supplied
+[x]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,digitalSignature,keyEncipherment,keyCertSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def self_signed_ca(key_path, cn, days=3650, not_before=None):
+    """A self-signed CA certificate (PEM bytes) for the key in key_path; notBefore = now, or not_before (epoch
+    seconds) when given (`openssl ca -selfsign -startdate`: OpenSSL 3.0's `req -x509` cannot backdate)."""
+    ext = ["-addext", "basicConstraints=critical,CA:TRUE",
+           "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign"]
+    if not_before is None:
+        return _run(["openssl", "req", "-x509", "-new", "-key", key_path, "-subj", "/CN=%s" % cn, "-days",
+                     str(days), "-set_serial", str(secrets.randbits(120))] + ext)
+    import tempfile
+    import time as _time
+    stamp = lambda t: _time.strftime("%Y%m%d%H%M%SZ", _time.gmtime(t))  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="apisim-ca-") as d:
+        with open(os.path.join(d, "ca.cnf"), "w") as f:
+            f.write(_CA_CNF)
+        open(os.path.join(d, "index.txt"), "w").close()
+        with open(os.path.join(d, "serial"), "w") as f:
+            f.write("%030X\n" % secrets.randbits(119))
+        csr = _run(["openssl", "req", "-new", "-key", key_path, "-subj", "/CN=%s" % cn])
+        with open(os.path.join(d, "r.csr"), "wb") as f:
+            f.write(csr)
+        proc = subprocess.run(["openssl", "ca", "-batch", "-notext", "-selfsign", "-config", "ca.cnf", "-keyfile",
+                               key_path, "-in", "r.csr", "-startdate", stamp(not_before), "-enddate",
+                               stamp(not_before + days * 86400), "-extensions", "x", "-out", "c.pem"],
+                              cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError("openssl ca failed: %s" % proc.stderr.decode(errors="replace")[-400:])
+        with open(os.path.join(d, "c.pem"), "rb") as f:
+            return f.read()
+
+
+def new_ca(cert_path, key_path, cn, days=3650, key_type="rsa", not_before=None):
+    """Generate a self-signed CA: key to key_path (0600), certificate to cert_path; returns the certificate PEM.
+    not_before: epoch seconds to backdate the certificate to (None = now)."""
     write_private(key_path, genkey(key_type))
-    cert = _run(["openssl", "req", "-x509", "-new", "-key", key_path, "-subj", "/CN=%s" % cn, "-days", str(days),
-                 "-set_serial", str(secrets.randbits(120)),
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign"])
+    cert = self_signed_ca(key_path, cn, days, not_before)
     with open(cert_path, "wb") as f:
         f.write(cert)
     return cert.decode()
@@ -336,7 +389,9 @@ class PKI:
         self.generation += 1
         key_path = self._path("ca-%d.key" % self.generation)
         cert_path = self._path("ca-%d.crt" % self.generation)
-        self.ca_cert_pem = new_ca(cert_path, key_path, "kubernetes")
+        # the first CA is old (the cluster was made long ago); a rebuild's CA is made now
+        nb = int(time.time()) - INITIAL_CA_AGE if self.generation == 1 else None
+        self.ca_cert_pem = new_ca(cert_path, key_path, "kubernetes", not_before=nb)
         self.ca_key_path = key_path
         self.ca_cert_path = cert_path
 

@@ -24,6 +24,9 @@ SECTIONS = ("namespaces", "nodes", "serviceAccounts", "configMaps", "objects", "
 CSR_KINDS = csrgen.KINDS + ("badPEM", "custom")
 
 
+# How long before the PKI rebuild the objects of a scenario's `before` section were created (seconds).
+BEFORE_AGE = 86400
+
 TOP_KEYS = ("name", "description", "profile", "seed", "pkiRebuild", "before", "after",
             "extensionApiserverAuthentication", "controllers")
 CONTROLLER_OPTIONS = {"kubeletDelay": "kubelet_delay", "graceCap": "grace_cap", "tokenDelay": "token_delay",
@@ -124,7 +127,13 @@ class Builder:
             self.phase = "before"
             self.keys["old"] = self.pki.current_sa_key
             front_proxy_ca(self.pki)
-            self.apply(doc.get("before") or {})
+            # what existed before the rebuild is older than it (kubemend tells stale pods by creationTimestamp <
+            # the new CA's notBefore)
+            self.store.creation_offset = -BEFORE_AGE
+            try:
+                self.apply(doc.get("before") or {})
+            finally:
+                self.store.creation_offset = 0.0
             self.pki.rebuild()
             front_proxy_ca(self.pki)
             self.phase = "after"

@@ -114,6 +114,9 @@ class Store:
         self._owner_index = collections.defaultdict(set)  # owner uid -> {(res, key)}
         self._dispatch_q = queue.Queue()
         self._uid_rng = random.Random()  # uids (used under the lock; seeded from os.urandom)
+        # seconds added to the creationTimestamp of new objects: scenarios backdate what existed before a PKI
+        # rebuild (0 while serving)
+        self.creation_offset = 0.0
         self._gc_q = queue.Queue()
         self._stopped = False
         self.compact_rv = 0            # continue tokens older than this -> 410
@@ -354,7 +357,7 @@ class Store:
         for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             md.pop(f, None)
         md["uid"] = str(uuid.UUID(int=self._uid_rng.getrandbits(128), version=4))
-        md["creationTimestamp"] = now_rfc3339()
+        md["creationTimestamp"] = now_rfc3339(self.creation_offset)
         if info is not None and info.has_generation:
             md["generation"] = 1
         else:

@@ -38,6 +38,16 @@ def test_generated_cluster_contents_and_steady_state():
                                ["kid"] for s in tokens)
     assert kids[sim.pki.old_sa_key().kid] == 10 and kids[sim.pki.current_sa_key.kid] == 30
     assert summary["staleTokenSecrets"] == 10
+    # the pods predate the rebuild (the new CA's notBefore): kubemend's pods step restarts them
+    import calendar
+    import subprocess
+    import time
+    out = subprocess.run(["openssl", "x509", "-noout", "-startdate"], input=sim.pki.ca_cert_pem,
+                         capture_output=True, text=True, check=True).stdout
+    rebuilt = calendar.timegm(time.strptime(out.strip().split("=", 1)[1].replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+    assert all(calendar.timegm(time.strptime(p["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")) < rebuilt
+               for p in pods)
+    assert st.creation_offset == 0.0  # what is created while serving is not backdated
     csrs = st.list(CSR)
     assert len(csrs) == 10 and len(summary["forgedCsrs"]) == 3
     for c in csrs:

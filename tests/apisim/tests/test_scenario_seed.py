@@ -135,6 +135,44 @@ def test_seed_extension_apiserver_authentication_old_then_new(seeded):
     assert len(front) == 2 and front[1] == sim.pki.front_proxy_ca_cert_pem
 
 
+def _not_before(pem):
+    import calendar
+    import subprocess
+    import time
+    out = subprocess.run(["openssl", "x509", "-noout", "-startdate"], input=pem, capture_output=True, text=True,
+                         check=True).stdout
+    return calendar.timegm(time.strptime(out.strip().split("=", 1)[1].replace(" GMT", ""), "%b %d %H:%M:%S %Y"))
+
+
+def _created(obj):
+    import calendar
+    import time
+    return calendar.timegm(time.strptime(obj["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_seed_rebuild_like_a_real_one(seeded):
+    """The rebuild's CAs differ like a real rebuild's: the old CA (cluster and front-proxy) is weeks
+    older than the new one, made at the rebuild; what existed before the rebuild was created before
+    the new CA's notBefore, what was created after it (alertmanager) is not older.  kubemend tells
+    stale pods by exactly that."""
+    sim, _, _ = seeded
+    import time
+    new, old = _not_before(sim.pki.ca_cert_pem), _not_before(sim.pki.old_ca_cert_pems[-1])
+    assert new - old >= 7 * 86400, (old, new)
+    assert abs(time.time() - new) < 600
+    fp_new = _not_before(sim.pki.front_proxy_ca_cert_pem)
+    fp_old = _not_before(sim.pki.old_front_proxy_ca_cert_pems[-1])
+    assert fp_new - fp_old >= 7 * 86400
+    before = [p for p in sim.store.list("pods") if not p["metadata"]["name"].startswith("alertmanager")]
+    assert before and all(old < _created(p) < new for p in before)
+    for res, ns, name in (("apps/deployments", "shop", "frontend"), ("apps/daemonsets", "kube-system", "calico-node"),
+                          ("namespaces", None, "shop")):
+        assert _created(sim.store.get(res, ns, name)) < new
+    assert _created(sim.store.get("apps/statefulsets", "monitoring", "alertmanager")) >= new
+    assert all(_created(p) >= new for p in sim.store.list("pods", "monitoring")
+               if p["metadata"]["name"].startswith("alertmanager"))
+
+
 def test_seed_is_steady_state(seeded):
     sim, _, rv = seeded
     sim.controllers.wait_idle()
