@@ -26,8 +26,6 @@ DENY_CHECK = {"otherNodeIP": "ipAddressNotOwned", "otherNodeDNS": "dnsNameNotOwn
               "noOrg": "subjectMismatch", "noSANs": "noSANs"}
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests/"
 
-ISSUE_12_NEWER = pytest.mark.xfail(strict=True, reason="issue 12: pods are stale by the run's start, not by the PKI "
-                                   "rebuild, so workloads created after the rebuild are restarted too")
 ISSUE_12_CLUSTER_INFO = pytest.mark.xfail(strict=True, reason="issue 12: kube-public/cluster-info keeps the old CA")
 
 
@@ -236,7 +234,6 @@ class RecoveryChecks:
         assert log_evictions(healed.log) == healed.plan["evictions"]
         assert "ci/ci-runner-manual" in healed.log
 
-    @ISSUE_12_NEWER
     def test_workloads_created_after_the_rebuild_not_restarted(self, healed):
         restarted = scene.restarted(healed.before, healed.after)
         assert not restarted & healed.plan["newer"], sorted(restarted & healed.plan["newer"])
