@@ -84,6 +84,12 @@ struct km_step_def {
      * ctx as for run, ctx->status the step's final status (save persists it again); the
      * condition fields are ignored.  Its errors are the step's to report (status, Events). */
     km_step_fn last;
+    /* Optional: re-checks, from the server's answers only, that what this step repairs is healed
+     * (the recovery's Verified condition, after every step ran).  Sets ctx's condition fields:
+     * "True" when healed, "False" with what is left (names, counts) in cond_message.  ctx as for
+     * run (ctx->status the step's final status, read-only by convention); writes nothing to the
+     * cluster.  Failure (could not read): the error; the engine reports Verified Unknown. */
+    km_step_fn verify;
 };
 
 /* The step's setting `name` from ctx->spec, or its declared default (schema.h). */
