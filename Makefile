@@ -141,6 +141,11 @@ demo: $(BIN) | deps
 bench: $(BIN) | deps
 	@./tests/bench/run.sh $(abspath $(BIN))
 
+# The same comparison on a real control plane (tests/bench/realbench.py); BENCH_ARGS e.g. '--tokens 1000'.
+bench-real: $(BIN) $(TOOL_BIN) | deps
+	@KUBECTL=$(KUBECTL) $(PYTHON) tests/bench/realbench.py --bin $(abspath $(BIN)) \
+	  --tools $(abspath $(BUILD)/tools) $(BENCH_ARGS)
+
 # ---- container image -------------------------------------------------------------------------
 image:
 	@KM_IMAGE_DEPS=1 ./tests/deps.sh
