@@ -39,3 +39,42 @@ def test_probes_and_credentials_rejected_after_pki_rebuild(tmp_path):
             assert len(loud) == 1, loud  # said clearly, once (later failures only at debug level)
         finally:
             op.stop()
+
+
+def _gauge(port, name):
+    code, body = get(port, "/metrics")
+    for line in body.splitlines() if code == 200 else []:
+        if line.startswith(name + " "):
+            return float(line.split(" ")[-1])
+    return None
+
+
+def test_metrics_show_the_adaptive_rate_and_its_backoff_on_429(tmp_path):
+    """Issue 14: no fixed 50 qps by default — the client's rate starts at 200 qps and adapts; a 429 with
+    Retry-After from the server halves it; /metrics shows the rate and the requests in flight; --qps caps it."""
+    with SimProcess() as sim:
+        kmop.install(sim)
+        kubeconfig = kmop.sa_kubeconfig(sim)
+        op = kmop.Operator(kubeconfig, str(tmp_path / "op.log"))
+        try:
+            kmop.wait_for(lambda: health_port(op), what="health server")
+            port = health_port(op)
+            kmop.wait_for(lambda: _gauge(port, "kubemend_client_rate_limit_qps") is not None, what="rate gauge")
+            assert _gauge(port, "kubemend_client_rate_limit_qps") == 200
+            assert _gauge(port, "kubemend_api_requests_in_flight") >= 0
+            kmop.wait_for(lambda: op.leading(), what="leader")
+            # every Lease renewal answered 429: the rate halves (the lease keeps retrying)
+            sim.sim("POST", "/_sim/faults", {"rules": [{"resource": "coordination.k8s.io/leases", "code": 429, "retryAfter": 1}]})
+            kmop.wait_for(lambda: (_gauge(port, "kubemend_client_rate_limit_qps") or 200) <= 100, timeout=60,
+                          what="rate halved after 429s")
+            sim.sim("POST", "/_sim/faults", {"rules": []})
+        finally:
+            op.stop()
+        capped = kmop.Operator(kubeconfig, str(tmp_path / "op2.log"), extra=["--qps", "30"])
+        try:
+            kmop.wait_for(lambda: health_port(capped), what="health server")
+            port = health_port(capped)
+            kmop.wait_for(lambda: _gauge(port, "kubemend_client_rate_limit_qps") is not None, what="rate gauge")
+            assert _gauge(port, "kubemend_client_rate_limit_qps") == 30
+        finally:
+            capped.stop()
