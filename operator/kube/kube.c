@@ -234,6 +234,8 @@ km_status km_kube_clone(km_kube *k, km_kube **out, km_err *err)
     c->cancel = k->cancel;
     c->observe = k->observe;
     c->observe_user = k->observe_user;
+    c->transport = k->transport;
+    c->transport_user = k->transport_user;
     *out = c;
     return KM_OK;
 }
@@ -399,8 +401,10 @@ static km_status attempt_once(km_kube *k, const km_kube_req *req, const char *ve
     st = exchange(k, req, token, r, body, e);
     atomic_fetch_sub(&k->sh->inflight, 1);
     double t1 = km_clock_mono();
+    double ra = st == KM_OK ? (double)r->retry_after : 0;
     km_ratelimit_feedback_at(k->sh->rl, st == KM_OK ? r->code : 0, t1 - t0,
-                             st == KM_OK ? (double)r->retry_after : 0, t1);
+                             ra < k->sh->opts.retry_after_max ? ra : k->sh->opts.retry_after_max,
+                             t1);
     if (token) {
         explicit_bzero(token, strlen(token));
         free(token);

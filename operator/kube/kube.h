@@ -63,7 +63,8 @@ void km_kube_opts_default(km_kube_opts *o);
  * *out is untouched. */
 km_status km_kube_new(km_kubeconfig *cfg, const km_kube_opts *opts, km_kube **out, km_err *err);
 
-/* A new client for another thread sharing k's config, rate limiter, observer and cancel flag.
+/* A new client for another thread sharing k's config, rate limiter, observer, cancel flag and
+ * injected transport (km_kube_set_transport: then it must be thread-safe).
  * Caller frees it with km_kube_free.  On failure *out is untouched. */
 km_status km_kube_clone(km_kube *k, km_kube **out, km_err *err);
 
