@@ -21,6 +21,7 @@ need openssl command -v openssl
 need python3 test -x /usr/bin/python3
 need python3-yaml /usr/bin/python3 -c 'import yaml'
 need python3-pytest /usr/bin/python3 -c 'import pytest'
+need python3-pytest-xdist /usr/bin/python3 -c 'import xdist'
 need nghttp2-server sh -c "command -v nghttpd || test -x /usr/sbin/nghttpd"
 need kubernetes-client sh -c 'command -v kubectl || test -x /usr/bin/kubectl'
 need etcd-server sh -c 'command -v etcd || test -x /usr/bin/etcd'

@@ -14,7 +14,8 @@ For each version (KUBEMEND_K8S_VERSIONS or --versions) and each size (--tokens):
   4. the disaster again (same cluster shape, everything stale again);
   5. the server's capacity: tests/tools/kmload PATCHes every token Secret (a metadata annotation: the same
      verb and resource as kubemend's token write) with 1 and --inflight requests in flight;
-  6. the seed's kubectl procedure (one kubectl process per object) on --seed-subset objects per kind.
+  6. the seed's kubectl procedure (one kubectl process per object) on --seed-subset objects per kind;
+  7. operator mode: the approval latency of a burst of --csr-burst kubelet-serving CSRs (creation -> Approved).
 Reports, never fails on time: bench-out/real/results.md and results.json.
 """
 
@@ -213,6 +214,66 @@ def seed_procedure(cp, n, out_dir):
     return out
 
 
+def csr_latency(a, cp, kubelet, burst):
+    """Operator mode on the real server (the CRD applied, kubemend operator as admin, a ClusterRecovery with a
+    continuous CSR window): `burst` valid kubelet-serving CSRs created as the nodes, 4 threads; creation ->
+    Approved from a watch -> {"burst", "approved", "p50_ms", "p99_ms"}."""
+    c = cp.client()
+    validate = ["--validate=false"] if cp.minor < 25 else []  # x-kubernetes-validations: unknown before 1.25
+    cp.kubectl("apply", *validate, "-f", os.path.join(ROOT, "crds", "clusterrecoveries.kubemend.io.yaml"))
+    cp.kubectl("wait", "--for=condition=Established", "crd/clusterrecoveries.kubemend.io", "--timeout=60s")
+    log_path = os.path.join(cp.workdir, "operator-latency.log")
+    op = subprocess.Popen([a.bin, "operator", "--kubeconfig", cp.admin_kubeconfig, "--namespace", "kube-system",
+                           "--metrics-bind-address", "0", "--health-probe-bind-address", "0"],
+                          stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    created, approved, stop = {}, {}, threading.Event()
+    try:
+        rec = ("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: latency\nspec:\n"
+               "  tokens: {enabled: false}\n  extensionApiserverAuthentication: {enabled: false}\n"
+               "  pods: {enabled: false}\n  csr: {windowSeconds: 3600, continuous: true}\n")
+        cp.kubectl("apply", *validate, "-f", "-", input=rec)
+        cp.kubectl("wait", "--for=condition=Succeeded", "crec/latency", "--timeout=180s", check=False)
+        rv = c.get("/apis/certificates.k8s.io/v1/certificatesigningrequests?limit=1")["metadata"]["resourceVersion"]
+
+        def watch():
+            for ev in c.watch("/apis/certificates.k8s.io/v1/certificatesigningrequests", rv, stop=stop):
+                obj = ev.get("object") or {}
+                name = (obj.get("metadata") or {}).get("name", "")
+                if name.startswith("burst-") and any(x.get("type") == "Approved" for x in
+                                                     (obj.get("status") or {}).get("conditions") or []):
+                    approved.setdefault(name, time.monotonic())
+                    if len(approved) >= burst:
+                        return
+
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        time.sleep(0.5)
+        nodes = sorted(kubelet.nodes)
+
+        def create(lo):
+            for i in range(lo, burst, 4):
+                name = "burst-%05d" % i
+                t0 = time.monotonic()
+                kubelet.create_serving_csr(nodes[i % len(nodes)], name=name)
+                created[name] = t0
+
+        ts = [threading.Thread(target=create, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        w.join(timeout=180)
+    finally:
+        stop.set()
+        op.terminate()
+        op.wait(timeout=30)
+    lat = sorted(approved[n] - created[n] for n in approved if n in created)
+    if not lat:
+        return {"burst": burst, "approved": 0}
+    return {"burst": burst, "approved": len(lat), "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
+
+
 def one(a, version, tokens, tmp):
     log("== %s, %d token Secrets, %d pods in %d namespaces" % (version, tokens, a.pods, a.namespaces))
     res = {"version": version, "tokens": tokens}
@@ -254,6 +315,9 @@ def one(a, version, tokens, tmp):
             log("    %s in flight: %.0f PATCH/s (p50 %.1f ms, p99 %.1f ms, %d errors)" % (
                 n, c["per_second"], c["p50_ms"], c["p99_ms"], c["errors"]))
         res["seed"] = seed_procedure(cp, a.seed_subset, cp.workdir)
+        if a.csr_burst:
+            res["csr"] = csr_latency(a, cp, kubelet, a.csr_burst)
+            log("    CSR approval latency: %s" % res["csr"])
     finally:
         if kubelet:
             kubelet.stop()
@@ -279,6 +343,12 @@ def report(results, out):
                          r["ratios"]["seed_over_kubemend"], 100 * r["ratios"]["kubemend_over_capacity"],
                          m["refill_per_s"], m["refill_bound_s"] or float("nan"), m["audit"]["total"], m["minimum"],
                          m["rss_kib"] / 1024, m["user_s"] + m["sys_s"]))
+    for r in results:
+        x = r.get("csr") or {}
+        if x.get("approved"):
+            lines.append("")
+            lines.append("CSR approval latency on %s (operator mode, %d/%d approved): p50 %.0f ms, p99 %.0f ms" % (
+                r["version"], x["approved"], x["burst"], x["p50_ms"], x["p99_ms"]))
     table = "\n".join(lines)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -300,6 +370,7 @@ def main():
     ap.add_argument("--nodes", type=int, default=10)
     ap.add_argument("--inflight", type=int, default=32)
     ap.add_argument("--seed-subset", type=int, default=200)
+    ap.add_argument("--csr-burst", type=int, default=1000, help="CSRs for the approval latency (0 = skip)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "real"))
     a = ap.parse_args()
     versions = [v for v in a.versions.split(",") if v] or assets.available_versions()
