@@ -99,10 +99,13 @@ test: test-unit test-integration test-apisim test-e2e test-image
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-test-integration: $(BIN) $(TOOL_BIN)
+# The integration tests mostly wait (on apisim, on rollouts): PYTEST_JOBS of them run at once
+# (pytest-xdist; each test starts its own servers on free 127.0.0.1 ports).
+PYTEST_JOBS ?= 3
+test-integration: $(BIN) $(TOOL_BIN) | deps
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
 	  KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
-	  $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration; fi
+	  $(PYTHON) -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS) tests/integration; fi
 
 test-apisim: | deps
 	@if ls tests/apisim/tests/test_*.py >/dev/null 2>&1; then \
