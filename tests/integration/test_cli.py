@@ -76,6 +76,11 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     assert cp.returncode == 0, cp.stderr[-3000:]
     status = json.loads(cp.stdout)
     assert status["phase"] == "Succeeded"
+    # Verified from the server's answers: nothing was healed, and it says what is left (exit 0: a dry run).
+    verified = kmop.cond({"status": status}, "Verified")
+    assert verified["status"] == "False" and verified["reason"] == "NotHealed", verified
+    assert "tokens: token Secrets not valid" in verified["message"], verified
+    assert "kubemend run: dry run: left to heal: left: tokens:" in cp.stderr
     # It computed the work ...
     assert status["tokens"]["stale"] > 0
     assert status["pods"]["restarted"] > 0
@@ -92,8 +97,10 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     status = json.loads(cp.stdout)
     assert status["phase"] == "Succeeded"
     conds = {c["type"]: c for c in status["conditions"]}
-    for t in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"):
+    for t in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted",
+              "Verified"):
         assert conds[t]["status"] == "True", conds[t]
+    assert conds["Verified"]["reason"] == "Healed", conds["Verified"]
     assert status["tokens"]["regenerated"] > 0
     assert "breakglass" in cp.stderr  # progress on the terminal
     w = kmop.writes(sim)
@@ -107,6 +114,8 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     assert again["tokens"].get("regenerated", 0) == 0
     conds = {c["type"]: c for c in again["conditions"]}
     assert conds["PodsRestarted"]["reason"] == "Disabled"
+    # every check runs, also for the steps not selected: the cluster is healed
+    assert conds["Verified"]["status"] == "True", conds["Verified"]
 
 
 def test_failed_step_exits_1(tmp_path):
