@@ -118,6 +118,27 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     assert conds["Verified"]["status"] == "True", conds["Verified"]
 
 
+def test_steps_left_out_are_not_verified_exit_3():
+    """Only the tokens step on a cluster just after the rebuild: the step succeeds, but the server's answers show
+    stale pods and pending kubelet CSRs of known Nodes: Verified False naming them, exit 3."""
+    with SimProcess(scenario="seed") as sim:
+        cp = kmop.run(["run", "--once", "--steps", "tokens", "-o", "json", "--kubeconfig", sim.kubeconfig])
+        assert cp.returncode == 3, cp.stderr[-3000:]
+        status = json.loads(cp.stdout)
+        assert status["phase"] == "Succeeded"
+        conds = {c["type"]: c for c in status["conditions"]}
+        assert conds["Succeeded"]["status"] == "True" and conds["TokensRegenerated"]["status"] == "True"
+        v = conds["Verified"]
+        assert v["status"] == "False" and v["reason"] == "NotHealed", v
+        left = v["message"]
+        assert left.startswith("left: "), left
+        assert "tokens:" not in left, left  # the tokens step healed its part
+        assert "extauth: kube-system/extension-apiserver-authentication still holds old or unexpected CAs: " in left
+        assert "csr: kubelet CSRs of known Nodes pending: " in left, left
+        assert "pods: pods created before the rebuild with a service-account token still running: " in left, left
+        assert "kubemend run: not verified (False): " + left in cp.stderr, cp.stderr[-3000:]
+
+
 def test_failed_step_exits_1(tmp_path):
     with SimProcess() as sim:
         # Every list of Secrets fails: the tokens step cannot finish.
