@@ -15,12 +15,15 @@ typedef struct vc {
     long pending; /* every pending CSR seen (handled or not) */
 } vc;
 
+/* 1 when the step decides CSRs of signer. */
 static int handled(const vc *v, const char *signer)
 {
     return signer && (strcmp(signer, KM_CSR_SIGNER_SERVING) == 0 ||
                       (v->client && strcmp(signer, KM_CSR_SIGNER_CLIENT) == 0));
 }
 
+/* One page of CSRs: the pending ones of handled signers into v->todo (km_kube_page_fn).
+ * Failure: KM_ENOMEM (v->todo keeps what was added). */
 static km_status page(const km_kube_page *pg, void *user)
 {
     vc *v = user;

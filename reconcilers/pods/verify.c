@@ -20,6 +20,7 @@ typedef struct vp {
     cJSON *ask_sa; /* [{"ns","name","sa","pod"}]: pods whose ServiceAccount decides */
 } vp;
 
+/* Forgets what the pages counted (a list restarted after an expired continue). */
 static void reset(vp *v)
 {
     v->manual = 0;
@@ -64,6 +65,8 @@ static km_status ask_later(vp *v, const cJSON *pod)
     return KM_OK;
 }
 
+/* One page of pods judged (km_kube_page_fn).  Failure: KM_ECANCELED, KM_ENOMEM; the counts so
+ * far stay. */
 static km_status page(const km_kube_page *pg, void *user)
 {
     vp *v = user;

@@ -49,6 +49,8 @@ static km_status judge_one(vt *v, const cJSON *s)
     return KM_OK;
 }
 
+/* One page of token Secrets judged (km_kube_page_fn).  Failure: KM_ECANCELED, the judge's error
+ * (details in v->e); the counts so far stay. */
 static km_status page(const km_kube_page *pg, void *user)
 {
     vt *v = user;
