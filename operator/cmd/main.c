@@ -15,7 +15,8 @@
  *   reconcilers/    the ClusterRecovery engine and controller (recovery/), the step interface
  *                   (step/) and one folder per step (tokens/, extauth/, csr/, pods/)
  *
- * Exit codes: 0 success, 1 a failed step / runtime failure, 2 usage or invalid file. */
+ * Exit codes: 0 success (run --once: steps succeeded and Verified True), 1 a failed step /
+ * runtime failure, 2 usage or invalid file, 3 run --once: steps ran, not verified healed. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +71,10 @@ static const char usage_run[] =
     "  --burst B               client-side burst (default 100)\n"
     "  -h, --help              this help\n"
     "\n"
-    "Exit status: 0 success, 1 a step failed, 2 usage error or invalid file.\n";
+    "Exit status: 0 every step succeeded and the cluster is verified healed (condition\n"
+    "Verified True; a dry run: every step succeeded), 1 a step failed, 2 usage error or\n"
+    "invalid file, 3 every step ran but the server's answers do not show the cluster healed\n"
+    "(what is left is printed).\n";
 
 static const char usage_operator[] =
     "Usage: kubemend operator [flags]\n"

@@ -11,6 +11,7 @@
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
 #include "reconcilers/csr/decide.h"
+#include "reconcilers/csr/verify.h"
 
 #define NODE_PAGE 500
 
@@ -294,4 +295,5 @@ const km_step_def km_csr_def = {
     .fail_reason = "CSRFailed",
     .fields = fields,
     .run = csr_step,
+    .verify = km_csr_verify,
 };

@@ -12,6 +12,8 @@
 #include "operator/cmd/manager.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/spec.h"
+#include "reconcilers/recovery/verify.h"
+#include "reconcilers/step/conditions.h"
 
 typedef struct once {
     km_job_opts o;
@@ -100,6 +102,24 @@ static void keep_window(once *j, km_recovery *r, const km_runtime *rt)
         km_clock_sleep(next, rt->stop);
 }
 
+/* The exit code of a run whose steps succeeded: 0 when the Verified condition is True (or in a
+ * dry run, which changes nothing to verify), else KM_EXIT_NOT_VERIFIED with what is left on
+ * stderr. */
+static int verified(const once *j, const cJSON *res)
+{
+    const cJSON *c = km_cond_get(KM_JSON_AT(res, "status"), KM_COND_VERIFIED);
+    const char *s = KM_JSON_STR(c, "status"), *m = KM_JSON_STR(c, "message");
+    if (s && strcmp(s, "True") == 0)
+        return 0;
+    if (j->o.dry_run || KM_JSON_BOOL(j->obj, 0, "spec", "dryRun")) {
+        fprintf(stderr, "kubemend run: dry run: left to heal: %s\n", m ? m : "not verified");
+        return 0;
+    }
+    fprintf(stderr, "kubemend run: not verified (%s): %s\n", s ? s : "Unknown",
+            m ? m : "no Verified condition");
+    return KM_EXIT_NOT_VERIFIED;
+}
+
 /* Prints the final status (JSON or a summary); the exit code from it. */
 static int report(const once *j, km_recovery *r, km_status st, const km_err *e)
 {
@@ -118,7 +138,9 @@ static int report(const once *j, km_recovery *r, km_status st, const km_err *e)
         return KM_EXIT_FAILED;
     }
     const char *phase = KM_JSON_STR(res, "status", "phase");
-    return phase && strcmp(phase, KM_PHASE_SUCCEEDED) == 0 ? 0 : KM_EXIT_FAILED;
+    if (!phase || strcmp(phase, KM_PHASE_SUCCEEDED) != 0)
+        return KM_EXIT_FAILED;
+    return verified(j, res);
 }
 
 static int once_run(void *self, const km_runtime *rt)

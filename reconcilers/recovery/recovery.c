@@ -17,6 +17,7 @@
 #include "reconcilers/recovery/persist.h"
 #include "reconcilers/recovery/rebuild.h"
 #include "reconcilers/recovery/spec.h"
+#include "reconcilers/recovery/verify.h"
 #include "reconcilers/step/conditions.h"
 #include "reconcilers/step/step.h"
 
@@ -574,6 +575,36 @@ static void run_last(km_recovery *r)
     }
 }
 
+/* The Verified condition (verify.h): every step's verify hook, after the final status was
+ * written; persisted.  Each hook only reads. */
+static void run_verify(km_recovery *r)
+{
+    km_verify v;
+    char msg[4096];
+    const char *cst, *reason;
+    memset(&v, 0, sizeof(v));
+    for (int step = 0; step < KM_STEP_COUNT; step++) {
+        const km_step_def *def = km_recovery_step_def(step);
+        km_step_ctx ctx;
+        km_err e;
+        km_err_clear(&e);
+        if (!def->verify)
+            continue;
+        r->cur_step = def->key;
+        km_status st = step_begin_ctx(r, def, &ctx) != KM_OK
+                           ? km_err_set(&e, KM_ENOMEM, "recovery: out of memory")
+                           : def->verify(&ctx, &e);
+        km_verify_add(&v, def->flag, st, ctx.cond_status, ctx.cond_message, &e);
+        r->cur_step = NULL;
+    }
+    km_verify_result(&v, &cst, &reason, msg, sizeof(msg));
+    set_cond(r, KM_COND_VERIFIED, cst, reason, msg);
+    record(r, strcmp(cst, "True") == 0 ? "Normal" : "Warning", reason, "%.1000s", msg);
+    km_log_info("recovery verified", "verified", cst, "reason", reason);
+    if (r->o.persist)
+        km_recovery_write_status(r->o.kube, r->path, r->obj, NULL);
+}
+
 /* Phase Succeeded, or Failed naming the first step that failed; persisted even after a cancel. */
 static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
 {
@@ -598,12 +629,15 @@ static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
         set_progress(r, NULL, msg);
         record(r, "Warning", "Failed", "recovery failed: step %s", def->key);
     }
+    set_cond(r, KM_COND_VERIFIED, "Unknown", "Verifying",
+             "checking from the server's answers that the cluster is healed");
     km_csr_window_flush(r->window, csr_status(r));
     if (r->o.persist) {
         km_status st = km_recovery_write_status(r->o.kube, r->path, r->obj, err);
         if (st != KM_OK)
             return st;
     }
+    run_verify(r);
     run_last(r);
     return KM_OK;
 }

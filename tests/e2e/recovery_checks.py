@@ -67,7 +67,8 @@ def log_evictions(log):
 HOLD_WHEN_NOTHING_DONE = {"test_left_alone_token_secrets_named_and_unchanged", "test_user_created_token_secrets_kept",
                           "test_csrs_of_other_signers_left_alone", "test_plan_covers_the_seed",
                           "test_restarted_workloads_ready_when_the_run_ends", "test_other_workloads_untouched",
-                          "test_ownerless_and_tokenless_and_mirror_pods_kept"}
+                          "test_ownerless_and_tokenless_and_mirror_pods_kept",
+                          "test_workloads_created_after_the_rebuild_not_restarted"}
 
 
 def proving_checks_that_pass(healed):

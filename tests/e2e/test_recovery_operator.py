@@ -158,9 +158,9 @@ class TestOperator(RecoveryChecks):
 
     def test_get_crec_shows_the_printer_columns(self, healed):
         out = healed.cp.kubectl("get", "crec").stdout.splitlines()
-        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "AGE"], out
+        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "VERIFIED", "AGE"], out
         row = out[1].split()
-        assert row[:4] == [RECOVERY, "Succeeded", "done", "Completed"], out
+        assert row[:5] == [RECOVERY, "Succeeded", "done", "Completed", "True"], out
         wide = json.loads(healed.cp.kubectl("get", "crec", RECOVERY, "-o", "json").stdout)
         assert wide["status"]["progress"] == "done" and not wide["status"].get("currentStep")
 
@@ -180,7 +180,6 @@ class TestOperator(RecoveryChecks):
         assert {e["reason"] for e in listed} >= {"TokensRegenerated", "WorkloadRestarted", "CSRDenied", "Completed"}
         assert all(e["involvedObject"]["uid"] == crec(healed.cp)["metadata"]["uid"] for e in listed)
 
-    @pytest.mark.xfail(strict=True, reason="issue 12: no Verified condition yet")
     def test_verified_condition(self, healed):
         proc = healed.cp.kubectl("wait", "--for=condition=Verified", "crec/" + RECOVERY, "--timeout=5s",
                                  check=False)

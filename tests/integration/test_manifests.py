@@ -310,6 +310,7 @@ def test_printer_columns(crd):
         ("Step", "string", ".status.currentStep"),
         ("Progress", "string", ".status.progress"),
         ("Result", "string", '.status.conditions[?(@.type=="Succeeded")].reason'),
+        ("Verified", "string", '.status.conditions[?(@.type=="Verified")].status'),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
 
