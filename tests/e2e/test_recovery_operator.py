@@ -22,6 +22,7 @@ import subprocess
 
 import pytest
 
+import rbac
 import scene as scene_mod
 from helpers import wait_for
 from recovery_checks import Healed, RecoveryChecks
@@ -190,6 +191,17 @@ class TestOperator(RecoveryChecks):
 def test_operator_stops_cleanly(install, healed):
     assert install.operator.stop() == 0, install.operator.text()[-3000:]
     assert "released lease" in install.operator.text()
+
+
+def test_rbac_is_least_privilege(install, healed):
+    """deploy/'s rules against the audit log of the whole run (tests/e2e/rbac.py): every call allowed by a rule of
+    deploy/, every rule exercised or listed in rbac.EXEMPT. Read once the operator stopped: a watch is audited when
+    it ends."""
+    install.operator.stop()
+    wait_for(lambda: any(e["verb"] == "watch" and (e.get("objectRef") or {}).get("resource") == "clusterrecoveries"
+                         for e in install.cp.audit_events(SA_USER)), 30, "the operator's watches in the audit log")
+    findings = rbac.check(rbac.load_objects(), install.cp.audit_events(SA_USER))
+    assert findings == [], "\n".join(findings)
 
 
 # ---- 4. the CRD on this server -------------------------------------------------------------------------------

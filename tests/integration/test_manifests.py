@@ -132,25 +132,22 @@ def test_no_rbac_wildcards(objs):
 
 
 CLUSTER_WIDE = [
-    ("kubemend.io", "clusterrecoveries", ["get", "list", "watch", "update", "patch"]),
-    ("kubemend.io", "clusterrecoveries/status", ["update", "patch"]),
-    ("kubemend.io", "clusterrecoveries/finalizers", ["update"]),
-    ("", "secrets", ["get", "list", "watch", "patch", "delete"]),
-    ("", "serviceaccounts", ["get", "list"]),
-    ("", "pods", ["get", "list", "watch", "delete"]),
+    ("kubemend.io", "clusterrecoveries", ["get", "list", "watch", "patch"]),
+    ("kubemend.io", "clusterrecoveries/status", ["update"]),
+    ("", "secrets", ["get", "list", "patch", "delete"]),
+    ("", "serviceaccounts", ["get"]),
+    ("", "pods", ["get", "list", "delete"]),
     ("", "pods/eviction", ["create"]),
     ("apps", "deployments", ["get", "list", "watch", "patch"]),
     ("apps", "statefulsets", ["get", "list", "watch", "patch"]),
     ("apps", "daemonsets", ["get", "list", "watch", "patch"]),
-    ("apps", "replicasets", ["get", "list"]),
-    ("", "namespaces", ["get", "list", "watch"]),
-    ("", "nodes", ["get", "list", "watch"]),
+    ("apps", "replicasets", ["list"]),
+    ("", "namespaces", ["list"]),
+    ("", "nodes", ["get", "list"]),
     ("certificates.k8s.io", "certificatesigningrequests", ["get", "list", "watch"]),
     ("certificates.k8s.io", "certificatesigningrequests/approval", ["update"]),
     ("authentication.k8s.io", "tokenreviews", ["create"]),
     ("", "events", ["create", "patch"]),
-    ("events.k8s.io", "events", ["create", "patch"]),
-    ("policy", "poddisruptionbudgets", ["get", "list"]),
 ]
 
 
@@ -163,7 +160,7 @@ def test_required_permissions(objs):
     assert allowed(objs, "get", "", "configmaps", "kube-root-ca.crt")
     for v in ("get", "create", "update"):
         assert allowed(objs, v, "coordination.k8s.io", "leases", "kubemend", NS)
-    for v in ("get", "update", "patch"):
+    for v in ("get", "update"):
         assert allowed(objs, v, "", "configmaps", "extension-apiserver-authentication",
                        "kube-system")
     assert allowed(objs, "create", "", "configmaps", "", "kube-system")
