@@ -17,6 +17,7 @@ need libyaml-dev pkg-config --exists yaml-0.1
 need libcmocka-dev pkg-config --exists cmocka
 need libgmp-dev pkg-config --exists gmp
 need openssl command -v openssl
+need time test -x /usr/bin/time
 need python3 test -x /usr/bin/python3
 need python3-yaml /usr/bin/python3 -c 'import yaml'
 need python3-pytest /usr/bin/python3 -c 'import pytest'

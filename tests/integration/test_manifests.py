@@ -283,6 +283,26 @@ def test_metrics_service_selects_the_pods(objs):
     assert port["targetPort"] in names or port["targetPort"] == 8080
 
 
+def test_optional_metrics_networkpolicy(objs):
+    """deploy/optional/metrics-networkpolicy.yaml (issue 16 item 8): not applied by `kubectl apply -k deploy/`,
+    selects the operator's pods and admits only the metrics port (probes come from the node: always allowed)."""
+    with open(os.path.join(ROOT, "deploy", "optional", "metrics-networkpolicy.yaml")) as f:
+        (np,) = [o for o in yaml.safe_load_all(f) if o]
+    assert not [o for o in objs if o["kind"] == "NetworkPolicy"]
+    assert (np["apiVersion"], np["kind"], np["metadata"]["namespace"]) == ("networking.k8s.io/v1", "NetworkPolicy", NS)
+    dep = one(objs, "Deployment", "kubemend", NS)
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert np["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = np["spec"]["ingress"]
+    assert rule["from"] and all(f.get("namespaceSelector") or f.get("podSelector") for f in rule["from"])
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
+    assert "metrics" in {p["name"] for p in container["ports"]}
+    probe_ports = {container[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe")}
+    assert probe_ports == {"metrics"}  # the probes share the port; the kubelet is allowed regardless
+
+
 # ---- CRD ------------------------------------------------------------------------------------
 
 def test_crd_names_and_version(crd):
