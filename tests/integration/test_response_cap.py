@@ -62,6 +62,7 @@ def test_announced_body_over_the_cap_is_refused_at_once(responder, pki, kubeconf
     assert rc == 1 and last["ok"] is False, (out, err)
     assert "response too large" in last["message"], last
     assert len(r.requests) == 1  # not retried
+    print("kmctl peak RSS %.1f MiB" % (rss / MIB))
     assert rss < 32 * MIB, rss  # stopped at the headers: the 40 MiB were never held
 
 
