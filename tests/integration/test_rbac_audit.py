@@ -104,6 +104,11 @@ def test_an_exercised_exemption_is_stale(objs, complete):
                                                                                       None)]]
 
 
+def test_an_exercised_fallback_is_fine(objs, complete):
+    evs = complete + [event("get", "apps", "deployments", "ns1", "d")]  # a re-read after a 409 happened
+    assert rbac.check(objs, evs) == []
+
+
 def test_an_exemption_deploy_no_longer_grants_is_stale(objs, complete):
     exempt = dict(rbac.EXEMPT)
     exempt[("cluster", "watch", "", "secrets", None)] = "gone"
