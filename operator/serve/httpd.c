@@ -50,6 +50,7 @@ int km_httpd_default_conns(long nofile)
     return n < 4 ? 4 : n > 128 ? 128 : (int)n;
 }
 
+/* Closes c and frees its buffers (no-op for a free slot); the slot is free afterwards. */
 static void conn_close(conn *c)
 {
     if (c->state == C_FREE)
@@ -192,6 +193,8 @@ static conn *slot_for_new(km_httpd *d)
     return victim;
 }
 
+/* Accepts up to ACCEPT_BURST waiting connections, each into slot_for_new's slot.  Out of
+ * descriptors or memory: logged, and no accept for 100 ms (the listen queue keeps them). */
 static void accept_some(km_httpd *d, double now)
 {
     for (int i = 0; i < ACCEPT_BURST; i++) {
@@ -215,7 +218,8 @@ static void accept_some(km_httpd *d, double now)
     }
 }
 
-/* Starts writing a response (status code, body) on c; close_after closes once written. */
+/* Starts writing a response (status code, body) on c; close_after closes once written.  Out of
+ * memory: c is closed. */
 static void start_response(conn *c, unsigned code, const char *ctype, const km_buf *body,
                            int close_after, double now)
 {
@@ -330,6 +334,7 @@ static void parse_buffered(km_httpd *d, conn *c, double now)
     }
 }
 
+/* Reads what arrived and answers a complete head; EOF or a socket error closes c. */
 static void on_readable(km_httpd *d, conn *c, double now)
 {
     ssize_t n = recv(c->fd, c->head + c->head_len, d->lim.max_head - c->head_len, 0);
@@ -343,6 +348,8 @@ static void on_readable(km_httpd *d, conn *c, double now)
     parse_buffered(d, c, now);
 }
 
+/* Writes more of the response; done: closes c or waits for its next request.  A socket error
+ * closes c. */
 static void on_writable(km_httpd *d, conn *c, double now)
 {
     ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
