@@ -476,7 +476,13 @@ static km_status kube_do(km_kube *k, const km_kube_req *req, const char *verb, l
     }
     if (st == KM_OK) {
         atomic_store(&k->sh->rejected, 0);
-        if (resp && km_buf_append(resp, body.data ? body.data : "", body.len) != KM_OK)
+        if (resp && resp->len == 0 && body.len <= resp->max) { /* hand it over: no copy */
+            km_buf empty = *resp;
+            size_t max = resp->max;
+            *resp = body;
+            resp->max = max;
+            body = empty;
+        } else if (resp && km_buf_append(resp, body.data ? body.data : "", body.len) != KM_OK)
             st = km_err_set(&e, KM_ETOOBIG, "%s %s: response does not fit", req->method, req->path);
     }
 out:

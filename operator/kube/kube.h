@@ -33,8 +33,10 @@
 
 typedef struct km_kube km_kube;
 
-/* The largest response body the client accepts (KM_ETOOBIG beyond). */
-#define KM_KUBE_BODY_MAX ((size_t)256 * 1024 * 1024)
+/* The largest response body the client accepts: KM_ETOOBIG beyond, never retried (a pager
+ * asks for a smaller page).  Well inside the Deployment's 128 Mi memory limit (deploy/): a
+ * body at the cap costs the body plus its parsed cJSON tree, about 2.5 times the cap. */
+#define KM_KUBE_BODY_MAX ((size_t)32 * 1024 * 1024)
 
 typedef struct km_kube_opts {
     double qps;             /* client-side rate (ceiling when adaptive); default 0: see adaptive */

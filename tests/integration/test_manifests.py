@@ -132,25 +132,22 @@ def test_no_rbac_wildcards(objs):
 
 
 CLUSTER_WIDE = [
-    ("kubemend.io", "clusterrecoveries", ["get", "list", "watch", "update", "patch"]),
-    ("kubemend.io", "clusterrecoveries/status", ["update", "patch"]),
-    ("kubemend.io", "clusterrecoveries/finalizers", ["update"]),
-    ("", "secrets", ["get", "list", "watch", "patch", "delete"]),
-    ("", "serviceaccounts", ["get", "list"]),
-    ("", "pods", ["get", "list", "watch", "delete"]),
+    ("kubemend.io", "clusterrecoveries", ["get", "list", "watch", "patch"]),
+    ("kubemend.io", "clusterrecoveries/status", ["update"]),
+    ("", "secrets", ["get", "list", "patch", "delete"]),
+    ("", "serviceaccounts", ["get"]),
+    ("", "pods", ["get", "list", "delete"]),
     ("", "pods/eviction", ["create"]),
     ("apps", "deployments", ["get", "list", "watch", "patch"]),
     ("apps", "statefulsets", ["get", "list", "watch", "patch"]),
     ("apps", "daemonsets", ["get", "list", "watch", "patch"]),
-    ("apps", "replicasets", ["get", "list"]),
-    ("", "namespaces", ["get", "list", "watch"]),
-    ("", "nodes", ["get", "list", "watch"]),
+    ("apps", "replicasets", ["list"]),
+    ("", "namespaces", ["list"]),
+    ("", "nodes", ["get", "list"]),
     ("certificates.k8s.io", "certificatesigningrequests", ["get", "list", "watch"]),
     ("certificates.k8s.io", "certificatesigningrequests/approval", ["update"]),
     ("authentication.k8s.io", "tokenreviews", ["create"]),
     ("", "events", ["create", "patch"]),
-    ("events.k8s.io", "events", ["create", "patch"]),
-    ("policy", "poddisruptionbudgets", ["get", "list"]),
 ]
 
 
@@ -163,7 +160,7 @@ def test_required_permissions(objs):
     assert allowed(objs, "get", "", "configmaps", "kube-root-ca.crt")
     for v in ("get", "create", "update"):
         assert allowed(objs, v, "coordination.k8s.io", "leases", "kubemend", NS)
-    for v in ("get", "update", "patch"):
+    for v in ("get", "update"):
         assert allowed(objs, v, "", "configmaps", "extension-apiserver-authentication",
                        "kube-system")
     assert allowed(objs, "create", "", "configmaps", "", "kube-system")
@@ -284,6 +281,26 @@ def test_metrics_service_selects_the_pods(objs):
     assert port["port"] == 8080
     names = {p["name"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
     assert port["targetPort"] in names or port["targetPort"] == 8080
+
+
+def test_optional_metrics_networkpolicy(objs):
+    """deploy/optional/metrics-networkpolicy.yaml (issue 16 item 8): not applied by `kubectl apply -k deploy/`,
+    selects the operator's pods and admits only the metrics port (probes come from the node: always allowed)."""
+    with open(os.path.join(ROOT, "deploy", "optional", "metrics-networkpolicy.yaml")) as f:
+        (np,) = [o for o in yaml.safe_load_all(f) if o]
+    assert not [o for o in objs if o["kind"] == "NetworkPolicy"]
+    assert (np["apiVersion"], np["kind"], np["metadata"]["namespace"]) == ("networking.k8s.io/v1", "NetworkPolicy", NS)
+    dep = one(objs, "Deployment", "kubemend", NS)
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert np["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = np["spec"]["ingress"]
+    assert rule["from"] and all(f.get("namespaceSelector") or f.get("podSelector") for f in rule["from"])
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
+    assert "metrics" in {p["name"] for p in container["ports"]}
+    probe_ports = {container[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe")}
+    assert probe_ports == {"metrics"}  # the probes share the port; the kubelet is allowed regardless
 
 
 # ---- CRD ------------------------------------------------------------------------------------
