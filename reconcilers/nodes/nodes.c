@@ -616,6 +616,36 @@ km_status km_nodes_verify(km_step_ctx *ctx, km_err *err)
     return st;
 }
 
+km_status km_nodes_waiting(km_kube *kube, const cJSON *not_ready, long *left, char *names, size_t n,
+                           km_err *err)
+{
+    char path[512], buf[400] = "";
+    long count = 0;
+    size_t o = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, not_ready)
+    {
+        const char *name = KM_JSON_STR(it, "name");
+        cJSON *node = NULL;
+        if (!name ||
+            km_kube_path(path, sizeof(path), NULL, "v1", NULL, "nodes", name, NULL) != KM_OK)
+            continue;
+        km_status st = get_opt(kube, path, &node, err);
+        if (st != KM_OK)
+            return st;
+        if (node && km_notready_node(node, NULL)) {
+            count++;
+            if (o + strlen(name) + 3 < sizeof(buf))
+                o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", o ? ", " : "", name);
+        }
+        cJSON_Delete(node);
+    }
+    *left = count;
+    if (names && n)
+        snprintf(names, n, "%s", buf);
+    return KM_OK;
+}
+
 const km_step_def km_nodes_def = {
     .key = "nodes",
     .flag = "nodes",

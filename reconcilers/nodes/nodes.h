@@ -55,4 +55,12 @@ extern const km_step_def km_nodes_def;
  * error. */
 km_status km_nodes_verify(km_step_ctx *ctx, km_err *err);
 
+/* Of the nodes the step listed NotReady (not_ready: status.nodes.notReady, borrowed), how many
+ * are still not Ready (GET each; a deleted node counts as done) into *left, their names into
+ * names ("a, b", truncated, NUL-terminated; may be NULL).  run --once keeps the CSR approval
+ * window open while *left > 0 (until the window ends).  Failure: a GET's error (other than
+ * 404); outputs untouched. */
+km_status km_nodes_waiting(km_kube *kube, const cJSON *not_ready, long *left, char *names, size_t n,
+                           km_err *err);
+
 #endif
