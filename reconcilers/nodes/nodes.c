@@ -426,10 +426,12 @@ static void describe(const cJSON *items, long count, char *out, size_t n)
         if (left < 0)
             snprintf(part, sizeof(part), "%s%s (no pod evicted)", o ? ", " : "",
                      KM_JSON_STR(it, "name"));
+        else if (left == 0)
+            snprintf(part, sizeof(part), "%s%s (%ld pods; being evicted now)", o ? ", " : "",
+                     KM_JSON_STR(it, "name"), (long)KM_JSON_NUM(it, 0, "pods"));
         else
-            snprintf(part, sizeof(part), "%s%s (%ld pods; evicted %s%ld s)", o ? ", " : "",
-                     KM_JSON_STR(it, "name"), (long)KM_JSON_NUM(it, 0, "pods"),
-                     left ? "in " : "since ", left);
+            snprintf(part, sizeof(part), "%s%s (%ld pods; evicted in %ld s)", o ? ", " : "",
+                     KM_JSON_STR(it, "name"), (long)KM_JSON_NUM(it, 0, "pods"), left);
         if (o + strlen(part) + 16 >= n)
             break;
         memcpy(out + o, part, strlen(part) + 1);

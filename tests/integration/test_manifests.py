@@ -430,7 +430,7 @@ def test_status_fields(schema):
     assert set(st) == STATUS_FIELDS
     assert st["phase"]["enum"] == ["Pending", "Waiting", "Running", "Succeeded", "Failed"]
     assert st["currentStep"]["enum"] == ["tokens", "extensionApiserverAuthentication", "csr",
-                                         "pods", ""]
+                                         "nodes", "pods", ""]
     assert set(st["tokens"]["properties"]) == {
         "method", "scanned", "stale", "regenerated", "deleted", "failed", "malformed", "skipped",
         "healed", "changed", "unhealed", "malformedSecrets", "continue"}
