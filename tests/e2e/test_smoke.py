@@ -256,3 +256,24 @@ def test_verify_names_the_node_waiting_on_its_csr(control_plane, gone):
     _, out, _ = _kmstep(control_plane, {"updateClusterInfo": False}, verify=True)
     assert out["verify"]["status"] == "False" and out["verify"]["reason"] == "NodesWaitingOnCSR", out
     assert GONE in out["verify"]["message"]
+
+
+def test_csr_with_an_address_another_node_reports_denied(control_plane, kubelet):
+    """A node may write any address into its own status (the NodeRestriction admission allows it): worker-1 adds
+    worker-2's IP, then asks for a serving certificate naming it; kubemend denies it (issue 12 item 8)."""
+    other_ip = kubelet.node_ip("worker-2")
+    client = kubelet.node_client("worker-1")
+    client.patch("/api/v1/nodes/worker-1/status", {"status": {"addresses": [
+        {"type": "ExternalIP", "address": other_ip}]}}, kind="strategic")
+    addrs = {(a["type"], a["address"]) for a in
+             control_plane.client().get("/api/v1/nodes/worker-1")["status"]["addresses"]}
+    assert ("ExternalIP", other_ip) in addrs  # the server took it
+    kubelet.create_serving_csr("worker-1", kind="otherNodeIP", other="worker-2", name="worker-1-claims-worker-2")
+    args = [os.path.join(scene_mod.TOOLS, "kmstep"), "--kubeconfig", control_plane.admin_kubeconfig, "--step",
+            "csr", "--recovery", "e2e"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    conds = control_plane.client().get(
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests/worker-1-claims-worker-2")["status"]["conditions"]
+    assert [c["type"] for c in conds] == ["Denied"], conds
+    assert conds[0]["message"].startswith("ipAddressOfOtherNode:") and "worker-2" in conds[0]["message"], conds
