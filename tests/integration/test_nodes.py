@@ -1,7 +1,7 @@
 """The nodes step against apisim's seed cluster: kube-public/cluster-info gets the current CA (dry run
 first, backup once, server and the other keys kept, idempotent), the discovery hash as kubeadm computes it,
 a NotReady node with its eviction countdown and the opt-in bootstrap token (never printed), the verify hook,
-and an unexpected kubeconfig left untouched.
+an unexpected kubeconfig left untouched, and run --once keeping the CSR window open for the NotReady nodes.
 
 The step runs through build/tools/kmstep --step nodes (--verify runs its verify hook after it)."""
 
@@ -18,6 +18,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import kmop  # noqa: E402
 from stepsim import SimProcess, StepRun, csrgen, tools_dir  # noqa: E402
 
 CI = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
@@ -83,7 +84,7 @@ def seed():
         yield sim
 
 
-def test_cluster_info_gets_the_current_ca(seed):
+def test_cluster_info_gets_the_current_ca_or_is_left_untouched(seed):
     p = pki(seed)
     old, new = p["oldCaCerts"][0], p["caCert"]
     assert old != new
@@ -115,8 +116,20 @@ def test_cluster_info_gets_the_current_ca(seed):
     assert not again.reasons("ClusterInfoUpdated") and not again.reasons("BackupCreated")
     assert seed.request("GET", CI)[1]["metadata"]["resourceVersion"] == rv
 
+    # a kubeconfig of another shape: left untouched, condition False
+    assert seed.request("DELETE", CI)[0] == 200 and seed.request("DELETE", BACKUP)[0] == 200
+    text = kubeconfig(old, clusters=2)
+    rv = put_cluster_info(seed, text)["metadata"]["resourceVersion"]
+    run = run_step(seed, verify=True)
+    assert run.condition["status"] == "False" and run.condition["reason"] == "ClusterInfoUnexpected", run
+    assert "exactly one cluster" in run.condition["message"]
+    cm = seed.request("GET", CI)[1]
+    assert cm["data"]["kubeconfig"] == text and cm["metadata"]["resourceVersion"] == rv
+    assert seed.request("GET", BACKUP)[0] == 404
+    assert run.verify["status"] == "False" and run.verify["reason"] == "ClusterInfoStale"
 
-def test_not_ready_node_countdown_token_and_verify(seed, tmp_path):
+
+def test_not_ready_node_countdown_token_verify_and_window(seed, tmp_path):
     p = pki(seed)
     put_cluster_info(seed, kubeconfig(p["caCert"]))
     st, _ = seed.sim("POST", "/_sim/nodes/worker-2/down")
@@ -131,12 +144,7 @@ def test_not_ready_node_countdown_token_and_verify(seed, tmp_path):
                  "groups": ["system:nodes", "system:authenticated"],
                  "usages": ["digital signature", "key encipherment", "server auth"]}})
     assert st == 201, body
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        node = seed.request("GET", "/api/v1/nodes/worker-2")[1]
-        if any(c["type"] == "Ready" and c["status"] != "True" for c in node["status"]["conditions"]):
-            break
-        time.sleep(0.5)
+    wait_for_not_ready(seed, "worker-2")
     pods = [x for x in seed.request("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dworker-2")[1]["items"]
             if x["status"].get("phase") not in ("Succeeded", "Failed")]
 
@@ -168,15 +176,35 @@ def test_not_ready_node_countdown_token_and_verify(seed, tmp_path):
     again = run_step(seed, spec={"createJoinToken": True}, status_file=status)
     assert again.status["joinToken"]["secret"] == secret and not again.reasons("JoinTokenCreated")
 
+    # run --once (no --csr-window): the CSR approval window stays open while a listed node is NotReady —
+    # closed at windowEndsAt naming the nodes still NotReady, or early once they are Ready
+    rec = tmp_path / "rec.yaml"
+    rec.write_text(kmop.crec_yaml("w", "  csr:\n    windowSeconds: 4\n"))
+    args = ["run", "--once", "-f", str(rec), "--steps", "csr,nodes", "--kubeconfig", seed.kubeconfig]
+    proc = subprocess.Popen([kmop.BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "approval window open until the 1 NotReady node(s) are Ready" in err, err[-3000:]
+    assert "approval window closed; still NotReady: worker-2" in err, err[-3000:]
+    # the node comes back while the window is open: the run ends before windowEndsAt
+    rec.write_text(kmop.crec_yaml("w2", "  csr:\n    windowSeconds: 600\n"))
+    start = time.time()
+    proc = subprocess.Popen([kmop.BIN] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if time.time() - start > 3:
+            seed.sim("POST", "/_sim/nodes/worker-2/up")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-3000:]
+    assert time.time() - start < 60 and "still NotReady" not in err, err[-3000:]
 
-def test_unexpected_kubeconfig_left_untouched(seed):
-    p = pki(seed)
-    text = kubeconfig(p["oldCaCerts"][0], clusters=2)
-    rv = put_cluster_info(seed, text)["metadata"]["resourceVersion"]
-    run = run_step(seed, verify=True)
-    assert run.condition["status"] == "False" and run.condition["reason"] == "ClusterInfoUnexpected", run
-    assert "exactly one cluster" in run.condition["message"]
-    cm = seed.request("GET", CI)[1]
-    assert cm["data"]["kubeconfig"] == text and cm["metadata"]["resourceVersion"] == rv
-    assert seed.request("GET", BACKUP)[0] == 404
-    assert run.verify["status"] == "False" and run.verify["reason"] == "ClusterInfoStale"
+
+def wait_for_not_ready(sim, name):
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        node = sim.request("GET", "/api/v1/nodes/" + name)[1]
+        if any(c["type"] == "Ready" and c["status"] != "True" for c in node["status"]["conditions"]):
+            return
+        time.sleep(0.5)
+    raise AssertionError("node %s did not become NotReady" % name)
