@@ -10,6 +10,7 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "operator/cmd/manager.h"
+#include "reconcilers/nodes/nodes.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/spec.h"
 #include "reconcilers/recovery/verify.h"
@@ -120,6 +121,33 @@ static int verified(const once *j, const cJSON *res)
     return KM_EXIT_NOT_VERIFIED;
 }
 
+/* The nodes step listed NotReady nodes (status.nodes.notReady): the approval window stays open
+ * until every one of them is Ready or the window ends (spec.csr.windowSeconds), checked every
+ * 5 s, or a signal arrives. */
+static void wait_nodes(once *j, km_recovery *r, const km_runtime *rt)
+{
+    cJSON *listed =
+        cJSON_Duplicate(KM_JSON_AT(km_recovery_object(r), "status", "nodes", "notReady"), 1);
+    const char *name = KM_JSON_STR(j->obj, "metadata", "name");
+    double next = 0;
+    long left = cJSON_GetArraySize(listed);
+    char names[400] = "";
+    if (left > 0 && km_recovery_window_open(r))
+        fprintf(stderr, "[%s] csr: approval window open until the %ld NotReady node(s) are Ready\n",
+                name, left);
+    while (left > 0 && !atomic_load(rt->stop) && km_recovery_window_open(r) &&
+           km_recovery_window_tick(r, &next, NULL) == KM_OK && next >= 0) {
+        km_err e;
+        if (km_nodes_waiting(rt->kube, listed, &left, names, sizeof(names), &e) == KM_OK &&
+            left == 0)
+            break;
+        km_clock_sleep(next < 5 ? next : 5, rt->stop);
+    }
+    if (left > 0 && names[0])
+        fprintf(stderr, "[%s] csr: approval window closed; still NotReady: %s\n", name, names);
+    cJSON_Delete(listed);
+}
+
 /* Prints the final status (JSON or a summary); the exit code from it. */
 static int report(const once *j, km_recovery *r, km_status st, const km_err *e)
 {
@@ -174,6 +202,8 @@ static int once_run(void *self, const km_runtime *rt)
     km_status st = km_recovery_run(r, &e);
     if (st == KM_OK && j->o.csr_window > 0)
         keep_window(j, r, rt);
+    else if (st == KM_OK)
+        wait_nodes(j, r, rt);
     km_recovery_window_close(r, NULL);
     int rc = report(j, r, st, &e);
     pthread_mutex_lock(&j->mu);

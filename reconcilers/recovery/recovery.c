@@ -359,6 +359,12 @@ static int step_disabled(km_recovery *r, const km_step_def *def, int step)
     return 1;
 }
 
+/* km_step_ctx.cluster_ca: the current cluster CA as rebuild.h chooses it. */
+static km_status ctx_cluster_ca(km_step_ctx *ctx, char **pem, km_err *err)
+{
+    return km_rebuild_current_ca(ctx->kube, ctx->current_ca_pem, pem, err);
+}
+
 /* Fills the context of step def (the rebuild time settled if it is not yet).  KM_ENOMEM. */
 static km_status step_begin_ctx(km_recovery *r, const km_step_def *def, km_step_ctx *ctx)
 {
@@ -377,6 +383,7 @@ static km_status step_begin_ctx(km_recovery *r, const km_step_def *def, km_step_
     ctx->event = ctx_event;
     ctx->progress = ctx_progress;
     ctx->count = ctx_count;
+    ctx->cluster_ca = ctx_cluster_ca;
     ctx->user = r;
     if (km_clock_parse(KM_JSON_STR(status, "rebuild", "time"), &ctx->rebuilt_at) != KM_OK) {
         rebuild_settle(r); /* not derivable at the start: once more before each step */

@@ -137,7 +137,8 @@ class TestOperator(RecoveryChecks):
         assert st["phase"] == "Succeeded"
         conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
         assert conds["Succeeded"] == ("True", "Completed"), conds
-        assert set(conds) >= {"TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"}
+        assert set(conds) >= {"TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "NodesRejoinReady",
+                              "PodsRestarted"}
         assert all(status == "True" for status, _ in conds.values()), conds
         stale = {r for r, t in healed.desc["tokenSecrets"].items() if t["expect"] == "stale" and not t["deleting"]
                  and not t["missingUidAnnotation"]}

@@ -239,7 +239,8 @@ class TestRunOnce(RecoveryChecks):
     def test_run_reports_success(self, healed):
         assert "recovery completed" in healed.log and "level=error" not in healed.log, healed.log[-3000:]
         assert healed.stdout.startswith("ClusterRecovery run-once: Succeeded\n"), healed.stdout
-        for cond in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"):
+        for cond in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "NodesRejoinReady",
+                     "PodsRestarted"):
             assert re.search(r"^\s+%s\s+True\s" % cond, healed.stdout, re.M), (cond, healed.stdout)
 
     def test_run_reports_verified(self, healed):
