@@ -35,6 +35,7 @@ FALLBACK = "fallback/conflict path the e2e run does not provoke: "
 EXEMPT = {
     ("cluster", "delete", "", "secrets", None): OPT_IN + "tokens.mode: Delete",
     ("cluster", "delete", "", "pods", None): OPT_IN + "pods.deleteOwnerlessPods",
+    ("kube-system", "create", "", "secrets", None): OPT_IN + "nodes.createJoinToken (nodes/jointoken.c)",
     ("cluster", "approve", "certificates.k8s.io", "signers", "kubernetes.io/kube-apiserver-client-kubelet"):
         OPT_IN + "csr.approveKubeletClient",
     ("cluster", "create", "authentication.k8s.io", "tokenreviews", None):
