@@ -141,7 +141,8 @@ typedef struct km_kube_page {
     long remaining; /* metadata.remainingItemCount, -1 when absent */
 } km_kube_page;
 
-/* Called once per page; a non-KM_OK return stops the list and is returned by km_kube_list. */
+/* Called once per page; a non-KM_OK return stops the list and is returned by km_kube_list (its
+ * err keeps what the callback wrote into it with that status, else says the callback stopped). */
 typedef km_status (*km_kube_page_fn)(const km_kube_page *page, void *user);
 
 typedef struct km_list_opts {

@@ -190,6 +190,7 @@ typedef struct list_state {
     int mark_first;  /* the next delivered page is the first after a restart */
     long pages;      /* pages fetched since the list (re)started */
     km_strmap *seen; /* hashes of the continue tokens the server handed out */
+    int stopped;     /* the page callback failed */
 } list_state;
 
 /* FNV-1a of s as 16 hex digits into buf (17 bytes). */
@@ -248,8 +249,10 @@ static km_status list_page(const cJSON *doc, list_state *ls, km_kube_page_fn fn,
     ls->mark_first = 0;
     km_status st = fn(&page, user);
     cJSON_Delete(empty);
-    if (st != KM_OK)
+    if (st != KM_OK) {
+        ls->stopped = 1;
         return km_err_set(err, st, "list %s: stopped by the page callback", path);
+    }
     if ((st = list_guard(ls, cont, path, err)) != KM_OK)
         return st;
     char *nrv = strdup(rv ? rv : "");
@@ -336,6 +339,7 @@ km_status km_kube_list(km_kube *k, const char *path, const km_list_opts *o, km_k
         return km_err_set(err, KM_EINVAL, "list: path and callback are required");
     if (!(ls.seen = km_strmap_new()))
         return km_err_set(err, KM_ENOMEM, "out of memory");
+    km_err_clear(err); /* what a failing callback writes into it is recognised below */
     for (;;) {
         cJSON *doc = NULL;
         km_err_clear(&e);
@@ -356,7 +360,8 @@ km_status km_kube_list(km_kube *k, const char *path, const km_list_opts *o, km_k
         *out_rv = ls.rv;
         ls.rv = NULL;
     }
-    if (st != KM_OK && err)
+    /* A callback that failed with an error of its own in err keeps it (its HTTP details). */
+    if (st != KM_OK && err && !(ls.stopped && err->status == st))
         *err = e;
     free(ls.cont);
     free(ls.rv);
