@@ -46,8 +46,13 @@ def handle(sim, h, method, path):
         sim.watch_expire_next = True
         return h.send_json(200, {"ok": True})
     if method == "POST" and route == "continue/expire":
-        sim.store.compact(sim.store.current_rv() + 1)  # every token issued so far expires
-        return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv})
+        always = _body(h).get("always")
+        if always is not None:  # a compacting etcd: every continue token expires before it is used
+            sim.continue_expire_always = bool(always)
+        else:
+            sim.store.compact(sim.store.current_rv() + 1)  # every token issued so far expires
+        return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv,
+                                 "always": sim.continue_expire_always})
     if method == "POST" and route == "restart":
         h.send_json(200, {"ok": True})
         h.wfile.flush()
