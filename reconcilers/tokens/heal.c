@@ -308,6 +308,14 @@ static km_status relist(round *rd)
     return KM_OK;
 }
 
+static size_t healed_count(const km_tokens_heal *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        n += h->all[i]->healed;
+    return n;
+}
+
 km_status km_tokens_heal_check(km_tokens_heal *h, const km_tokens_heal_opts *o, km_err *err)
 {
     long timeout = o->timeout_s > 0 ? o->timeout_s : 0;
@@ -320,6 +328,7 @@ km_status km_tokens_heal_check(km_tokens_heal *h, const km_tokens_heal_opts *o, 
      * away would mostly cost a second round. */
     if (timeout > 0 && km_clock_sleep(NAP_S, o->cancel) != KM_OK)
         return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
+    size_t healed = healed_count(h);
     for (;;) {
         km_status st = KM_OK;
         if (pending(h) > pages) {
@@ -331,6 +340,13 @@ km_status km_tokens_heal_check(km_tokens_heal *h, const km_tokens_heal_opts *o, 
         }
         if (st != KM_OK)
             return st;
+        size_t now_healed = healed_count(h);
+        if (now_healed > healed) { /* progress: the wait starts again */
+            healed = now_healed;
+            deadline = km_clock_mono() + (double)timeout;
+            if (o->progress && (st = o->progress(healed, h->n, o->user, err)) != KM_OK)
+                return st;
+        }
         if (pending(h) == 0 || km_clock_mono() >= deadline)
             return KM_OK;
         if (km_clock_sleep(NAP_S, o->cancel) != KM_OK)

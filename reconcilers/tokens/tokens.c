@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "reconcilers/tokens/check.h"
@@ -15,6 +16,7 @@
 #define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
 #define LIST_MAX 50
 #define VERIFY_MARK "verify"
+#define PROGRESS_SAVE_S 2.0 /* the verification's progress persisted at most this often */
 
 typedef struct run {
     km_step_ctx *ctx;
@@ -27,6 +29,7 @@ typedef struct run {
     long other;           /* not authenticated for a non-key reason */
     char last[512];       /* key of the last Secret handled */
     km_err *err;          /* the page callback's error output */
+    double saved_at;      /* when the verification's progress was last persisted */
 } run;
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
@@ -504,7 +507,9 @@ static void finish(run *r)
     if (unhealed > 0) {
         list_text(r->st, "unhealed", unhealed, names, sizeof(names));
         char msg[512];
-        snprintf(msg, sizeof(msg), "%ld token Secret(s) did not get a valid token within %lds: %s",
+        snprintf(msg, sizeof(msg),
+                 "%ld token Secret(s) did not get a valid token (none healed for %lds, "
+                 "spec.tokens.verifyTimeoutSeconds): %s",
                  unhealed, km_step_int(ctx, "verifyTimeoutSeconds"), names);
         event(r, "Warning", "TokensNotHealed", msg);
         km_step_set_result(ctx, "False", "NotHealed", "%s%s%s", msg,
@@ -556,6 +561,23 @@ static km_status start_pass(run *r, int *verify_only, km_err *err)
     return KM_OK;
 }
 
+/* The verification's progress: status.tokens.healed and the progress text ("tokens: verifying,
+ * 726/1053 healed", `kubectl get crec`), persisted at most every PROGRESS_SAVE_S. */
+static km_status heal_progress(size_t healed, size_t total, void *user, km_err *err)
+{
+    run *r = user;
+    char p[128];
+    set_num(r, "healed", (long)healed);
+    snprintf(p, sizeof(p), "tokens: verifying, %zu/%zu healed", healed, total);
+    if (r->ctx->progress)
+        r->ctx->progress(r->ctx, p);
+    double now = km_clock_mono();
+    if (healed < total && now - r->saved_at < PROGRESS_SAVE_S)
+        return KM_OK;
+    r->saved_at = now;
+    return km_step_save(r->ctx, err);
+}
+
 /* Waits for the changed Secrets to heal (status.tokens.continue = "verify" meanwhile). */
 static km_status verify(run *r, km_err *err)
 {
@@ -569,7 +591,10 @@ static km_status verify(run *r, km_err *err)
         .timeout_s = km_step_int(r->ctx, "verifyTimeoutSeconds"),
         .scanned = num(r, "scanned"),
         .cancel = r->ctx->cancel,
+        .progress = heal_progress,
+        .user = r,
     };
+    r->saved_at = km_clock_mono();
     if (st == KM_OK)
         st = km_tokens_heal_check(r->heal, &o, err);
     if (st == KM_OK)

@@ -321,3 +321,25 @@ def test_verification_relists_instead_of_getting_each_secret():
         # ... and per-Secret GETs only for the few a re-list would not pay off for
         assert request_count(sim, "get", "secrets") < 15
         assert request_count(sim, "patch", "secrets") == 600
+
+
+def test_verification_waits_while_the_controller_makes_progress():
+    """A tokens controller refilling 25 Secrets per second (a real 1.19 one does ~9) needs ~5 s for
+    120 regenerated Secrets, longer than verifyTimeoutSeconds 2: the wait moves with each healed
+    token and fails only after 2 s WITHOUT progress (issue 12 item 4); the progress is reported."""
+    with SimProcess(scenario="gen:namespaces=4,pods=8,secrets=240,stale=0.5,nodes=1,csrs=0,seed=4",
+                    extra_args=["--sa-key-type", "ec"]) as sim:
+        st, _ = sim.sim("POST", "/_sim/controllers", {"tokenRate": 25})
+        assert st == 200
+        r = run_step(sim, spec={"verifyTimeoutSeconds": 2})
+        assert r.status["regenerated"] == 120 and r.status["healed"] == 120, r.status
+        assert r.condition["status"] == "True" and r.condition["reason"] == "Regenerated", r.condition
+        partial = [p for p in r.progress if "verifying" in p and "/120 healed" in p
+                   and not p.endswith(" 120/120 healed")]
+        assert partial, r.progress
+        # a controller that stopped: NotHealed after verifyTimeoutSeconds without progress
+        st, _ = sim.sim("POST", "/_sim/controllers", {"tokenRate": 0.001})
+        st, _ = sim.sim("POST", "/_sim/pki-rebuild")
+        r = run_step(sim, spec={"verifyTimeoutSeconds": 1})
+        assert r.condition["status"] == "False" and r.condition["reason"] == "NotHealed", r.condition
+        assert "none healed for 1s" in r.condition["message"]
