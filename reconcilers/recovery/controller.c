@@ -13,7 +13,10 @@
 #include "operator/base/strmap.h"
 #include "operator/cmd/manager.h"
 #include "reconcilers/recovery/finalizer.h"
+#include "reconcilers/recovery/persist.h"
 #include "reconcilers/recovery/recovery.h"
+#include "reconcilers/recovery/spec.h"
+#include "reconcilers/step/retry.h"
 #include "watch/queue.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
@@ -56,7 +59,8 @@ typedef struct ctl {
     holder *run;         /* the running recovery, NULL when none */
     int run_thread_live; /* a runner thread exists (joinable) */
     pthread_t run_thread;
-    holder *win; /* a completed recovery whose CSR window is open */
+    holder *win;       /* a completed recovery whose CSR window is open */
+    km_strmap *failed; /* name -> "uid/generation" that ended on a permanent error (under mu) */
 } ctl;
 
 /* What a reconcile asks of its worker. */
@@ -254,8 +258,79 @@ static void on_synced(void *user)
 
 /* ---- the runner ---------------------------------------------------------------------------- */
 
+/* 1 when a run's error is permanent (client-go: a 4xx other than 408, 409, 429; a local error
+ * other than ENOMEM): resuming would fail the same way.  401 is not: after a PKI rebuild the
+ * operator's own token may be stale (logged by the client), and a new one heals it. */
+static int permanent(km_status st, const km_err *e)
+{
+    if (km_retry_transient(st, e) || st == KM_ENOMEM || st == KM_ECANCELED)
+        return 0;
+    return !(st == KM_EAPI && (e->http_code == 409 || e->http_code == 401));
+}
+
+/* "uid/generation" of obj: a permanent failure is not retried until the object changes. */
+static void failed_key(const cJSON *obj, char *buf, size_t n)
+{
+    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
+    snprintf(buf, n, "%s/%.0f", uid ? uid : "", KM_JSON_NUM(obj, 0, "metadata", "generation"));
+}
+
+/* 1 when obj ended on a permanent error that its status could not record (c->mu held). */
+static int failed_before(ctl *c, const cJSON *obj)
+{
+    char key[160];
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    const char *had = name ? km_strmap_get(c->failed, name) : NULL;
+    failed_key(obj, key, sizeof(key));
+    return had && strcmp(had, key) == 0;
+}
+
+/* The condition of the step the recovery was running, or NULL. */
+static const char *running_cond(const cJSON *obj)
+{
+    const char *cur = KM_JSON_STR(obj, "status", "currentStep");
+    for (int i = 0; cur && i < KM_STEP_COUNT; i++)
+        if (strcmp(km_recovery_step_key(i), cur) == 0)
+            return km_recovery_step_def(i)->cond;
+    return NULL;
+}
+
+/* A run ended on a permanent error: recorded (phase Failed, the Succeeded condition naming it, a
+ * Warning Event), never retried (issue 12, known bug (a)). */
+static void run_failed(ctl *c, holder *h, const km_err *e)
+{
+    char ebuf[768], msg[900], path[512];
+    km_err we;
+    km_err_clear(&we);
+    snprintf(msg, sizeof(msg), "permanent error, not retried: %s",
+             km_err_str(e, ebuf, sizeof(ebuf)));
+    km_log_error("recovery failed", "recovery", h->name, "error", ebuf);
+    cJSON *obj = cJSON_Duplicate(km_recovery_object(h->rec), 1);
+    cJSON *ref = obj ? km_recovery_ref(obj) : NULL;
+    if (ref)
+        km_events_record(c->o.events, ref, "Warning", "Failed", msg);
+    km_kube_path(path, sizeof(path), KM_RECOVERY_GROUP, KM_RECOVERY_VERSION, NULL,
+                 KM_RECOVERY_PLURAL, h->name, NULL);
+    if (!obj || km_recovery_write_failed(h->kube, path, obj, running_cond(obj), msg, &we) != KM_OK)
+        km_log_error("recovery failure not recorded in status", "recovery", h->name, "error",
+                     obj ? km_err_str(&we, ebuf, sizeof(ebuf)) : "out of memory");
+    cJSON_Delete(ref);
+    cJSON_Delete(obj);
+    char key[160];
+    failed_key(km_recovery_object(h->rec), key, sizeof(key));
+    char *val = strdup(key), *old = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (val && km_strmap_put(c->failed, h->name, val, (void **)&old) != KM_OK) {
+        free(val);
+        old = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(old);
+}
+
 /* Counts and logs how a run ended.  An interrupted run goes back to the queue, rate limited
- * (the one retry policy), and resumes from status when reconciled again: returns 1 then. */
+ * (the one retry policy), and resumes from status when reconciled again: returns 1 then; a
+ * permanent error is recorded instead (run_failed). */
 static int run_ended(ctl *c, holder *h, km_status st, const km_err *e)
 {
     if (st == KM_OK) {
@@ -275,6 +350,11 @@ static int run_ended(ctl *c, holder *h, km_status st, const km_err *e)
     char ebuf[768];
     m_add(c, KM_METRIC_RECONCILE_TOTAL, KM_METRIC_VALUES(CTL_NAME, "error"), 1);
     m_add(c, KM_METRIC_RECONCILE_ERRORS, KM_METRIC_VALUES(CTL_NAME), 1);
+    if (permanent(st, e)) {
+        run_failed(c, h, e);
+        km_queue_forget(c->queue, h->name);
+        return 0;
+    }
     m_add(c, KM_METRIC_WORKQUEUE_RETRIES, KM_METRIC_VALUES(CTL_NAME), 1);
     km_log_warn("recovery interrupted, will resume", "recovery", h->name, "error",
                 km_err_str(e, ebuf, sizeof(ebuf)));
@@ -512,6 +592,11 @@ static km_status on_pending(ctl *c, const cJSON *obj, outcome *o, km_err *err)
         km_queue_add(c->queue, active);
         return wait_for(c, obj, active, err);
     }
+    if (failed_before(c, obj)) { /* until its spec (generation) changes: nothing to retry */
+        pthread_mutex_unlock(&c->mu);
+        km_log_debug("recovery failed permanently, not restarted", "recovery", name);
+        return KM_OK;
+    }
     km_status st = start_runner(c, obj, err);
     pthread_mutex_unlock(&c->mu);
     o->started = st == KM_OK;
@@ -589,6 +674,10 @@ static void ctl_free_parts(ctl *c)
         km_strmap_each(c->seen, free_seen, NULL);
         km_strmap_free(c->seen);
     }
+    if (c->failed) {
+        km_strmap_each(c->failed, free_seen, NULL);
+        km_strmap_free(c->failed);
+    }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -610,7 +699,7 @@ static km_status ctl_new(const ctl_opts *o, ctl **out, km_err *err)
     km_status st = km_store_new(&c->store);
     if (st == KM_OK)
         st = km_queue_new(&qo, &c->queue);
-    if (st == KM_OK && !(c->seen = km_strmap_new()))
+    if (st == KM_OK && (!(c->seen = km_strmap_new()) || !(c->failed = km_strmap_new())))
         st = KM_ENOMEM;
     if (st != KM_OK) {
         km_err_set(err, st, "controller: out of memory");

@@ -5,6 +5,7 @@ Succeeded with the exact end state.  A cluster of 620 token Secrets, so the toke
 two pages of 500."""
 
 import json
+import time
 
 import pytest
 
@@ -112,3 +113,41 @@ def test_operator(sim, tmp_path):
     finally:
         op.stop()
     assert_nothing_left(sim, 621)
+
+
+def status_updates(sim):
+    _, snap = sim.sim("GET", "/_sim/counters")
+    return sum(r["count"] for r in snap["requests"]
+               if r["verb"] == "update" and r["resource"] == CREC and r["subresource"] == "status")
+
+
+def test_operator_records_a_permanent_error_and_stops(tmp_path):
+    """Known bug (a): a 422 on the ClusterRecovery status write was retried forever.  Now the
+    failure is recorded (phase Failed, Succeeded False naming it) and not retried; when even that
+    write is refused, the operator stops writing."""
+    with SimProcess(scenario="seed") as sim:
+        kmop.install(sim)
+        sa = kmop.sa_kubeconfig(sim)
+        rule = {"verb": "update", "resource": CREC + "/status", "code": 422, "count": 1,
+                "message": "status.progress: Invalid value"}
+        assert sim.sim("POST", "/_sim/faults", {"rules": [rule]})[0] == 200
+        op = kmop.Operator(sa, str(tmp_path / "op.log"))
+        try:
+            sim.kubectl("apply", "--validate=false", "-f", "-", input=kmop.crec_yaml("perm"))
+            obj = kmop.wait_for(lambda: (lambda o: o if (o or {}).get("status", {}).get("phase") == "Failed"
+                                         else None)(kmop.get_crec(sim, "perm")),
+                                timeout=60, what="crec/perm Failed")
+            c = kmop.cond(obj, "Succeeded")
+            assert c["status"] == "False" and c["reason"] == "PermanentError", c
+            assert "422" in c["message"] and "status.progress: Invalid value" in c["message"], c
+            # every status write refused: a second recovery stops after a bounded number of tries
+            rule["count"] = None
+            assert sim.sim("POST", "/_sim/faults", {"rules": [rule]})[0] == 200
+            sim.kubectl("apply", "--validate=false", "-f", "-", input=kmop.crec_yaml("perm2"))
+            kmop.wait_for(lambda: "recovery failure not recorded in status" in op.text(), timeout=60,
+                          what="the failure logged")
+            n = status_updates(sim)
+            time.sleep(5)  # the old controller retried at 1 s, 2 s, 4 s ...
+            assert status_updates(sim) == n, op.text()[-3000:]
+        finally:
+            op.stop()
