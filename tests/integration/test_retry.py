@@ -147,7 +147,7 @@ def test_operator_records_a_permanent_error_and_stops(tmp_path):
             kmop.wait_for(lambda: "recovery failure not recorded in status" in op.text(), timeout=60,
                           what="the failure logged")
             n = status_updates(sim)
-            time.sleep(5)  # the old controller retried at 1 s, 2 s, 4 s ...
+            time.sleep(4)  # the old controller retried at 1 s, 2 s, 4 s ...
             assert status_updates(sim) == n, op.text()[-3000:]
         finally:
             op.stop()

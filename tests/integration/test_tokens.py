@@ -204,23 +204,6 @@ def test_repeated_conflicts_are_redecided_until_done(seed):
     assert again.status["stale"] == 0
 
 
-@pytest.mark.parametrize("verb", ["patch", "list"])
-def test_one_503_is_retried_not_failed(seed, verb):
-    """One 503 on a token write (the client does not retry a PATCH itself), on a read or on the
-    list: retried by the step's policy (reconcilers/step/retry.h), the end state exact."""
-    before = secrets(seed)
-    stale = stale_keys(before)
-    st, _ = seed.sim("POST", "/_sim/faults",
-                     {"rules": [{"verb": verb, "resource": "secrets", "code": 503, "count": 1}]})
-    assert st == 200
-    r = run_step(seed)
-    assert r.status["failed"] == 0 and r.status["regenerated"] == 11 and r.status["healed"] == 11
-    assert set(r.status["changed"]) == stale
-    assert r.condition["status"] == "True", r.condition
-    _, rules = seed.sim("GET", "/_sim/faults")
-    assert rules["rules"][0]["count"] == 0  # the fault did fire
-
-
 def legacy_seed(tmp_path):
     """The seed scenario with profile legacy (< 1.24: token Secrets auto-created per
     ServiceAccount and recreated when deleted).  A scenario file, because the scenario's own
@@ -276,6 +259,7 @@ def test_delete_mode_modern_reports_not_healed(seed):
         pytest.skip("the modern profile lists no auto-generated Secrets in .secrets")
     assert r.condition["status"] == "False" and r.condition["reason"] == "NotHealed"
     assert st["unhealed"] and r.reasons("TokensNotHealed")
+    assert "none healed for 3s" in r.condition["message"], r.condition
 
 
 def test_resume_from_status_does_not_count_twice(seed, tmp_path):
@@ -324,22 +308,16 @@ def test_verification_relists_instead_of_getting_each_secret():
 
 
 def test_verification_waits_while_the_controller_makes_progress():
-    """A tokens controller refilling 25 Secrets per second (a real 1.19 one does ~9) needs ~5 s for
-    120 regenerated Secrets, longer than verifyTimeoutSeconds 2: the wait moves with each healed
+    """A tokens controller refilling 15 Secrets per second (a real 1.19 one does ~9) needs ~4 s for
+    60 regenerated Secrets, longer than verifyTimeoutSeconds 2: the wait moves with each healed
     token and fails only after 2 s WITHOUT progress (issue 12 item 4); the progress is reported."""
-    with SimProcess(scenario="gen:namespaces=4,pods=8,secrets=240,stale=0.5,nodes=1,csrs=0,seed=4",
+    with SimProcess(scenario="gen:namespaces=2,pods=4,secrets=120,stale=0.5,nodes=1,csrs=0,seed=4",
                     extra_args=["--sa-key-type", "ec"]) as sim:
-        st, _ = sim.sim("POST", "/_sim/controllers", {"tokenRate": 25})
+        st, _ = sim.sim("POST", "/_sim/controllers", {"tokenRate": 15})
         assert st == 200
         r = run_step(sim, spec={"verifyTimeoutSeconds": 2})
-        assert r.status["regenerated"] == 120 and r.status["healed"] == 120, r.status
+        assert r.status["regenerated"] == 60 and r.status["healed"] == 60, r.status
         assert r.condition["status"] == "True" and r.condition["reason"] == "Regenerated", r.condition
-        partial = [p for p in r.progress if "verifying" in p and "/120 healed" in p
-                   and not p.endswith(" 120/120 healed")]
+        partial = [p for p in r.progress if "verifying" in p and "/60 healed" in p
+                   and not p.endswith(" 60/60 healed")]
         assert partial, r.progress
-        # a controller that stopped: NotHealed after verifyTimeoutSeconds without progress
-        st, _ = sim.sim("POST", "/_sim/controllers", {"tokenRate": 0.001})
-        st, _ = sim.sim("POST", "/_sim/pki-rebuild")
-        r = run_step(sim, spec={"verifyTimeoutSeconds": 1})
-        assert r.condition["status"] == "False" and r.condition["reason"] == "NotHealed", r.condition
-        assert "none healed for 1s" in r.condition["message"]
