@@ -13,10 +13,8 @@
 #include "operator/base/strmap.h"
 #include "operator/cmd/manager.h"
 #include "reconcilers/recovery/finalizer.h"
-#include "reconcilers/recovery/persist.h"
+#include "reconcilers/recovery/failure.h"
 #include "reconcilers/recovery/recovery.h"
-#include "reconcilers/recovery/spec.h"
-#include "reconcilers/step/retry.h"
 #include "watch/queue.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
@@ -258,66 +256,23 @@ static void on_synced(void *user)
 
 /* ---- the runner ---------------------------------------------------------------------------- */
 
-/* 1 when a run's error is permanent (client-go: a 4xx other than 408, 409, 429; a local error
- * other than ENOMEM): resuming would fail the same way.  401 is not: after a PKI rebuild the
- * operator's own token may be stale (logged by the client), and a new one heals it. */
-static int permanent(km_status st, const km_err *e)
-{
-    if (km_retry_transient(st, e) || st == KM_ENOMEM || st == KM_ECANCELED)
-        return 0;
-    return !(st == KM_EAPI && (e->http_code == 409 || e->http_code == 401));
-}
-
-/* "uid/generation" of obj: a permanent failure is not retried until the object changes. */
-static void failed_key(const cJSON *obj, char *buf, size_t n)
-{
-    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
-    snprintf(buf, n, "%s/%.0f", uid ? uid : "", KM_JSON_NUM(obj, 0, "metadata", "generation"));
-}
-
 /* 1 when obj ended on a permanent error that its status could not record (c->mu held). */
 static int failed_before(ctl *c, const cJSON *obj)
 {
-    char key[160];
+    char key[KM_RECOVERY_FAILED_KEY_MAX];
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     const char *had = name ? km_strmap_get(c->failed, name) : NULL;
-    failed_key(obj, key, sizeof(key));
+    km_recovery_failed_key(obj, key, sizeof(key));
     return had && strcmp(had, key) == 0;
-}
-
-/* The condition of the step the recovery was running, or NULL. */
-static const char *running_cond(const cJSON *obj)
-{
-    const char *cur = KM_JSON_STR(obj, "status", "currentStep");
-    for (int i = 0; cur && i < KM_STEP_COUNT; i++)
-        if (strcmp(km_recovery_step_key(i), cur) == 0)
-            return km_recovery_step_def(i)->cond;
-    return NULL;
 }
 
 /* A run ended on a permanent error: recorded (phase Failed, the Succeeded condition naming it, a
  * Warning Event), never retried (issue 12, known bug (a)). */
 static void run_failed(ctl *c, holder *h, const km_err *e)
 {
-    char ebuf[768], msg[900], path[512];
-    km_err we;
-    km_err_clear(&we);
-    snprintf(msg, sizeof(msg), "permanent error, not retried: %s",
-             km_err_str(e, ebuf, sizeof(ebuf)));
-    km_log_error("recovery failed", "recovery", h->name, "error", ebuf);
-    cJSON *obj = cJSON_Duplicate(km_recovery_object(h->rec), 1);
-    cJSON *ref = obj ? km_recovery_ref(obj) : NULL;
-    if (ref)
-        km_events_record(c->o.events, ref, "Warning", "Failed", msg);
-    km_kube_path(path, sizeof(path), KM_RECOVERY_GROUP, KM_RECOVERY_VERSION, NULL,
-                 KM_RECOVERY_PLURAL, h->name, NULL);
-    if (!obj || km_recovery_write_failed(h->kube, path, obj, running_cond(obj), msg, &we) != KM_OK)
-        km_log_error("recovery failure not recorded in status", "recovery", h->name, "error",
-                     obj ? km_err_str(&we, ebuf, sizeof(ebuf)) : "out of memory");
-    cJSON_Delete(ref);
-    cJSON_Delete(obj);
-    char key[160];
-    failed_key(km_recovery_object(h->rec), key, sizeof(key));
+    km_recovery_record_failure(h->kube, c->o.events, km_recovery_object(h->rec), e);
+    char key[KM_RECOVERY_FAILED_KEY_MAX];
+    km_recovery_failed_key(km_recovery_object(h->rec), key, sizeof(key));
     char *val = strdup(key), *old = NULL;
     pthread_mutex_lock(&c->mu);
     if (val && km_strmap_put(c->failed, h->name, val, (void **)&old) != KM_OK) {
@@ -350,7 +305,7 @@ static int run_ended(ctl *c, holder *h, km_status st, const km_err *e)
     char ebuf[768];
     m_add(c, KM_METRIC_RECONCILE_TOTAL, KM_METRIC_VALUES(CTL_NAME, "error"), 1);
     m_add(c, KM_METRIC_RECONCILE_ERRORS, KM_METRIC_VALUES(CTL_NAME), 1);
-    if (permanent(st, e)) {
+    if (km_recovery_error_permanent(st, e)) {
         run_failed(c, h, e);
         km_queue_forget(c->queue, h->name);
         return 0;
