@@ -16,6 +16,7 @@
 #define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
 #define LIST_MAX 50
 #define VERIFY_MARK "verify"
+#define CONFLICTS_MAX 10    /* re-decisions of one Secret after conflicts (and the deadline) */
 #define PROGRESS_SAVE_S 2.0 /* the verification's progress persisted at most this often */
 
 typedef struct run {
@@ -282,10 +283,10 @@ static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh
 }
 
 /* Fixes a stale Secret.  *again = 1 with *fresh (caller frees) when it changed under us and must
- * be decided once more (after a pause of rt, while its deadline allows).  Fails only on
- * transport errors or ENOMEM. */
-static km_status fix_stale(run *r, const cJSON *cur, const char *key, km_retry *rt, cJSON **fresh,
-                           int *again, km_err *err)
+ * be decided once more (attempt: the decisions so far; up to CONFLICTS_MAX, after a pause of rt
+ * from the second on, while its deadline allows).  Fails only on transport errors or ENOMEM. */
+static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attempt, km_retry *rt,
+                           cJSON **fresh, int *again, km_err *err)
 {
     int conflict = 0, del = 0;
     km_err e;
@@ -307,7 +308,8 @@ static km_status fix_stale(run *r, const cJSON *cur, const char *key, km_retry *
             *err = e;
         return st;
     }
-    if (conflict && km_retry_wait(rt, key)) {
+    /* the first conflict is re-read at once, the next ones after a pause */
+    if (conflict && attempt < CONFLICTS_MAX && (attempt == 0 || km_retry_wait(rt, key))) {
         st = reread(r, cur, key, fresh, err);
         *again = st == KM_OK && *fresh;
         return st;
@@ -353,7 +355,7 @@ static km_status process(run *r, const cJSON *item, km_err *err)
             break;
         }
         cJSON *next = NULL;
-        st = fix_stale(r, cur, key, &rt, &next, &again, err);
+        st = fix_stale(r, cur, key, attempt, &rt, &next, &again, err);
         if (next) {
             cJSON_Delete(fresh);
             fresh = next;
