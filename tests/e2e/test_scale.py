@@ -6,7 +6,7 @@ Only with KUBEMEND_E2E_SCALE=1 (`make test-e2e-scale`, v1.19 by default): minute
 ServiceAccount gets its token Secret from the tokens controller; KUBEMEND_E2E_SCALE_TOKENS (default 1000)
 ServiceAccounts are created before the PKI rebuild, so their Secrets (and kube-system's) are stale after it.
 The measurements (time to Succeeded, the run's requests by verb from the apiserver's audit log) are printed and
-written to <workdir>/scale-results.json."""
+written to build/e2e-scale-results.json (beside the kubemend binary)."""
 
 import json
 import os
@@ -61,7 +61,7 @@ def test_thousand_stale_token_secrets_heal_with_defaults(control_plane):
     proc = subprocess.run([scene_mod.KUBEMEND, "run", "--once", "-o", "json", "--kubeconfig", cp.admin_kubeconfig],
                           capture_output=True, text=True, timeout=1800)
     elapsed = time.time() - t0
-    with open(os.path.join(cp.workdir, "scale-run.log"), "w") as f:
+    with open(os.path.join(os.path.dirname(scene_mod.KUBEMEND), "e2e-scale-run.log"), "w") as f:
         f.write(proc.stdout + "\n" + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-4000:]
     status = json.loads(proc.stdout)
@@ -77,8 +77,10 @@ def test_thousand_stale_token_secrets_heal_with_defaults(control_plane):
               "stale": tok["stale"], "healed": tok["healed"], "secondsToSucceeded": round(elapsed, 1),
               "secondsToFillBeforeRebuild": round(seeded_s, 1), "requests": sum(verbs.values()),
               "requestsByVerb": verbs}
-    with open(os.path.join(cp.workdir, "scale-results.json"), "w") as f:
+    out = os.path.join(os.path.dirname(scene_mod.KUBEMEND), "e2e-scale-results.json")
+    with open(out, "w") as f:
         json.dump(result, f, indent=1)
     print("\nscale result: %s" % json.dumps(result))
-    # every token Secret of the cluster holds a token now (the server's answer, not kubemend's report)
-    assert filled_token_secrets(cp, NS) == N
+    # every token Secret of the namespace holds a token now (the server's answer, not kubemend's report):
+    # one per ServiceAccount, the namespace's default one included
+    assert filled_token_secrets(cp, NS) == N + 1
