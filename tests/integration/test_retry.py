@@ -12,9 +12,9 @@ import pytest
 import kmop
 from kmop import SimProcess
 
-GEN = "gen:namespaces=4,pods=40,secrets=620,stale=0.1,nodes=2,csrs=4,seed=5"
+GEN = "gen:namespaces=4,pods=20,secrets=620,stale=0.1,nodes=2,csrs=4,seed=5"
 STALE = 62  # the generator's stale token Secrets for GEN
-WORKLOADS = 5  # Deployments with stale pods on a non-default ServiceAccount
+WORKLOADS = 3  # Deployments with stale pods on a non-default ServiceAccount
 
 CSR = "certificates.k8s.io/certificatesigningrequests"
 CREC = "kubemend.io/clusterrecoveries"
@@ -75,8 +75,7 @@ def inject(sim):
 
 def test_run_once(sim):
     inject(sim)
-    cp = kmop.run(["run", "--once", "-o", "json", "--csr-window", "5", "--kubeconfig", sim.kubeconfig],
-                  timeout=240)
+    cp = kmop.run(["run", "--once", "-o", "json", "--kubeconfig", sim.kubeconfig], timeout=240)
     assert cp.returncode == 0, cp.stderr[-3000:]
     st = json.loads(cp.stdout)
     assert_exact(st)
@@ -153,7 +152,7 @@ def test_operator_records_a_permanent_error_and_stops(tmp_path):
             kmop.wait_for(lambda: "recovery failure not recorded in status" in op.text(), timeout=60,
                           what="the failure logged")
             n = status_updates(sim)
-            time.sleep(4)  # the old controller retried at 1 s, 2 s, 4 s ...
+            time.sleep(3)  # the old controller retried at 1 s, 2 s, 4 s ...
             assert status_updates(sim) == n, op.text()[-3000:]
         finally:
             op.stop()
