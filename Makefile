@@ -46,7 +46,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
         demo bench help
-.PHONY: image test-image test-e2e
+.PHONY: image test-image test-e2e test-e2e-scale
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
 .SECONDARY:
@@ -57,6 +57,7 @@ help:
 	@echo "make asan      the same tests with an ASan+UBSan build (in build-asan/)"
 	@echo "make demo      full recovery of the seed cluster after a PKI rebuild (real control plane, else apisim)"
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
+	@echo "make test-e2e-scale  1,000 stale token Secrets on a real 1.19 controller-manager (minutes)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"
 	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
@@ -117,6 +118,13 @@ test-apisim: | deps
 test-e2e: $(BIN) $(TOOL_BIN) | deps
 	@KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
 	  $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/e2e
+
+# The real-server scale case (issue 12): 1,000 stale token Secrets on a real 1.19 controller-manager; minutes,
+# hence its own target (KUBEMEND_E2E_SCALE_TOKENS changes the count, KUBEMEND_K8S_VERSIONS the version).
+test-e2e-scale: $(BIN) $(TOOL_BIN) | deps
+	@KUBEMEND_E2E_SCALE=1 KUBEMEND_K8S_VERSIONS=$${KUBEMEND_K8S_VERSIONS:-v1.19} \
+	  KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
+	  $(PYTHON) -m pytest $(PYTEST_ARGS) -s -rs tests/e2e/test_scale.py
 
 # The image built and run (skipped, with one line saying why, where podman cannot run).
 test-image: | deps

@@ -30,6 +30,7 @@ struct km_events {
     unsigned long clock;
     unsigned long created;
     unsigned long aggregated;
+    int warned_403; /* the first refused (403) Event was logged at warning level */
 };
 
 km_status km_events_new(km_kube *kube, const char *component, km_events **out, km_err *err)
@@ -113,13 +114,21 @@ static void log_event(const char *kind, const char *name, const char *type, cons
                     "message", message);
 }
 
-static void log_failure(const char *what, km_status st, const km_err *e)
+/* Logs a failed Event write.  A 403 (the RBAC does not allow Events) is logged once per recorder
+ * at warning level, then at debug level, so a missing rule is visible without flooding the log.
+ * Caller holds ev->mu. */
+static void log_failure(km_events *ev, const char *what, km_status st, const km_err *e)
 {
     char buf[768];
-    if (st == KM_EAPI && e->http_code == 403)
-        km_log_debug("event not recorded", "op", what, "error", km_err_str(e, buf, sizeof(buf)));
+    km_err_str(e, buf, sizeof(buf));
+    if (!(st == KM_EAPI && e->http_code == 403))
+        km_log_warn("event not recorded", "op", what, "error", buf);
+    else if (!ev->warned_403 && (ev->warned_403 = 1))
+        km_log_warn("events not recorded: creating Events is forbidden (RBAC); further refusals "
+                    "are logged at debug level",
+                    "op", what, "error", buf);
     else
-        km_log_warn("event not recorded", "op", what, "error", km_err_str(e, buf, sizeof(buf)));
+        km_log_debug("event not recorded", "op", what, "error", buf);
 }
 
 /* PATCHes count/lastTimestamp of an existing Event.  Returns the client status. */
@@ -197,7 +206,7 @@ static km_status event_create(km_events *ev, const cJSON *obj, const char *type,
     km_status st = km_kube_create(ev->kube, path, body, NULL, &e);
     cJSON_Delete(body);
     if (st != KM_OK) {
-        log_failure("create", st, &e);
+        log_failure(ev, "create", st, &e);
         return st;
     }
     ev->created++;
@@ -247,7 +256,7 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
             goto out;
         }
         if (!(st == KM_EAPI && e.http_code == 404)) {
-            log_failure("patch", st, &e);
+            log_failure(ev, "patch", st, &e);
             goto out;
         }
         /* The Event expired (TTL) or was deleted: create a new one. */

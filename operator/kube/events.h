@@ -7,8 +7,9 @@
  * lastTimestamp are PATCHed (merge patch) instead.  New Events are named
  * "<object>.<hex nanoseconds>" like client-go.
  *
- * Recording never fails the caller: API errors are logged (at debug level for 403 so a missing
- * RBAC rule does not flood the log) and forgotten.  A recorder without a client (or a NULL
+ * Recording never fails the caller: API errors are logged and forgotten; a 403 (a missing RBAC
+ * rule) is logged once per recorder at warning level, then at debug level so it does not flood
+ * the log.  A recorder without a client (or a NULL
  * recorder: run --once, which has no object in the cluster) writes the events to the log only.
  * Thread-safe: one mutex guards the recorder's own client and cache. */
 #ifndef KM_EVENTS_H

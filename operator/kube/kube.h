@@ -155,7 +155,8 @@ typedef struct km_kube_page {
     long remaining; /* metadata.remainingItemCount, -1 when absent */
 } km_kube_page;
 
-/* Called once per page; a non-KM_OK return stops the list and is returned by km_kube_list. */
+/* Called once per page; a non-KM_OK return stops the list and is returned by km_kube_list (its
+ * err keeps what the callback wrote into it with that status, else says the callback stopped). */
 typedef km_status (*km_kube_page_fn)(const km_kube_page *page, void *user);
 
 typedef struct km_list_opts {
@@ -165,10 +166,19 @@ typedef struct km_list_opts {
     const char *resource_version; /* NULL = most recent ("") */
 } km_list_opts;
 
+/* A list longer than this many pages fails (KM_ESTATE): a server whose continue tokens never end.
+ */
+#define KM_KUBE_LIST_PAGES_MAX 100000
+
 /* Lists path page by page (limit/continue), calling fn per page, so no caller holds a whole
- * collection.  An expired continue token (410) restarts the list once from the beginning (logged
- * once) with page->restarted = 1.  On success *out_rv (may be NULL) receives the last page's
- * resourceVersion (malloc'ed, caller frees).  On failure *out_rv is untouched. */
+ * collection.  An expired continue token (410) restarts the list from the beginning (logged)
+ * with page->restarted = 1; when a continue token of the restarted list expires too (a compacting
+ * etcd), the list is fetched once more without limit (client-go's pager fallback, bounded by the
+ * response cap), its page again marked restarted.  A page the response cap refuses (KM_ETOOBIG)
+ * is asked again with half the limit.  A continue token the server handed out before in this
+ * list (the list would loop) or more than KM_KUBE_LIST_PAGES_MAX pages fail with KM_ESTATE.
+ * On success *out_rv (may be NULL) receives the last page's resourceVersion (malloc'ed, caller
+ * frees).  On failure *out_rv is untouched. */
 km_status km_kube_list(km_kube *k, const char *path, const km_list_opts *o, km_kube_page_fn fn,
                        void *user, char **out_rv, km_err *err);
 

@@ -8,6 +8,7 @@
 
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "operator/base/strmap.h"
 
 /* ---- JSON helpers --------------------------------------------------------------------------- */
 
@@ -161,13 +162,14 @@ static km_status put_param(km_buf *b, const char *key, const char *value)
     return st;
 }
 
-static km_status list_url(km_buf *b, const char *path, const km_list_opts *o, const char *cont)
+static km_status list_url(km_buf *b, const char *path, const km_list_opts *o, long limit,
+                          const char *cont)
 {
     char lim[24];
-    snprintf(lim, sizeof(lim), "%ld", o && o->limit > 0 ? o->limit : 500L);
+    snprintf(lim, sizeof(lim), "%ld", limit);
     km_buf_reset(b);
     km_status st = km_buf_puts(b, path);
-    if (st == KM_OK)
+    if (st == KM_OK && limit > 0)
         st = put_param(b, "limit", lim);
     if (st == KM_OK && o)
         st = put_param(b, "labelSelector", o->label_selector);
@@ -181,11 +183,49 @@ static km_status list_url(km_buf *b, const char *path, const km_list_opts *o, co
 }
 
 typedef struct list_state {
-    char *cont;     /* continue token of the next page, NULL on the first */
-    char *rv;       /* resourceVersion of the last page */
-    int restarted;  /* the list was restarted after a 410 */
-    int mark_first; /* the next delivered page is the first after a restart */
+    char *cont;      /* continue token of the next page, NULL on the first */
+    char *rv;        /* resourceVersion of the last page */
+    long limit;      /* page size (halved when a page is too big); 0 = unpaginated */
+    int expired;     /* continue tokens that expired (410) so far */
+    int mark_first;  /* the next delivered page is the first after a restart */
+    long pages;      /* pages fetched since the list (re)started */
+    km_strmap *seen; /* hashes of the continue tokens the server handed out */
+    int stopped;     /* the page callback failed */
 } list_state;
+
+/* FNV-1a of s as 16 hex digits into buf (17 bytes). */
+static void token_hash(const char *s, char *buf, size_t n)
+{
+    unsigned long long h = 1469598103934665603ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    snprintf(buf, n, "%016llx", h);
+}
+
+/* Remembers the next page's continue token; a token the server handed out before (the list
+ * would loop) or a page beyond KM_KUBE_LIST_PAGES_MAX fails with KM_ESTATE. */
+static km_status list_guard(list_state *ls, const char *cont, const char *path, km_err *err)
+{
+    char h[24];
+    if (!cont || !*cont)
+        return KM_OK;
+    if (++ls->pages >= KM_KUBE_LIST_PAGES_MAX)
+        return km_err_set(err, KM_ESTATE,
+                          "list %s: more than %d pages: the server's continue tokens do not end "
+                          "the list",
+                          path, KM_KUBE_LIST_PAGES_MAX);
+    token_hash(cont, h, sizeof(h));
+    if (km_strmap_has(ls->seen, h))
+        return km_err_set(err, KM_ESTATE,
+                          "list %s: the server returned a continue token it returned before "
+                          "(page %ld): the list would never end",
+                          path, ls->pages + 1);
+    return km_strmap_put(ls->seen, h, ls, NULL) == KM_OK
+               ? KM_OK
+               : km_err_set(err, KM_ENOMEM, "out of memory");
+}
 
 /* Hands one parsed page to fn and remembers continue / resourceVersion. */
 static km_status list_page(const cJSON *doc, list_state *ls, km_kube_page_fn fn, void *user,
@@ -209,8 +249,12 @@ static km_status list_page(const cJSON *doc, list_state *ls, km_kube_page_fn fn,
     ls->mark_first = 0;
     km_status st = fn(&page, user);
     cJSON_Delete(empty);
-    if (st != KM_OK)
+    if (st != KM_OK) {
+        ls->stopped = 1;
         return km_err_set(err, st, "list %s: stopped by the page callback", path);
+    }
+    if ((st = list_guard(ls, cont, path, err)) != KM_OK)
+        return st;
     char *nrv = strdup(rv ? rv : "");
     char *ncont = cont && *cont ? strdup(cont) : NULL;
     if (!nrv || (cont && *cont && !ncont)) {
@@ -232,7 +276,7 @@ static km_status list_fetch(km_kube *k, const char *path, const km_list_opts *o,
     km_buf url, resp;
     km_buf_init(&url, 0);
     km_buf_init(&resp, KM_KUBE_BODY_MAX);
-    km_status st = list_url(&url, path, o, ls->cont);
+    km_status st = list_url(&url, path, o, ls->limit, ls->cont);
     if (st != KM_OK) {
         km_err_set(err, st, "list %s: out of memory", path);
         goto out;
@@ -250,25 +294,62 @@ out:
     return st;
 }
 
+/* The list starts over (after an expired continue token): the next page is marked restarted. */
+static void list_restart(list_state *ls)
+{
+    free(ls->cont);
+    ls->cont = NULL;
+    ls->mark_first = 1;
+    ls->pages = 0;
+    km_strmap_free(ls->seen);
+    ls->seen = km_strmap_new();
+}
+
+/* What to do after a failed fetch: 1 = fetch again (ls adjusted), 0 = the list fails.  An
+ * expired continue token restarts the list once, then falls back to one unpaginated list (as
+ * client-go's pager); a page too big for the response cap is asked again with half the limit. */
+static int list_recover(list_state *ls, km_status st, const km_err *e, const char *path)
+{
+    if (st == KM_EAPI && e->http_code == 410 && ls->cont && ls->expired < 2) {
+        if (ls->expired++ == 0) {
+            km_log_warn("list continue token expired; restarting the list", "path", path);
+        } else {
+            km_log_warn("list continue token expired again; listing without pages", "path", path);
+            ls->limit = 0;
+        }
+        list_restart(ls);
+        return ls->seen != NULL;
+    }
+    if (st == KM_ETOOBIG && ls->limit > 1) {
+        ls->limit /= 2;
+        km_log_warn("list page too big; asking again with a smaller page", "path", path, "limit",
+                    KM_LOG_INT(ls->limit));
+        return 1;
+    }
+    return 0;
+}
+
 km_status km_kube_list(km_kube *k, const char *path, const km_list_opts *o, km_kube_page_fn fn,
                        void *user, char **out_rv, km_err *err)
 {
-    list_state ls = {0};
+    list_state ls = {.limit = o && o->limit > 0 ? o->limit : 500L};
     km_status st = KM_OK;
     km_err e;
     if (!path || !fn)
         return km_err_set(err, KM_EINVAL, "list: path and callback are required");
+    if (!(ls.seen = km_strmap_new()))
+        return km_err_set(err, KM_ENOMEM, "out of memory");
+    km_err_clear(err); /* what a failing callback writes into it is recognised below */
     for (;;) {
         cJSON *doc = NULL;
         km_err_clear(&e);
         st = list_fetch(k, path, o, &ls, &doc, &e);
-        if (st == KM_EAPI && e.http_code == 410 && ls.cont && !ls.restarted) {
-            km_log_warn("list continue token expired; restarting the list", "path", path);
-            free(ls.cont);
-            ls.cont = NULL;
-            ls.restarted = ls.mark_first = 1;
+        if (st != KM_OK && list_recover(&ls, st, &e, path))
             continue;
-        }
+        if (st == KM_ETOOBIG)
+            km_err_prefix(&e, "list %s: %s", path,
+                          ls.limit > 0 ? "one object exceeds the response cap"
+                                       : "the unpaginated list exceeds the response cap");
         if (st == KM_OK)
             st = list_page(doc, &ls, fn, user, path, &e);
         cJSON_Delete(doc);
@@ -279,9 +360,11 @@ km_status km_kube_list(km_kube *k, const char *path, const km_list_opts *o, km_k
         *out_rv = ls.rv;
         ls.rv = NULL;
     }
-    if (st != KM_OK && err)
+    /* A callback that failed with an error of its own in err keeps it (its HTTP details). */
+    if (st != KM_OK && err && !(ls.stopped && err->status == st))
         *err = e;
     free(ls.cont);
     free(ls.rv);
+    km_strmap_free(ls.seen);
     return st;
 }

@@ -208,14 +208,18 @@ static void step_event(void *user, const char *type, const char *reason, const c
     km_step_event(user, type, reason, message);
 }
 
-/* Counts a decision in status.csr and the step's metrics counter csr_<counter>_total. */
+/* Counts a decision in status.csr and the step's metrics counter csr_<counter>_total.  Approved
+ * and denied CSRs add to status.csr (a resumed pass adds to what the interrupted one recorded:
+ * those CSRs are decided and not listed again); pending and ignored are this pass's, set at its
+ * end (pass_result: a CSR left pending is listed again by a resumed pass). */
 static void count(km_step_ctx *ctx, const km_csr_result *r)
 {
     const char *counter = km_csr_outcome_counter(r->out);
     char name[64];
     if (!counter)
         return;
-    km_csr_status_add(ctx->status, r);
+    if (r->out >= KM_CSR_APPROVED) /* approved, denied, pending (listed in recent) */
+        km_csr_status_add(ctx->status, r);
     snprintf(name, sizeof(name), "csr_%s_total", counter);
     km_step_count(ctx, name, 1);
 }
@@ -241,6 +245,26 @@ static km_status decide_all(km_step_ctx *ctx, const km_csr_decider *h, const cJS
             return st;
     }
     return KM_OK;
+}
+
+/* The pass's progress text and condition: approved / denied as status.csr holds them (this pass
+ * and an interrupted one it resumed), pending / ignored of this pass (set in status.csr). */
+static void pass_result(km_step_ctx *ctx, const long *n)
+{
+    long approved = (long)KM_JSON_NUM(ctx->status, 0, "approved");
+    long denied = (long)KM_JSON_NUM(ctx->status, 0, "denied");
+    char text[128];
+    km_json_set_num(ctx->status, "pending", (double)n[KM_CSR_PENDING]);
+    km_json_set_num(ctx->status, "ignored", (double)n[KM_CSR_IGNORED]);
+    snprintf(text, sizeof(text), "csr: %ld approved, %ld denied, %ld pending", approved, denied,
+             n[KM_CSR_PENDING]);
+    if (ctx->progress)
+        ctx->progress(ctx, text);
+    km_step_set_result(ctx, "True", ctx->dry_run ? "DryRun" : "PassCompleted",
+                       "%s%ld CSRs approved, %ld denied, %ld left pending, %ld of other signers "
+                       "ignored",
+                       ctx->dry_run ? "dry run: would have " : "", approved, denied,
+                       n[KM_CSR_PENDING], n[KM_CSR_IGNORED]);
 }
 
 static km_status csr_step(km_step_ctx *ctx, km_err *err)
@@ -274,16 +298,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
     };
     if ((st = decide_all(ctx, &h, s.todo, n, err)) != KM_OK)
         goto out;
-    char text[128];
-    snprintf(text, sizeof(text), "csr: %ld approved, %ld denied, %ld pending", n[KM_CSR_APPROVED],
-             n[KM_CSR_DENIED], n[KM_CSR_PENDING]);
-    if (ctx->progress)
-        ctx->progress(ctx, text);
-    km_step_set_result(ctx, "True", ctx->dry_run ? "DryRun" : "PassCompleted",
-                       "%s%ld CSRs approved, %ld denied, %ld left pending, %ld of other signers "
-                       "ignored",
-                       ctx->dry_run ? "dry run: would have " : "", n[KM_CSR_APPROVED],
-                       n[KM_CSR_DENIED], n[KM_CSR_PENDING], n[KM_CSR_IGNORED]);
+    pass_result(ctx, n);
 out:
     km_csr_policy_free(policy);
     km_csr_addrs_free(addrs);

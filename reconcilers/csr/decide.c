@@ -7,7 +7,10 @@
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "reconcilers/step/retry.h"
 #include "reconcilers/step/step.h"
+
+#define WRITE_RETRY_S 30.0 /* a decision's write retried this long (the approver has no cancel) */
 
 /* GETs the Node (404 -> *out NULL, KM_OK). */
 static km_status get_node(km_kube *k, const char *name, cJSON **out, km_err *err)
@@ -96,8 +99,13 @@ static km_status write_approval(km_kube *k, const cJSON *csr, int approve, const
     else if (add_condition(body, approve ? "Approved" : "Denied",
                            approve ? "KubemendApproved" : "KubemendDenied", message) != KM_OK)
         st = km_err_set(err, KM_ENOMEM, "csr: out of memory");
-    else
-        st = km_kube_update(k, path, body, NULL, err);
+    else {
+        km_retry rt; /* guarded by the CSR's resourceVersion: safe to send again */
+        km_retry_init(&rt, WRITE_RETRY_S, NULL);
+        while ((st = km_kube_update(k, path, body, NULL, err)) != KM_OK &&
+               km_retry_again(&rt, st, err, name))
+            km_err_clear(err);
+    }
     cJSON_Delete(body);
     return st;
 }

@@ -11,6 +11,7 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "reconcilers/extauth/pem.h"
+#include "reconcilers/step/retry.h"
 
 #define MAX_ATTEMPTS 5
 #define REMOVED_MAX 20
@@ -358,7 +359,12 @@ static km_status ensure_backup(run *r, const cJSON *cm, km_err *err)
     km_kube_path(path, sizeof(path), NULL, "v1", KM_EXTAUTH_NAMESPACE, "configmaps", NULL, NULL);
     km_err e;
     km_err_clear(&e);
-    km_status st = km_kube_create(r->ctx->kube, path, obj, NULL, &e);
+    km_retry rt; /* a retried create that did apply answers 409: the backup exists */
+    km_status st;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    while ((st = km_kube_create(r->ctx->kube, path, obj, NULL, &e)) != KM_OK &&
+           km_retry_again(&rt, st, &e, r->backup))
+        km_err_clear(&e);
     cJSON_Delete(obj);
     if (st == KM_EAPI && km_err_is_http(&e, 409)) {
         km_log_info("extauth: backup exists already, keeping it", "configmap", r->backup);
@@ -392,7 +398,12 @@ static km_status write_plan(run *r, cJSON *cm, const plan *p, int *conflict, km_
     char path[256];
     km_kube_path(path, sizeof(path), NULL, "v1", KM_EXTAUTH_NAMESPACE, "configmaps",
                  KM_EXTAUTH_CONFIGMAP, NULL);
-    km_status st = km_kube_update(r->ctx->kube, path, cm, NULL, err);
+    km_retry rt; /* guarded by the resourceVersion: safe to send again */
+    km_status st;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    while ((st = km_kube_update(r->ctx->kube, path, cm, NULL, err)) != KM_OK &&
+           km_retry_again(&rt, st, err, KM_EXTAUTH_CONFIGMAP))
+        km_err_clear(err);
     *conflict = st == KM_EAPI && km_err_is_http(err, 409);
     return st;
 }

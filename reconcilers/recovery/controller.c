@@ -13,6 +13,7 @@
 #include "operator/base/strmap.h"
 #include "operator/cmd/manager.h"
 #include "reconcilers/recovery/finalizer.h"
+#include "reconcilers/recovery/failure.h"
 #include "reconcilers/recovery/recovery.h"
 #include "watch/queue.h"
 #include "watch/store.h"
@@ -56,7 +57,8 @@ typedef struct ctl {
     holder *run;         /* the running recovery, NULL when none */
     int run_thread_live; /* a runner thread exists (joinable) */
     pthread_t run_thread;
-    holder *win; /* a completed recovery whose CSR window is open */
+    holder *win;       /* a completed recovery whose CSR window is open */
+    km_strmap *failed; /* name -> "uid/generation" that ended on a permanent error (under mu) */
 } ctl;
 
 /* What a reconcile asks of its worker. */
@@ -254,8 +256,36 @@ static void on_synced(void *user)
 
 /* ---- the runner ---------------------------------------------------------------------------- */
 
+/* 1 when obj ended on a permanent error that its status could not record (c->mu held). */
+static int failed_before(ctl *c, const cJSON *obj)
+{
+    char key[KM_RECOVERY_FAILED_KEY_MAX];
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    const char *had = name ? km_strmap_get(c->failed, name) : NULL;
+    km_recovery_failed_key(obj, key, sizeof(key));
+    return had && strcmp(had, key) == 0;
+}
+
+/* A run ended on a permanent error: recorded (phase Failed, the Succeeded condition naming it, a
+ * Warning Event), never retried (issue 12, known bug (a)). */
+static void run_failed(ctl *c, holder *h, const km_err *e)
+{
+    km_recovery_record_failure(h->kube, c->o.events, km_recovery_object(h->rec), e);
+    char key[KM_RECOVERY_FAILED_KEY_MAX];
+    km_recovery_failed_key(km_recovery_object(h->rec), key, sizeof(key));
+    char *val = strdup(key), *old = NULL;
+    pthread_mutex_lock(&c->mu);
+    if (val && km_strmap_put(c->failed, h->name, val, (void **)&old) != KM_OK) {
+        free(val);
+        old = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(old);
+}
+
 /* Counts and logs how a run ended.  An interrupted run goes back to the queue, rate limited
- * (the one retry policy), and resumes from status when reconciled again: returns 1 then. */
+ * (the one retry policy), and resumes from status when reconciled again: returns 1 then; a
+ * permanent error is recorded instead (run_failed). */
 static int run_ended(ctl *c, holder *h, km_status st, const km_err *e)
 {
     if (st == KM_OK) {
@@ -275,6 +305,11 @@ static int run_ended(ctl *c, holder *h, km_status st, const km_err *e)
     char ebuf[768];
     m_add(c, KM_METRIC_RECONCILE_TOTAL, KM_METRIC_VALUES(CTL_NAME, "error"), 1);
     m_add(c, KM_METRIC_RECONCILE_ERRORS, KM_METRIC_VALUES(CTL_NAME), 1);
+    if (km_recovery_error_permanent(st, e)) {
+        run_failed(c, h, e);
+        km_queue_forget(c->queue, h->name);
+        return 0;
+    }
     m_add(c, KM_METRIC_WORKQUEUE_RETRIES, KM_METRIC_VALUES(CTL_NAME), 1);
     km_log_warn("recovery interrupted, will resume", "recovery", h->name, "error",
                 km_err_str(e, ebuf, sizeof(ebuf)));
@@ -512,6 +547,11 @@ static km_status on_pending(ctl *c, const cJSON *obj, outcome *o, km_err *err)
         km_queue_add(c->queue, active);
         return wait_for(c, obj, active, err);
     }
+    if (failed_before(c, obj)) { /* until its spec (generation) changes: nothing to retry */
+        pthread_mutex_unlock(&c->mu);
+        km_log_debug("recovery failed permanently, not restarted", "recovery", name);
+        return KM_OK;
+    }
     km_status st = start_runner(c, obj, err);
     pthread_mutex_unlock(&c->mu);
     o->started = st == KM_OK;
@@ -589,6 +629,10 @@ static void ctl_free_parts(ctl *c)
         km_strmap_each(c->seen, free_seen, NULL);
         km_strmap_free(c->seen);
     }
+    if (c->failed) {
+        km_strmap_each(c->failed, free_seen, NULL);
+        km_strmap_free(c->failed);
+    }
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -610,7 +654,7 @@ static km_status ctl_new(const ctl_opts *o, ctl **out, km_err *err)
     km_status st = km_store_new(&c->store);
     if (st == KM_OK)
         st = km_queue_new(&qo, &c->queue);
-    if (st == KM_OK && !(c->seen = km_strmap_new()))
+    if (st == KM_OK && (!(c->seen = km_strmap_new()) || !(c->failed = km_strmap_new())))
         st = KM_ENOMEM;
     if (st != KM_OK) {
         km_err_set(err, st, "controller: out of memory");

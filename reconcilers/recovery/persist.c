@@ -4,8 +4,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "reconcilers/recovery/recovery.h"
+#include "reconcilers/step/conditions.h"
+#include "reconcilers/step/retry.h"
 
 /* Replaces obj's metadata with a copy of fresh's.  KM_ENOMEM leaves obj unchanged. */
 static km_status take_metadata(cJSON *obj, const cJSON *fresh)
@@ -101,4 +105,59 @@ km_status km_recovery_write_status(km_kube *kube, const char *path, cJSON *obj, 
             return km_err_set(err, st, "status of %s: out of memory", path);
     }
     return st;
+}
+
+/* status.phase Failed with the failure's conditions, onto status (edited in place).  KM_ENOMEM. */
+static km_status mark_failed(cJSON *status, long long gen, const char *step_cond,
+                             const char *message)
+{
+    char now[KM_CLOCK_TEXT_MAX];
+    km_clock_now_text(now, sizeof(now));
+    if (km_json_set_str(status, "phase", KM_PHASE_FAILED) != KM_OK ||
+        km_json_set_str(status, "completedAt", now) != KM_OK ||
+        km_json_set_str(status, "progress", "failed: permanent error") != KM_OK ||
+        km_json_set_num(status, "observedGeneration", (double)gen) != KM_OK ||
+        km_cond_set(status, KM_COND_SUCCEEDED, "False", "PermanentError", message, gen, now) < 0 ||
+        (step_cond && km_cond_set(status, step_cond, "False", "Error", message, gen, now) < 0))
+        return KM_ENOMEM;
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "currentStep");
+    return KM_OK;
+}
+
+/* A status holding only what a failure needs (startedAt kept from old). */
+static cJSON *minimal_status(const cJSON *old)
+{
+    cJSON *st = cJSON_CreateObject();
+    const char *started = KM_JSON_STR(old, "startedAt");
+    if (st && started && km_json_set_str(st, "startedAt", started) != KM_OK) {
+        cJSON_Delete(st);
+        return NULL;
+    }
+    return st;
+}
+
+km_status km_recovery_write_failed(km_kube *kube, const char *path, cJSON *obj,
+                                   const char *step_cond, const char *message, km_err *err)
+{
+    long long gen = (long long)KM_JSON_NUM(obj, 0, "metadata", "generation");
+    cJSON *status = km_json_obj(obj, "status");
+    km_err e;
+    km_err_clear(&e);
+    if (!status || mark_failed(status, gen, step_cond, message) != KM_OK)
+        return km_err_set(err, KM_ENOMEM, "status of %s: out of memory", path);
+    km_status st = km_recovery_write_status(kube, path, obj, &e);
+    if (st == KM_OK || km_retry_transient(st, &e) || st != KM_EAPI) {
+        if (st != KM_OK && err)
+            *err = e;
+        return st;
+    }
+    km_log_warn("status refused; writing a minimal failed status", "path", path, "error",
+                e.message);
+    cJSON *min = minimal_status(status);
+    if (!min || mark_failed(min, gen, step_cond, message) != KM_OK ||
+        !cJSON_ReplaceItemInObjectCaseSensitive(obj, "status", min)) {
+        cJSON_Delete(min);
+        return km_err_set(err, KM_ENOMEM, "status of %s: out of memory", path);
+    }
+    return km_recovery_write_status(kube, path, obj, err);
 }

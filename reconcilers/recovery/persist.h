@@ -20,4 +20,14 @@
  * (refreshed by a re-GET). */
 km_status km_recovery_write_status(km_kube *kube, const char *path, cJSON *obj, km_err *err);
 
+/* Records a run that ended on a PERMANENT error (nothing retries it): phase Failed, completedAt,
+ * condition Succeeded False/PermanentError with message, and step_cond (the condition of the
+ * step that was running; NULL = none) False/Error with it, written with
+ * km_recovery_write_status.  When the server rejects that status permanently too (what it
+ * refuses may be anywhere in it), a minimal status is written instead: phase, startedAt,
+ * completedAt, observedGeneration and those conditions.  obj (a full ClusterRecovery) is edited
+ * in place.  Failure: the last write's error. */
+km_status km_recovery_write_failed(km_kube *kube, const char *path, cJSON *obj,
+                                   const char *step_cond, const char *message, km_err *err);
+
 #endif

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "operator/base/backoff.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
@@ -19,9 +18,8 @@
 #include "reconcilers/recovery/spec.h"
 #include "reconcilers/recovery/verify.h"
 #include "reconcilers/step/conditions.h"
+#include "reconcilers/step/retry.h"
 #include "reconcilers/step/step.h"
-
-#define ONCE_ATTEMPTS 3 /* run --once: tries of a step that fails transiently */
 
 struct km_recovery {
     km_recovery_opts o;
@@ -331,13 +329,10 @@ static void rebuild_settle(km_recovery *r)
 
 /* ---- one step ------------------------------------------------------------------------------- */
 
+/* The step's retry policy (retry.h), and a conflict the step did not settle itself. */
 static int transient(km_status st, const km_err *e)
 {
-    if (st == KM_ETRANSPORT || st == KM_ETIMEOUT)
-        return 1;
-    if (st == KM_EAPI)
-        return e->http_code == 409 || e->http_code == 429 || e->http_code >= 500;
-    return 0;
+    return km_retry_transient(st, e) || (st == KM_EAPI && e->http_code == 409);
 }
 
 static int step_selected(const km_recovery *r, int step)
@@ -416,14 +411,15 @@ static km_status step_begin(km_recovery *r, const km_step_def *def, km_step_ctx 
 }
 
 /* Runs the step's function: once in operator mode (a transient error goes back to the
- * controller's queue with the condition Unknown/Retrying), up to ONCE_ATTEMPTS times with backoff
- * in run --once.  KM_OK also when it failed for good (*end STEP_ERROR, condition False/Error). */
+ * controller's queue with the condition Unknown/Retrying), in run --once again with backoff
+ * after a transient error until the retry policy's deadline (retry.h; the step resumes from its
+ * status).  KM_OK also when it failed for good (*end STEP_ERROR, condition False/Error). */
 static km_status step_attempts(km_recovery *r, km_step_ctx *ctx, step_end *end, km_err *err)
 {
     const km_step_def *def = ctx->def;
-    km_backoff bo;
-    km_backoff_init(&bo, 1.0, 10.0, 2.0, 0.2);
-    for (int attempt = 1;; attempt++) {
+    km_retry rt;
+    km_retry_init(&rt, 0, &r->cancel);
+    for (;;) {
         km_err e;
         km_err_clear(&e);
         ctx->cond_status[0] = ctx->cond_reason[0] = ctx->cond_message[0] = '\0';
@@ -448,10 +444,10 @@ static km_status step_attempts(km_recovery *r, km_step_ctx *ctx, step_end *end, 
                 *err = e;
             return st;
         }
-        if (!r->o.persist && transient(st, &e) && attempt < ONCE_ATTEMPTS) {
+        if (!r->o.persist && transient(st, &e)) {
             km_log_warn("step failed, retrying", "step", def->key, "error", ebuf);
-            km_clock_sleep(km_backoff_next(&bo, km_backoff_rand()), &r->cancel);
-            continue;
+            if (km_retry_wait(&rt, def->key))
+                continue;
         }
         set_cond(r, def->cond, "False", "Error", ebuf);
         record(r, "Warning", def->fail_reason, "step %s failed: %s", def->key, ebuf);

@@ -111,7 +111,8 @@ const cJSON *km_recovery_object(const km_recovery *r);
  * run was interrupted and can be resumed later from status: KM_ECANCELED (km_recovery_cancel,
  * the stop flag, or the object is being deleted — see km_recovery_deleting), or the step's /
  * status write's error (transient: the caller retries with backoff).  When opts.persist is 0,
- * transient step errors are retried here (3 attempts with backoff) and then fail the step. */
+ * transient step errors are retried here with backoff until the retry policy's deadline
+ * (reconcilers/step/retry.h) and then fail the step. */
 km_status km_recovery_run(km_recovery *r, km_err *err);
 
 /* Marks the object as Waiting for `running` (condition Succeeded Unknown/WaitingForOtherRecovery)

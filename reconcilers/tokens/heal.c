@@ -13,6 +13,7 @@
 
 #define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
 #define NAP_S 0.5
+#define RELIST_NAP_MAX_S 5.0 /* the longest pause between re-list rounds (NAP_S per page) */
 #define KEY_MAX 600
 
 typedef struct changed {
@@ -308,6 +309,14 @@ static km_status relist(round *rd)
     return KM_OK;
 }
 
+static size_t healed_count(const km_tokens_heal *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        n += h->all[i]->healed;
+    return n;
+}
+
 km_status km_tokens_heal_check(km_tokens_heal *h, const km_tokens_heal_opts *o, km_err *err)
 {
     long timeout = o->timeout_s > 0 ? o->timeout_s : 0;
@@ -320,9 +329,14 @@ km_status km_tokens_heal_check(km_tokens_heal *h, const km_tokens_heal_opts *o, 
      * away would mostly cost a second round. */
     if (timeout > 0 && km_clock_sleep(NAP_S, o->cancel) != KM_OK)
         return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
+    size_t healed = healed_count(h);
     for (;;) {
         km_status st = KM_OK;
+        double nap = NAP_S;
         if (pending(h) > pages) {
+            /* a re-list costs `pages` requests: pause longer between such rounds */
+            nap =
+                NAP_S * (double)pages < RELIST_NAP_MAX_S ? NAP_S * (double)pages : RELIST_NAP_MAX_S;
             st = relist(&rd);
         } else {
             for (size_t i = 0; st == KM_OK && i < h->n; i++)
@@ -331,9 +345,17 @@ km_status km_tokens_heal_check(km_tokens_heal *h, const km_tokens_heal_opts *o, 
         }
         if (st != KM_OK)
             return st;
-        if (pending(h) == 0 || km_clock_mono() >= deadline)
+        size_t now_healed = healed_count(h);
+        if (now_healed > healed) { /* progress: the wait starts again */
+            healed = now_healed;
+            deadline = km_clock_mono() + (double)timeout;
+            if (o->progress && (st = o->progress(healed, h->n, o->user, err)) != KM_OK)
+                return st;
+        }
+        double left = deadline - km_clock_mono();
+        if (pending(h) == 0 || left <= 0)
             return KM_OK;
-        if (km_clock_sleep(NAP_S, o->cancel) != KM_OK)
+        if (km_clock_sleep(nap < left ? nap : left, o->cancel) != KM_OK)
             return km_err_set(err, KM_ECANCELED, "tokens: cancelled");
     }
 }

@@ -6,15 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "reconcilers/tokens/check.h"
+#include "reconcilers/step/retry.h"
 #include "reconcilers/tokens/heal.h"
 #include "reconcilers/tokens/verify.h"
 
 #define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
 #define LIST_MAX 50
 #define VERIFY_MARK "verify"
+#define CONFLICTS_MAX 10    /* re-decisions of one Secret after conflicts (and the deadline) */
+#define PROGRESS_SAVE_S 2.0 /* the verification's progress persisted at most this often */
 
 typedef struct run {
     km_step_ctx *ctx;
@@ -27,6 +31,7 @@ typedef struct run {
     long other;           /* not authenticated for a non-key reason */
     char last[512];       /* key of the last Secret handled */
     km_err *err;          /* the page callback's error output */
+    double saved_at;      /* when the verification's progress was last persisted */
 } run;
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
@@ -78,7 +83,12 @@ static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
     cJSON *obj = NULL;
     km_err e;
     km_err_clear(&e);
-    km_status st = km_kube_get(r->ctx->kube, path, &obj, &e);
+    km_retry rt;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    km_status st;
+    while ((st = km_kube_get(r->ctx->kube, path, &obj, &e)) != KM_OK &&
+           km_retry_again(&rt, st, &e, path))
+        km_err_clear(&e);
     *out = 0;
     if (st != KM_OK && st != KM_EAPI) {
         if (err)
@@ -96,9 +106,9 @@ static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
     return KM_OK;
 }
 
-/* Applies the fix (del: DELETE, else the guarded patch).  *conflict = 1 when the Secret changed
- * under us (re-read). */
-static km_status fix(run *r, const cJSON *s, int del, int *conflict, km_err *err)
+/* Applies the fix once (del: DELETE, else the guarded patch).  *conflict = 1 when the Secret
+ * changed under us (re-read). */
+static km_status fix_once(run *r, const cJSON *s, int del, int *conflict, km_err *err)
 {
     const char *ns = KM_JSON_STR(s, "metadata", "namespace");
     const char *name = KM_JSON_STR(s, "metadata", "name");
@@ -155,6 +165,20 @@ static km_status fix(run *r, const cJSON *s, int del, int *conflict, km_err *err
     return st;
 }
 
+/* Applies the fix, retrying transient failures until the unit's deadline (retry.h): both writes
+ * are guarded (resourceVersion precondition), so a retry of a write that did apply answers 409 /
+ * 422 and the Secret is re-read.  *conflict as fix_once. */
+static km_status fix(run *r, const cJSON *s, int del, int *conflict, km_err *err)
+{
+    km_retry rt;
+    km_status st;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    while ((st = fix_once(r, s, del, conflict, err)) != KM_OK &&
+           km_retry_again(&rt, st, err, KM_JSON_STR(s, "metadata", "name")))
+        km_err_clear(err);
+    return st;
+}
+
 /* Judges one Secret (cur).  *stale = 1 when its token is stale; everything else is counted
  * here (malformed, skipped, failed: only while counting, except a refused review).  Fails only
  * on transport errors, cancel or ENOMEM. */
@@ -180,7 +204,12 @@ static km_status classify(run *r, const cJSON *cur, const char *key, int countin
     }
     km_review_verdict v = KM_REVIEW_VALID;
     char why[256];
-    km_status st = km_tokens_judge_token(r->judge, token, &v, why, sizeof(why), err);
+    km_retry rt;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    km_status st;
+    while ((st = km_tokens_judge_token(r->judge, token, &v, why, sizeof(why), err)) != KM_OK &&
+           km_retry_again(&rt, st, err, key))
+        km_err_clear(err);
     km_tokens_token_free(token);
     if (st != KM_OK) {
         if (fatal(st))
@@ -234,7 +263,12 @@ static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh
     km_err_clear(&e);
     secret_path(path, sizeof(path), KM_JSON_STR(cur, "metadata", "namespace"),
                 KM_JSON_STR(cur, "metadata", "name"));
-    km_status st = km_kube_get(r->ctx->kube, path, fresh, &e);
+    km_retry rt;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    km_status st;
+    while ((st = km_kube_get(r->ctx->kube, path, fresh, &e)) != KM_OK &&
+           km_retry_again(&rt, st, &e, key))
+        km_err_clear(&e);
     if (st == KM_OK) {
         km_log_info("tokens: Secret changed meanwhile, deciding again", "secret", key);
         return KM_OK;
@@ -250,9 +284,10 @@ static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh
 }
 
 /* Fixes a stale Secret.  *again = 1 with *fresh (caller frees) when it changed under us and must
- * be decided once more (first attempt only).  Fails only on transport errors or ENOMEM. */
-static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attempt, cJSON **fresh,
-                           int *again, km_err *err)
+ * be decided once more (attempt: the decisions so far; up to CONFLICTS_MAX, after a pause of rt
+ * from the second on, while its deadline allows).  Fails only on transport errors or ENOMEM. */
+static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attempt, km_retry *rt,
+                           cJSON **fresh, int *again, km_err *err)
 {
     int conflict = 0, del = 0;
     km_err e;
@@ -274,7 +309,8 @@ static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attemp
             *err = e;
         return st;
     }
-    if (conflict && attempt == 0) {
+    /* the first conflict is re-read at once, the next ones after a pause */
+    if (conflict && attempt < CONFLICTS_MAX && (attempt == 0 || km_retry_wait(rt, key))) {
         st = reread(r, cur, key, fresh, err);
         *again = st == KM_OK && *fresh;
         return st;
@@ -305,7 +341,9 @@ static km_status process(run *r, const cJSON *item, km_err *err)
     km_status st = KM_OK;
     cJSON *fresh = NULL;
     const cJSON *cur = item;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    km_retry rt; /* conflicts: re-read and decided again until its deadline */
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    for (int attempt = 0;; attempt++) {
         int stale = 0, again = 0;
         st = classify(r, cur, key, counting, &stale, err);
         if (st != KM_OK || !stale)
@@ -318,7 +356,7 @@ static km_status process(run *r, const cJSON *item, km_err *err)
             break;
         }
         cJSON *next = NULL;
-        st = fix_stale(r, cur, key, attempt, &next, &again, err);
+        st = fix_stale(r, cur, key, attempt, &rt, &next, &again, err);
         if (next) {
             cJSON_Delete(fresh);
             fresh = next;
@@ -359,6 +397,31 @@ static km_status on_page(const km_kube_page *page, void *user)
         r->ctx->progress(r->ctx, p);
     }
     return km_step_save(r->ctx, r->err);
+}
+
+/* The pass over the token Secrets.  A list that fails transiently (after the client's own
+ * retries) is listed again until the unit's deadline, without counting again what this pass has
+ * seen (as after an expired continue token).  Failure: the list's or a page's error. */
+static km_status scan(run *r, km_err *err)
+{
+    km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = KM_TOKENS_PAGE_LIMIT};
+    km_retry rt;
+    km_status st;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    while ((st = km_kube_list(r->ctx->kube, "/api/v1/secrets", &o, on_page, r, NULL, err)) !=
+               KM_OK &&
+           km_retry_again(&rt, st, err, "token Secrets list")) {
+        km_err_clear(err);
+        if (r->last[0]) {
+            char *m = strdup(r->last);
+            if (!m)
+                return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+            free(r->marker);
+            r->marker = m;
+            r->counting = 0;
+        }
+    }
+    return st;
 }
 
 /* Loads status.changed into the verification set (resume), mode Regenerate only: in mode
@@ -447,7 +510,9 @@ static void finish(run *r)
     if (unhealed > 0) {
         list_text(r->st, "unhealed", unhealed, names, sizeof(names));
         char msg[512];
-        snprintf(msg, sizeof(msg), "%ld token Secret(s) did not get a valid token within %lds: %s",
+        snprintf(msg, sizeof(msg),
+                 "%ld token Secret(s) did not get a valid token (none healed for %lds, "
+                 "spec.tokens.verifyTimeoutSeconds): %s",
                  unhealed, km_step_int(ctx, "verifyTimeoutSeconds"), names);
         event(r, "Warning", "TokensNotHealed", msg);
         km_step_set_result(ctx, "False", "NotHealed", "%s%s%s", msg,
@@ -499,6 +564,23 @@ static km_status start_pass(run *r, int *verify_only, km_err *err)
     return KM_OK;
 }
 
+/* The verification's progress: status.tokens.healed and the progress text ("tokens: verifying,
+ * 726/1053 healed", `kubectl get crec`), persisted at most every PROGRESS_SAVE_S. */
+static km_status heal_progress(size_t healed, size_t total, void *user, km_err *err)
+{
+    run *r = user;
+    char p[128];
+    set_num(r, "healed", (long)healed);
+    snprintf(p, sizeof(p), "tokens: verifying, %zu/%zu healed", healed, total);
+    if (r->ctx->progress)
+        r->ctx->progress(r->ctx, p);
+    double now = km_clock_mono();
+    if (healed < total && now - r->saved_at < PROGRESS_SAVE_S)
+        return KM_OK;
+    r->saved_at = now;
+    return km_step_save(r->ctx, err);
+}
+
 /* Waits for the changed Secrets to heal (status.tokens.continue = "verify" meanwhile). */
 static km_status verify(run *r, km_err *err)
 {
@@ -512,7 +594,10 @@ static km_status verify(run *r, km_err *err)
         .timeout_s = km_step_int(r->ctx, "verifyTimeoutSeconds"),
         .scanned = num(r, "scanned"),
         .cancel = r->ctx->cancel,
+        .progress = heal_progress,
+        .user = r,
     };
+    r->saved_at = km_clock_mono();
     if (st == KM_OK)
         st = km_tokens_heal_check(r->heal, &o, err);
     if (st == KM_OK)
@@ -540,11 +625,8 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) != KM_OK)
         goto out;
     km_json_set_str(r.st, "method", km_tokens_judge_method(r.judge));
-    if (!verify_only) {
-        km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = KM_TOKENS_PAGE_LIMIT};
-        if ((st = km_kube_list(ctx->kube, "/api/v1/secrets", &o, on_page, &r, NULL, err)) != KM_OK)
-            goto out;
-    }
+    if (!verify_only && (st = scan(&r, err)) != KM_OK)
+        goto out;
     if (!ctx->dry_run && km_tokens_heal_len(r.heal) > 0) {
         if ((st = verify(&r, err)) != KM_OK)
             goto out;

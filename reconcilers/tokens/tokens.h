@@ -28,16 +28,22 @@
  *               annotations) survives, the tokens controller writes a new token into it;
  *   Delete:     DELETE with preconditions {uid, resourceVersion} (clusters < 1.24 recreate the
  *               Secret under a new name).
- * A conflict (409, or 422 from the failed "test") re-reads the Secret and decides once more.
+ * A conflict (409, or 422 from the failed "test") re-reads the Secret and decides again (with
+ * backoff, until the unit's deadline); transient failures of writes, reads, reviews and the list
+ * are retried the same way (reconcilers/step/retry.h): a write with a resourceVersion precondition
+ * is safe to send again.
  *
  * Afterwards (reconcilers/tokens/heal.h) each changed Secret is polled until it holds a token that
  * validates (Regenerate: the same Secret; Delete: a new token Secret of the same ServiceAccount),
- * at most spec.verifyTimeoutSeconds, in rounds (a short pause first and between rounds).  A round
- * with more Secrets pending than a list of the token Secrets takes pages (estimated from the scan)
- * re-lists them (same fieldSelector, paged) and checks the changed ones against an in-memory
- * index of them (a regenerated Secret missing from the list was deleted: not healed); a round
- * with few pending reads each (Regenerate: GET; Delete: list of its namespace's token
- * Secrets).  Not healed -> Warning event TokensNotHealed and condition False NotHealed naming
+ * in rounds (a short pause first and between rounds) until none healed for
+ * spec.verifyTimeoutSeconds (each healed token starts that wait again: the tokens controller
+ * refills ~9 Secrets per second on a real 1.19, so 1,000 need ~2 minutes); the progress
+ * (status.tokens.healed, the progress text "tokens: verifying, N/M healed") is persisted at most
+ * every 2 s.  A round with more Secrets pending than a list of the token Secrets takes pages
+ * (estimated from the scan) re-lists them (same fieldSelector, paged) and checks the changed ones
+ * against an in-memory index of them (a regenerated Secret missing from the list was deleted: not
+ * healed); a round with few pending reads each (Regenerate: GET; Delete: list of its namespace's
+ * token Secrets).  Not healed -> Warning event TokensNotHealed and condition False NotHealed naming
  * them.  A per-Secret API failure other than a conflict counts as failed
  * (condition False ChangeFailed); transport errors end the step with the error (the
  * orchestrator retries and the step resumes).

@@ -243,7 +243,9 @@ def test_410_on_continue_restarts_the_list_once(responder, pki, kubeconfig, kmct
     assert "continue" not in r.requests[2].query  # the restart starts from the beginning
 
 
-def test_second_410_is_returned(responder, pki, kubeconfig, kmctl):
+def test_third_410_is_returned(responder, pki, kubeconfig, kmctl):
+    """The restarted list expires too: one unpaginated list (client-go's fallback); a server that
+    pages even that and expires it again ends the list with the 410."""
     r = responder()
 
     def h(req):
@@ -254,7 +256,24 @@ def test_second_410_is_returned(responder, pki, kubeconfig, kmctl):
     r.handler = h
     res = kmctl("--kubeconfig", kubeconfig(r.url, ca=pki["ca"]), "list", "/api/v1/secrets")
     assert res.rc == 1 and res.last["http_code"] == 410 and res.last["reason"] == "Expired"
-    assert len(r.requests) == 4
+    assert len(r.requests) == 6
+    assert "limit" not in r.requests[4].query and "continue" not in r.requests[4].query
+
+
+def test_second_410_lists_without_pages(responder, pki, kubeconfig, kmctl):
+    r = responder()
+
+    def h(req):
+        if "continue" in req.query:
+            return 410, status(410, "Expired", "too old")
+        if "limit" in req.query:
+            return 200, {"metadata": {"resourceVersion": "1", "continue": "c"}, "items": []}
+        return 200, {"metadata": {"resourceVersion": "2"}, "items": [{"metadata": {"name": "a"}}]}
+
+    r.handler = h
+    res = kmctl("--kubeconfig", kubeconfig(r.url, ca=pki["ca"]), "list", "/api/v1/secrets")
+    assert res.rc == 0, res
+    assert len(r.requests) == 5
 
 
 def test_401_reported_once_with_the_exact_message(responder, pki, kubeconfig, kmctl):

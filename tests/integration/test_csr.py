@@ -183,3 +183,27 @@ def test_a_san_another_node_reports_is_denied(seed):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_resumed_pass_adds_to_the_recorded_counts(seed, tmp_path):
+    """Known bug (b): a pass interrupted after 1 approval and 2 denials (recorded in status and
+    on the CSRs) and resumed decided the other 2 + 8 and reported 2/8 instead of 3/10."""
+    import json
+    done = {"csr-cp-1-serving": "Approved", "csr-worker-1-steals-ip": "Denied", "csr-not-a-node": "Denied"}
+    for name, decision in done.items():
+        obj = get(seed, CSR_PATH + "/" + name)
+        obj["status"]["conditions"] = [{"type": decision, "status": "True", "reason": "Kubemend" + decision,
+                                        "message": "decided before the restart"}]
+        code, body = seed.request("PUT", CSR_PATH + "/" + name + "/approval", obj)
+        assert code == 200, body
+    status_file = str(tmp_path / "csr-status.json")
+    with open(status_file, "w") as f:
+        json.dump({"approved": 1, "denied": 2, "recent": [
+            {"name": n, "node": "", "decision": d, "reason": ""} for n, d in done.items()]}, f)
+    run = kmstep(seed, "csr", status_file=status_file)
+    assert run.rc == 0, run
+    st = run.status
+    assert (st["approved"], st["denied"], st.get("pending", 0), st["ignored"]) == (3, 10, 0, 1), st
+    assert run.condition["message"].startswith("3 CSRs approved, 10 denied"), run.condition
+    assert run.progress[-1].startswith("csr: 3 approved, 10 denied"), run.progress
+    assert len(run.reasons("CSRApproved")) == 2 and len(run.reasons("CSRDenied")) == 8

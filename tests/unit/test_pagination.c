@@ -25,6 +25,7 @@ typedef struct script {
         long code;
         long retry_after;
         int transport_error; /* 1 = KM_ETRANSPORT */
+        int toobig;          /* 1 = KM_ETOOBIG (the response cap) */
         int sent;
         const char *body;
     } r[MAXQ];
@@ -45,6 +46,8 @@ static km_status fake(const km_kube_req *req, const char *token, km_kube_reply *
     snprintf(s->tokens[i], sizeof(s->tokens[i]), "%s", token ? token : "");
     reply->retry_after = s->r[i].retry_after;
     reply->sent = s->r[i].sent;
+    if (s->r[i].toobig)
+        return km_err_set(err, KM_ETOOBIG, "response larger than the cap");
     if (s->r[i].transport_error) {
         reply->transient = 1;
         return km_err_set(err, KM_ETRANSPORT, "connection refused");
@@ -200,7 +203,30 @@ static void test_410_restarts_once(void **state)
     free(rv);
 }
 
-static void test_second_410_fails(void **state)
+static void test_second_410_lists_without_pages(void **state)
+{
+    fixture *f = *state;
+    pages pg = {0};
+    char *rv = NULL;
+    add(&f->s, 200, PAGE1);
+    add(&f->s, 410, EXPIRED);
+    add(&f->s, 200, PAGE1);
+    add(&f->s, 410, EXPIRED);
+    add(&f->s, 200,
+        "{\"metadata\":{\"resourceVersion\":\"11\"},\"items\":[{\"metadata\":{\"name\":\"a\"}},"
+        "{\"metadata\":{\"name\":\"b\"}},{\"metadata\":{\"name\":\"c\"}}]}");
+    assert_int_equal(km_kube_list(f->k, "/api/v1/secrets", NULL, on_page, &pg, &rv, NULL), KM_OK);
+    assert_int_equal(pg.n, 3);
+    assert_string_equal(pg.names[2], "abc");
+    assert_int_equal(pg.restarted[1], 1);
+    assert_int_equal(pg.restarted[2], 1); /* the full list repeats what was delivered */
+    assert_string_equal(f->s.paths[4], "/api/v1/secrets"); /* no limit, no continue */
+    assert_string_equal(rv, "11");
+    assert_int_equal(kmtest_log_count("listing without pages"), 1);
+    free(rv);
+}
+
+static void test_third_410_fails(void **state)
 {
     fixture *f = *state;
     pages pg = {0};
@@ -210,11 +236,57 @@ static void test_second_410_fails(void **state)
     add(&f->s, 410, EXPIRED);
     add(&f->s, 200, PAGE1);
     add(&f->s, 410, EXPIRED);
+    add(&f->s, 200, PAGE1); /* a server that pages even without a limit */
+    add(&f->s, 410, EXPIRED);
     assert_int_equal(km_kube_list(f->k, "/api/v1/secrets", NULL, on_page, &pg, &rv, &e), KM_EAPI);
     assert_int_equal(e.http_code, 410);
     assert_string_equal(e.reason, "Expired");
     assert_string_equal(rv, "untouched");
-    assert_int_equal(f->s.next, 4);
+    assert_int_equal(f->s.next, 6);
+}
+
+#define PAGE_LOOP                                                                                  \
+    "{\"metadata\":{\"resourceVersion\":\"5\",\"continue\":\"same\"},"                             \
+    "\"items\":[{\"metadata\":{\"name\":\"a\"}}]}"
+
+static void test_repeated_continue_token_fails(void **state)
+{
+    fixture *f = *state;
+    pages pg = {0};
+    km_err e;
+    add(&f->s, 200, PAGE_LOOP);
+    add(&f->s, 200, PAGE_LOOP);
+    add(&f->s, 200, PAGE_LOOP);
+    assert_int_equal(km_kube_list(f->k, "/api/v1/secrets", NULL, on_page, &pg, NULL, &e),
+                     KM_ESTATE);
+    assert_int_equal(f->s.next, 2);
+    assert_int_equal(pg.n, 2);
+    assert_non_null(strstr(e.message, "continue token it returned before"));
+}
+
+static void test_page_too_big_halves_the_limit(void **state)
+{
+    fixture *f = *state;
+    pages pg = {0};
+    km_err e;
+    km_list_opts o = {.limit = 8};
+    add(&f->s, 200, PAGE1);
+    f->s.r[f->s.n++].toobig = 1;
+    f->s.r[f->s.n++].toobig = 1;
+    add(&f->s, 200, PAGE2);
+    assert_int_equal(km_kube_list(f->k, "/api/v1/secrets", &o, on_page, &pg, NULL, &e), KM_OK);
+    assert_int_equal(pg.n, 2);
+    assert_string_equal(f->s.paths[1], "/api/v1/secrets?limit=8&continue=c%2F1");
+    assert_string_equal(f->s.paths[2], "/api/v1/secrets?limit=4&continue=c%2F1");
+    assert_string_equal(f->s.paths[3], "/api/v1/secrets?limit=2&continue=c%2F1");
+    /* one object larger than the cap: down to limit 1, then a clear error */
+    km_list_opts one = {.limit = 2};
+    f->s.r[f->s.n++].toobig = 1;
+    f->s.r[f->s.n++].toobig = 1;
+    assert_int_equal(km_kube_list(f->k, "/api/v1/secrets", &one, on_page, &pg, NULL, &e),
+                     KM_ETOOBIG);
+    assert_int_equal(f->s.next, 6);
+    assert_non_null(strstr(e.message, "one object exceeds the response cap"));
 }
 
 static void test_410_on_first_page_is_an_error(void **state)
@@ -469,7 +541,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pages_and_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_limit_and_existing_query, setup, teardown),
         cmocka_unit_test_setup_teardown(test_410_restarts_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_second_410_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_410_lists_without_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_third_410_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_continue_token_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_page_too_big_halves_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_410_on_first_page_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callback_stops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_page_json, setup, teardown),

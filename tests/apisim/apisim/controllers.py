@@ -13,6 +13,8 @@ Options (constructor keywords; unknown ones are ignored; defaults in DEFAULTS):
   grace_cap        a deleting pod is finalized after min(deletionGracePeriodSeconds, grace_cap) seconds; default
                    = kubelet_delay, so a 30 s grace period costs tests only kubelet_delay
   token_delay      tokens controller reaction time (fill data.token, create legacy Secrets)
+  token_rate       tokens controller throughput: token Secrets refilled per second (default 0 = unlimited;
+                   a real 1.19 controller-manager refills about 9 per second)
   csr_sign_delay   seconds between approval and status.certificate
   trust_resync     period of the apiserver trust controller (extension-apiserver-authentication)
   stale_apiserver  True: simulate a second kube-apiserver still running with the OLD CA that re-adds it on every
@@ -873,6 +875,24 @@ class Controllers:
             self.queues["rootca"].add(n)
         self.queues["trust"].add("sync")
 
+    def _token_rate_wait(self, key):
+        """token_rate (tokens per second, 0/None = unlimited): a real controller-manager refills
+        about 9 token Secrets per second (1.19); each Secret waiting for a token gets the next slot.
+        Seconds to wait for key's slot, or None when it is due."""
+        rate = float(self.opts.get("token_rate") or 0)
+        slots = self.__dict__.setdefault("_token_slot", {})
+        if rate <= 0:
+            slots.pop(key, None)
+            return None
+        now = time.monotonic()
+        if key not in slots:
+            self._token_clock = max(now, getattr(self, "_token_clock", 0.0)) + 1.0 / rate
+            slots[key] = self._token_clock
+        if slots[key] > now:
+            return slots[key] - now
+        slots.pop(key, None)
+        return None
+
     def sign_legacy_token(self, ns, sa_name, sa_uid, secret_name, key=None):
         from .pki import legacy_token_claims
         return self.pki.sign_jwt(legacy_token_claims(ns, sa_name, sa_uid, secret_name), key=key)
@@ -900,6 +920,9 @@ class Controllers:
             self.__dict__.setdefault("_token_due", {})[key] = True
             return self.opts["token_delay"]
         getattr(self, "_token_due", {}).pop(key, None)
+        wait = self._token_rate_wait(key) if needs_token else None
+        if wait:
+            return wait
         sa_name, sa_uid_real = meta(sa)["name"], meta(sa).get("uid", "")
         token = self.sign_legacy_token(ns, sa_name, sa_uid_real, name) if needs_token else None
 

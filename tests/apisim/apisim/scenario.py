@@ -30,6 +30,7 @@ BEFORE_AGE = 86400
 TOP_KEYS = ("name", "description", "profile", "seed", "pkiRebuild", "before", "after",
             "extensionApiserverAuthentication", "controllers")
 CONTROLLER_OPTIONS = {"kubeletDelay": "kubelet_delay", "graceCap": "grace_cap", "tokenDelay": "token_delay",
+                      "tokenRate": "token_rate",
                       "csrSignDelay": "csr_sign_delay", "trustResync": "trust_resync",
                       "csrAutoApprove": "csr_auto_approve", "evictionV1": "eviction_v1"}
 

@@ -281,6 +281,7 @@ class Sim:
         self.down_nodes = self.store.down_nodes
         self.watch_cut_after = None
         self.watch_expire_next = False
+        self.continue_expire_always = False  # /_sim/continue/expire {"always": true}
         self.httpd = None
         self.port = None
         self._conns = set()
@@ -1053,7 +1054,7 @@ def make_handler(sim):
             cont = q.get("continue")
             if cont:
                 token_rv, start = decode_continue(cont)
-                if token_rv != -1 and token_rv < sim.store.compact_rv:
+                if token_rv != -1 and (token_rv < sim.store.compact_rv or sim.continue_expire_always):
                     raise errors.gone(
                         "The provided continue parameter is too old to display a consistent list result. You can "
                         "start a new list without the continue parameter, or use the continue token in this response "

@@ -46,8 +46,22 @@ def handle(sim, h, method, path):
         sim.watch_expire_next = True
         return h.send_json(200, {"ok": True})
     if method == "POST" and route == "continue/expire":
-        sim.store.compact(sim.store.current_rv() + 1)  # every token issued so far expires
-        return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv})
+        always = _body(h).get("always")
+        if always is not None:  # a compacting etcd: every continue token expires before it is used
+            sim.continue_expire_always = bool(always)
+        else:
+            sim.store.compact(sim.store.current_rv() + 1)  # every token issued so far expires
+        return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv,
+                                 "always": sim.continue_expire_always})
+    if method == "POST" and route == "controllers":
+        b = _body(h)
+        bad = sorted(k for k in b if k not in ("tokenDelay", "tokenRate"))
+        if bad or sim.controllers is None:
+            raise errors.bad_request("controllers: only tokenDelay, tokenRate can be set at runtime (got %s)" % bad)
+        from .scenario import CONTROLLER_OPTIONS
+        for k, v in b.items():
+            sim.controllers.opts[CONTROLLER_OPTIONS[k]] = float(v)
+        return h.send_json(200, {"ok": True})
     if method == "POST" and route == "restart":
         h.send_json(200, {"ok": True})
         h.wfile.flush()

@@ -41,6 +41,15 @@ def test_sim_controls_need_admin(sim):
     assert st == 403 and err["reason"] == "Forbidden"
 
 
+def test_controller_options_at_runtime(sim):
+    """Only tokenDelay/tokenRate, and only with controllers (this sim has none; the tokens
+    integration tests set tokenRate on a sim with controllers)."""
+    st, err = sim.sim("POST", "/_sim/controllers", {"kubeletDelay": 1})
+    assert st == 400 and "tokenRate" in err["message"]
+    st, err = sim.sim("POST", "/_sim/controllers", {"tokenRate": 4})
+    assert st == 400
+
+
 def test_dump_and_nodes_flag(sim):
     st, d = sim.sim("GET", "/_sim/dump")
     assert st == 200 and "namespaces" in d["objects"]

@@ -239,6 +239,28 @@ def test_expired_continue_410_then_inconsistent_token(sim):
     assert st == 200 and [i["metadata"]["name"] for i in p2["items"]] == ["s2", "s3"]
 
 
+def test_continue_expire_always(sim):
+    sim.request("POST", "/api/v1/namespaces", {"metadata": {"name": "paging-always"}})
+    for i in range(3):
+        sim.request("POST", "/api/v1/namespaces/paging-always/secrets", {"metadata": {"name": "a%d" % i}})
+    st, out = sim.sim("POST", "/_sim/continue/expire", {"always": True})
+    assert st == 200 and out["always"] is True
+    try:
+        st, p1 = sim.request("GET", "/api/v1/namespaces/paging-always/secrets?limit=2")
+        assert st == 200 and p1["metadata"]["continue"]
+        url = "/api/v1/namespaces/paging-always/secrets?limit=2&continue=" + p1["metadata"]["continue"]
+        st, err = sim.request("GET", url)
+        assert st == 410 and err["reason"] == "Expired"
+        st, full = sim.request("GET", "/api/v1/namespaces/paging-always/secrets")
+        assert st == 200 and len(full["items"]) == 3 and not full["metadata"].get("continue")
+    finally:
+        sim.sim("POST", "/_sim/continue/expire", {"always": False})
+    st, p1 = sim.request("GET", "/api/v1/namespaces/paging-always/secrets?limit=2")
+    url = "/api/v1/namespaces/paging-always/secrets?limit=2&continue=" + p1["metadata"]["continue"]
+    st, p2 = sim.request("GET", url)
+    assert st == 200
+
+
 def test_pods_field_selectors(sim, ns):
     for name, node, sa in (("fs1", "n1", "default"), ("fs2", "n2", "other")):
         sim.request("POST", "/api/v1/namespaces/%s/pods" % ns, {"metadata": {"name": name}, "spec": {
