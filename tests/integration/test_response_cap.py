@@ -97,7 +97,10 @@ def test_peak_rss_stays_inside_the_deployment_limit_with_bloated_secrets(hostile
     print("peak RSS %.1f MiB (limit %.0f MiB), rc %d, %s" % (rss / MIB, limit / MIB, rc,
                                                               out.strip().splitlines()[-1:]))
     assert rss < limit, "peak RSS %.1f MiB >= the Deployment's %.0f MiB" % (rss / MIB, limit / MIB)
-    if hostile.bloat == 40:  # 28 MiB of Secrets: one page under the cap, parsed whole
-        assert rc == 0, (out[-2000:], err[-2000:])
-    else:  # the pager halves the page on KM_ETOOBIG until it fits, or the refused page is reported
-        assert rc == 0 or "response too large" in out + err, (rc, out[-2000:], err[-2000:])
+    # 40: 28 MiB of Secrets, one page under the cap, parsed whole; 100: ~70 MB, the pager halves the page on
+    # KM_ETOOBIG until it fits.  Either way the tokens step succeeds; exit 3 = only `--steps tokens` ran, so the
+    # recovery is not Verified (the other steps' checks name what is left).
+    assert rc in (0, 3), (rc, out[-2000:], err[-2000:])
+    doc = json.loads(out)
+    conds = {c["type"]: c["status"] for c in doc.get("status", doc)["conditions"]}
+    assert conds["TokensRegenerated"] == "True", conds
