@@ -18,9 +18,8 @@
 #define CHUNK 4096                     /* body bytes written per writeable callback */
 #define MAX_BODY (16u * 1024u * 1024u) /* a /metrics body larger than this is a bug: 500 */
 #define HEAD_MAX 8192                  /* request line + headers (lws max_http_header_data) */
-#define HEAD_TIMEOUT_US (5 * LWS_USEC_PER_SEC)   /* to send a request head */
-#define WRITE_TIMEOUT_US (10 * LWS_USEC_PER_SEC) /* to read a response */
-#define REAP_US (250 * LWS_US_PER_MS)            /* how often deadlines are checked */
+#define HEAD_TIMEOUT 5                 /* seconds to send a request head */
+#define WRITE_TIMEOUT 10               /* seconds to read a response */
 #define CONNS_MIN 4
 #define CONNS_MAX 128
 #define FD_SPARE 8 /* lws's own descriptors (listen sockets, event pipe) beyond the connections */
@@ -28,13 +27,11 @@
 /* What a tracked connection is doing. */
 enum conn_state { FREE = 0, WAITING, BUSY };
 
-/* One accepted connection: waiting for a request head since `since`, or writing a response;
- * closed once `deadline` passes. */
+/* One accepted connection: waiting for a request head since `since`, or answering one. */
 typedef struct conn {
     struct lws *wsi; /* borrowed from lws; NULL when the slot is free */
     enum conn_state state;
     lws_usec_t since;
-    lws_usec_t deadline;
 } conn;
 
 struct km_http {
@@ -48,9 +45,8 @@ struct km_http {
     km_http_check_fn ready;
     void (*collect)(void *user);
     void *user;
-    lws_sorted_usec_list_t reaper; /* checks deadlines every REAP_US */
-    int cap;                       /* connections held at most */
-    conn *conns;                   /* cap + 1 slots (the newcomer before an eviction) */
+    int cap;     /* connections held at most */
+    conn *conns; /* cap + 1 slots (the newcomer before an eviction) */
 };
 
 /* Per-transaction state: the response body being written. */
@@ -80,20 +76,22 @@ static conn *conn_find(km_http *h, const struct lws *wsi)
 }
 
 /* Marks c as waiting for a request head from now on (a new connection or the end of a
- * response): its deadline is HEAD_TIMEOUT_US away and bytes arriving do not extend it. */
-static void conn_wait(conn *c, lws_usec_t now)
+ * response); lws closes it unless the head is complete HEAD_TIMEOUT seconds after the first of
+ * its bytes (timeout_secs_ah_idle: bytes arriving do not extend it) or after this call. */
+static void conn_wait(conn *c)
 {
     c->state = WAITING;
-    c->since = now;
-    c->deadline = now + HEAD_TIMEOUT_US;
+    c->since = lws_now_usecs();
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, HEAD_TIMEOUT);
 }
 
-/* Marks c as answering a request: the response must be read within WRITE_TIMEOUT_US. */
-static void conn_busy(conn *c, lws_usec_t now)
+/* Marks c as answering a request: lws closes it unless the response is read within
+ * WRITE_TIMEOUT seconds. */
+static void conn_busy(conn *c)
 {
     c->state = BUSY;
-    c->since = now;
-    c->deadline = now + WRITE_TIMEOUT_US;
+    c->since = lws_now_usecs();
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, WRITE_TIMEOUT);
 }
 
 /* The connection to close for a newcomer: the one waiting longest for its request head, or,
@@ -128,7 +126,7 @@ static int conn_admit(km_http *h, struct lws *wsi)
     if (!c)
         return -1;
     c->wsi = wsi;
-    conn_wait(c, lws_now_usecs());
+    conn_wait(c);
     return 0;
 }
 
@@ -138,21 +136,6 @@ static void conn_forget(km_http *h, const struct lws *wsi)
     conn *c = conn_find(h, wsi);
     if (c)
         memset(c, 0, sizeof(*c));
-}
-
-/* Every REAP_US: connections past their deadline are closed at lws's next timeout check. */
-static void reap(lws_sorted_usec_list_t *sul)
-{
-    km_http *h = lws_container_of(sul, km_http, reaper);
-    lws_usec_t now = lws_now_usecs();
-    for (int i = 0; i <= h->cap; i++) {
-        conn *c = &h->conns[i];
-        if (c->wsi && c->deadline <= now) {
-            c->deadline = now + WRITE_TIMEOUT_US; /* once: lws closes it next */
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        }
-    }
-    lws_sul_schedule(h->ctx, 0, &h->reaper, reap, REAP_US);
 }
 
 /* ---- requests ---- */
@@ -294,8 +277,8 @@ static int write_body(struct lws *wsi, session *s, km_http *h)
     }
     session_reset(s);
     conn *c = conn_find(h, wsi);
-    if (c)
-        conn_wait(c, lws_now_usecs());
+    if (c) /* first: a pipelined request may be handled inside transaction_completed */
+        conn_wait(c);
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -314,7 +297,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP:
         c = conn_find(h, wsi);
         if (c)
-            conn_busy(c, lws_now_usecs());
+            conn_busy(c);
         return respond(wsi, s, h, in ? (const char *)in : "/");
     case LWS_CALLBACK_HTTP_BODY:
         return -1; /* never asked for (respond closes first); refuse */
@@ -390,9 +373,9 @@ static struct lws_context *make_context(km_http *h, int disable_ipv6)
     info.uid = -1;
     info.user = h;
     info.server_string = "kubemend";
-    info.keepalive_timeout = (int)(HEAD_TIMEOUT_US / LWS_USEC_PER_SEC);
-    info.timeout_secs = (unsigned)(WRITE_TIMEOUT_US / LWS_USEC_PER_SEC);
-    info.timeout_secs_ah_idle = (unsigned)(HEAD_TIMEOUT_US / LWS_USEC_PER_SEC);
+    info.keepalive_timeout = HEAD_TIMEOUT;
+    info.timeout_secs = WRITE_TIMEOUT;
+    info.timeout_secs_ah_idle = HEAD_TIMEOUT;
     info.max_http_header_data = HEAD_MAX;
     info.max_http_header_pool = (unsigned short)(h->cap + 1);
     info.fd_limit_per_thread = (unsigned)(h->cap + 1 + FD_SPARE);
@@ -448,7 +431,6 @@ km_status km_http_start(const km_http_opts *opts, km_http **out, km_err *err)
         goto out;
     }
     h->port = port;
-    lws_sul_schedule(h->ctx, 0, &h->reaper, reap, REAP_US);
     int rc = pthread_create(&h->thread, NULL, serve, h);
     if (rc != 0) {
         st = km_err_set(err, KM_EIO, "http server: thread: %s", strerror(rc));

@@ -16,11 +16,11 @@
  * connections (4..128; a new one at the cap closes the connection waiting longest for its
  * request, so probes are answered while idle connections pile up, and most descriptors stay for
  * the API client), request heads of at most 8 KiB (lws closes the connection beyond) complete
- * within 5 s of the connection or the previous response, responses read within 10 s, request
- * bodies never read (any method but GET is answered 404/405, a GET with a body 413, and the
- * connection closed).  The callbacks run on the server
- * thread and must be thread-safe and quick.  km_http_start binds before returning, so the port is
- * known (port 0 picks a free one: read it with km_http_port). */
+ * within 5 s of the connection, the previous response or their first byte, responses read within 10
+ * s, request bodies never read (any method but GET is answered 404/405, a GET with a body 413, and
+ * the connection closed).  The callbacks run on the server thread and must be thread-safe and
+ * quick.  km_http_start binds before returning, so the port is known (port 0 picks a free one: read
+ * it with km_http_port). */
 #ifndef KM_HTTP_H
 #define KM_HTTP_H
 
