@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo /usr/bin/kubectl)
 PYTEST_ARGS ?= -q
 
-PKGS := libcurl openssl libcjson yaml-0.1 gmp
+PKGS := libcurl openssl libcjson libwebsockets yaml-0.1 gmp
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 # pkg-config runs once, lazily, after `deps` made sure the packages are there.

@@ -13,6 +13,7 @@ need build-essential command -v cc
 need libcurl4-openssl-dev pkg-config --exists libcurl
 need libssl-dev pkg-config --exists openssl
 need libcjson-dev pkg-config --exists libcjson
+need libwebsockets-dev pkg-config --exists libwebsockets
 need libyaml-dev pkg-config --exists yaml-0.1
 need libcmocka-dev pkg-config --exists cmocka
 need libgmp-dev pkg-config --exists gmp
