@@ -2,6 +2,7 @@
  * fixing the stale ones (reconcilers/tokens/check.h judges, heal.h verifies). */
 #include "reconcilers/tokens/tokens.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "operator/kube/pool.h"
 #include "reconcilers/tokens/check.h"
 #include "reconcilers/step/retry.h"
 #include "reconcilers/tokens/heal.h"
@@ -32,6 +34,11 @@ typedef struct run {
     char last[512];       /* key of the last Secret handled */
     km_err *err;          /* the page callback's error output */
     double saved_at;      /* when the verification's progress was last persisted */
+    /* The writes of a page run in a bounded window (spec.tokens.maxInFlight, operator/kube/
+     * pool.h); the pool is drained before the page's resume marker is saved.  lock guards what
+     * the writers share: the status object (st), the judge, the heal set, counters, Events. */
+    km_pool *pool;
+    pthread_mutex_t lock;
 } run;
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
@@ -73,7 +80,7 @@ static int fatal(km_status st)
  * token Secret that a < 1.24 tokens controller recreates.  A Secret it does not list
  * (user-created, or the ServiceAccount is gone) would be lost for good, so it is regenerated in
  * place instead.  Fails only on transport errors. */
-static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
+static km_status sa_references(run *r, km_kube *kube, const cJSON *s, int *out, km_err *err)
 {
     const char *ns = KM_JSON_STR(s, "metadata", "namespace");
     const char *name = KM_JSON_STR(s, "metadata", "name");
@@ -86,8 +93,7 @@ static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
     km_retry rt;
     km_retry_init(&rt, 0, r->ctx->cancel);
     km_status st;
-    while ((st = km_kube_get(r->ctx->kube, path, &obj, &e)) != KM_OK &&
-           km_retry_again(&rt, st, &e, path))
+    while ((st = km_kube_get(kube, path, &obj, &e)) != KM_OK && km_retry_again(&rt, st, &e, path))
         km_err_clear(&e);
     *out = 0;
     if (st != KM_OK && st != KM_EAPI) {
@@ -108,7 +114,7 @@ static km_status sa_references(run *r, const cJSON *s, int *out, km_err *err)
 
 /* Applies the fix once (del: DELETE, else the guarded patch).  *conflict = 1 when the Secret
  * changed under us (re-read). */
-static km_status fix_once(run *r, const cJSON *s, int del, int *conflict, km_err *err)
+static km_status fix_once(km_kube *kube, const cJSON *s, int del, int *conflict, km_err *err)
 {
     const char *ns = KM_JSON_STR(s, "metadata", "namespace");
     const char *name = KM_JSON_STR(s, "metadata", "name");
@@ -123,7 +129,7 @@ static km_status fix_once(run *r, const cJSON *s, int del, int *conflict, km_err
         km_delete_opts_init(&o);
         o.uid = uid;
         o.resource_version = rv;
-        st = km_kube_delete(r->ctx->kube, path, &o, NULL, err);
+        st = km_kube_delete(kube, path, &o, NULL, err);
         if (st == KM_EAPI && km_err_is_http(err, 404))
             return KM_ENOTFOUND;
         if (st == KM_EAPI && km_err_is_http(err, 409))
@@ -154,7 +160,7 @@ static km_status fix_once(run *r, const cJSON *s, int del, int *conflict, km_err
     cJSON_Delete(patch);
     if (!text)
         return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
-    st = km_kube_patch(r->ctx->kube, path, KM_PATCH_JSON, text, NULL, err);
+    st = km_kube_patch(kube, path, KM_PATCH_JSON, text, NULL, err);
     free(text);
     if (st == KM_EAPI && km_err_is_http(err, 404))
         return KM_ENOTFOUND;
@@ -168,12 +174,12 @@ static km_status fix_once(run *r, const cJSON *s, int del, int *conflict, km_err
 /* Applies the fix, retrying transient failures until the unit's deadline (retry.h): both writes
  * are guarded (resourceVersion precondition), so a retry of a write that did apply answers 409 /
  * 422 and the Secret is re-read.  *conflict as fix_once. */
-static km_status fix(run *r, const cJSON *s, int del, int *conflict, km_err *err)
+static km_status fix(run *r, km_kube *kube, const cJSON *s, int del, int *conflict, km_err *err)
 {
     km_retry rt;
     km_status st;
     km_retry_init(&rt, 0, r->ctx->cancel);
-    while ((st = fix_once(r, s, del, conflict, err)) != KM_OK &&
+    while ((st = fix_once(kube, s, del, conflict, err)) != KM_OK &&
            km_retry_again(&rt, st, err, KM_JSON_STR(s, "metadata", "name")))
         km_err_clear(err);
     return st;
@@ -239,6 +245,8 @@ static km_status classify(run *r, const cJSON *cur, const char *key, int countin
 /* A fixed Secret: counted, reported and remembered for verification. */
 static km_status fixed(run *r, const cJSON *cur, const char *key, int del, km_err *err)
 {
+    pthread_mutex_lock(&r->lock);
+    km_status st = KM_OK;
     add(r, del ? "deleted" : "regenerated", 1);
     count(r, del ? "tokens_deleted_total" : "tokens_regenerated_total", 1);
     km_step_list_add(r->st, "changed", key, LIST_MAX);
@@ -250,13 +258,15 @@ static km_status fixed(run *r, const cJSON *cur, const char *key, int del, km_er
                            KM_JSON_STR(cur, "metadata", "annotations", KM_SA_ANN_NAME),
                            KM_JSON_STR(cur, "metadata", "annotations", KM_SA_ANN_UID),
                            KM_JSON_STR(cur, "metadata", "uid"), del) != KM_OK)
-        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
-    return KM_OK;
+        st = km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    pthread_mutex_unlock(&r->lock);
+    return st;
 }
 
 /* Re-reads a Secret that changed under our write into *fresh (NULL when it is gone or the read
  * was refused: counted as failed).  Fails only on transport errors. */
-static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh, km_err *err)
+static km_status reread(run *r, km_kube *kube, const cJSON *cur, const char *key, cJSON **fresh,
+                        km_err *err)
 {
     char path[600];
     km_err e;
@@ -266,8 +276,7 @@ static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh
     km_retry rt;
     km_retry_init(&rt, 0, r->ctx->cancel);
     km_status st;
-    while ((st = km_kube_get(r->ctx->kube, path, fresh, &e)) != KM_OK &&
-           km_retry_again(&rt, st, &e, key))
+    while ((st = km_kube_get(kube, path, fresh, &e)) != KM_OK && km_retry_again(&rt, st, &e, key))
         km_err_clear(&e);
     if (st == KM_OK) {
         km_log_info("tokens: Secret changed meanwhile, deciding again", "secret", key);
@@ -278,28 +287,31 @@ static km_status reread(run *r, const cJSON *cur, const char *key, cJSON **fresh
             *err = e;
         return st;
     }
-    if (!km_err_is_http(&e, 404))
+    if (!km_err_is_http(&e, 404)) {
+        pthread_mutex_lock(&r->lock);
         add(r, "failed", 1);
+        pthread_mutex_unlock(&r->lock);
+    }
     return KM_OK;
 }
 
 /* Fixes a stale Secret.  *again = 1 with *fresh (caller frees) when it changed under us and must
  * be decided once more (attempt: the decisions so far; up to CONFLICTS_MAX, after a pause of rt
  * from the second on, while its deadline allows).  Fails only on transport errors or ENOMEM. */
-static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attempt, km_retry *rt,
-                           cJSON **fresh, int *again, km_err *err)
+static km_status fix_stale(run *r, km_kube *kube, const cJSON *cur, const char *key, int attempt,
+                           km_retry *rt, cJSON **fresh, int *again, km_err *err)
 {
     int conflict = 0, del = 0;
     km_err e;
     km_err_clear(&e);
     *again = 0;
-    km_status st = r->del ? sa_references(r, cur, &del, &e) : KM_OK;
+    km_status st = r->del ? sa_references(r, kube, cur, &del, &e) : KM_OK;
     if (st == KM_OK && r->del && !del)
         km_log_info("tokens: not listed by its ServiceAccount (would not be recreated), "
                     "regenerating in place instead of deleting",
                     "secret", key);
     if (st == KM_OK)
-        st = fix(r, cur, del, &conflict, &e);
+        st = fix(r, kube, cur, del, &conflict, &e);
     if (st == KM_OK)
         return fixed(r, cur, key, del, err);
     if (st == KM_ENOTFOUND) /* gone meanwhile: nothing to fix */
@@ -311,52 +323,65 @@ static km_status fix_stale(run *r, const cJSON *cur, const char *key, int attemp
     }
     /* the first conflict is re-read at once, the next ones after a pause */
     if (conflict && attempt < CONFLICTS_MAX && (attempt == 0 || km_retry_wait(rt, key))) {
-        st = reread(r, cur, key, fresh, err);
+        st = reread(r, kube, cur, key, fresh, err);
         *again = st == KM_OK && *fresh;
         return st;
     }
     char eb[600];
     km_log_warn("tokens: could not fix stale token", "secret", key, "error",
                 km_err_str(&e, eb, sizeof(eb)));
+    pthread_mutex_lock(&r->lock);
     add(r, "failed", 1);
     count(r, "tokens_failed_total", 1);
+    pthread_mutex_unlock(&r->lock);
     return KM_OK;
 }
 
-/* Handles one listed Secret.  Fails only on transport errors, cancel or ENOMEM. */
-static km_status process(run *r, const cJSON *item, km_err *err)
+/* classify under the run's lock (the judge and the counters are shared with the writers). */
+static km_status classify_locked(run *r, const cJSON *cur, const char *key, int counting,
+                                 int *stale, km_err *err)
 {
-    const char *ns = KM_JSON_STR(item, "metadata", "namespace");
-    const char *name = KM_JSON_STR(item, "metadata", "name");
-    if (!ns || !name)
-        return KM_OK;
+    pthread_mutex_lock(&r->lock);
+    km_status st = classify(r, cur, key, counting, stale, err);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+/* One stale Secret to fix, handed to the pool: a copy of the listed object and its key. */
+typedef struct fix_unit {
+    run *r;
+    cJSON *item;
+    int counting;
     char key[512];
-    snprintf(key, sizeof(key), "%s/%s", ns, name);
-    snprintf(r->last, sizeof(r->last), "%s", key);
-    int counting = r->counting;
-    if (!counting && r->marker && strcmp(r->marker, key) == 0)
-        r->counting = 1; /* the marker itself was counted before */
-    if (counting)
-        add(r, "scanned", 1);
+} fix_unit;
+
+static void fix_unit_free(void *p)
+{
+    fix_unit *u = p;
+    if (u)
+        cJSON_Delete(u->item);
+    free(u);
+}
+
+/* Fixes the Secret of unit u (judged stale) on the worker's client, re-deciding it after
+ * conflicts (re-read, judged again) up to CONFLICTS_MAX times.  Takes ownership of u.  Fails
+ * only on transport errors, cancel or ENOMEM. */
+static km_status fix_one(km_kube *kube, void *p, void *user, km_err *err)
+{
+    fix_unit *u = p;
+    run *r = user;
     km_status st = KM_OK;
     cJSON *fresh = NULL;
-    const cJSON *cur = item;
+    const cJSON *cur = u->item;
     km_retry rt; /* conflicts: re-read and decided again until its deadline */
     km_retry_init(&rt, 0, r->ctx->cancel);
     for (int attempt = 0;; attempt++) {
-        int stale = 0, again = 0;
-        st = classify(r, cur, key, counting, &stale, err);
-        if (st != KM_OK || !stale)
+        int stale = 1, again = 0;
+        if (attempt > 0 &&
+            ((st = classify_locked(r, cur, u->key, u->counting, &stale, err)) != KM_OK || !stale))
             break;
-        if (attempt == 0)
-            add(r, "stale", 1);
-        if (r->ctx->dry_run) {
-            km_step_list_add(r->st, "changed", key, LIST_MAX);
-            km_log_info("tokens: stale token (dry run, not changed)", "secret", key);
-            break;
-        }
         cJSON *next = NULL;
-        st = fix_stale(r, cur, key, attempt, &rt, &next, &again, err);
+        st = fix_stale(r, kube, cur, u->key, attempt, &rt, &next, &again, err);
         if (next) {
             cJSON_Delete(fresh);
             fresh = next;
@@ -366,7 +391,49 @@ static km_status process(run *r, const cJSON *item, km_err *err)
             break;
     }
     cJSON_Delete(fresh);
+    fix_unit_free(u);
     return st;
+}
+
+/* Handles one listed Secret: counted and judged here, a stale one fixed by the pool.  Fails
+ * only on transport errors, cancel or ENOMEM (also an earlier fix's, reported by the pool). */
+static km_status process(run *r, const cJSON *item, km_err *err)
+{
+    const char *ns = KM_JSON_STR(item, "metadata", "namespace");
+    const char *name = KM_JSON_STR(item, "metadata", "name");
+    if (!ns || !name)
+        return KM_OK;
+    fix_unit *u = calloc(1, sizeof(*u));
+    if (!u)
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    snprintf(u->key, sizeof(u->key), "%s/%s", ns, name);
+    snprintf(r->last, sizeof(r->last), "%s", u->key);
+    int counting = r->counting, stale = 0;
+    if (!counting && r->marker && strcmp(r->marker, u->key) == 0)
+        r->counting = 1; /* the marker itself was counted before */
+    pthread_mutex_lock(&r->lock);
+    if (counting)
+        add(r, "scanned", 1);
+    km_status st = classify(r, item, u->key, counting, &stale, err);
+    if (st == KM_OK && stale) {
+        add(r, "stale", 1);
+        if (r->ctx->dry_run) {
+            km_step_list_add(r->st, "changed", u->key, LIST_MAX);
+            km_log_info("tokens: stale token (dry run, not changed)", "secret", u->key);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (st != KM_OK || !stale || r->ctx->dry_run) {
+        free(u);
+        return st;
+    }
+    u->r = r;
+    u->counting = counting;
+    if (!(u->item = cJSON_Duplicate(item, 1))) {
+        free(u);
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    }
+    return km_pool_submit(r->pool, u, err);
 }
 
 static km_status on_page(const km_kube_page *page, void *user)
@@ -388,6 +455,10 @@ static km_status on_page(const km_kube_page *page, void *user)
         if (st != KM_OK)
             return st;
     }
+    /* every write of the page finished before its marker is saved */
+    km_status st = km_pool_wait(r->pool, r->err);
+    if (st != KM_OK)
+        return st;
     if (r->last[0])
         km_json_set_str(r->st, "continue", r->last);
     if (r->ctx->progress) {
@@ -614,8 +685,10 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     r.counting = 1;
     r.err = err;
     r.del = strcmp(km_step_str(ctx, "mode"), "Delete") == 0;
+    pthread_mutex_init(&r.lock, NULL);
     int verify_only = 0;
     km_status st = KM_OK;
+    int inflight = ctx->dry_run ? 1 : (int)km_step_int(ctx, "maxInFlight");
     if (!(r.heal = km_tokens_heal_new())) {
         st = km_err_set(err, KM_ENOMEM, "tokens: out of memory");
         goto out;
@@ -625,8 +698,12 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) != KM_OK)
         goto out;
     km_json_set_str(r.st, "method", km_tokens_judge_method(r.judge));
-    if (!verify_only && (st = scan(&r, err)) != KM_OK)
+    if (!verify_only && ((st = km_pool_new(ctx->kube, inflight, fix_one, fix_unit_free, &r, &r.pool,
+                                           err)) != KM_OK ||
+                         (st = scan(&r, err)) != KM_OK))
         goto out;
+    km_pool_free(r.pool); /* drained: every write of the last page finished */
+    r.pool = NULL;
     if (!ctx->dry_run && km_tokens_heal_len(r.heal) > 0) {
         if ((st = verify(&r, err)) != KM_OK)
             goto out;
@@ -636,9 +713,11 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     cJSON_DeleteItemFromObjectCaseSensitive(r.st, "continue");
     finish(&r);
 out:
+    km_pool_free(r.pool);
     km_tokens_heal_free(r.heal);
     km_tokens_judge_free(r.judge);
     free(r.marker);
+    pthread_mutex_destroy(&r.lock);
     return st;
 }
 
@@ -648,6 +727,7 @@ static const km_field fields[] = {
     {"enabled", KM_FIELD_BOOL, 1, 0, 0, NULL},
     {"mode", KM_FIELD_ENUM, 0, 0, 0, modes},
     {"verifyTimeoutSeconds", KM_FIELD_INT, 60, 0, 3600, NULL},
+    {"maxInFlight", KM_FIELD_INT, 8, 1, 64, NULL},
     KM_FIELD_END,
 };
 

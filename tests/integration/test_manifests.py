@@ -379,6 +379,7 @@ DEFAULTS = {
     "$.spec.tokens.enabled": True,
     "$.spec.tokens.mode": "Regenerate",
     "$.spec.tokens.verifyTimeoutSeconds": 60,
+    "$.spec.tokens.maxInFlight": 8,
     "$.spec.extensionApiserverAuthentication": {},
     "$.spec.extensionApiserverAuthentication.enabled": True,
     "$.spec.csr": {},
@@ -404,7 +405,7 @@ DEFAULTS = {
 }
 
 SPEC_FIELDS = {
-    "tokens": {"enabled", "mode", "verifyTimeoutSeconds"},
+    "tokens": {"enabled", "mode", "verifyTimeoutSeconds", "maxInFlight"},
     "extensionApiserverAuthentication": {"enabled", "pinnedFingerprints"},
     "csr": {"enabled", "windowSeconds", "continuous", "deny", "approveKubeletClient",
             "allowedDNSPatterns", "maxExpirationSeconds"},
@@ -598,7 +599,7 @@ def test_empty_spec_gets_every_default(schema):
                                   "kind": "ClusterRecovery", "metadata": {"name": "r"}})
     assert obj["spec"] == {
         "dryRun": False,
-        "tokens": {"enabled": True, "mode": "Regenerate", "verifyTimeoutSeconds": 60},
+        "tokens": {"enabled": True, "mode": "Regenerate", "verifyTimeoutSeconds": 60, "maxInFlight": 8},
         "extensionApiserverAuthentication": {"enabled": True},
         "csr": {"enabled": True, "windowSeconds": 3600, "continuous": False, "deny": True,
                 "approveKubeletClient": False, "maxExpirationSeconds": 31536000},

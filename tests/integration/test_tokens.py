@@ -6,8 +6,10 @@ The step runs through build/tools/kmstep (the step without the ClusterRecovery o
 same output format as kmstep)."""
 
 import base64
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -321,3 +323,35 @@ def test_verification_waits_while_the_controller_makes_progress():
         partial = [p for p in r.progress if "verifying" in p and "/60 healed" in p
                    and not p.endswith(" 60/60 healed")]
         assert partial, r.progress
+
+
+def _most_within(stamps, window):
+    """The largest number of `stamps` (seconds) inside any interval of `window` seconds."""
+    stamps, best, lo = sorted(stamps), 0, 0
+    for hi, t in enumerate(stamps):
+        while t - stamps[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+@pytest.mark.parametrize("inflight", [1, 8])
+def test_writes_in_flight_are_bounded(inflight):
+    """Issue 14 item 2: the token writes of a page run in a bounded window of spec.tokens.maxInFlight
+    requests. apisim answers each Secret PATCH after 400 ms: one at a time, no two writes can end within
+    400 ms of each other; with 8 in flight, writes end together, never more than 8 per 400 ms."""
+    with SimProcess(scenario="gen:namespaces=2,pods=4,secrets=48,stale=0.5,nodes=1,csrs=0,seed=5",
+                    extra_args=["--sa-key-type", "ec"]) as sim:
+        st, _ = sim.sim("POST", "/_sim/faults", {"rules": [{"verb": "patch", "resource": "secrets",
+                                                            "latencyMs": 400}]})
+        assert st == 200
+        r = run_step(sim, spec={"verifyTimeoutSeconds": 30, "maxInFlight": inflight})
+        assert r.status["regenerated"] == 24 and r.status["healed"] == 24, r.status
+        ends = [datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+                for m in re.finditer(r"^ts=(\S+)Z .*removed stale token", r.stderr, re.M)]
+        assert len(ends) == 24, r.stderr[-2000:]
+        together = _most_within(ends, 0.39)
+        if inflight == 1:
+            assert together == 1, sorted(ends)
+        else:
+            assert 2 <= together <= 8, sorted(ends)
