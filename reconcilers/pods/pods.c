@@ -8,6 +8,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "reconcilers/pods/owners.h"
 #include "reconcilers/pods/podsel.h"
@@ -152,10 +153,10 @@ static void progress(km_step_ctx *ctx, int done, int total, const char *ns)
 static void result(km_step_ctx *ctx, int total)
 {
     const cJSON *st = ctx->status;
-    long restarted = (long)KM_JSON_NUM(st, 0, "restarted");
-    long already = (long)KM_JSON_NUM(st, 0, "alreadyRestarted");
-    long evicted = (long)KM_JSON_NUM(st, 0, "evicted");
-    long deleted = (long)KM_JSON_NUM(st, 0, "deleted");
+    long restarted = KM_JSON_LONG(st, 0, "restarted");
+    long already = KM_JSON_LONG(st, 0, "alreadyRestarted");
+    long evicted = KM_JSON_LONG(st, 0, "evicted");
+    long deleted = KM_JSON_LONG(st, 0, "deleted");
     int nstuck = cJSON_GetArraySize(KM_JSON_AT(st, "stuck"));
     int nmanual = cJSON_GetArraySize(KM_JSON_AT(st, "manual"));
     const char *dry = ctx->dry_run ? "dry run: would have " : "";

@@ -8,6 +8,7 @@
 #include "operator/base/clock.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 
 const char *km_podsel_reason_str(km_podsel_reason r)
 {
@@ -365,7 +366,7 @@ time_t km_podsel_marker_time(time_t now, time_t rebuilt_at)
 
 static long num(const cJSON *o, const char *a, const char *b, long dflt)
 {
-    return (long)KM_JSON_NUM(o, (double)dflt, a, b);
+    return KM_JSON_LONG(o, dflt, a, b);
 }
 
 int km_podsel_workload_ready(const char *kind, const cJSON *obj)

@@ -9,6 +9,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
 #include "operator/cmd/manager.h"
@@ -193,7 +194,7 @@ typedef struct decisive {
 
 static decisive decisive_of(const cJSON *obj)
 {
-    decisive d = {(long long)KM_JSON_NUM(obj, 0, "metadata", "generation"),
+    decisive d = {km_num_llong(KM_JSON_NUM(obj, 0, "metadata", "generation"), 0),
                   KM_JSON_STR(obj, "metadata", "deletionTimestamp") != NULL,
                   km_finalizer_has(obj, KM_RECOVERY_FINALIZER), km_recovery_is_completed(obj)};
     return d;
