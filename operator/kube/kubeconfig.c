@@ -16,6 +16,7 @@
 #include "operator/base/base64.h"
 #include "operator/base/buf.h"
 #include "operator/base/log.h"
+#include "operator/base/yamljson.h"
 #include "operator/kube/header.h"
 #include "operator/kube/ratelimit.h"
 
@@ -420,7 +421,14 @@ static km_status kc_load_doc(kc_parse *p)
         return km_err_set(p->err, KM_ECONFIG, "kubeconfig %s: cannot read: %s", p->path,
                           strerror(errno));
     yaml_parser_t parser;
-    km_status st = KM_OK;
+    /* Depth and size first, events only: libyaml's loader is quadratic on deep nesting. */
+    km_err ye;
+    km_status st = km_yaml_check(text, len, &ye);
+    if (st != KM_OK) {
+        st = km_err_set(p->err, KM_ECONFIG, "kubeconfig %s: YAML error: %s", p->path, ye.message);
+        free_secret(text);
+        return st;
+    }
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &p->doc)) {

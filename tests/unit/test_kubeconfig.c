@@ -401,6 +401,28 @@ static void test_token_header_injection(void **state)
     assert_int_equal(km_header_value_ok(NULL), 0);
 }
 
+/* Issue 16 item 3: a deeply nested kubeconfig is refused before libyaml's document loader (which
+ * is quadratic on it: 90 s) runs. */
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    size_t depth = 100000, n = 0;
+    char *text = malloc(2 * depth + 64);
+    assert_non_null(text);
+    n += (size_t)snprintf(text, 64, "clusters: ");
+    memset(text + n, '[', depth);
+    memset(text + n + depth, ']', depth);
+    text[n + 2 * depth] = '\0';
+    kmtest_write(g_dir, "deep", text, path);
+    free(text);
+    km_kubeconfig *cfg = NULL;
+    km_err e;
+    assert_int_equal(km_kubeconfig_from_file(path, NULL, &cfg, &e), KM_ECONFIG);
+    assert_null(cfg);
+    assert_non_null(strstr(e.message, "nesting deeper than 64 levels"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_token_file_reload),
         cmocka_unit_test(test_load_resolution),
         cmocka_unit_test(test_token_header_injection),
+        cmocka_unit_test(test_deep_nesting),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
