@@ -187,6 +187,38 @@ class TestOperator(RecoveryChecks):
         assert proc.returncode == 0, proc.stderr
 
 
+def test_invalid_spec_fails_without_blocking(install, healed):
+    """Issue 16 item 1 on the real server: a spec the CRD accepts but kubemend refuses (a regex that does not
+    compile) completes as Failed/InvalidSpec naming the field, at once; a recovery created after it runs."""
+    cp = install.cp
+    bad = {"apiVersion": "kubemend.io/v1alpha1", "kind": "ClusterRecovery", "metadata": {"name": "bad-regex"},
+           "spec": {"csr": {"allowedDNSPatterns": ["(unclosed"]}}}
+    st, body = cp.request("POST", CRD_API, bad)
+    assert st == 201, body
+    good = {"apiVersion": "kubemend.io/v1alpha1", "kind": "ClusterRecovery", "metadata": {"name": "after-bad"},
+            "spec": {"dryRun": True, "csr": {"windowSeconds": 1}}}
+    st, body = cp.request("POST", CRD_API, good)
+    assert st == 201, body
+    try:
+        def refused():
+            o = cp.client().get(CRD_API + "/bad-regex")
+            c = [c for c in (o.get("status") or {}).get("conditions") or [] if c["type"] == "Succeeded"]
+            return o if c and c[0]["reason"] == "InvalidSpec" else None
+        o = wait_for(refused, 60, "bad-regex InvalidSpec")
+        c = [c for c in o["status"]["conditions"] if c["type"] == "Succeeded"][0]
+        assert o["status"]["phase"] == "Failed" and c["status"] == "False", o["status"]
+        assert "spec.csr.allowedDNSPatterns[0]" in c["message"], c
+        o = wait_for(lambda: (lambda x: x if (x.get("status") or {}).get("phase") == "Succeeded" else None)(
+            cp.client().get(CRD_API + "/after-bad")), 300, "after-bad Succeeded")
+        assert "WaitingForOtherRecovery" not in json.dumps(o["status"])
+        assert "reconcile failed" not in install.operator.text()
+    finally:
+        for name in ("bad-regex", "after-bad"):
+            cp.request("DELETE", CRD_API + "/" + name)
+        wait_for(lambda: all(cp.request("GET", CRD_API + "/" + n)[0] == 404 for n in ("bad-regex", "after-bad")),
+                 60, "both deleted (the operator removes its finalizer)")
+
+
 def test_operator_stops_cleanly(install, healed):
     assert install.operator.stop() == 0, install.operator.text()[-3000:]
     assert "released lease" in install.operator.text()
@@ -270,6 +302,19 @@ def test_invalid_specs_rejected_by_the_server_and_by_kubemend(install):
         if not ok or km["ok"]:
             wrong.append((what, st, msg, km))
     assert not wrong, wrong
+
+
+def test_name_length_rule(install):
+    """The root CEL rule (>= 1.25): a name whose backup ConfigMap name would exceed 253 characters is refused at
+    admission with the rule's message; older servers accept it and kubemend refuses it itself (InvalidSpec)."""
+    cp = install.cp
+    for n, ok in ((211, True), (212, False)):
+        obj = {"apiVersion": "kubemend.io/v1alpha1", "kind": "ClusterRecovery", "metadata": {"name": "n" * n}}
+        st, body = cp.request("POST", CRD_API + "?dryRun=All", obj)
+        if ok or cp.minor < 25:
+            assert st == 201, (n, body)
+        else:
+            assert st == 422 and "at most 211 characters" in body.get("message", ""), (n, st, body)
 
 
 def test_kubemend_defaults_equal_the_servers(install):
