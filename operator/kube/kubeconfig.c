@@ -419,7 +419,7 @@ static km_status kc_load_doc(kc_parse *p)
     char *text = slurp(p->path, &len);
     if (!text)
         return km_err_set(p->err, KM_ECONFIG, "kubeconfig %s: cannot read: %s", p->path,
-                          strerror(errno));
+                          errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
     yaml_parser_t parser;
     /* Depth and size first, events only: libyaml's loader is quadratic on deep nesting. */
     km_err ye;
