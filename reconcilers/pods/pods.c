@@ -325,9 +325,17 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
     return st;
 }
 
-/* The CRD's CEL rule: includeNamespaces and excludeNamespaces are disjoint. */
+/* The CRD's CEL rule: includeNamespaces and excludeNamespaces are disjoint; and the namespace
+ * selector's labels well formed (labels.h), up front rather than when the step lists. */
 static km_status check_spec(const cJSON *blk, km_err *err)
 {
+    char *sel = NULL;
+    km_status st = km_podsel_label_selector(KM_JSON_AT(blk, "namespaceSelector"), &sel, err);
+    if (st != KM_OK) {
+        km_err_prefix(err, "spec.pods");
+        return st;
+    }
+    free(sel);
     const cJSON *exc = cJSON_GetObjectItemCaseSensitive(blk, "excludeNamespaces");
     const cJSON *it;
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(blk, "includeNamespaces"))

@@ -248,6 +248,13 @@ INVALID = [
     ("a selector operator outside the enum",
      {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}},
      None),
+    ("a matchLabels value that would add selector terms",
+     {"pods": {"namespaceSelector": {"matchLabels": {"team": "a,kubernetes.io/metadata.name!=x"}}}}, None),
+    ("a matchExpressions key that is not a label key",
+     {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a b", "operator": "Exists"}]}}}, None),
+    ("a matchExpressions value that is not a label value",
+     {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["x y"]}]}}},
+     None),
     ("includeNamespaces and excludeNamespaces overlap",
      {"pods": {"includeNamespaces": ["a", "b"], "excludeNamespaces": ["b"]}}, DISJOINT),
     ("In without values", {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}},
@@ -262,6 +269,9 @@ VALID = [None, {}, {"dryRun": True}, {"tokens": {"mode": "Delete", "verifyTimeou
          {"pods": {"includeNamespaces": ["a"], "excludeNamespaces": ["b"], "namespaces": ["c"]}},
          {"pods": {"namespaceSelector": {"matchLabels": {"x": "y"}, "matchExpressions": [
              {"key": "a", "operator": "In", "values": ["1"]}, {"key": "b", "operator": "DoesNotExist"}]}}},
+         {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system", "x": ""},
+                                         "matchExpressions": [{"key": "example.com/a_b.c", "operator": "NotIn",
+                                                               "values": ["v1", "a-b_c.d"]}]}}},
          {"extensionApiserverAuthentication": {"pinnedFingerprints": ["AB" * 32, ":".join(["0f"] * 32)]}},
          {"csr": {"allowedDNSPatterns": ["[a-z0-9-]+\\.nodes\\.example\\.com"], "continuous": True}}]
 
