@@ -100,7 +100,7 @@ def test_invalid_spec_fails_at_once_and_blocks_nobody(cluster):
     apply(sim, "bad-regex", "  csr:\n    allowedDNSPatterns: ['(unclosed']\n")
     apply(sim, long_name)
     op = sim.start_operator()
-    apply(sim, "good")
+    apply(sim, "good", "  dryRun: true\n  csr:\n    windowSeconds: 1\n")
 
     def refused(name):
         o = kmop.get_crec(sim, name)
