@@ -269,7 +269,7 @@ VALID = [None, {}, {"dryRun": True}, {"tokens": {"mode": "Delete", "verifyTimeou
          {"pods": {"includeNamespaces": ["a"], "excludeNamespaces": ["b"], "namespaces": ["c"]}},
          {"pods": {"namespaceSelector": {"matchLabels": {"x": "y"}, "matchExpressions": [
              {"key": "a", "operator": "In", "values": ["1"]}, {"key": "b", "operator": "DoesNotExist"}]}}},
-         {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system", "x": ""},
+         {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"},
                                          "matchExpressions": [{"key": "example.com/a_b.c", "operator": "NotIn",
                                                                "values": ["v1", "a-b_c.d"]}]}}},
          {"extensionApiserverAuthentication": {"pinnedFingerprints": ["AB" * 32, ":".join(["0f"] * 32)]}},
