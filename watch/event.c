@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 
 static const char *const type_names[] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"};
 
@@ -55,7 +56,7 @@ km_status km_event_parse(const char *line, size_t len, km_event *ev, km_err *err
     ev->object = obj;
     ev->resource_version = KM_JSON_STR(obj, "metadata", "resourceVersion");
     if (ev->type == KM_EV_ERROR) {
-        ev->code = (long)KM_JSON_NUM(obj, 0, "code");
+        ev->code = KM_JSON_LONG(obj, 0, "code");
         const char *reason = KM_JSON_STR(obj, "reason");
         ev->expired = ev->code == 410 ||
                       (reason && (strcmp(reason, "Expired") == 0 || strcmp(reason, "Gone") == 0));

@@ -12,6 +12,7 @@
 
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 
 const char *km_apierr_reason(long code)
 {
@@ -142,7 +143,7 @@ static int from_status(const cJSON *doc, km_err *err)
         compact_details(d, err->details, sizeof(err->details));
     double ra = KM_JSON_NUM(doc, 0, "details", "retryAfterSeconds");
     if (ra > 0 && ra < 86400)
-        err->retry_after = (long)ra;
+        err->retry_after = km_num_long(ra, 0);
     return 1;
 }
 

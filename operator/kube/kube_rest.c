@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
 
@@ -245,7 +246,7 @@ static km_status list_page(const cJSON *doc, list_state *ls, km_kube_page_fn fn,
     km_kube_page page = {.items = items,
                          .resource_version = rv ? rv : "",
                          .restarted = ls->mark_first,
-                         .remaining = (long)KM_JSON_NUM(doc, -1, "metadata", "remainingItemCount")};
+                         .remaining = KM_JSON_LONG(doc, -1, "metadata", "remainingItemCount")};
     ls->mark_first = 0;
     km_status st = fn(&page, user);
     cJSON_Delete(empty);

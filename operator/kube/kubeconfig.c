@@ -16,9 +16,14 @@
 #include "operator/base/base64.h"
 #include "operator/base/buf.h"
 #include "operator/base/log.h"
+#include "operator/base/yamljson.h"
+#include "operator/kube/header.h"
 #include "operator/kube/ratelimit.h"
 
 #define KC_FILE_MAX (4 * 1024 * 1024)
+/* Why a token with CR/LF or another control character is refused (it becomes a header). */
+#define TOKEN_CTRL                                                                                 \
+    "the token holds control characters (CR, LF, ...): refused, it would inject HTTP headers"
 
 struct km_kubeconfig {
     char *source;
@@ -317,7 +322,7 @@ static km_status token_load(km_kubeconfig *cfg, int force, int *changed);
 static km_status kc_user(kc_parse *p, const char *name, km_kubeconfig *cfg)
 {
     yaml_node_t *u;
-    char field[256], f[300], path[PATH_MAX], what[PATH_MAX + 64];
+    char field[256], f[300], path[PATH_MAX], what[PATH_MAX + 160];
     const char *token, *tfile;
     km_status st = kc_find(p, "users", "user", name, &u);
     if (st != KM_OK)
@@ -327,14 +332,21 @@ static km_status kc_user(kc_parse *p, const char *name, km_kubeconfig *cfg)
         (st = kc_str(p, u, field, "token", &token)) != KM_OK ||
         (st = kc_str(p, u, field, "tokenFile", &tfile)) != KM_OK)
         return st;
+    if (token && !km_header_value_ok(token)) { /* it becomes an Authorization header */
+        snprintf(f, sizeof(f), "%s.token", field);
+        return kc_fail(p, KM_ECONFIG, f, TOKEN_CTRL);
+    }
     if (token && !(cfg->token = strdup(token)))
         return KM_ENOMEM;
     if (tfile) {
         if (!(cfg->token_file = strdup(kc_resolve(p, tfile, path, sizeof(path)))))
             return KM_ENOMEM;
-        if (token_load(cfg, 1, NULL) != KM_OK) {
+        if ((st = token_load(cfg, 1, NULL)) != KM_OK) {
             snprintf(f, sizeof(f), "%s.tokenFile", field);
-            snprintf(what, sizeof(what), "cannot read %s: %s", path, strerror(errno));
+            if (st == KM_EINVAL)
+                snprintf(what, sizeof(what), "%s: %s", path, TOKEN_CTRL);
+            else
+                snprintf(what, sizeof(what), "cannot read %s: %s", path, strerror(errno));
             return kc_fail(p, KM_ECONFIG, f, what);
         }
     }
@@ -407,9 +419,16 @@ static km_status kc_load_doc(kc_parse *p)
     char *text = slurp(p->path, &len);
     if (!text)
         return km_err_set(p->err, KM_ECONFIG, "kubeconfig %s: cannot read: %s", p->path,
-                          strerror(errno));
+                          errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
     yaml_parser_t parser;
-    km_status st = KM_OK;
+    /* Depth and size first, events only: libyaml's loader is quadratic on deep nesting. */
+    km_err ye;
+    km_status st = km_yaml_check(text, len, &ye);
+    if (st != KM_OK) {
+        st = km_err_set(p->err, KM_ECONFIG, "kubeconfig %s: YAML error: %s", p->path, ye.message);
+        free_secret(text);
+        return st;
+    }
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &p->doc)) {
@@ -491,7 +510,10 @@ static km_status incluster_files(km_kubeconfig *cfg, const char *dir, km_err *er
     snprintf(path, sizeof(path), "%s/token", dir);
     if (!(cfg->token_file = strdup(path)))
         return km_err_set(err, KM_ENOMEM, "in-cluster: out of memory");
-    if (token_load(cfg, 1, NULL) != KM_OK)
+    km_status st = token_load(cfg, 1, NULL);
+    if (st == KM_EINVAL)
+        return km_err_set(err, KM_ECONFIG, "in-cluster: token %s: %s", path, TOKEN_CTRL);
+    if (st != KM_OK)
         return km_err_set(err, KM_ECONFIG, "in-cluster: token %s: cannot read: %s", path,
                           strerror(errno));
     snprintf(path, sizeof(path), "%s/ca.crt", dir);
@@ -665,7 +687,8 @@ static int same_file(const struct stat *a, const struct stat *b)
 }
 
 /* Re-reads the token file when it changed (or always when force); lock held or cfg private.
- * Returns KM_EIO (errno set) when the file cannot be read or is empty; the old token stays. */
+ * Returns KM_EIO (errno set) when the file cannot be read or is empty, KM_EINVAL (errno EINVAL)
+ * when the token holds control characters (a header injection: header.h); the old token stays. */
 static km_status token_load(km_kubeconfig *cfg, int force, int *changed)
 {
     struct stat st;
@@ -682,6 +705,11 @@ static km_status token_load(km_kubeconfig *cfg, int force, int *changed)
         free(tok);
         errno = ENODATA;
         return KM_EIO;
+    }
+    if (!km_header_value_ok(tok)) {
+        free_secret(tok);
+        errno = EINVAL;
+        return KM_EINVAL;
     }
     cfg->st = st;
     cfg->have_stat = 1;

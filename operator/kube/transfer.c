@@ -10,6 +10,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/kube/apierror.h"
+#include "operator/kube/header.h"
 
 #define POLL_MS 100 /* cancellation latency */
 
@@ -159,38 +160,53 @@ static int add_header(xfer *x, const char *line)
     return 1;
 }
 
-static km_status setup_headers(xfer *x, const km_kube_req *req, const char *token)
+/* The request's header lines, each value checked (header.h): KM_EINVAL for a control character
+ * in a value (a token from the kubeconfig), KM_ENOMEM; err says which. */
+static km_status setup_headers(xfer *x, const km_kube_req *req, const char *token, km_err *err)
 {
-    char line[256];
-    int ok = 1;
-    snprintf(line, sizeof(line), "Accept: %s", req->accept ? req->accept : "application/json");
-    ok = ok && add_header(x, line);
-    if (req->body) {
-        snprintf(line, sizeof(line), "Content-Type: %s",
-                 req->content_type ? req->content_type : "application/json");
-        ok = ok && add_header(x, line) && add_header(x, "Expect:");
+    km_buf line;
+    km_buf_init(&line, 64 * 1024);
+    km_status st =
+        km_header_line(&line, "Accept", req->accept ? req->accept : "application/json", err);
+    if (st == KM_OK && !add_header(x, km_buf_str(&line)))
+        st = km_err_set(err, KM_ENOMEM, "headers: out of memory");
+    if (st == KM_OK && req->body) {
+        st = km_header_line(&line, "Content-Type",
+                            req->content_type ? req->content_type : "application/json", err);
+        if (st == KM_OK && (!add_header(x, km_buf_str(&line)) || !add_header(x, "Expect:")))
+            st = km_err_set(err, KM_ENOMEM, "headers: out of memory");
     }
-    if (ok && token && *token) {
+    if (st == KM_OK && token && *token) {
         km_buf auth;
         km_buf_init(&auth, 64 * 1024);
-        ok = km_buf_printf(&auth, "Authorization: Bearer %s", token) == KM_OK &&
-             add_header(x, km_buf_str(&auth));
+        st = km_buf_printf(&auth, "Bearer %s", token);
+        if (st != KM_OK)
+            st = km_err_set(err, st, "Authorization header: %s", km_strerror(st));
+        else
+            st = km_header_line(&line, "Authorization", km_buf_str(&auth), err);
+        if (st == KM_OK && !add_header(x, km_buf_str(&line)))
+            st = km_err_set(err, KM_ENOMEM, "headers: out of memory");
         if (auth.data)
             explicit_bzero(auth.data, auth.len);
         km_buf_cleanup(&auth);
     }
-    return ok ? KM_OK : KM_ENOMEM;
+    if (line.data)
+        explicit_bzero(line.data, line.len);
+    km_buf_cleanup(&line);
+    return st;
 }
 
 static km_status setup_request(xfer *x, const km_kube_req *req, const char *token,
-                               struct curl_slist **connect_to)
+                               struct curl_slist **connect_to, km_err *err)
 {
     const km_transfer_target *to = x->to;
     km_buf url;
     km_buf_init(&url, 0);
     km_status st = km_buf_printf(&url, "%s%s", to->base_url, req->path);
-    if (st == KM_OK)
-        st = setup_headers(x, req, token);
+    if (st != KM_OK)
+        st = km_err_set(err, st, "URL: %s", km_strerror(st));
+    else
+        st = setup_headers(x, req, token, err);
     if (st != KM_OK)
         goto out;
     long timeout = req->timeout_ms > 0 ? req->timeout_ms : to->timeout_ms;
@@ -221,7 +237,7 @@ static km_status setup_request(xfer *x, const km_kube_req *req, const char *toke
     if (to->connect_to) {
         struct curl_slist *l = curl_slist_append(NULL, to->connect_to);
         if (!l) {
-            st = KM_ENOMEM;
+            st = km_err_set(err, KM_ENOMEM, "connect-to: out of memory");
             goto out;
         }
         *connect_to = l;
@@ -345,9 +361,9 @@ km_status km_transfer_exchange(km_transfer *k, const km_transfer_target *to,
     struct curl_slist *connect_to = NULL;
     CURLcode rc = CURLE_OK;
     memset(reply, 0, sizeof(*reply));
-    km_status st = setup_request(&x, req, token, &connect_to);
+    km_status st = setup_request(&x, req, token, &connect_to, err);
     if (st != KM_OK) {
-        km_err_set(err, st, "%s %s: out of memory", req->method, req->path);
+        km_err_prefix(err, "%s %s", req->method, req->path);
         goto out;
     }
     st = run_transfer(&x, &rc);

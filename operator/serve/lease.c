@@ -13,6 +13,7 @@
 #include "operator/base/backoff.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 
 /* ---- pure part ------------------------------------------------------------------------------ */
@@ -32,8 +33,8 @@ km_status km_lease_record_from_json(const cJSON *lease, km_lease_record *out)
         snprintf(r.acquire_time, sizeof(r.acquire_time), "%s", s);
     if ((s = KM_JSON_STR(lease, "metadata", "resourceVersion")))
         snprintf(r.resource_version, sizeof(r.resource_version), "%s", s);
-    r.transitions = (long)KM_JSON_NUM(lease, 0, "spec", "leaseTransitions");
-    r.duration_s = (long)KM_JSON_NUM(lease, 0, "spec", "leaseDurationSeconds");
+    r.transitions = KM_JSON_LONG(lease, 0, "spec", "leaseTransitions");
+    r.duration_s = KM_JSON_LONG(lease, 0, "spec", "leaseDurationSeconds");
     *out = r;
     return KM_OK;
 }

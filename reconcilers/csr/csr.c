@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
 #include "reconcilers/csr/decide.h"
@@ -31,7 +32,7 @@ static const km_field fields[] = {
 km_status km_csr_policy_from_spec(const cJSON *csr_spec, km_csr_policy **out, km_err *err)
 {
     const cJSON *pats = KM_JSON_AT(csr_spec, "allowedDNSPatterns");
-    long max_exp = (long)km_schema_num(fields, csr_spec, "maxExpirationSeconds");
+    long max_exp = km_num_long(km_schema_num(fields, csr_spec, "maxExpirationSeconds"), 0);
     int client = km_schema_bool(fields, csr_spec, "approveKubeletClient");
     size_t n = cJSON_IsArray(pats) ? (size_t)cJSON_GetArraySize(pats) : 0;
     const char **v = NULL;

@@ -9,6 +9,7 @@
 #include "operator/base/array.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "reconcilers/csr/approver.h"
 #include "reconcilers/csr/csr.h"
@@ -110,8 +111,9 @@ static km_status approver_start(km_csr_window *w, const cJSON *csr, km_err *err)
 void km_csr_window_open(km_csr_window *w, cJSON *csr, const char *pass, char *reason, size_t rn,
                         char *msg, size_t mn)
 {
-    long secs = w->o.seconds > 0 ? w->o.seconds
-                                 : (long)km_schema_num(km_csr_def.fields, w->spec, "windowSeconds");
+    long secs = w->o.seconds > 0
+                    ? w->o.seconds
+                    : km_num_long(km_schema_num(km_csr_def.fields, w->spec, "windowSeconds"), 0);
     char ends[KM_CLOCK_TEXT_MAX];
     km_clock_format_s(time(NULL) + secs, ends, sizeof(ends));
     if (csr && !KM_JSON_STR(csr, "windowEndsAt"))
@@ -208,7 +210,7 @@ int km_csr_window_tick(km_csr_window *w, cJSON *csr, const char *cond_reason, in
             char at[KM_CLOCK_TEXT_MAX];
             km_clock_now_text(at, sizeof(at));
             snprintf(closed, n, "approval window closed at %s (approved %ld, denied %ld)", at,
-                     (long)KM_JSON_NUM(csr, 0, "approved"), (long)KM_JSON_NUM(csr, 0, "denied"));
+                     KM_JSON_LONG(csr, 0, "approved"), KM_JSON_LONG(csr, 0, "denied"));
             on_event("Normal", "WindowClosed", closed, w);
         }
     }

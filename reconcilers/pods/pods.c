@@ -8,6 +8,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "reconcilers/pods/owners.h"
 #include "reconcilers/pods/podsel.h"
@@ -153,10 +154,10 @@ static void progress(km_step_ctx *ctx, int done, int total, const char *ns)
 static void result(km_step_ctx *ctx, int total)
 {
     const cJSON *st = ctx->status;
-    long restarted = (long)KM_JSON_NUM(st, 0, "restarted");
-    long already = (long)KM_JSON_NUM(st, 0, "alreadyRestarted");
-    long evicted = (long)KM_JSON_NUM(st, 0, "evicted");
-    long deleted = (long)KM_JSON_NUM(st, 0, "deleted");
+    long restarted = KM_JSON_LONG(st, 0, "restarted");
+    long already = KM_JSON_LONG(st, 0, "alreadyRestarted");
+    long evicted = KM_JSON_LONG(st, 0, "evicted");
+    long deleted = KM_JSON_LONG(st, 0, "deleted");
     int nstuck = cJSON_GetArraySize(KM_JSON_AT(st, "stuck"));
     int nmanual = cJSON_GetArraySize(KM_JSON_AT(st, "manual"));
     const char *dry = ctx->dry_run ? "dry run: would have " : "";
@@ -325,9 +326,17 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
     return st;
 }
 
-/* The CRD's CEL rule: includeNamespaces and excludeNamespaces are disjoint. */
+/* The CRD's CEL rule: includeNamespaces and excludeNamespaces are disjoint; and the namespace
+ * selector's labels well formed (labels.h), up front rather than when the step lists. */
 static km_status check_spec(const cJSON *blk, km_err *err)
 {
+    char *sel = NULL;
+    km_status st = km_podsel_label_selector(KM_JSON_AT(blk, "namespaceSelector"), &sel, err);
+    if (st != KM_OK) {
+        km_err_prefix(err, "spec.pods");
+        return st;
+    }
+    free(sel);
     const cJSON *exc = cJSON_GetObjectItemCaseSensitive(blk, "excludeNamespaces");
     const cJSON *it;
     cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(blk, "includeNamespaces"))

@@ -8,6 +8,8 @@
 #include "operator/base/clock.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
+#include "reconcilers/pods/labels.h"
 
 const char *km_podsel_reason_str(km_podsel_reason r)
 {
@@ -273,6 +275,11 @@ km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *er
                             it->string ? it->string : "");
             goto out;
         }
+        if (!km_labels_key_ok(it->string) || !km_labels_value_ok(it->valuestring)) {
+            st = km_err_set(err, KM_EINVAL, "namespaceSelector.matchLabels[%.100s]: not a label %s",
+                            it->string, km_labels_key_ok(it->string) ? "value" : "key");
+            goto out;
+        }
         if ((st = km_buf_printf(&b, "%s%s=%s", b.len ? "," : "", it->string, it->valuestring)))
             goto out;
     }
@@ -285,6 +292,11 @@ km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *er
             st = km_err_set(err, KM_EINVAL,
                             "namespaceSelector.matchExpressions: key and "
                             "operator are required");
+            goto out;
+        }
+        if (!km_labels_key_ok(key)) {
+            st = km_err_set(err, KM_EINVAL,
+                            "namespaceSelector.matchExpressions[%.100s]: not a label key", key);
             goto out;
         }
         const char *sep = b.len ? "," : "";
@@ -305,10 +317,11 @@ km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *er
             {
                 if (st != KM_OK)
                     break;
-                if (!cJSON_IsString(v)) {
-                    st =
-                        km_err_set(err, KM_EINVAL,
-                                   "namespaceSelector.matchExpressions[%s]: non-string value", key);
+                if (!cJSON_IsString(v) || !km_labels_value_ok(v->valuestring)) {
+                    st = km_err_set(
+                        err, KM_EINVAL,
+                        "namespaceSelector.matchExpressions[%s]: a value that is not a label value",
+                        key);
                     goto out;
                 }
                 st = km_buf_printf(&b, "%s%s", first ? "" : ",", v->valuestring);
@@ -365,7 +378,7 @@ time_t km_podsel_marker_time(time_t now, time_t rebuilt_at)
 
 static long num(const cJSON *o, const char *a, const char *b, long dflt)
 {
-    return (long)KM_JSON_NUM(o, (double)dflt, a, b);
+    return KM_JSON_LONG(o, dflt, a, b);
 }
 
 int km_podsel_workload_ready(const char *kind, const cJSON *obj)

@@ -10,11 +10,14 @@
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "operator/base/num.h"
 #include "operator/base/strmap.h"
 #include "operator/cmd/manager.h"
 #include "reconcilers/recovery/finalizer.h"
 #include "reconcilers/recovery/failure.h"
+#include "reconcilers/recovery/invalid.h"
 #include "reconcilers/recovery/recovery.h"
+#include "reconcilers/recovery/spec.h"
 #include "watch/queue.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
@@ -195,7 +198,7 @@ typedef struct decisive {
 
 static decisive decisive_of(const cJSON *obj)
 {
-    decisive d = {(long long)KM_JSON_NUM(obj, 0, "metadata", "generation"),
+    decisive d = {km_num_llong(KM_JSON_NUM(obj, 0, "metadata", "generation"), 0),
                   KM_JSON_STR(obj, "metadata", "deletionTimestamp") != NULL,
                   km_finalizer_has(obj, KM_RECOVERY_FINALIZER), km_recovery_is_completed(obj)};
     return d;
@@ -455,11 +458,14 @@ static km_status read_fresh(km_kube *kube, const char *name, cJSON **fresh, km_e
     return st;
 }
 
-/* Completed: keep its CSR approval window ticking (requeue) until it closes. */
+/* Completed: keep its CSR approval window ticking (requeue) until it closes.  A refused one
+ * (InvalidSpec) has no window. */
 static km_status on_completed(ctl *c, const cJSON *obj, outcome *o, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     km_status st = KM_OK;
+    if (km_recovery_check(obj, NULL) != KM_OK)
+        return KM_OK;
     holder *h = NULL;
     pthread_mutex_lock(&c->mu);
     if (c->run) { /* a newer run owns the window now */
@@ -483,9 +489,13 @@ static km_status on_completed(ctl *c, const cJSON *obj, outcome *o, km_err *err)
     return st;
 }
 
+/* Collects the recoveries that may become active: not one kubemend refuses (it is marked
+ * Failed/InvalidSpec when reconciled, and must not block the others meanwhile). */
 static int collect_visit(const char *key, const cJSON *obj, void *user)
 {
     (void)key;
+    if (km_recovery_check(obj, NULL) != KM_OK)
+        return 0;
     cJSON *copy = cJSON_Duplicate(obj, 1);
     if (copy && !cJSON_AddItemToArray(user, copy))
         cJSON_Delete(copy);
@@ -529,11 +539,17 @@ static km_status wait_for(ctl *c, const cJSON *obj, const char *running, km_err 
     return st;
 }
 
-/* Not completed: the active one starts (or goes on) when nothing runs, the others wait. */
-static km_status on_pending(ctl *c, const cJSON *obj, outcome *o, km_err *err)
+/* Not completed: one kubemend refuses fails at once (InvalidSpec); otherwise the active one
+ * starts (or goes on) when nothing runs, the others wait. */
+static km_status on_pending(ctl *c, km_kube *kube, const cJSON *obj, outcome *o, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
     char active[256], running[256];
+    km_err why;
+    if (km_recovery_check(obj, &why) != KM_OK) {
+        stop_run(c, name); /* its spec changed while it ran: it stops */
+        return km_recovery_mark_invalid(kube, c->o.events, obj, why.message, err);
+    }
     active_name(c, active, sizeof(active));
     pthread_mutex_lock(&c->mu);
     if (c->run) {
@@ -578,7 +594,7 @@ static km_status reconcile(ctl *c, km_kube *kube, const char *name, outcome *o, 
     else if (km_recovery_is_completed(fresh))
         st = on_completed(c, fresh, o, err);
     else
-        st = on_pending(c, fresh, o, err);
+        st = on_pending(c, kube, fresh, o, err);
     cJSON_Delete(obj);
     cJSON_Delete(fresh);
     return st;

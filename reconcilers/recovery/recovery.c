@@ -11,6 +11,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "reconcilers/csr/window.h"
 #include "reconcilers/recovery/persist.h"
@@ -66,7 +67,7 @@ static const char *csr_open_reason(km_recovery *r)
 
 static long long generation(const km_recovery *r)
 {
-    return (long long)KM_JSON_NUM(r->obj, 0, "metadata", "generation");
+    return km_num_llong(KM_JSON_NUM(r->obj, 0, "metadata", "generation"), 0);
 }
 
 static void record(km_recovery *r, const char *type, const char *reason, const char *fmt, ...)

@@ -12,6 +12,7 @@
 #include "reconcilers/extauth/extauth.h"
 #include "reconcilers/nodes/nodes.h"
 #include "reconcilers/pods/pods.h"
+#include "reconcilers/recovery/names.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/tokens/tokens.h"
 
@@ -135,7 +136,7 @@ km_status km_recovery_spec_defaults(const cJSON *spec, cJSON **out, km_err *err)
     return KM_OK;
 }
 
-/* metadata.name, when present: a DNS subdomain. */
+/* metadata.name, when present: a DNS subdomain whose derived names fit (names.h). */
 static km_status check_name(const cJSON *obj, km_err *err)
 {
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
@@ -152,7 +153,18 @@ static km_status check_name(const cJSON *obj, km_err *err)
                               "metadata.name: \"%s\" is not a DNS subdomain (lowercase letters, "
                               "digits, '-', '.')",
                               name->valuestring);
-    return KM_OK;
+    return km_names_check(name->valuestring, err);
+}
+
+km_status km_recovery_check(const cJSON *obj, km_err *err)
+{
+    km_status st = check_name(obj, err);
+    if (st != KM_OK)
+        return st;
+    cJSON *spec = NULL;
+    st = km_recovery_spec_defaults(KM_JSON_AT(obj, "spec"), &spec, err);
+    cJSON_Delete(spec);
+    return st;
 }
 
 km_status km_recovery_validate(const cJSON *obj, km_err *err)
@@ -167,13 +179,7 @@ km_status km_recovery_validate(const cJSON *obj, km_err *err)
     if (!kind || strcmp(kind, KM_RECOVERY_KIND) != 0)
         return km_err_set(err, KM_EINVAL, "kind: expected %s, got %s", KM_RECOVERY_KIND,
                           kind ? kind : "(none)");
-    km_status st = check_name(obj, err);
-    if (st != KM_OK)
-        return st;
-    cJSON *spec = NULL;
-    st = km_recovery_spec_defaults(KM_JSON_AT(obj, "spec"), &spec, err);
-    cJSON_Delete(spec);
-    return st;
+    return km_recovery_check(obj, err);
 }
 
 km_status km_recovery_load_file(const char *path, cJSON **out, km_err *err)

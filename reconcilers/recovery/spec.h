@@ -41,6 +41,12 @@ km_status km_recovery_parse_steps(const char *list, unsigned *mask, km_err *err)
  * *out untouched. */
 km_status km_recovery_spec_defaults(const cJSON *spec, cJSON **out, km_err *err);
 
+/* Checks what kubemend itself requires of a ClusterRecovery beyond apiVersion/kind (list items
+ * and watch objects lack those): metadata.name a DNS subdomain whose derived names fit (names.h),
+ * and the spec (km_recovery_spec_defaults).  KM_OK, or KM_EINVAL with the field path
+ * ("metadata.name: ...", "spec.csr.allowedDNSPatterns[0]: ...") in err. */
+km_status km_recovery_check(const cJSON *obj, km_err *err);
+
 /* Validates a whole ClusterRecovery document (apiVersion, kind, metadata.name when present,
  * spec).  KM_EINVAL with a message naming the field on failure. */
 km_status km_recovery_validate(const cJSON *obj, km_err *err);

@@ -39,9 +39,12 @@ static km_status check_list(const km_field *f, const cJSON *v, const char *path,
     if (f->max > 0 && cJSON_GetArraySize(v) > (int)f->max)
         return km_err_set(err, KM_EINVAL, "%s: at most %.0f entries", path, f->max);
     const cJSON *it;
+    int i = 0;
     cJSON_ArrayForEach(it, v)
     {
-        if (item && (st = item(it->valuestring, path, err)) != KM_OK)
+        char ipath[160];
+        snprintf(ipath, sizeof(ipath), "%s[%d]", path, i++); /* the entry's field path */
+        if (item && (st = item(it->valuestring, ipath, err)) != KM_OK)
             return st;
     }
     return KM_OK;

@@ -6,10 +6,11 @@
 #include <string.h>
 
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 
 long km_step_int(const km_step_ctx *ctx, const char *name)
 {
-    return (long)km_schema_num(ctx->def ? ctx->def->fields : NULL, ctx->spec, name);
+    return km_num_long(km_schema_num(ctx->def ? ctx->def->fields : NULL, ctx->spec, name), 0);
 }
 
 int km_step_bool(const km_step_ctx *ctx, const char *name)

@@ -9,6 +9,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "operator/kube/pool.h"
 #include "reconcilers/tokens/check.h"
@@ -58,7 +59,7 @@ static void add(run *r, const char *key, long d)
 
 static long num(const run *r, const char *key)
 {
-    return (long)KM_JSON_NUM(r->st, 0, key);
+    return KM_JSON_LONG(r->st, 0, key);
 }
 
 static void set_num(run *r, const char *key, long v)

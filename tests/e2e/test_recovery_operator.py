@@ -124,7 +124,7 @@ def test_crd_served_as_installed(install):
     assert [(v["name"], v["served"], v["storage"]) for v in obj["spec"]["versions"]] == [("v1alpha1", True, True)]
     rules = json.dumps(obj["spec"]["versions"][0]["schema"]).count("x-kubernetes-validations")
     # the README: servers older than 1.25 ignore the CEL rules (1.19 drops the unknown field), newer ones keep them
-    assert rules == (2 if cp.minor >= 25 else 0), rules
+    assert rules == (3 if cp.minor >= 25 else 0), rules  # spec.pods, the selector expression, metadata.name
 
 
 # ---- 3. the recovery -----------------------------------------------------------------------------------------
@@ -189,6 +189,38 @@ class TestOperator(RecoveryChecks):
         assert proc.returncode == 0, proc.stderr
 
 
+def test_invalid_spec_fails_without_blocking(install, healed):
+    """Issue 16 item 1 on the real server: a spec the CRD accepts but kubemend refuses (a regex that does not
+    compile) completes as Failed/InvalidSpec naming the field, at once; a recovery created after it runs."""
+    cp = install.cp
+    bad = {"apiVersion": "kubemend.io/v1alpha1", "kind": "ClusterRecovery", "metadata": {"name": "bad-regex"},
+           "spec": {"csr": {"allowedDNSPatterns": ["(unclosed"]}}}
+    st, body = cp.request("POST", CRD_API, bad)
+    assert st == 201, body
+    good = {"apiVersion": "kubemend.io/v1alpha1", "kind": "ClusterRecovery", "metadata": {"name": "after-bad"},
+            "spec": {"dryRun": True, "csr": {"windowSeconds": 1}}}
+    st, body = cp.request("POST", CRD_API, good)
+    assert st == 201, body
+    try:
+        def refused():
+            o = cp.client().get(CRD_API + "/bad-regex")
+            c = [c for c in (o.get("status") or {}).get("conditions") or [] if c["type"] == "Succeeded"]
+            return o if c and c[0]["reason"] == "InvalidSpec" else None
+        o = wait_for(refused, 60, "bad-regex InvalidSpec")
+        c = [c for c in o["status"]["conditions"] if c["type"] == "Succeeded"][0]
+        assert o["status"]["phase"] == "Failed" and c["status"] == "False", o["status"]
+        assert "spec.csr.allowedDNSPatterns[0]" in c["message"], c
+        o = wait_for(lambda: (lambda x: x if (x.get("status") or {}).get("phase") == "Succeeded" else None)(
+            cp.client().get(CRD_API + "/after-bad")), 300, "after-bad Succeeded")
+        assert "WaitingForOtherRecovery" not in json.dumps(o["status"])
+        assert "reconcile failed" not in install.operator.text()
+    finally:
+        for name in ("bad-regex", "after-bad"):
+            cp.request("DELETE", CRD_API + "/" + name)
+        wait_for(lambda: all(cp.request("GET", CRD_API + "/" + n)[0] == 404 for n in ("bad-regex", "after-bad")),
+                 60, "both deleted (the operator removes its finalizer)")
+
+
 def test_operator_stops_cleanly(install, healed):
     assert install.operator.stop() == 0, install.operator.text()[-3000:]
     assert "released lease" in install.operator.text()
@@ -237,6 +269,13 @@ INVALID = [
     ("a selector operator outside the enum",
      {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}},
      None),
+    ("a matchLabels value that would add selector terms",
+     {"pods": {"namespaceSelector": {"matchLabels": {"team": "a,kubernetes.io/metadata.name!=x"}}}}, None),
+    ("a matchExpressions key that is not a label key",
+     {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a b", "operator": "Exists"}]}}}, None),
+    ("a matchExpressions value that is not a label value",
+     {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In", "values": ["x y"]}]}}},
+     None),
     ("includeNamespaces and excludeNamespaces overlap",
      {"pods": {"includeNamespaces": ["a", "b"], "excludeNamespaces": ["b"]}}, DISJOINT),
     ("In without values", {"pods": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}},
@@ -251,6 +290,9 @@ VALID = [None, {}, {"dryRun": True}, {"tokens": {"mode": "Delete", "verifyTimeou
          {"pods": {"includeNamespaces": ["a"], "excludeNamespaces": ["b"], "namespaces": ["c"]}},
          {"pods": {"namespaceSelector": {"matchLabels": {"x": "y"}, "matchExpressions": [
              {"key": "a", "operator": "In", "values": ["1"]}, {"key": "b", "operator": "DoesNotExist"}]}}},
+         {"pods": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"},
+                                         "matchExpressions": [{"key": "example.com/a_b.c", "operator": "NotIn",
+                                                               "values": ["v1", "a-b_c.d"]}]}}},
          {"extensionApiserverAuthentication": {"pinnedFingerprints": ["AB" * 32, ":".join(["0f"] * 32)]}},
          {"csr": {"allowedDNSPatterns": ["[a-z0-9-]+\\.nodes\\.example\\.com"], "continuous": True}}]
 
@@ -291,6 +333,19 @@ def test_invalid_specs_rejected_by_the_server_and_by_kubemend(install):
         if not ok or km["ok"]:
             wrong.append((what, st, msg, km))
     assert not wrong, wrong
+
+
+def test_name_length_rule(install):
+    """The root CEL rule (>= 1.25): a name whose backup ConfigMap name would exceed 253 characters is refused at
+    admission with the rule's message; older servers accept it and kubemend refuses it itself (InvalidSpec)."""
+    cp = install.cp
+    for n, ok in ((211, True), (212, False)):
+        obj = {"apiVersion": "kubemend.io/v1alpha1", "kind": "ClusterRecovery", "metadata": {"name": "n" * n}}
+        st, body = cp.request("POST", CRD_API + "?dryRun=All", obj)
+        if ok or cp.minor < 25:
+            assert st == 201, (n, body)
+        else:
+            assert st == 422 and "at most 211 characters" in body.get("message", ""), (n, st, body)
 
 
 def test_kubemend_defaults_equal_the_servers(install):

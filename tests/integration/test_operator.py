@@ -94,6 +94,40 @@ def test_second_recovery_waits(cluster):
     assert a["status"]["completedAt"] <= b["status"]["startedAt"]
 
 
+def test_invalid_spec_fails_at_once_and_blocks_nobody(cluster):
+    """Issue 16 item 1: a recovery that passes the CRD's schema but not kubemend's own checks (a regex
+    that does not compile; a name whose backup ConfigMap name would exceed 253 characters - a CEL rule
+    on >= 1.25, nothing on older servers or here) completes as Failed/InvalidSpec with the field path,
+    is never retried, and a later recovery runs (it used to stay WaitingForOtherRecovery forever)."""
+    sim = cluster
+    long_name = "n" * 230
+    apply(sim, "bad-regex", "  csr:\n    allowedDNSPatterns: ['(unclosed']\n")
+    apply(sim, long_name)
+    op = sim.start_operator()
+    apply(sim, "good", "  dryRun: true\n  csr:\n    windowSeconds: 1\n")
+
+    def refused(name):
+        o = kmop.get_crec(sim, name)
+        c = kmop.cond(o, "Succeeded")
+        return c if c and c["reason"] == "InvalidSpec" else None
+    c = kmop.wait_for(lambda: refused("bad-regex"), timeout=60, what="bad-regex InvalidSpec")
+    assert c["status"] == "False" and "spec.csr.allowedDNSPatterns[0]" in c["message"], c
+    c = kmop.wait_for(lambda: refused(long_name), timeout=60, what="long name InvalidSpec")
+    assert "metadata.name" in c["message"] and "211" in c["message"], c
+    for name in ("bad-regex", long_name):
+        o = kmop.get_crec(sim, name)
+        assert o["status"]["phase"] == "Failed", o["status"]
+        assert o["status"]["observedGeneration"] == o["metadata"]["generation"]
+    cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/good", "--timeout=180s", check=False, timeout=200)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+    assert "WaitingForOtherRecovery" not in str(kmop.get_crec(sim, "good")["status"])
+    # refused once, not retried with backoff
+    assert "reconcile failed" not in op.text(), op.text()[-3000:]
+    assert op.text().count("recovery refused: invalid spec") == 2, op.text()[-3000:]
+    desc = sim.kubectl("describe", "crec", "bad-regex").stdout
+    assert "InvalidSpec" in desc, desc
+
+
 def test_delete_running_recovery_stops_and_removes_finalizer(cluster):
     sim = cluster
     op = sim.start_operator()

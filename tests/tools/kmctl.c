@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "operator/base/json.h"
+#include "operator/base/num.h"
 #include "operator/kube/kube.h"
 #include "operator/kube/kubeconfig.h"
 #include "operator/base/log.h"
@@ -125,7 +126,7 @@ static km_status on_page(const km_kube_page *p, void *user)
 
 static km_status cmd_list(km_kube *k, const char *path, const cJSON *opt, km_err *e)
 {
-    km_list_opts lo = {.limit = (long)KM_JSON_NUM(opt, 0, "limit"),
+    km_list_opts lo = {.limit = KM_JSON_LONG(opt, 0, "limit"),
                        .label_selector = KM_JSON_STR(opt, "label"),
                        .field_selector = KM_JSON_STR(opt, "field"),
                        .resource_version = KM_JSON_STR(opt, "rv")};
@@ -150,7 +151,7 @@ static km_status cmd_delete(km_kube *k, const char *path, const cJSON *opt, km_e
     d.uid = KM_JSON_STR(opt, "uid");
     d.resource_version = KM_JSON_STR(opt, "rv");
     d.propagation = KM_JSON_STR(opt, "propagation");
-    d.grace_seconds = (long)KM_JSON_NUM(opt, -1, "grace");
+    d.grace_seconds = KM_JSON_LONG(opt, -1, "grace");
     d.dry_run = KM_JSON_BOOL(opt, 0, "dryRun");
     cJSON *out = NULL;
     km_status st = km_kube_delete(k, path, &d, &out, e);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "operator/kube/header.h"
 #include "operator/kube/kubeconfig.h"
 #include "tests/unit/support/kmtest.h"
 
@@ -353,6 +354,75 @@ static void test_load_resolution(void **state)
     unsetenv("KUBECONFIG");
 }
 
+/* Issue 16 item 5: CR/LF in a token would inject a header; refused wherever the token comes from
+ * (kubeconfig token:, tokenFile at load, a token file re-read later), and by the header builder. */
+static void test_token_header_injection(void **state)
+{
+    (void)state;
+    const char *c = "    server: https://x\n";
+    load_fails(c, "    token: \"abc\\r\\nX-Evil: 1\"\n", "", NULL, KM_ECONFIG,
+               "users[u].user.token", "control characters");
+    load_fails(c, "    token: \"abc\\nX-Evil: 1\"\n", "", NULL, KM_ECONFIG, "users[u].user.token",
+               "control characters");
+    kmtest_write(g_dir, "evil-token", "abc\r\nX-Evil: 1\n", NULL);
+    load_fails(c, "    tokenFile: evil-token\n", "", NULL, KM_ECONFIG, "users[u].user.tokenFile",
+               "control characters");
+
+    char tpath[PATH_MAX], kc[PATH_MAX];
+    km_kubeconfig *cfg = NULL;
+    km_err e;
+    char *tok = NULL;
+    int changed = 0;
+    kmtest_write(g_dir, "itoken", "good\n", tpath);
+    kmtest_write(g_dir, "iconfig",
+                 "current-context: x\nclusters: [{name: c, cluster: {server: 'https://x'}}]\n"
+                 "users: [{name: u, user: {tokenFile: itoken}}]\n"
+                 "contexts: [{name: x, context: {cluster: c, user: u}}]\n",
+                 kc);
+    assert_int_equal(km_kubeconfig_from_file(kc, NULL, &cfg, &e), KM_OK);
+    kmtest_log_start();
+    kmtest_write(NULL, tpath, "bad\nX-Evil: 1\n", NULL);
+    assert_int_equal(km_kubeconfig_token_reload(cfg, &tok, &changed), KM_OK);
+    assert_string_equal(tok, "good"); /* the previous token is kept */
+    free(tok);
+    assert_int_equal(kmtest_log_count("cannot re-read the token file"), 1);
+    assert_null(strstr(kmtest_log_text(), "X-Evil"));
+    kmtest_log_stop();
+    km_kubeconfig_free(cfg);
+
+    km_buf b;
+    km_buf_init(&b, 4096);
+    assert_int_equal(km_header_line(&b, "Authorization", "Bearer a\r\nX: y", &e), KM_EINVAL);
+    assert_null(strstr(e.message, "X: y"));
+    assert_int_equal(km_header_line(&b, "Authorization", "Bearer a\x7f", NULL), KM_EINVAL);
+    assert_int_equal(km_header_line(&b, "Authorization", "Bearer abc.def", NULL), KM_OK);
+    assert_string_equal(km_buf_str(&b), "Authorization: Bearer abc.def");
+    km_buf_cleanup(&b);
+    assert_int_equal(km_header_value_ok(NULL), 0);
+}
+
+/* Issue 16 item 3: a deeply nested kubeconfig is refused before libyaml's document loader (which
+ * is quadratic on it: 90 s) runs. */
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    size_t depth = 100000, n = 0;
+    char *text = malloc(2 * depth + 64);
+    assert_non_null(text);
+    n += (size_t)snprintf(text, 64, "clusters: ");
+    memset(text + n, '[', depth);
+    memset(text + n + depth, ']', depth);
+    text[n + 2 * depth] = '\0';
+    kmtest_write(g_dir, "deep", text, path);
+    free(text);
+    km_kubeconfig *cfg = NULL;
+    km_err e;
+    assert_int_equal(km_kubeconfig_from_file(path, NULL, &cfg, &e), KM_ECONFIG);
+    assert_null(cfg);
+    assert_non_null(strstr(e.message, "nesting deeper than 64 levels"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +434,8 @@ int main(void)
         cmocka_unit_test(test_malformed_references),
         cmocka_unit_test(test_token_file_reload),
         cmocka_unit_test(test_load_resolution),
+        cmocka_unit_test(test_token_header_injection),
+        cmocka_unit_test(test_deep_nesting),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -14,6 +14,7 @@
 #include "operator/base/json.h"
 #include "operator/base/yamljson.h"
 #include "reconcilers/recovery/recovery.h"
+#include "reconcilers/recovery/names.h"
 #include "reconcilers/recovery/spec.h"
 
 /* The default values themselves are held against the CRD in test_spec_crd.c. */
@@ -249,6 +250,39 @@ static void test_steps_list(void **state)
     assert_int_equal(km_recovery_parse_steps("", &keep, NULL), KM_EINVAL);
 }
 
+/* Issue 16 item 1: the names derived from metadata.name are checked up front (the backup
+ * ConfigMap of the extauth step used to fail only inside that step), with the field path. */
+static void test_derived_names(void **state)
+{
+    (void)state;
+    char name[300];
+    memset(name, 'n', sizeof(name));
+    name[KM_NAMES_MAX_RECOVERY] = '\0';
+    cJSON *o = cJSON_CreateObject();
+    cJSON *md = cJSON_AddObjectToObject(o, "metadata");
+    cJSON_AddStringToObject(md, "name", name);
+    km_err e;
+    assert_int_equal(km_recovery_check(o, &e), KM_OK);
+    char backup[300];
+    assert_int_equal(km_names_backup(name, backup, sizeof(backup), NULL), KM_OK);
+    assert_int_equal(strlen(backup), 253);
+    name[KM_NAMES_MAX_RECOVERY] = 'n';
+    name[230] = '\0';
+    cJSON_SetValuestring(cJSON_GetObjectItem(md, "name"), name);
+    assert_int_equal(km_recovery_check(o, &e), KM_EINVAL);
+    assert_non_null(strstr(e.message, "metadata.name: 230 characters, at most 211"));
+    cJSON_AddStringToObject(o, "apiVersion", "kubemend.io/v1alpha1");
+    cJSON_AddStringToObject(o, "kind", "ClusterRecovery");
+    assert_int_equal(km_recovery_validate(o, &e), KM_EINVAL);
+    /* the spec's field path names the list entry */
+    cJSON_SetValuestring(cJSON_GetObjectItem(md, "name"), "ok");
+    cJSON *spec = cJSON_Parse("{\"csr\":{\"allowedDNSPatterns\":[\"a\",\"(unclosed\"]}}");
+    cJSON_AddItemToObject(o, "spec", spec);
+    assert_int_equal(km_recovery_check(o, &e), KM_EINVAL);
+    assert_non_null(strstr(e.message, "spec.csr.allowedDNSPatterns[1]: \"(unclosed\""));
+    cJSON_Delete(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_invalid_specs),          cmocka_unit_test(test_fingerprint_forms),
         cmocka_unit_test(test_load_file_ok),           cmocka_unit_test(test_load_file_invalid),
         cmocka_unit_test(test_yaml_scalars),           cmocka_unit_test(test_steps_list),
+        cmocka_unit_test(test_derived_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 
 #include "operator/base/json.h"
 #include "operator/base/yamljson.h"
+#include "reconcilers/recovery/names.h"
 #include "reconcilers/recovery/spec.h"
 
 #define CRD_PATH "crds/clusterrecoveries.kubemend.io.yaml"
@@ -180,11 +181,31 @@ static void test_defaults_of_an_empty_spec_are_the_crds(void **state)
     cJSON_Delete(got);
 }
 
+/* The CRD's root CEL rule on metadata.name says the limit names.h checks (issue 16 item 1). */
+static void test_name_rule_matches(void **state)
+{
+    (void)state;
+    const cJSON *vers = KM_JSON_AT(g_crd, "spec", "versions");
+    const cJSON *rules = KM_JSON_AT(cJSON_GetArrayItem(vers, 0), "schema", "openAPIV3Schema",
+                                    "x-kubernetes-validations");
+    char want[64];
+    snprintf(want, sizeof(want), "size(self.metadata.name) <= %d", KM_NAMES_MAX_RECOVERY);
+    int found = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rules)
+    {
+        const char *rule = KM_JSON_STR(r, "rule");
+        found |= rule && strstr(rule, want) != NULL;
+    }
+    assert_true(found);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_field_matches_the_crd),
         cmocka_unit_test(test_defaults_of_an_empty_spec_are_the_crds),
+        cmocka_unit_test(test_name_rule_matches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
