@@ -30,7 +30,11 @@ def handle(sim, h, method, path):
         return h.send_json(200, {"ok": True})
     if route == "faults":
         if method == "POST":
-            rules = _body(h).get("rules") or []
+            b = _body(h)
+            rules = b.get("rules") or []
+            if b.get("seed") is not None:  # reproducible draws (faults, forced watch 410s)
+                sim.faults.rng.seed(int(b["seed"]))
+                sim.chaos_rng.seed(int(b["seed"]))
             sim.faults.set(rules)
             return h.send_json(200, {"ok": True, "rules": len(rules)})
         if method == "DELETE":
