@@ -45,7 +45,7 @@ C_FILES := $(call rwildcard,$(SRC_DIRS),*.c) $(call rwildcard,$(SRC_DIRS),*.h) \
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
-        demo bench help
+        demo bench help reliability test-reliability
 .PHONY: image test-image test-e2e
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
@@ -57,6 +57,7 @@ help:
 	@echo "make asan      the same tests with an ASan+UBSan build (in build-asan/)"
 	@echo "make demo      full recovery of the seed cluster after a PKI rebuild (real control plane, else apisim)"
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
+	@echo "make reliability  the full fault matrix (faults, watch/continue 410s, restarts, SIGKILLs, leaders)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"
 	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
@@ -94,7 +95,7 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 -include $(LIB_OBJ:.o=.d) $(SUPPORT_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # ---- tests -----------------------------------------------------------------------------------
-test: test-unit test-integration test-apisim test-e2e test-image
+test: test-unit test-integration test-apisim test-reliability test-e2e test-image
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -114,6 +115,15 @@ test-apisim: | deps
 test-e2e: $(BIN) $(TOOL_BIN) | deps
 	@KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
 	  $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/e2e
+
+# The fault matrix (tests/reliability): `make test` runs its small subset, `make reliability` all of it and
+# prints the table (also in reliability-out/results.md).
+RELIABILITY_ENV = KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL)
+test-reliability: $(BIN) | deps
+	@$(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/reliability
+
+reliability: $(BIN) $(TOOL_BIN) | deps
+	@KM_RELIABILITY=full $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rsx tests/reliability
 
 # The image built and run (skipped, with one line saying why, where podman cannot run).
 test-image: | deps
@@ -153,4 +163,4 @@ install: $(BIN)
 	cp -r crds deploy $(DESTDIR)$(PREFIX)/share/kubemend/
 
 clean:
-	rm -rf build build-asan demo-out bench-out
+	rm -rf build build-asan demo-out bench-out reliability-out

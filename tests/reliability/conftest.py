@@ -18,6 +18,22 @@ FULL = os.environ.get("KM_RELIABILITY") == "full"
 OUT = os.environ.get("KM_RELIABILITY_OUT") or os.path.join(harness.ROOT, "reliability-out")
 
 _CLEAN = {}
+_PROOF = {}
+
+
+def sabotage(c):
+    """After the clean run: a second rollout restart of shop/frontend and the ownerless pod ci/ci-runner-manual
+    deleted, as a faulty kubemend would; the canonical end state then (test_harness.py: the comparison sees it)."""
+    c.sim.kubectl("rollout", "restart", "-n", "shop", "deployment/frontend")
+    c.sim.kubectl("delete", "pod", "-n", "ci", "ci-runner-manual", "--wait=false")
+    return c.finish()
+
+
+@pytest.fixture(scope="session")
+def proof(clean):
+    """{"nothing-done": the canonical state of the seed untouched, "sabotaged": see sabotage()}."""
+    clean("once")
+    return _PROOF
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +51,9 @@ def clean(tmp_path_factory):
                 assert not bad and writes > 10, (end.get("status"), writes, c.notes, c.last_log()[-3000:])
                 harness.RESULTS.append(harness.Result("clean", mode, 0, [], 0, 0, time.time() - c.t0, 0, c.runs,
                                                       "%d writes" % writes).row())
+                if mode == "once":
+                    _PROOF["nothing-done"] = harness.state.canonical(c.sim, c.before, c.before, [], c.user())
+                    _PROOF["sabotaged"] = sabotage(c)
             _CLEAN[mode] = (end, writes, per_object)
         return _CLEAN[mode]
     return get

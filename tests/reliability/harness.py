@@ -37,7 +37,6 @@ ADMIN = "kubernetes-admin"
 OP_NS = "kubemend-system"
 CREC = "reliability"
 RUN_TIMEOUT = 240      # one kubemend run / one operator recovery
-MAX_RERUNS = 6         # `run --once` reruns a user would do before giving up
 RESULTS = []           # Result.row() of every finished scenario run (conftest prints the table)
 
 
@@ -234,14 +233,15 @@ class Cluster:
         return p
 
     def done(self, p):
-        """once: the process exited (its code); operator: the ClusterRecovery Succeeded."""
+        """once: the process exited; operator: the ClusterRecovery completed (Succeeded, or Failed: the operator
+        does not run a Failed recovery again)."""
         if self.mode == "once":
             return p.poll() is not None
         try:
             code, obj = self.sim.request("GET", "/apis/kubemend.io/v1alpha1/clusterrecoveries/" + CREC, timeout=10)
         except OSError:
             return False
-        return code == 200 and (obj.get("status") or {}).get("phase") == "Succeeded"
+        return code == 200 and (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
     def kill(self, p):
         if p.poll() is None:
@@ -251,7 +251,8 @@ class Cluster:
 
     def drive(self, kills=()):
         """Runs kubemend with the chain of kills (each kill hits the process started after the previous one),
-        then restarts it as a user would until done."""
+        then restarts it as a user would: one more run (once) or a new operator process that must finish the
+        recovery; a run that fails without being killed is not rerun (kubemend itself must ride out faults)."""
         for k in kills:
             self.sim.sim("POST", "/_sim/writes/trap", {"after": k.after, "user": self.user(),
                                                        "exclude": TRAP_EXCLUDE})
@@ -293,12 +294,12 @@ class Cluster:
         running = {i: self.launch(i, leader_elect=True) for i in (0, 1)}
         nxt = 2
         for k in kills:
-            deadline = time.time() + 60
+            deadline = time.time() + 60  # a killed leader's Lease expires after 15 s, then a standby takes it
             i, user = self.leader()
-            while i is None and time.time() < deadline:
+            while i not in running and time.time() < deadline:
                 time.sleep(0.2)
                 i, user = self.leader()
-            if i is None or self.done(running[i]):
+            if i not in running or self.done(running[i]):
                 self.notes.append("%r: no leader or already done" % k)
                 break
             self.sim.sim("POST", "/_sim/writes/trap", {"after": k.after, "user": user, "exclude": TRAP_EXCLUDE})
@@ -347,25 +348,21 @@ class Cluster:
         return bad
 
     def run_to_completion(self):
-        if self.mode == "once":
-            for _ in range(MAX_RERUNS):
-                p = self.launch()
-                try:
-                    p.wait(timeout=RUN_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    self.kill(p)
-                    self.notes.append("run timed out")
-                    continue
-                if p.returncode == 0:
-                    return
-                self.notes.append("run exited %d" % p.returncode)
-            return
         p = self.launch()
+        if self.mode == "once":
+            try:
+                p.wait(timeout=RUN_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill(p)
+                self.notes.append("run timed out")
+            if p.returncode != 0:
+                self.notes.append("run exited %s" % p.returncode)
+            return
         deadline = time.time() + RUN_TIMEOUT
         while time.time() < deadline and not self.done(p):
             time.sleep(0.2)
         if not self.done(p):
-            self.notes.append("recovery not Succeeded after %ds" % RUN_TIMEOUT)
+            self.notes.append("recovery not completed after %ds" % RUN_TIMEOUT)
         self.stop(p)
 
     def stop(self, p):
@@ -390,8 +387,11 @@ class Cluster:
             p = self.procs[-1]
             if p.returncode != 0:
                 return False
-            with open(os.path.join(self.tmp, "kubemend-%d.json" % (len(self.procs) - 1))) as f:
-                st = json.load(f)
+            try:
+                with open(os.path.join(self.tmp, "kubemend-%d.json" % (len(self.procs) - 1))) as f:
+                    st = json.load(f)
+            except ValueError:
+                return False
         else:
             st = kmop.get_crec(self.sim, CREC)["status"]
         return st.get("phase") == "Succeeded" and all(c["status"] == "True" for c in st.get("conditions") or [])

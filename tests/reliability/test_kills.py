@@ -14,7 +14,7 @@ import harness
 from conftest import FULL, check
 
 POINTS = 20 if FULL else 2          # single kills per mode
-CHAINS = 4 if FULL else 0           # chains of CHAIN_LEN kills per mode
+CHAINS = 2 if FULL else 0           # chains of CHAIN_LEN kills per mode
 CHAIN_LEN = 4
 QUICK_OPERATOR = 1                  # operator single kills in the subset
 

@@ -10,7 +10,7 @@ import pytest
 import harness
 from conftest import FULL, check
 
-RUNS = 3 if FULL else 0
+RUNS = 2 if FULL else 0
 KILLS = 3
 
 

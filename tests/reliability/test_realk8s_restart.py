@@ -1,8 +1,7 @@
 """The real kube-apiserver restarted while `kubemend run --once` heals the seed (tests/realk8s: etcd +
 kube-apiserver + kube-controller-manager + the kubelet simulator; ControlPlane.restart_apiserver kills the process
-and starts it again): once during the tokens step and once when the pods step starts.  The user reruns
-`run --once` until it exits 0 (as after any failure); the end state must pass every check of the e2e recovery
-suites (tests/e2e/recovery_checks.py: the same ones a clean run passes there).  Full matrix only; skipped with
+and starts it again): once during the tokens step and once when the pods step starts.  The one run must ride both out
+(exit 0) and its end state must pass every check of the e2e recovery suites (tests/e2e/recovery_checks.py: the same ones a clean run passes there).  Full matrix only; skipped with
 one line where no real Kubernetes binaries are found."""
 
 import importlib.util
@@ -30,7 +29,7 @@ pytestmark = pytest.mark.skipif(not FULL, reason="KM_RELIABILITY=full (make reli
 
 control_plane, kubelet, scene = e2e.control_plane, e2e.kubelet, e2e.scene
 RESTART_WHEN = ("[run-once] tokens: running", "[run-once] pods: running")
-MAX_RUNS = 4
+MAX_RUNS = 1  # no rerun: kubemend itself must ride out a restarting apiserver
 
 
 def pytest_generate_tests(metafunc):
@@ -38,8 +37,8 @@ def pytest_generate_tests(metafunc):
 
 
 def run_with_restarts(cp, log_path):
-    """kubemend run --once with the apiserver restarted at RESTART_WHEN; then reruns until exit 0.
-    (exit codes, combined log, restarts done)."""
+    """kubemend run --once with the apiserver restarted at RESTART_WHEN (then up to MAX_RUNS - 1 reruns until
+    exit 0).  (exit codes, combined log, restarts done)."""
     codes, logs, restarted = [], [], []
     for i in range(MAX_RUNS):
         path = "%s.%d" % (log_path, i)
@@ -92,6 +91,5 @@ def healed(scene):
 
 
 class TestApiserverRestartedMidRun(RecoveryChecks):
-    def test_runs_needed(self, healed):
-        """Informational bound: a user needs at most MAX_RUNS runs."""
-        assert 1 <= len(healed.codes) <= MAX_RUNS, healed.codes
+    def test_one_run_rode_out_the_restarts(self, healed):
+        assert healed.codes == [0], healed.codes
