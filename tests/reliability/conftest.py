@@ -52,7 +52,7 @@ def clean(tmp_path_factory):
                 harness.RESULTS.append(harness.Result("clean", mode, 0, [], 0, 0, time.time() - c.t0, 0, c.runs,
                                                       "%d writes" % writes).row())
                 if mode == "once":
-                    _PROOF["nothing-done"] = harness.state.canonical(c.sim, c.before, c.before, [], c.user())
+                    _PROOF["nothing-done"] = harness.state.canonical(c.sim, c.before, c.before, [], {c.user()})
                     _PROOF["sabotaged"] = sabotage(c)
             _CLEAN[mode] = (end, writes, per_object)
         return _CLEAN[mode]

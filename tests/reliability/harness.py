@@ -76,8 +76,9 @@ class Chaos:
     the page cap so that the seed's lists have pages); restarts: write ordinals at which the apiserver restarts
     (connections dropped, watch cache forgotten, refused for downSeconds)."""
 
-    def __init__(self, faults=None, cut=None, watch410=0.0, cont=None, page_cap=0, restarts=(), down=1.0):
-        self.faults, self.cut, self.watch410 = faults or [], cut, watch410
+    def __init__(self, faults=None, cut=None, watch410=0.0, cont=None, page_cap=0, restarts=(), down=1.0,
+                 timeout=None):
+        self.faults, self.cut, self.watch410, self.timeout = faults or [], cut, watch410, timeout
         self.cont, self.page_cap, self.restarts, self.down = cont, page_cap, list(restarts), down
 
     def on(self, sim, seed=0):
@@ -145,6 +146,7 @@ class Cluster:
         self.mode, self.tmp, self.scenario, self.seed, self.replicas = mode, str(tmp), scenario, seed, replicas
         self.procs, self.kills, self.runs, self.notes = [], 0, 0, []
         self.chaos_obj = None
+        self.timeout = RUN_TIMEOUT
         self.t0 = time.time()
 
     # ---- setup -----------------------------------------------------------------------------------------------
@@ -192,6 +194,8 @@ class Cluster:
 
     def chaos(self, c):
         self.chaos_obj = c
+        if c.timeout:
+            self.timeout = c.timeout
         c.on(self.sim, self.seed)
         if c.restarts:
             threading.Thread(target=self._restarter, args=(list(c.restarts), c.down), daemon=True).start()
@@ -351,18 +355,18 @@ class Cluster:
         p = self.launch()
         if self.mode == "once":
             try:
-                p.wait(timeout=RUN_TIMEOUT)
+                p.wait(timeout=self.timeout)
             except subprocess.TimeoutExpired:
                 self.kill(p)
-                self.notes.append("run timed out")
+                self.notes.append("run timed out after %ds" % self.timeout)
             if p.returncode != 0:
                 self.notes.append("run exited %s" % p.returncode)
             return
-        deadline = time.time() + RUN_TIMEOUT
+        deadline = time.time() + self.timeout
         while time.time() < deadline and not self.done(p):
             time.sleep(0.2)
         if not self.done(p):
-            self.notes.append("recovery not completed after %ds" % RUN_TIMEOUT)
+            self.notes.append("recovery not completed after %ds" % self.timeout)
         self.stop(p)
 
     def stop(self, p):
@@ -411,7 +415,7 @@ class Cluster:
             self.notes.append("not settled: " + moving)
         writes = self.sim.sim("GET", "/_sim/writes")[1]["writes"]
         self.writes = writes
-        end = state.canonical(self.sim, self.before, after, writes, self.user())
+        end = state.canonical(self.sim, self.before, after, writes, {self.user(i) for i in range(self.replicas)})
         end["status"] = "ok" if self.final_status_ok() else "not Succeeded"
         self.end = end
         if clean_end is None:

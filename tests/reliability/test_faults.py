@@ -21,7 +21,9 @@ SCENARIOS = {
     # one 503 on the first write of each step: deterministic
     "503-one-shot": lambda seed: Chaos([dict(r, code=503, count=1, rate=1.0) for r in ONE_SHOT]),
     "latency": lambda seed: Chaos(faults(latency_ms=250)),
-    "watch-cut": lambda seed: Chaos(cut=3),
+    # each cut counts as a watch failure: the reconnect backoff (client-go's: 0.8 s doubling to 30 s, reset after
+    # 2 min without one) makes the run minutes long, hence the longer timeout
+    "watch-cut": lambda seed: Chaos(cut=5, timeout=480),
     "watch-410": lambda seed: Chaos(watch410=0.3),
     "continue-mid-list": lambda seed: Chaos(page_cap=2, cont="next"),
     "continue-every-page": lambda seed: Chaos(page_cap=2, cont="every"),
