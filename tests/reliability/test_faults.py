@@ -31,7 +31,10 @@ SCENARIOS = {
 }
 # Fails on main until issue 12 item 3 (transient errors retried; expiring continue tokens) lands: strict, so the
 # fix flips them loudly.
-XFAIL = {}
+_5XX = "issue 12 item 3: a 5xx answer to a token Secret write is not retried (tokens step ChangeFailed, run Failed)"
+_CONT = "issue 12 item 3: continue tokens expiring on every page fail the run (CA bundle, CSRs, pods left undone)"
+XFAIL = {(name, mode): why for name, why in (("500", _5XX), ("503", _5XX), ("504", _5XX), ("503-one-shot", _5XX),
+                                             ("continue-every-page", _CONT)) for mode in ("once", "operator")}
 QUICK = {("503-one-shot", "once")}
 RUNS = 1
 
