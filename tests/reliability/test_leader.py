@@ -8,14 +8,13 @@ takes over: full matrix only."""
 import pytest
 
 import harness
-from conftest import FULL, check
+from conftest import check
 
-RUNS = 2 if FULL else 0
+RUNS = 2
 KILLS = 3
 
 
-@pytest.mark.skipif(not FULL, reason="KM_RELIABILITY=full (make reliability)")
-@pytest.mark.parametrize("seed", range(1, RUNS + 1) if FULL else [1])
+@pytest.mark.parametrize("seed", range(1, RUNS + 1))
 def test_leader_sigkill(clean, tmp_path, seed):
     ref, writes, clean_per_object = clean("operator")
     kills = harness.seeded_kills(200 + seed, writes, 1, KILLS)[0]
