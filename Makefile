@@ -119,11 +119,14 @@ test-e2e: $(BIN) $(TOOL_BIN) | deps
 # The fault matrix (tests/reliability): `make test` runs its small subset, `make reliability` all of it and
 # prints the table (also in reliability-out/results.md).
 RELIABILITY_ENV = KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL)
+# Its own --basetemp: the kubemend logs of every run stay there, out of reach of other pytest sessions' cleanup.
 test-reliability: $(BIN) | deps
-	@$(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/reliability
+	@$(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs --basetemp=reliability-out/tmp-subset \
+	  tests/reliability
 
 reliability: $(BIN) $(TOOL_BIN) | deps
-	@KM_RELIABILITY=full $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rsx tests/reliability
+	@KM_RELIABILITY=full $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rsx --basetemp=reliability-out/tmp \
+	  tests/reliability
 
 # The image built and run (skipped, with one line saying why, where podman cannot run).
 test-image: | deps

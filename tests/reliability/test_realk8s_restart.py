@@ -1,6 +1,7 @@
 """The real kube-apiserver restarted while `kubemend run --once` heals the seed (tests/realk8s: etcd +
 kube-apiserver + kube-controller-manager + the kubelet simulator; ControlPlane.restart_apiserver kills the process
-and starts it again): once during the tokens step and once when the pods step starts.  The one run must ride both out
+and starts it again; kube-controller-manager, which exits when it loses its lease meanwhile, is restarted as the
+kubelet restarts a static pod): once during the tokens step and once when the pods step starts.  The one run must ride both out
 (exit 0) and its end state must pass every check of the e2e recovery suites (tests/e2e/recovery_checks.py: the same ones a clean run passes there).  Full matrix only; skipped with
 one line where no real Kubernetes binaries are found."""
 
@@ -56,10 +57,17 @@ def run_with_restarts(cp, log_path):
                     if p.poll() is not None:
                         return
                     cp.restart_apiserver()
+                    # kube-controller-manager exits when it cannot renew its lease while the apiserver is down
+                    # (leaderelection lost); the kubelet restarts that static pod: so does the harness
+                    cp.restart_controller_manager()
                     restarted.append(marker)
             t = threading.Thread(target=restarter, daemon=True)
             t.start()
-        p.wait(timeout=600)
+        try:
+            p.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
         if i == 0:
             t.join(120)
         codes.append(p.returncode)
