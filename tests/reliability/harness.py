@@ -56,15 +56,16 @@ class Kill:
 
 
 def seeded_kills(seed, total_writes, n, chain=1):
-    """n kill chains of `chain` kills each, from random.Random(seed): write ordinals in [1, total_writes]
-    (a chain's later kills count from the restart), half of them with the answer withheld, half released and
-    killed 0-1.5 s later."""
+    """n kill chains of `chain` kills each, from random.Random(seed): the first at a write ordinal in
+    [1, total_writes], each later one at an ordinal in [1, 4] counted from its restart (the restarted process is
+    killed again soon: a rerun after a kill has less left to write), half of them with the answer withheld, half
+    released and killed 0-1.5 s later."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         c = []
         for _ in range(chain):
-            after = rng.randint(1, max(1, total_writes // (1 if not c else 2)))
+            after = rng.randint(1, max(1, total_writes if not c else 4))
             c.append(Kill(after, True, round(rng.uniform(0, 1.5), 2)) if rng.random() < 0.5 else Kill(after))
         out.append(c)
     return out
