@@ -9,7 +9,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -39,37 +38,29 @@ def pytest_generate_tests(metafunc):
 
 def run_with_restarts(cp, log_path):
     """kubemend run --once with the apiserver restarted at RESTART_WHEN (then up to MAX_RUNS - 1 reruns until
-    exit 0).  (exit codes, combined log, restarts done)."""
+    exit 0).  (exit codes, combined log, restarts done).  The restarts run in this thread: realk8s's processes
+    die with the thread that started them (PR_SET_PDEATHSIG)."""
     codes, logs, restarted = [], [], []
     for i in range(MAX_RUNS):
         path = "%s.%d" % (log_path, i)
         with open(path, "w") as err:
             p = subprocess.Popen([scene_mod.KUBEMEND, "run", "--once", "--kubeconfig", cp.admin_kubeconfig],
                                  stdout=subprocess.DEVNULL, stderr=err)
-        if i == 0:
-            def restarter():
-                for marker in RESTART_WHEN:
-                    while p.poll() is None:
-                        with open(path) as f:
-                            if marker in f.read():
-                                break
-                        time.sleep(0.05)
-                    if p.poll() is not None:
-                        return
-                    cp.restart_apiserver()
-                    # kube-controller-manager exits when it cannot renew its lease while the apiserver is down
-                    # (leaderelection lost); the kubelet restarts that static pod: so does the harness
-                    cp.restart_controller_manager()
-                    restarted.append(marker)
-            t = threading.Thread(target=restarter, daemon=True)
-            t.start()
-        try:
-            p.wait(timeout=300)
-        except subprocess.TimeoutExpired:
+        todo = list(RESTART_WHEN) if i == 0 else []
+        deadline = time.time() + 300
+        while p.poll() is None and time.time() < deadline:
+            if todo:
+                with open(path) as f:
+                    if todo[0] in f.read():
+                        cp.restart_apiserver()
+                        # kube-controller-manager exits when it cannot renew its lease while the apiserver is
+                        # down (leaderelection lost); the kubelet restarts that static pod: so does the harness
+                        cp.restart_controller_manager()
+                        restarted.append(todo.pop(0))
+            time.sleep(0.05)
+        if p.poll() is None:
             p.kill()
-            p.wait()
-        if i == 0:
-            t.join(120)
+        p.wait()
         codes.append(p.returncode)
         with open(path) as f:
             logs.append(f.read())
