@@ -18,7 +18,6 @@ RUN apt-get update \
       libcurl4-openssl-dev \
       libssl-dev \
       libcjson-dev \
-      libwebsockets-dev \
       libyaml-dev \
       libgmp-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -40,7 +39,7 @@ RUN make -o deps VERSION="${VERSION}" all \
 FROM debian:bookworm-slim AS rootfs
 ENV DEBIAN_FRONTEND=noninteractive
 # The Debian packages of the shared libraries the binary links (libc6 comes with them).
-ARG RUNTIME_LIBS="libcurl4 libssl3 libcjson1 libwebsockets17 libyaml-0-2"
+ARG RUNTIME_LIBS="libcurl4 libssl3 libcjson1 libyaml-0-2"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ${RUNTIME_LIBS} ca-certificates \
  && rm -rf /var/lib/apt/lists/*

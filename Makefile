@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo /usr/bin/kubectl)
 PYTEST_ARGS ?= -q
 
-PKGS := libcurl openssl libcjson libwebsockets yaml-0.1 gmp
+PKGS := libcurl openssl libcjson yaml-0.1 gmp
 CFLAGS ?= -O2 -g
 WARN := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE
 # pkg-config runs once, lazily, after `deps` made sure the packages are there.
@@ -100,10 +100,13 @@ test: test-unit test-integration test-apisim test-reliability test-e2e test-imag
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-test-integration: $(BIN) $(TOOL_BIN)
+# The integration tests mostly wait (on apisim, on rollouts): PYTEST_JOBS of them run at once
+# (pytest-xdist; each test starts its own servers on free 127.0.0.1 ports).
+PYTEST_JOBS ?= 3
+test-integration: $(BIN) $(TOOL_BIN) | deps
 	@if ls tests/integration/test_*.py >/dev/null 2>&1; then \
 	  KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
-	  $(PYTHON) -m pytest $(PYTEST_ARGS) tests/integration; fi
+	  $(PYTHON) -m pytest -n $(PYTEST_JOBS) $(PYTEST_ARGS) tests/integration; fi
 
 test-apisim: | deps
 	@if ls tests/apisim/tests/test_*.py >/dev/null 2>&1; then \
@@ -153,6 +156,11 @@ demo: $(BIN) | deps
 
 bench: $(BIN) | deps
 	@./tests/bench/run.sh $(abspath $(BIN))
+
+# The same comparison on a real control plane (tests/bench/realbench.py); BENCH_ARGS e.g. '--tokens 1000'.
+bench-real: $(BIN) $(TOOL_BIN) | deps
+	@KUBECTL=$(KUBECTL) $(PYTHON) tests/bench/realbench.py --bin $(abspath $(BIN)) \
+	  --tools $(abspath $(BUILD)/tools) $(BENCH_ARGS)
 
 # ---- container image -------------------------------------------------------------------------
 image:

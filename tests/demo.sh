@@ -223,6 +223,7 @@ while :; do
     sleep 1
 done
 k wait --for=condition=Succeeded "crec/$REC" --timeout=10s || true
+k wait --for=condition=Verified "crec/$REC" --timeout=120s || true
 
 bold "kubectl describe crec $REC"
 k describe crec "$REC"
@@ -265,6 +266,8 @@ for s in p.get("stuck", []):
     print(f"            - did not become ready in time: {s}")
 cond = {x["type"]: x for x in st.get("conditions", [])}
 s = cond.get("Succeeded", {})
+v = cond.get("Verified", {})
 print(f"  result    Succeeded={s.get('status')} ({s.get('reason')}): {s.get('message', '')}")
-sys.exit(0 if s.get("status") == "True" else 1)
+print(f"            Verified={v.get('status')} ({v.get('reason')}): {v.get('message', '')}")
+sys.exit(0 if s.get("status") == "True" and v.get("status") == "True" else 1)
 EOF

@@ -13,14 +13,15 @@ need build-essential command -v cc
 need libcurl4-openssl-dev pkg-config --exists libcurl
 need libssl-dev pkg-config --exists openssl
 need libcjson-dev pkg-config --exists libcjson
-need libwebsockets-dev pkg-config --exists libwebsockets
 need libyaml-dev pkg-config --exists yaml-0.1
 need libcmocka-dev pkg-config --exists cmocka
 need libgmp-dev pkg-config --exists gmp
 need openssl command -v openssl
+need time test -x /usr/bin/time
 need python3 test -x /usr/bin/python3
 need python3-yaml /usr/bin/python3 -c 'import yaml'
 need python3-pytest /usr/bin/python3 -c 'import pytest'
+need python3-pytest-xdist /usr/bin/python3 -c 'import xdist'
 need nghttp2-server sh -c "command -v nghttpd || test -x /usr/sbin/nghttpd"
 need kubernetes-client sh -c 'command -v kubectl || test -x /usr/bin/kubectl'
 need etcd-server sh -c 'command -v etcd || test -x /usr/bin/etcd'

@@ -15,7 +15,8 @@
  *   reconcilers/    the ClusterRecovery engine and controller (recovery/), the step interface
  *                   (step/) and one folder per step (tokens/, extauth/, csr/, pods/)
  *
- * Exit codes: 0 success, 1 a failed step / runtime failure, 2 usage or invalid file. */
+ * Exit codes: 0 success (run --once: steps succeeded and Verified True), 1 a failed step /
+ * runtime failure, 2 usage or invalid file, 3 run --once: steps ran, not verified healed. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +66,15 @@ static const char usage_run[] =
     "  --context NAME          kubeconfig context\n"
     "  --log-level LEVEL       debug|info|warn|error (default info)\n"
     "  --log-format FORMAT     text|json (default text)\n"
-    "  --qps Q                 client-side request rate, 0 = unlimited (default 50)\n"
+    "  --qps Q                 ceiling of the client's adaptive request rate, 0 = no client-side\n"
+    "                          limit (default: adaptive, no ceiling)\n"
     "  --burst B               client-side burst (default 100)\n"
     "  -h, --help              this help\n"
     "\n"
-    "Exit status: 0 success, 1 a step failed, 2 usage error or invalid file.\n";
+    "Exit status: 0 every step succeeded and the cluster is verified healed (condition\n"
+    "Verified True; a dry run: every step succeeded), 1 a step failed, 2 usage error or\n"
+    "invalid file, 3 every step ran but the server's answers do not show the cluster healed\n"
+    "(what is left is printed).\n";
 
 static const char usage_operator[] =
     "Usage: kubemend operator [flags]\n"
@@ -87,7 +92,8 @@ static const char usage_operator[] =
     "  --lease-name NAME                 Lease name (default kubemend-leader)\n"
     "  --metrics-bind-address ADDR       /metrics address (default :8080; 0 = off)\n"
     "  --health-probe-bind-address ADDR  /healthz /readyz address (default :8081; 0 = off)\n"
-    "  --qps Q                           client-side request rate (default 50)\n"
+    "  --qps Q                           ceiling of the adaptive request rate, 0 = no limit\n"
+    "                                    (default: adaptive, no ceiling)\n"
     "  --burst B                         client-side burst (default 100)\n"
     "  --workers N                       reconcile workers (default 2)\n"
     "  --log-level LEVEL                 debug|info|warn|error (default info)\n"
@@ -213,6 +219,7 @@ static int common_opts(const char *cmd, const cli *c, km_manager_opts *mo)
         if (!*c->qps || *end || !(q >= 0 && q <= 100000))
             return usage_error(cmd, "invalid --qps %s", c->qps);
         mo->client.qps = q;
+        mo->client.adaptive = q > 0; /* a ceiling for the adaptive rate; 0 = no limit at all */
     }
     if (c->burst && parse_long(c->burst, 1, 100000, &v) != 0)
         return usage_error(cmd, "invalid --burst %s", c->burst);

@@ -213,6 +213,10 @@ static void collect(void *user)
     km_metric *leader = km_metrics_get(m->rt.metrics, KM_METRIC_LEADER);
     if (leader)
         km_metric_set(leader, NULL, atomic_load(&m->led) && !atomic_load(&m->lost) ? 1 : 0);
+    double qps = 0;
+    int inflight = 0;
+    km_kube_pace(m->rt.kube, &qps, &inflight);
+    km_metrics_set_pace(m->rt.metrics, qps, inflight);
     for (size_t i = 0; i < g_nrunnables; i++)
         if (m->self[i] && g_runnables[i]->collect)
             g_runnables[i]->collect(m->self[i]);

@@ -30,8 +30,9 @@
 #include "operator/kube/kubeconfig.h"
 #include "operator/serve/families.h"
 
-#define KM_EXIT_FAILED 1 /* a step or the process failed */
-#define KM_EXIT_USAGE 2  /* invalid flags or files */
+#define KM_EXIT_FAILED 1       /* a step or the process failed */
+#define KM_EXIT_USAGE 2        /* invalid flags or files */
+#define KM_EXIT_NOT_VERIFIED 3 /* run --once: every step ran, the cluster is not (shown) healed */
 
 /* What the Manager lends every runnable and job; valid until it is stopped. */
 typedef struct km_runtime {
@@ -76,7 +77,8 @@ typedef struct km_job {
     /* Checks the options before any connection.  Failure: a usage error (exit 2; err says
      * what is wrong). */
     km_status (*prepare)(const km_job_opts *o, void **self, km_err *err);
-    /* Runs it to its end; returns the exit code (0, KM_EXIT_FAILED, KM_EXIT_USAGE). */
+    /* Runs it to its end; returns the exit code (0, KM_EXIT_FAILED, KM_EXIT_USAGE,
+     * KM_EXIT_NOT_VERIFIED). */
     int (*run)(void *self, const km_runtime *rt);
     /* Asks a running job to stop soon (called from the signal thread). */
     void (*cancel)(void *self);

@@ -36,6 +36,7 @@ typedef struct kube_shared {
     km_transfer_target target; /* what every exchange goes to (points into the above) */
     atomic_int rejected;
     atomic_int logged_401;
+    atomic_int inflight; /* exchanges of the family in progress */
 } kube_shared;
 
 struct km_kube {
@@ -67,7 +68,8 @@ km_status km_kube_global_init(void)
 void km_kube_opts_default(km_kube_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->qps = 50;
+    o->qps = 0;
+    o->adaptive = 1;
     o->burst = 100;
     o->timeout_ms = 30000;
     o->max_retries = 5;
@@ -164,7 +166,12 @@ static km_status shared_new(km_kubeconfig *cfg, const km_kube_opts *opts, kube_s
         sh->opts.retry_after_max = 60;
     sh->user_agent = strdup(sh->opts.user_agent ? sh->opts.user_agent : "kubemend/" KM_VERSION);
     sh->opts.user_agent = sh->user_agent;
-    sh->rl = km_ratelimit_new(sh->opts.qps, sh->opts.burst);
+    if (sh->opts.adaptive) {
+        double max = sh->opts.qps > 0 ? sh->opts.qps : KM_KUBE_ADAPTIVE_MAX;
+        sh->rl = km_ratelimit_new_adaptive(KM_KUBE_ADAPTIVE_START, 1, max, sh->opts.burst);
+    } else {
+        sh->rl = km_ratelimit_new(sh->opts.qps, sh->opts.burst);
+    }
     if (!sh->user_agent || !sh->rl) {
         st = km_err_set(err, KM_ENOMEM, "out of memory");
         goto out;
@@ -227,6 +234,8 @@ km_status km_kube_clone(km_kube *k, km_kube **out, km_err *err)
     c->cancel = k->cancel;
     c->observe = k->observe;
     c->observe_user = k->observe_user;
+    c->transport = k->transport;
+    c->transport_user = k->transport_user;
     *out = c;
     return KM_OK;
 }
@@ -316,6 +325,14 @@ static void observe(km_kube *k, const char *verb, long code, double t0)
         k->observe(verb, code, km_clock_mono() - t0, k->observe_user);
 }
 
+void km_kube_pace(km_kube *k, double *qps, int *inflight)
+{
+    if (qps)
+        *qps = k ? km_ratelimit_rate(k->sh->rl) : 0;
+    if (inflight)
+        *inflight = k ? atomic_load(&k->sh->inflight) : 0;
+}
+
 /* The server rejected our credentials for good: remember, log once per client family. */
 static km_status credentials_rejected(km_kube *k, km_err *err)
 {
@@ -380,7 +397,14 @@ static km_status attempt_once(km_kube *k, const km_kube_req *req, const char *ve
         return km_err_set(e, KM_ENOMEM, "out of memory");
     double t0 = km_clock_mono();
     km_buf_reset(body);
+    atomic_fetch_add(&k->sh->inflight, 1);
     st = exchange(k, req, token, r, body, e);
+    atomic_fetch_sub(&k->sh->inflight, 1);
+    double t1 = km_clock_mono();
+    double ra = st == KM_OK ? (double)r->retry_after : 0;
+    km_ratelimit_feedback_at(k->sh->rl, st == KM_OK ? r->code : 0, t1 - t0,
+                             ra < k->sh->opts.retry_after_max ? ra : k->sh->opts.retry_after_max,
+                             t1);
     if (token) {
         explicit_bzero(token, strlen(token));
         free(token);
@@ -452,7 +476,13 @@ static km_status kube_do(km_kube *k, const km_kube_req *req, const char *verb, l
     }
     if (st == KM_OK) {
         atomic_store(&k->sh->rejected, 0);
-        if (resp && km_buf_append(resp, body.data ? body.data : "", body.len) != KM_OK)
+        if (resp && resp->len == 0 && body.len <= resp->max) { /* hand it over: no copy */
+            km_buf empty = *resp;
+            size_t max = resp->max;
+            *resp = body;
+            resp->max = max;
+            body = empty;
+        } else if (resp && km_buf_append(resp, body.data ? body.data : "", body.len) != KM_OK)
             st = km_err_set(&e, KM_ETOOBIG, "%s %s: response does not fit", req->method, req->path);
     }
 out:

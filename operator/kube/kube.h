@@ -33,11 +33,13 @@
 
 typedef struct km_kube km_kube;
 
-/* The largest response body the client accepts (KM_ETOOBIG beyond). */
-#define KM_KUBE_BODY_MAX ((size_t)256 * 1024 * 1024)
+/* The largest response body the client accepts: KM_ETOOBIG beyond, never retried (a pager
+ * asks for a smaller page).  Well inside the Deployment's 128 Mi memory limit (deploy/): a
+ * body at the cap costs the body plus its parsed cJSON tree, about 2.5 times the cap. */
+#define KM_KUBE_BODY_MAX ((size_t)32 * 1024 * 1024)
 
 typedef struct km_kube_opts {
-    double qps;             /* client-side rate limit; 0 = off (default 50) */
+    double qps;             /* client-side rate (ceiling when adaptive); default 0: see adaptive */
     int burst;              /* token bucket size (default 100) */
     long timeout_ms;        /* default per-request timeout (default 30000) */
     int max_retries;        /* retries of retryable failures (default 5) */
@@ -46,7 +48,14 @@ typedef struct km_kube_opts {
     double backoff_initial; /* first retry delay in seconds (default 0.5; x2 per retry) */
     double backoff_max;     /* longest retry delay (default 30) */
     double retry_after_max; /* cap on a server's Retry-After (default 60) */
+    /* 1 (default): the rate adapts to the server (ratelimit.h, adaptive mode) between 1 qps and
+     * qps when qps > 0, else KM_KUBE_ADAPTIVE_MAX, starting at KM_KUBE_ADAPTIVE_START (or qps
+     * when lower).  0: a fixed token bucket of qps (0 = no client-side limit at all). */
+    int adaptive;
 } km_kube_opts;
+
+#define KM_KUBE_ADAPTIVE_START 200.0
+#define KM_KUBE_ADAPTIVE_MAX 5000.0
 
 /* Fills o with the defaults above. */
 void km_kube_opts_default(km_kube_opts *o);
@@ -56,7 +65,8 @@ void km_kube_opts_default(km_kube_opts *o);
  * *out is untouched. */
 km_status km_kube_new(km_kubeconfig *cfg, const km_kube_opts *opts, km_kube **out, km_err *err);
 
-/* A new client for another thread sharing k's config, rate limiter, observer and cancel flag.
+/* A new client for another thread sharing k's config, rate limiter, observer, cancel flag and
+ * injected transport (km_kube_set_transport: then it must be thread-safe).
  * Caller frees it with km_kube_free.  On failure *out is untouched. */
 km_status km_kube_clone(km_kube *k, km_kube **out, km_err *err);
 
@@ -76,6 +86,10 @@ void km_kube_set_observer(km_kube *k, km_kube_observe_fn fn, void *user);
 
 /* Non-zero once the server rejected this client's own credentials (401) for good. */
 int km_kube_credentials_rejected(const km_kube *k);
+
+/* The client family's pacing now: its rate limit in qps (0 = none) and the requests of the client
+ * and its clones in flight.  Either pointer may be NULL.  Cannot fail. */
+void km_kube_pace(km_kube *k, double *qps, int *inflight);
 
 /* The config the client was made from (borrowed). */
 km_kubeconfig *km_kube_config(const km_kube *k);

@@ -5,6 +5,16 @@
  * waits until its token would have been refilled (like golang.org/x/time/rate's Reserve).
  * qps <= 0 disables limiting.  The arithmetic core takes the time as a parameter so tests are
  * exact; km_ratelimit_wait() uses the monotonic clock and km_clock_sleep (operator/base/clock.h).
+ *
+ * Adaptive mode (km_ratelimit_new_adaptive): the rate itself follows the server, AIMD-style, from
+ * the answers fed back with km_ratelimit_feedback_at, evaluated once per second of answers:
+ *   - any 429: the rate halves at once, and no token is handed out before the largest
+ *     Retry-After seen (API Priority and Fairness sheds load this way);
+ *   - rising latency (the window's mean above 3x the lowest window mean seen, and above 50 ms):
+ *     the rate drops to 80%;
+ *   - otherwise, when the window used at least half of its tokens (the limit was binding): the
+ *     rate grows by 10% (at least 5 qps);
+ * always within [min, max].  A client one request at a time never binds it; many in flight do.
  */
 #ifndef KM_RATELIMIT_H
 #define KM_RATELIMIT_H
@@ -18,6 +28,20 @@ typedef struct km_ratelimit km_ratelimit;
 /* A new limiter (qps <= 0 = off; burst < 1 is treated as 1).  The caller frees it with
  * km_ratelimit_free.  NULL on allocation failure. */
 km_ratelimit *km_ratelimit_new(double qps, int burst);
+
+/* A new adaptive limiter (see above) starting at `start` qps, kept within [min, max] (min >= 0.1;
+ * start clamped into the range).  The caller frees it with km_ratelimit_free.  NULL on allocation
+ * failure or when min > max. */
+km_ratelimit *km_ratelimit_new_adaptive(double start, double min, double max, int burst);
+
+/* Feeds one answer back at time `now`: HTTP code (0 = transport error), its latency in seconds and
+ * its Retry-After in seconds (0 = none).  Only adaptive limiters change; cannot fail; rl may be
+ * NULL. */
+void km_ratelimit_feedback_at(km_ratelimit *rl, long code, double seconds, double retry_after,
+                              double now);
+
+/* The current rate in qps (0 = the limiter is off or rl is NULL).  Thread-safe. */
+double km_ratelimit_rate(km_ratelimit *rl);
 
 /* Frees the limiter.  Accepts NULL. */
 void km_ratelimit_free(km_ratelimit *rl);

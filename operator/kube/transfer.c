@@ -60,13 +60,39 @@ typedef struct xfer {
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
+/* True when a response body of the announced Content-Length (header value v, vl bytes) would not
+ * fit where it goes: body's max unless it streams to the callback (2xx with fn). */
+static int announced_too_big(xfer *x, const char *v, size_t vl)
+{
+    long code = 0;
+    char num[32];
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+    if (x->fn && code >= 200 && code < 300)
+        return 0;
+    while (vl && (*v == ' ' || *v == '\t')) {
+        v++;
+        vl--;
+    }
+    if (vl == 0 || vl >= sizeof(num))
+        return vl >= sizeof(num);
+    memcpy(num, v, vl);
+    num[vl] = '\0';
+    char *end = NULL;
+    unsigned long long n = strtoull(num, &end, 10);
+    return end != num && n > x->body->max;
+}
+
 static size_t on_header(char *data, size_t size, size_t n, void *user)
 {
     xfer *x = user;
     size_t len = size * n;
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
         x->retry_after = 0; /* a new response (after 100-continue or a retry) */
-    else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
+    else if (len > 15 && strncasecmp(data, "Content-Length:", 15) == 0 &&
+             announced_too_big(x, data + 15, strcspn(data + 15, "\r\n"))) {
+        x->cb_status = KM_ETOOBIG; /* stop before reading a body that cannot fit */
+        return 0;
+    } else if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0) {
         char v[64];
         size_t vl = len - 12 < sizeof(v) - 1 ? len - 12 : sizeof(v) - 1;
         memcpy(v, data + 12, vl);
@@ -289,9 +315,11 @@ static km_status finish_transfer(xfer *x, const km_kube_req *req, km_status st, 
     if (st != KM_OK)
         return km_err_set(err, st, "%s %s: libcurl multi handle failed", req->method, req->path);
     if (rc == CURLE_WRITE_ERROR && x->cb_status != KM_OK)
-        return km_err_set(err, x->cb_status, "%s %s: %s", req->method, req->path,
-                          x->cb_status == KM_ETOOBIG ? "response too large"
-                                                     : "stopped by the callback");
+        return x->cb_status == KM_ETOOBIG
+                   ? km_err_set(err, KM_ETOOBIG, "%s %s: response too large (over %zu bytes)",
+                                req->method, req->path, x->body->max)
+                   : km_err_set(err, x->cb_status, "%s %s: stopped by the callback", req->method,
+                                req->path);
     if (rc != CURLE_OK) {
         reply->code = 0;
         reply->transient = transient(rc, x->errbuf);

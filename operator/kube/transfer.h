@@ -32,7 +32,9 @@ void km_transfer_free(km_transfer *t);
 
 /* Performs req once against to with the bearer token (NULL = none).  fn NULL: the body goes to
  * body (bounded by body's max); fn set: a stream — 2xx chunks go to fn, a non-2xx body to body,
- * idle_ms without a byte ends it (KM_ETIMEOUT).  KM_OK with reply->code (any HTTP status);
+ * idle_ms without a byte ends it (KM_ETIMEOUT).  A body that would pass body's max ends the
+ * exchange with KM_ETOOBIG: at once when its Content-Length says so, else at the byte that
+ * would pass it (never more than max bytes are held).  KM_OK with reply->code (any HTTP status);
  * KM_ETRANSPORT (reply->transient says whether retrying may help), KM_ECANCELED (*cancel set),
  * or the callback's status; err filled then. */
 km_status km_transfer_exchange(km_transfer *t, const km_transfer_target *to,

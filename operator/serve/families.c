@@ -89,6 +89,20 @@ static const family_def default_families[] = {
      0,
      NULL,
      0},
+    {KM_METRIC_GAUGE,
+     KM_METRIC_CLIENT_QPS,
+     "The API client's current rate limit, requests per second (adaptive; 0 = none).",
+     {NULL, NULL},
+     0,
+     NULL,
+     0},
+    {KM_METRIC_GAUGE,
+     KM_METRIC_API_INFLIGHT,
+     "Kubernetes API requests in flight.",
+     {NULL, NULL},
+     0,
+     NULL,
+     0},
 };
 
 km_status km_metrics_new_default(km_metrics **out, km_err *err)
@@ -126,4 +140,12 @@ void km_metrics_observe_api(const char *verb, long code, double seconds, void *u
                         1.0);
     (void)km_metric_observe(km_metrics_get(m, KM_METRIC_API_DURATION), KM_METRIC_VALUES(v),
                             seconds < 0 ? 0 : seconds);
+}
+
+void km_metrics_set_pace(km_metrics *m, double qps, int inflight)
+{
+    if (!m)
+        return;
+    (void)km_metric_set(km_metrics_get(m, KM_METRIC_CLIENT_QPS), NULL, qps);
+    (void)km_metric_set(km_metrics_get(m, KM_METRIC_API_INFLIGHT), NULL, (double)inflight);
 }

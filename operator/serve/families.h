@@ -22,6 +22,10 @@ km_status km_metrics_new_default(km_metrics **out, km_err *err);
  * counted by km_metrics_dropped).  user NULL: no-op. */
 void km_metrics_observe_api(const char *verb, long code, double seconds, void *user);
 
+/* Sets the client's pacing gauges: its current (adaptive) rate limit in qps (0 = none) and the
+ * API requests in flight.  m may be NULL.  Failures (allocation) leave the gauges as they were. */
+void km_metrics_set_pace(km_metrics *m, double qps, int inflight);
+
 /* Family names of the default registry, for callers that look handles up. */
 #define KM_METRIC_RECONCILE_TOTAL "kubemend_reconcile_total"
 #define KM_METRIC_RECONCILE_ERRORS "kubemend_reconcile_errors_total"
@@ -33,5 +37,7 @@ void km_metrics_observe_api(const char *verb, long code, double seconds, void *u
 #define KM_METRIC_WATCH_RESTARTS "kubemend_watch_restarts_total"
 #define KM_METRIC_STEP_OBJECTS "kubemend_step_objects_total"
 #define KM_METRIC_LEADER "kubemend_leader"
+#define KM_METRIC_CLIENT_QPS "kubemend_client_rate_limit_qps"
+#define KM_METRIC_API_INFLIGHT "kubemend_api_requests_in_flight"
 
 #endif

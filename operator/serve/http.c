@@ -1,23 +1,25 @@
-/* http.c — /healthz, /readyz and /metrics on libwebsockets 4.x, one service thread. */
+/* http.c — /healthz, /readyz and /metrics on the bounded server of httpd.h, one service thread. */
 #include "operator/serve/http.h"
 
 #include <errno.h>
-#include <libwebsockets.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "operator/base/buf.h"
 #include "operator/base/log.h"
+#include "operator/serve/httpd.h"
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
-#define CHUNK 4096                     /* body bytes written per writeable callback */
-#define MAX_BODY (16u * 1024u * 1024u) /* a /metrics body larger than this is a bug: 500 */
+#define HEAD_MAX 8192      /* request line + headers */
+#define HEAD_TIMEOUT 5.0   /* seconds to send a request head */
+#define WRITE_TIMEOUT 10.0 /* seconds to read a response */
 
 struct km_http {
-    struct lws_context *ctx;
+    km_httpd *d;
     pthread_t thread;
     atomic_int stop;
     int port;
@@ -28,21 +30,6 @@ struct km_http {
     void (*collect)(void *user);
     void *user;
 };
-
-/* Per-connection state: the response body being written. */
-typedef struct session {
-    char *body; /* malloc'ed, NULL when idle */
-    size_t len;
-    size_t off;
-} session;
-
-static void session_reset(session *s)
-{
-    free(s->body);
-    s->body = NULL;
-    s->len = 0;
-    s->off = 0;
-}
 
 /* Strips a query string; true when the path part equals want. */
 static int path_is(const char *path, const char *want)
@@ -60,31 +47,31 @@ static void route(km_http *h, const char *path, int is_get, unsigned *code, cons
     int known = path_is(path, "/healthz") || path_is(path, "/readyz") ||
                 (h->metrics && path_is(path, "/metrics"));
     if (!known) {
-        *code = HTTP_STATUS_NOT_FOUND;
+        *code = 404;
         (void)km_buf_puts(b, "404 page not found\n");
         return;
     }
     if (!is_get) {
-        *code = HTTP_STATUS_METHOD_NOT_ALLOWED;
+        *code = 405;
         (void)km_buf_puts(b, "method not allowed\n");
         return;
     }
     if (path_is(path, "/healthz")) {
         if (!h->live || h->live(reason, sizeof(reason), h->user)) {
-            *code = HTTP_STATUS_OK;
+            *code = 200;
             (void)km_buf_puts(b, "ok");
         } else {
             reason[sizeof(reason) - 1] = '\0';
-            *code = HTTP_STATUS_SERVICE_UNAVAILABLE;
+            *code = 503;
             (void)km_buf_printf(b, "unhealthy: %s\n", reason[0] ? reason : "unknown");
         }
     } else if (path_is(path, "/readyz")) {
         if (h->ready && h->ready(reason, sizeof(reason), h->user)) {
-            *code = HTTP_STATUS_OK;
+            *code = 200;
             (void)km_buf_puts(b, "ok");
         } else {
             reason[sizeof(reason) - 1] = '\0';
-            *code = HTTP_STATUS_SERVICE_UNAVAILABLE;
+            *code = 503;
             (void)km_buf_printf(b, "not ready: %s\n",
                                 reason[0] ? reason : (h->ready ? "unknown" : "no readiness check"));
         }
@@ -93,139 +80,37 @@ static void route(km_http *h, const char *path, int is_get, unsigned *code, cons
             h->collect(h->user);
         km_status st = km_metrics_render(h->metrics, b);
         if (st == KM_OK) {
-            *code = HTTP_STATUS_OK;
+            *code = 200;
             *ctype = KM_METRICS_CONTENT_TYPE;
         } else {
             km_buf_reset(b);
-            *code = HTTP_STATUS_INTERNAL_SERVER_ERROR;
+            *code = 500;
             (void)km_buf_printf(b, "metrics: %s\n", km_strerror(st));
         }
     }
 }
 
-static int write_body(struct lws *wsi, session *s);
-
-/* Writes the status line and headers and queues the body.  Non-zero: close the connection. */
-static int respond(struct lws *wsi, session *s, km_http *h, const char *path)
+/* The handler of every request (km_httpd_handler_fn). */
+static void handle(const char *path, int is_get, unsigned *code, const char **ctype, km_buf *body,
+                   void *user)
 {
-    int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
-    unsigned code = HTTP_STATUS_INTERNAL_SERVER_ERROR;
-    const char *ctype = TEXT_PLAIN;
-    km_buf b;
-    km_buf_init(&b, MAX_BODY);
-    route(h, path, is_get, &code, &ctype, &b);
-    session_reset(s);
-    s->body = km_buf_take(&b);
-    km_buf_cleanup(&b);
-    if (!s->body)
-        return -1;
-    s->len = strlen(s->body);
-
-    unsigned char hdr[LWS_PRE + 512];
-    unsigned char *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    if (lws_add_http_common_headers(wsi, code, ctype, (lws_filepos_t)s->len, &p, end))
-        return -1;
-    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)"no-store", 8, &p, end))
-        return -1;
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    if (!is_get) {
-        /* lws would wait for a request body before calling back writeable: answer at once. */
-        return write_body(wsi, s);
-    }
-    lws_callback_on_writable(wsi);
-    return 0;
-}
-
-/* Writes the next chunk of the body.  Non-zero: close the connection. */
-static int write_body(struct lws *wsi, session *s)
-{
-    if (!s->body)
-        return 0;
-    unsigned char buf[LWS_PRE + CHUNK];
-    size_t n = s->len - s->off;
-    if (n > CHUNK)
-        n = CHUNK;
-    int last = s->off + n == s->len;
-    memcpy(buf + LWS_PRE, s->body + s->off, n);
-    if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
-        return -1;
-    s->off += n;
-    if (!last) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    session_reset(s);
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len)
-{
-    session *s = user;
-    km_http *h = lws_context_user(lws_get_context(wsi));
-    switch (reason) {
-    case LWS_CALLBACK_HTTP:
-        return respond(wsi, s, h, in ? (const char *)in : "/");
-    case LWS_CALLBACK_HTTP_WRITEABLE:
-        return write_body(wsi, s);
-    case LWS_CALLBACK_CLOSED_HTTP:
-        if (s)
-            session_reset(s);
-        return 0;
-    default:
-        return lws_callback_http_dummy(wsi, reason, user, in, len);
-    }
-}
-
-static const struct lws_protocols protocols[] = {
-    {"http", callback, sizeof(session), 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-static void lws_emit(int level, const char *line)
-{
-    char msg[256];
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    if (n >= sizeof(msg))
-        n = sizeof(msg) - 1;
-    memcpy(msg, line, n);
-    msg[n] = '\0';
-    if (level & LLL_ERR)
-        km_log_error("http server", "lws", msg);
-    else
-        km_log_warn("http server", "lws", msg);
+    route(user, path, is_get, code, ctype, body);
 }
 
 static void *serve(void *arg)
 {
     km_http *h = arg;
-    while (!atomic_load(&h->stop)) {
-        if (lws_service(h->ctx, 0) < 0)
-            break;
-    }
+    km_httpd_serve(h->d, &h->stop);
     return NULL;
 }
 
-static struct lws_context *make_context(km_http *h, int disable_ipv6)
+/* The connection cap for this process's descriptor limit. */
+static int conn_cap(void)
 {
-    struct lws_context_creation_info info;
-    memset(&info, 0, sizeof(info));
-    info.iface = h->bind[0] ? h->bind : NULL;
-    info.port = h->port;
-    info.protocols = protocols;
-    info.gid = -1;
-    info.uid = -1;
-    info.user = h;
-    info.server_string = "kubemend";
-    info.keepalive_timeout = 5;
-    info.timeout_secs = 10;
-    if (disable_ipv6)
-        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    return lws_create_context(&info);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return km_httpd_default_conns(1024);
+    return km_httpd_default_conns((long)rl.rlim_cur);
 }
 
 km_status km_http_start(const km_http_opts *opts, km_http **out, km_err *err)
@@ -249,26 +134,13 @@ km_status km_http_start(const km_http_opts *opts, km_http **out, km_err *err)
     h->user = opts->user;
     atomic_init(&h->stop, 0);
 
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_emit);
-    /* An IPv4 literal binds IPv4 only; "all interfaces" tries dual-stack first and falls back
-     * to IPv4 on hosts without IPv6. */
-    int v6 = strchr(h->bind, ':') != NULL;
-    h->ctx = make_context(h, h->bind[0] && !v6);
-    if (!h->ctx && !h->bind[0])
-        h->ctx = make_context(h, 1);
-    if (!h->ctx) {
-        st = km_err_set(err, KM_EIO, "http server: cannot listen on %s:%d",
-                        h->bind[0] ? h->bind : "*", opts->port);
+    km_httpd_limits lim = {.max_conns = conn_cap(),
+                           .max_head = HEAD_MAX,
+                           .head_timeout = HEAD_TIMEOUT,
+                           .write_timeout = WRITE_TIMEOUT};
+    st = km_httpd_new(h->bind, opts->port, &lim, handle, h, &h->d, &h->port, err);
+    if (st != KM_OK)
         goto out;
-    }
-    struct lws_vhost *vh = lws_get_vhost_by_name(h->ctx, "default");
-    int port = vh ? lws_get_vhost_listen_port(vh) : -1;
-    if (port <= 0) {
-        st = km_err_set(err, KM_EIO, "http server: no listening port on %s:%d",
-                        h->bind[0] ? h->bind : "*", opts->port);
-        goto out;
-    }
-    h->port = port;
     int rc = pthread_create(&h->thread, NULL, serve, h);
     if (rc != 0) {
         st = km_err_set(err, KM_EIO, "http server: thread: %s", strerror(rc));
@@ -276,8 +148,7 @@ km_status km_http_start(const km_http_opts *opts, km_http **out, km_err *err)
     }
 out:
     if (st != KM_OK) {
-        if (h->ctx)
-            lws_context_destroy(h->ctx);
+        km_httpd_free(h->d);
         free(h);
         return st;
     }
@@ -297,9 +168,9 @@ void km_http_stop(km_http *h)
     if (!h)
         return;
     atomic_store(&h->stop, 1);
-    lws_cancel_service(h->ctx);
+    km_httpd_wake(h->d);
     pthread_join(h->thread, NULL);
-    lws_context_destroy(h->ctx);
+    km_httpd_free(h->d);
     free(h);
 }
 

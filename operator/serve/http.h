@@ -2,7 +2,7 @@
  * (this file: /healthz, /readyz, /metrics), metrics.h (a Prometheus registry), families.h
  * (kubemend's metric families), lease.h (leader election on a Lease).
  *
- * The operator's health and metrics HTTP server (libwebsockets, own service thread).
+ * The operator's health and metrics HTTP server (httpd.h: a bounded poll() server, own thread).
  *
  *   GET /healthz  200 "ok" while the live callback says so (no callback: while this server's
  *                 thread answers); 503 "unhealthy: <reason>" otherwise
@@ -11,9 +11,14 @@
  *   GET /metrics  the registry's text exposition (404 when no registry was given)
  *   anything else 404 "404 page not found"; other methods on the three paths 405.
  *
- * Plain HTTP/1.1 (no TLS), keep-alive allowed.  The callbacks run on the server thread and must
- * be thread-safe and quick.  km_http_start binds before returning, so the port is known (port 0
- * picks a free one: read it with km_http_port). */
+ * Plain HTTP/1.1 (no TLS), keep-alive allowed.  Bounded against abusive clients (httpd.h): at
+ * most RLIMIT_NOFILE/8 connections (4..128; a new one at the cap closes the connection waiting
+ * longest for its request, so probes are answered while idle connections pile up, and most
+ * descriptors stay for the API client), request heads of at most 8 KiB (431 beyond) complete
+ * within 5 s, responses read within 10 s, request bodies never read (any method but GET, or a
+ * request with a body, is answered and the connection closed).  The callbacks run on the server
+ * thread and must be thread-safe and quick.  km_http_start binds before returning, so the port is
+ * known (port 0 picks a free one: read it with km_http_port). */
 #ifndef KM_HTTP_H
 #define KM_HTTP_H
 

@@ -14,6 +14,7 @@
 #include "watch/watcher.h"
 
 #define REPORTED_MAX 10000
+#define ADDRS_MAX_AGE_S 30.0 /* the Nodes' addresses are listed again when older */
 
 struct km_csr_approver {
     km_kube *kube; /* clone; used on the watcher thread only */
@@ -22,6 +23,8 @@ struct km_csr_approver {
     km_csr_hooks hooks;
     km_csr_decider h;
     km_strmap *reported; /* names of CSRs reported as left pending (bounded) */
+    km_csr_addrs *addrs; /* the Nodes' addresses (watcher thread), listed at addrs_at */
+    double addrs_at;
     atomic_int stop;
     int has_end;
     time_t ends;
@@ -39,6 +42,27 @@ static void approver_event(void *user, const char *type, const char *reason, con
         a->hooks.event(type, reason, message, a->hooks.user);
 }
 
+/* Watcher thread: lists the Nodes' addresses again when the index is older than
+ * ADDRS_MAX_AGE_S (a failed list keeps the old index, logged). */
+static void refresh_addrs(km_csr_approver *a)
+{
+    if (a->addrs && km_clock_mono() - a->addrs_at < ADDRS_MAX_AGE_S)
+        return;
+    km_csr_addrs *fresh = NULL;
+    km_err e;
+    km_err_clear(&e);
+    if (km_csr_addrs_list(a->kube, &fresh, &e) != KM_OK) {
+        char buf[768];
+        km_log_warn("csr approver: cannot list the nodes' addresses", "error",
+                    km_err_str(&e, buf, sizeof(buf)));
+        return;
+    }
+    km_csr_addrs_free(a->addrs);
+    a->addrs = fresh;
+    a->addrs_at = km_clock_mono();
+    a->h.addrs = fresh;
+}
+
 /* Watcher thread: one watch event. */
 static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
 {
@@ -54,6 +78,7 @@ static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
     km_csr_result r;
     km_err e;
     km_err_clear(&e);
+    refresh_addrs(a);
     if (km_csr_decide(&a->h, obj, &r, &e) != KM_OK) {
         char buf[768];
         km_log_warn("csr approver: decision not written", "csr", r.name, "error",
@@ -177,6 +202,7 @@ void km_csr_approver_free(km_csr_approver *a)
     km_watcher_free(a->w);
     km_kube_free(a->kube);
     km_strmap_free(a->reported);
+    km_csr_addrs_free(a->addrs);
     km_csr_policy_free(a->policy);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);

@@ -11,6 +11,7 @@
 #include "operator/base/log.h"
 #include "operator/base/strmap.h"
 #include "reconcilers/csr/decide.h"
+#include "reconcilers/csr/verify.h"
 
 #define NODE_PAGE 500
 
@@ -95,11 +96,10 @@ typedef struct node_list {
     km_strmap *nodes; /* node name -> Node (cJSON), the wanted ones found by the list */
     long unfound;     /* CSRs whose Node the list has not shown yet */
     long pages;
-    int stopped; /* the list was ended early on purpose */
+    km_csr_addrs *addrs; /* every Node's addresses */
 } node_list;
 
-/* Keeps the wanted Nodes of a page.  Ends the list (KM_ECANCELED with nl->stopped) as soon as
- * the pages still to come would cost more than GETting the Nodes not found yet. */
+/* Keeps the wanted Nodes of a page and indexes every Node's addresses. */
 static km_status node_page(const km_kube_page *page, void *user)
 {
     node_list *nl = user;
@@ -109,6 +109,8 @@ static km_status node_page(const km_kube_page *page, void *user)
     {
         const char *name = KM_JSON_STR(it, "metadata", "name");
         uintptr_t w = name ? (uintptr_t)km_strmap_get(nl->want, name) : 0;
+        if (km_csr_addrs_add_node(nl->addrs, it, NULL) != KM_OK)
+            return KM_ENOMEM;
         if (!w || km_strmap_has(nl->nodes, name))
             continue;
         cJSON *copy = cJSON_Duplicate(it, 1);
@@ -117,11 +119,6 @@ static km_status node_page(const km_kube_page *page, void *user)
             return KM_ENOMEM;
         }
         nl->unfound -= (long)w;
-    }
-    long left = page->remaining >= 0 ? (page->remaining + NODE_PAGE - 1) / NODE_PAGE : nl->pages;
-    if (page->remaining != 0 && (nl->unfound <= 0 || left >= nl->unfound)) {
-        nl->stopped = 1;
-        return KM_ECANCELED;
     }
     return KM_OK;
 }
@@ -142,18 +139,21 @@ static void nodes_free(km_strmap *nodes)
     km_strmap_free(nodes);
 }
 
-/* Lists the Nodes once (paged) when more pending CSRs need a Node than the list would take
- * pages, keeping only the Nodes they name (*out: name -> Node, caller frees with nodes_free;
- * NULL when not listed, so every CSR GETs its Node).  A refused list (API error) also leaves
- * *out NULL.  Fails on ENOMEM, transport errors and cancel. */
+/* Lists the Nodes once (paged) when a pending kubelet-serving CSR needs one, keeping the Nodes
+ * they name (*out: name -> Node, caller frees with nodes_free) and every Node's addresses
+ * (*addrs, caller frees with km_csr_addrs_free: a SAN another Node reports is denied).  Both
+ * NULL when not listed; a refused list (API error) also leaves them NULL (every CSR then GETs its
+ * Node, and the another-Node checks are not made: logged).  Fails on ENOMEM, transport errors
+ * and cancel. */
 static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON *todo,
-                            km_strmap **out, km_err *err)
+                            km_strmap **out, km_csr_addrs **addrs, km_err *err)
 {
     km_status st = KM_ENOMEM;
     node_list nl = {.want = km_strmap_new(), .nodes = km_strmap_new()};
     const cJSON *csr;
     *out = NULL;
-    if (!nl.want || !nl.nodes) {
+    *addrs = NULL;
+    if (!nl.want || !nl.nodes || km_csr_addrs_new(&nl.addrs, NULL) != KM_OK) {
         km_err_set(err, st, "csr: out of memory");
         goto out;
     }
@@ -172,18 +172,17 @@ static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON
         nl.unfound++;
     }
     st = KM_OK;
-    if (nl.unfound <= 1) /* one GET at most: no cheaper than a list page */
+    if (nl.unfound == 0)
         goto out;
     km_err e;
     km_err_clear(&e);
     km_list_opts lo = {.limit = NODE_PAGE};
     st = km_kube_list(k, "/api/v1/nodes", &lo, node_page, &nl, NULL, &e);
-    if (st != KM_OK && nl.stopped)
-        st = KM_OK;
     if (st == KM_EAPI) {
         char buf[768];
-        km_log_warn("csr: cannot list nodes, reading them one by one", "error",
-                    km_err_str(&e, buf, sizeof(buf)));
+        km_log_warn("csr: cannot list nodes, reading them one by one; SANs of other nodes are "
+                    "not checked",
+                    "error", km_err_str(&e, buf, sizeof(buf)));
         st = KM_OK;
         goto out;
     }
@@ -195,9 +194,12 @@ static km_status list_nodes(km_kube *k, const km_csr_policy *policy, const cJSON
     }
     *out = nl.nodes;
     nl.nodes = NULL;
+    *addrs = nl.addrs;
+    nl.addrs = NULL;
 out:
     km_strmap_free(nl.want);
     nodes_free(nl.nodes);
+    km_csr_addrs_free(nl.addrs);
     return st;
 }
 
@@ -246,6 +248,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
     km_status st;
     km_csr_policy *policy = NULL;
     km_strmap *nodes = NULL;
+    km_csr_addrs *addrs = NULL;
     step_state s = {.ctx = ctx, .todo = cJSON_CreateArray()};
     long n[KM_CSR_PENDING + 1] = {0};
     if (!s.todo)
@@ -257,7 +260,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
         km_err_prefix(err, "list certificatesigningrequests");
         goto out;
     }
-    if ((st = list_nodes(ctx->kube, policy, s.todo, &nodes, err)) != KM_OK)
+    if ((st = list_nodes(ctx->kube, policy, s.todo, &nodes, &addrs, err)) != KM_OK)
         goto out;
     km_csr_decider h = {
         .kube = ctx->kube,
@@ -267,6 +270,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
         .nodes = nodes,
         .event = step_event,
         .user = ctx,
+        .addrs = addrs,
     };
     if ((st = decide_all(ctx, &h, s.todo, n, err)) != KM_OK)
         goto out;
@@ -282,6 +286,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
                        n[KM_CSR_DENIED], n[KM_CSR_PENDING], n[KM_CSR_IGNORED]);
 out:
     km_csr_policy_free(policy);
+    km_csr_addrs_free(addrs);
     nodes_free(nodes);
     cJSON_Delete(s.todo);
     return st;
@@ -294,4 +299,5 @@ const km_step_def km_csr_def = {
     .fail_reason = "CSRFailed",
     .fields = fields,
     .run = csr_step,
+    .verify = km_csr_verify,
 };

@@ -10,9 +10,10 @@
  * already carry an Approved/Denied condition are left alone, so a re-run or a second operator
  * never decides a CSR twice.
  * The Node a kubelet-serving CSR names: the step lists the Nodes once per pass (paged, keeping
- * only the named ones; ended early when the pages left would cost more than GETs) when more
- * than one CSR needs a Node, and GETs a Node the list did not show (created since, or no
- * node; also every Node when the list is refused).  The approver GETs the Node per CSR. */
+ * the named ones and every Node's addresses: a SAN another Node reports is denied,
+ * csrcheck.h) when a CSR needs a Node, and GETs a Node the list did not show (created since,
+ * or no node; also every Node when the list is refused).  The approver GETs the Node per CSR
+ * and lists the Nodes' addresses again when its index is older than 30 s. */
 #ifndef KM_CSR_H
 #define KM_CSR_H
 

@@ -18,6 +18,7 @@
 
 #include "operator/base/base64.h"
 #include "operator/base/json.h"
+#include "operator/base/strmap.h"
 
 #define NODE_PREFIX "system:node:"
 #define NODES_GROUP "system:nodes"
@@ -240,19 +241,58 @@ static void ia5_text(const ASN1_IA5STRING *a, char *buf, size_t n)
     buf[l] = '\0';
 }
 
-/* Non-zero when the node's status.addresses holds the IP in raw (4 or 16 bytes). */
-static int node_has_ip(const cJSON *node, const unsigned char *raw, int len)
+/* The node address types kubelets report (v1.NodeAddressType). */
+static const char *const ADDRESS_TYPES[] = {"InternalIP", "ExternalIP", "InternalDNS",
+                                            "ExternalDNS", "Hostname"};
+
+static int address_type_known(const char *type)
+{
+    for (size_t i = 0; type && i < sizeof(ADDRESS_TYPES) / sizeof(ADDRESS_TYPES[0]); i++)
+        if (strcmp(type, ADDRESS_TYPES[i]) == 0)
+            return 1;
+    return 0;
+}
+
+int km_csrcheck_ip_canon(const char *text, const unsigned char *raw, int len, unsigned char out[16])
+{
+    unsigned char b[16];
+    if (text) {
+        if (inet_pton(AF_INET, text, b) == 1) {
+            raw = b;
+            len = 4;
+        } else if (inet_pton(AF_INET6, text, b) == 1) {
+            raw = b;
+            len = 16;
+        } else {
+            return 0;
+        }
+    }
+    if (len == 16) {
+        memcpy(out, raw, 16);
+        return 1;
+    }
+    if (len != 4)
+        return 0;
+    memset(out, 0, 10); /* IPv4 as ::ffff:a.b.c.d, as Go's net.IP compares them */
+    out[10] = out[11] = 0xff;
+    memcpy(out + 12, raw, 4);
+    return 1;
+}
+
+/* Non-zero when the node's status.addresses (the kubelet's types; IP, or Hostname holding an
+ * IP literal as the kubelet's certificate manager turns it into an IP SAN) holds the address
+ * canon (km_csrcheck_ip_canon). */
+static int node_has_ip(const cJSON *node, const unsigned char canon[16])
 {
     const cJSON *a;
     cJSON_ArrayForEach(a, KM_JSON_AT(node, "status", "addresses"))
     {
         const char *addr = KM_JSON_STR(a, "address");
+        const char *type = KM_JSON_STR(a, "type");
         unsigned char buf[16];
-        if (!addr)
+        if (!addr || !address_type_known(type) || strstr(type, "DNS"))
             continue;
-        if (len == 4 && inet_pton(AF_INET, addr, buf) == 1 && memcmp(buf, raw, 4) == 0)
-            return 1;
-        if (len == 16 && inet_pton(AF_INET6, addr, buf) == 1 && memcmp(buf, raw, 16) == 0)
+        if (km_csrcheck_ip_canon(addr, NULL, 0, buf) && memcmp(buf, canon, 16) == 0)
             return 1;
     }
     return 0;
@@ -269,7 +309,7 @@ static int node_has_dns(const cJSON *node, const char *name)
             continue;
         if (strcmp(type, "Hostname") != 0 && strcmp(type, "InternalDNS") != 0 &&
             strcmp(type, "ExternalDNS") != 0)
-            continue;
+            continue; /* an IP never matches a DNS SAN */
         if (strcasecmp(addr, name) == 0)
             return 1;
     }
@@ -387,11 +427,33 @@ static int serving_san_types(const sans *s, km_csr_decision *out)
     return 1;
 }
 
-/* Every IP SAN is an address of the node, every DNS SAN one of its names or an allowed
- * pattern. */
-static int serving_sans_owned(const km_csr_policy *p, const sans *s, const cJSON *node,
-                              km_csr_decision *out)
+/* The address index key of an IP (canonical 16 bytes) or of a DNS name into key (n >= 40 for
+ * an IP; a DNS name is truncated to what fits). */
+static void key_ip(const unsigned char canon[16], char *key, size_t n)
 {
+    size_t o = (size_t)snprintf(key, n, "ip:");
+    for (int i = 0; i < 16 && o + 2 < n; i++, o += 2)
+        snprintf(key + o, n - o, "%02x", canon[i]);
+}
+
+static void key_dns(const char *name, char *key, size_t n)
+{
+    size_t o = (size_t)snprintf(key, n, "dns:");
+    for (size_t i = 0; name[i] && o + 1 < n; i++)
+        key[o++] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    key[o < n ? o : n - 1] = '\0';
+}
+
+/* A Node other than `node` among the owners of key in others (NULL = none). */
+static const char *other_owner(const km_csr_addrs *others, const char *key, const char *node,
+                               char *buf, size_t n);
+
+/* Every IP SAN is an address of the node, every DNS SAN one of its names or an allowed
+ * pattern; and none is an address of another Node (others, when given). */
+static int serving_sans_owned(const km_csr_policy *p, const sans *s, const cJSON *node,
+                              const km_csr_addrs *others, km_csr_decision *out)
+{
+    char key[300], other[256];
     for (int i = 0; i < sk_GENERAL_NAME_num(s->names); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(s->names, i);
         if (g->type != GEN_IPADD)
@@ -399,11 +461,16 @@ static int serving_sans_owned(const km_csr_policy *p, const sans *s, const cJSON
         const unsigned char *raw = ASN1_STRING_get0_data(g->d.iPAddress);
         int len = ASN1_STRING_length(g->d.iPAddress);
         char txt[INET6_ADDRSTRLEN] = "<invalid>";
+        unsigned char canon[16];
         if (len == 4 || len == 16)
             inet_ntop(len == 4 ? AF_INET : AF_INET6, raw, txt, sizeof(txt));
-        if ((len != 4 && len != 16) || !node_has_ip(node, raw, len))
+        if (!km_csrcheck_ip_canon(NULL, raw, len, canon) || !node_has_ip(node, canon))
             return deny(out, "ipAddressNotOwned", "IP SAN %s is not an address of node %s", txt,
                         out->node);
+        key_ip(canon, key, sizeof(key));
+        if (other_owner(others, key, out->node, other, sizeof(other)))
+            return deny(out, "ipAddressOfOtherNode", "IP SAN %s is also an address of node %s", txt,
+                        other);
     }
     for (int i = 0; i < sk_GENERAL_NAME_num(s->names); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(s->names, i);
@@ -415,12 +482,16 @@ static int serving_sans_owned(const km_csr_policy *p, const sans *s, const cJSON
             return deny(out, "dnsNameNotOwned",
                         "DNS SAN %s is neither an address of node %s nor an allowed pattern", name,
                         out->node);
+        key_dns(name, key, sizeof(key));
+        if (other_owner(others, key, out->node, other, sizeof(other)))
+            return deny(out, "dnsNameOfOtherNode", "DNS SAN %s is also an address of node %s", name,
+                        other);
     }
     return 1;
 }
 
 static int decide_serving(const km_csr_policy *p, const cJSON *csr, const cJSON *node,
-                          km_csr_decision *out)
+                          const km_csr_addrs *others, km_csr_decision *out)
 {
     const char *user = KM_JSON_STR(csr, "spec", "username");
     if (!out->node[0])
@@ -442,7 +513,7 @@ static int decide_serving(const km_csr_policy *p, const cJSON *csr, const cJSON 
     }
     if (ok && !node)
         ok = deny(out, "nodeNotFound", "node %s does not exist", out->node);
-    ok = ok && serving_sans_owned(p, &s, node, out);
+    ok = ok && serving_sans_owned(p, &s, node, others, out);
     GENERAL_NAMES_free(s.names);
     X509_REQ_free(req);
     return ok;
@@ -506,6 +577,12 @@ out:
 void km_csrcheck_decide(const km_csr_policy *p, const cJSON *csr, const cJSON *node,
                         km_csr_decision *out)
 {
+    km_csrcheck_decide_among(p, csr, node, NULL, out);
+}
+
+void km_csrcheck_decide_among(const km_csr_policy *p, const cJSON *csr, const cJSON *node,
+                              const km_csr_addrs *others, km_csr_decision *out)
+{
     memset(out, 0, sizeof(*out));
     const char *signer = KM_JSON_STR(csr, "spec", "signerName");
     km_csrcheck_node_name(csr, out->node, sizeof(out->node));
@@ -515,7 +592,7 @@ void km_csrcheck_decide(const km_csr_policy *p, const cJSON *csr, const cJSON *n
                  signer ? signer : "<none>");
         return;
     }
-    int ok = strcmp(signer, KM_CSR_SIGNER_SERVING) == 0 ? decide_serving(p, csr, node, out)
+    int ok = strcmp(signer, KM_CSR_SIGNER_SERVING) == 0 ? decide_serving(p, csr, node, others, out)
                                                         : decide_client(p, csr, out);
     if (ok) {
         out->verdict = KM_CSR_APPROVE;
@@ -523,4 +600,106 @@ void km_csrcheck_decide(const km_csr_policy *p, const cJSON *csr, const cJSON *n
         snprintf(out->message, sizeof(out->message), "all checks passed for %.64s of node %.255s",
                  signer, out->node);
     }
+}
+
+/* ---- the address index of the Nodes ------------------------------------------------------ */
+
+struct km_csr_addrs {
+    km_strmap *owners; /* address key -> "name[,name...]" (malloc'ed) */
+};
+
+km_status km_csr_addrs_new(km_csr_addrs **out, km_err *err)
+{
+    km_csr_addrs *a = calloc(1, sizeof(*a));
+    if (!a || !(a->owners = km_strmap_new())) {
+        free(a);
+        return km_err_set(err, KM_ENOMEM, "csr: out of memory");
+    }
+    *out = a;
+    return KM_OK;
+}
+
+static int free_val(const char *key, void *val, void *user)
+{
+    (void)key;
+    (void)user;
+    free(val);
+    return 0;
+}
+
+void km_csr_addrs_free(km_csr_addrs *a)
+{
+    if (!a)
+        return;
+    km_strmap_each(a->owners, free_val, NULL);
+    km_strmap_free(a->owners);
+    free(a);
+}
+
+size_t km_csr_addrs_len(const km_csr_addrs *a)
+{
+    return a ? km_strmap_len(a->owners) : 0;
+}
+
+/* Adds name to the owners of key (once). */
+static km_status own(km_csr_addrs *a, const char *key, const char *name)
+{
+    char *had = km_strmap_get(a->owners, key);
+    size_t nl = strlen(name);
+    for (const char *p = had; p && *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 1 : 0))
+        if (strncmp(p, name, nl) == 0 && (p[nl] == ',' || p[nl] == '\0'))
+            return KM_OK;
+    size_t n = (had ? strlen(had) + 1 : 0) + nl + 1;
+    char *v = malloc(n);
+    if (!v)
+        return KM_ENOMEM;
+    snprintf(v, n, "%s%s%s", had ? had : "", had ? "," : "", name);
+    if (km_strmap_put(a->owners, key, v, NULL) != KM_OK) {
+        free(v);
+        return KM_ENOMEM;
+    }
+    free(had);
+    return KM_OK;
+}
+
+km_status km_csr_addrs_add_node(km_csr_addrs *a, const cJSON *node, km_err *err)
+{
+    const char *name = KM_JSON_STR(node, "metadata", "name");
+    const cJSON *it;
+    if (!name)
+        return KM_OK;
+    cJSON_ArrayForEach(it, KM_JSON_AT(node, "status", "addresses"))
+    {
+        const char *type = KM_JSON_STR(it, "type");
+        const char *addr = KM_JSON_STR(it, "address");
+        unsigned char canon[16];
+        char key[300];
+        if (!addr || !address_type_known(type))
+            continue;
+        if (!strstr(type, "DNS") && km_csrcheck_ip_canon(addr, NULL, 0, canon))
+            key_ip(canon, key, sizeof(key));
+        else if (strstr(type, "DNS") || strcmp(type, "Hostname") == 0)
+            key_dns(addr, key, sizeof(key));
+        else
+            continue; /* an InternalIP/ExternalIP that is no IP */
+        if (own(a, key, name) != KM_OK)
+            return km_err_set(err, KM_ENOMEM, "csr: out of memory");
+    }
+    return KM_OK;
+}
+
+static const char *other_owner(const km_csr_addrs *others, const char *key, const char *node,
+                               char *buf, size_t n)
+{
+    const char *v = others ? km_strmap_get(others->owners, key) : NULL;
+    size_t nl = strlen(node);
+    while (v && *v) {
+        size_t l = strcspn(v, ",");
+        if (!(l == nl && strncmp(v, node, nl) == 0)) {
+            snprintf(buf, n, "%.*s", (int)l, v);
+            return buf;
+        }
+        v += l + (v[l] ? 1 : 0);
+    }
+    return NULL;
 }

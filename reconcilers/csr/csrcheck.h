@@ -19,9 +19,17 @@
  *   otherSANPresent         no SANs of other types (otherName, directoryName, ...)
  *   noSANs                  at least one DNS or IP SAN
  *   nodeNotFound            the Node <name> exists
- *   ipAddressNotOwned       every IP SAN is one of the Node's status.addresses
+ *   ipAddressNotOwned       every IP SAN is one of the Node's InternalIP/ExternalIP addresses or
+ *                           a Hostname holding an IP literal (the kubelet makes those IP SANs),
+ *                           compared as parsed values (::1 = 0:0::1; 10.0.0.1 = ::ffff:10.0.0.1)
+ *   ipAddressOfOtherNode    (with an address index) no IP SAN is an address of another Node
  *   dnsNameNotOwned         every DNS SAN is one of the Node's Hostname/InternalDNS/ExternalDNS
  *                           addresses (case-insensitive) or fully matches an allowed pattern
+ *   dnsNameOfOtherNode      (with an address index) no DNS SAN is an address of another Node
+ *                           (a node may report any address in its own status: a SAN another
+ *                           Node also reports would let it serve as that node)
+ * Address types other than the five kubelets report (InternalIP, ExternalIP, InternalDNS,
+ * ExternalDNS, Hostname) are ignored.
  *
  * kubernetes.io/kube-apiserver-client-kubelet (only with approve_kubelet_client; otherwise
  * Ignore) — the checks of kube-controller-manager's own approver (sarapprove.go isNodeClientCert)
@@ -87,6 +95,34 @@ int km_csrcheck_is_decided(const cJSON *csr);
  * p.  Always fills *out; cannot fail (malformed input is a Deny with its check name). */
 void km_csrcheck_decide(const km_csr_policy *p, const cJSON *csr, const cJSON *node,
                         km_csr_decision *out);
+
+/* The Nodes' addresses: address -> the Nodes reporting it (IPs by parsed value, DNS names
+ * case-insensitive).  Opaque; built by one thread, then read-only (thread-safe to read). */
+typedef struct km_csr_addrs km_csr_addrs;
+
+/* An empty index; caller frees *out with km_csr_addrs_free.  Failure: KM_ENOMEM (*out
+ * untouched). */
+km_status km_csr_addrs_new(km_csr_addrs **out, km_err *err);
+
+/* Frees the index.  Accepts NULL. */
+void km_csr_addrs_free(km_csr_addrs *a);
+
+/* Indexes the status.addresses of node (borrowed; the five kubelet types only).  Failure:
+ * KM_ENOMEM (the index keeps what was added). */
+km_status km_csr_addrs_add_node(km_csr_addrs *a, const cJSON *node, km_err *err);
+
+/* Number of distinct addresses indexed (0 for NULL). */
+size_t km_csr_addrs_len(const km_csr_addrs *a);
+
+/* km_csrcheck_decide, and with others (may be NULL: not checked) a kubelet-serving CSR whose
+ * SAN another Node of the index reports is denied (ipAddressOfOtherNode/dnsNameOfOtherNode). */
+void km_csrcheck_decide_among(const km_csr_policy *p, const cJSON *csr, const cJSON *node,
+                              const km_csr_addrs *others, km_csr_decision *out);
+
+/* An IP address as 16 bytes (IPv4 as ::ffff:a.b.c.d): from text (not NULL), else from raw (len 4
+ * or 16 bytes, as in an IP SAN).  Returns 1, or 0 when it is no IP (out untouched). */
+int km_csrcheck_ip_canon(const char *text, const unsigned char *raw, int len,
+                         unsigned char out[16]);
 
 /* "Approve", "Deny" or "Ignore". */
 const char *km_csr_verdict_str(km_csr_verdict v);

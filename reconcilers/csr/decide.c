@@ -26,6 +26,34 @@ static km_status get_node(km_kube *k, const char *name, cJSON **out, km_err *err
     return st;
 }
 
+static km_status addrs_page(const km_kube_page *page, void *user)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        km_status st = km_csr_addrs_add_node(user, it, NULL);
+        if (st != KM_OK)
+            return st;
+    }
+    return KM_OK;
+}
+
+km_status km_csr_addrs_list(km_kube *kube, km_csr_addrs **out, km_err *err)
+{
+    km_csr_addrs *a = NULL;
+    km_list_opts lo = {.limit = 500};
+    km_status st = km_csr_addrs_new(&a, err);
+    if (st == KM_OK &&
+        (st = km_kube_list(kube, "/api/v1/nodes", &lo, addrs_page, a, NULL, err)) != KM_OK)
+        km_err_prefix(err, "list nodes (their addresses)");
+    if (st == KM_OK) {
+        *out = a;
+        a = NULL;
+    }
+    km_csr_addrs_free(a);
+    return st;
+}
+
 /* Adds {type, status True, reason, message, lastUpdateTime} to body's status.conditions. */
 static km_status add_condition(cJSON *body, const char *type, const char *reason,
                                const char *message)
@@ -100,7 +128,7 @@ static km_status decide_once(const km_csr_decider *h, const cJSON *csr, km_csr_r
         if (!listed && (st = get_node(h->kube, node_name, &node, err)) != KM_OK)
             return st;
     }
-    km_csrcheck_decide(h->policy, csr, listed ? listed : node, &r->d);
+    km_csrcheck_decide_among(h->policy, csr, listed ? listed : node, h->addrs, &r->d);
     cJSON_Delete(node);
     int approve = r->d.verdict == KM_CSR_APPROVE;
     r->reason = approve ? "allChecksPassed" : r->d.check;

@@ -49,7 +49,15 @@ typedef struct km_csr_decider {
     /* An Event to record ("Normal"/"Warning", CamelCase reason); may be NULL. */
     void (*event)(void *user, const char *type, const char *reason, const char *message);
     void *user;
+    /* appended */
+    /* The Nodes' addresses (csrcheck.h), for the "address of another Node" checks of
+     * kubelet-serving CSRs; borrowed; NULL = those checks are not made. */
+    const km_csr_addrs *addrs;
 } km_csr_decider;
+
+/* Lists the Nodes (paged) into a new address index (caller frees *out with
+ * km_csr_addrs_free).  Failure: the list's error or KM_ENOMEM; *out untouched. */
+km_status km_csr_addrs_list(km_kube *kube, km_csr_addrs **out, km_err *err);
 
 /* Decides csr (borrowed) and acts on it (see the file comment); *r is always filled.  Failure:
  * a GET/PUT error (r->out is then KM_CSR_SKIPPED), nothing reported. */

@@ -100,7 +100,7 @@ static void add_current(km_buf *b, const char *pem, const char *source)
     km_pem_free(t);
 }
 
-static km_status load_current(run *r, km_err *err)
+km_status km_extauth_current(km_step_ctx *ctx, km_pem_bundle **out, km_err *err)
 {
     char path[256];
     km_kube_path(path, sizeof(path), NULL, "v1", KM_EXTAUTH_NAMESPACE, "configmaps",
@@ -108,7 +108,7 @@ static km_status load_current(run *r, km_err *err)
     cJSON *cm = NULL;
     km_err e;
     km_err_clear(&e);
-    km_status st = km_kube_get(r->ctx->kube, path, &cm, &e);
+    km_status st = km_kube_get(ctx->kube, path, &cm, &e);
     if (st != KM_OK && st != KM_EAPI) {
         if (err)
             *err = e;
@@ -121,11 +121,16 @@ static km_status load_current(run *r, km_err *err)
     km_buf b;
     km_buf_init(&b, 0);
     add_current(&b, KM_JSON_STR(cm, "data", "ca.crt"), "kube-root-ca.crt");
-    add_current(&b, r->ctx->current_ca_pem, "operator CA");
+    add_current(&b, ctx->current_ca_pem, "operator CA");
     cJSON_Delete(cm);
-    st = km_pem_parse(km_buf_str(&b), b.len, &r->current, err);
+    st = km_pem_parse(km_buf_str(&b), b.len, out, err);
     km_buf_cleanup(&b);
     return st;
+}
+
+static km_status load_current(run *r, km_err *err)
+{
+    return km_extauth_current(r->ctx, &r->current, err);
 }
 
 /* Fingerprints removed by earlier runs (status.removed), unless they came from a dry run. */
@@ -618,4 +623,5 @@ const km_step_def km_extauth_def = {
     .fail_reason = "ExtensionAuthFailed",
     .fields = fields,
     .run = extauth_step,
+    .verify = km_extauth_verify,
 };

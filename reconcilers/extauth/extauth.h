@@ -34,6 +34,7 @@
 #define KM_EXTAUTH_H
 
 #include "operator/base/err.h"
+#include "reconcilers/extauth/pem.h"
 #include "reconcilers/step/step.h"
 
 #define KM_EXTAUTH_NAMESPACE "kube-system"
@@ -45,5 +46,17 @@
  * KM_ECANCELED when cancelled; API/transport errors otherwise (nothing half-written: the PUT
  * is the only change besides the backup). */
 extern const km_step_def km_extauth_def;
+
+/* The cluster's current CA(s): data["ca.crt"] of kube-system/kube-root-ca.crt (absent before
+ * 1.20) plus ctx->current_ca_pem.  *out (caller frees with km_pem_free) may hold no certificate.
+ * Failure: a transport error reading the ConfigMap (an API error only means "absent"),
+ * KM_ENOMEM; *out untouched. */
+km_status km_extauth_current(km_step_ctx *ctx, km_pem_bundle **out, km_err *err);
+
+/* The step's verify hook (step.h): re-reads the ConfigMap and applies the step's rules (pem.h)
+ * with only spec.pinnedFingerprints pinned — so an old CA added back after the cleanup counts.
+ * Left: every certificate the rules would remove (key, subject, fingerprint prefix) and a bundle
+ * that is not PEM.  A missing ConfigMap holds no old CA (True).  Failure: the read's error. */
+km_status km_extauth_verify(km_step_ctx *ctx, km_err *err);
 
 #endif

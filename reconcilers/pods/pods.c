@@ -12,6 +12,7 @@
 #include "reconcilers/pods/owners.h"
 #include "reconcilers/pods/podsel.h"
 #include "reconcilers/pods/restart.h"
+#include "reconcilers/pods/verify.h"
 
 static km_status oom(km_err *err)
 {
@@ -364,4 +365,5 @@ const km_step_def km_pods_def = {
     .check = check_spec,
     .run = pods_step,
     .last = pods_last,
+    .verify = km_pods_verify,
 };

@@ -10,8 +10,11 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "operator/cmd/manager.h"
+#include "reconcilers/nodes/nodes.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/spec.h"
+#include "reconcilers/recovery/verify.h"
+#include "reconcilers/step/conditions.h"
 
 typedef struct once {
     km_job_opts o;
@@ -100,6 +103,51 @@ static void keep_window(once *j, km_recovery *r, const km_runtime *rt)
         km_clock_sleep(next, rt->stop);
 }
 
+/* The exit code of a run whose steps succeeded: 0 when the Verified condition is True (or in a
+ * dry run, which changes nothing to verify), else KM_EXIT_NOT_VERIFIED with what is left on
+ * stderr. */
+static int verified(const once *j, const cJSON *res)
+{
+    const cJSON *c = km_cond_get(KM_JSON_AT(res, "status"), KM_COND_VERIFIED);
+    const char *s = KM_JSON_STR(c, "status"), *m = KM_JSON_STR(c, "message");
+    if (s && strcmp(s, "True") == 0)
+        return 0;
+    if (j->o.dry_run || KM_JSON_BOOL(j->obj, 0, "spec", "dryRun")) {
+        fprintf(stderr, "kubemend run: dry run: left to heal: %s\n", m ? m : "not verified");
+        return 0;
+    }
+    fprintf(stderr, "kubemend run: not verified (%s): %s\n", s ? s : "Unknown",
+            m ? m : "no Verified condition");
+    return KM_EXIT_NOT_VERIFIED;
+}
+
+/* The nodes step listed NotReady nodes (status.nodes.notReady): the approval window stays open
+ * until every one of them is Ready or the window ends (spec.csr.windowSeconds), checked every
+ * 5 s, or a signal arrives. */
+static void wait_nodes(once *j, km_recovery *r, const km_runtime *rt)
+{
+    cJSON *listed =
+        cJSON_Duplicate(KM_JSON_AT(km_recovery_object(r), "status", "nodes", "notReady"), 1);
+    const char *name = KM_JSON_STR(j->obj, "metadata", "name");
+    double next = 0;
+    long left = cJSON_GetArraySize(listed);
+    char names[400] = "";
+    if (left > 0 && km_recovery_window_open(r))
+        fprintf(stderr, "[%s] csr: approval window open until the %ld NotReady node(s) are Ready\n",
+                name, left);
+    while (left > 0 && !atomic_load(rt->stop) && km_recovery_window_open(r) &&
+           km_recovery_window_tick(r, &next, NULL) == KM_OK && next >= 0) {
+        km_err e;
+        if (km_nodes_waiting(rt->kube, listed, &left, names, sizeof(names), &e) == KM_OK &&
+            left == 0)
+            break;
+        km_clock_sleep(next < 5 ? next : 5, rt->stop);
+    }
+    if (left > 0 && names[0])
+        fprintf(stderr, "[%s] csr: approval window closed; still NotReady: %s\n", name, names);
+    cJSON_Delete(listed);
+}
+
 /* Prints the final status (JSON or a summary); the exit code from it. */
 static int report(const once *j, km_recovery *r, km_status st, const km_err *e)
 {
@@ -118,7 +166,9 @@ static int report(const once *j, km_recovery *r, km_status st, const km_err *e)
         return KM_EXIT_FAILED;
     }
     const char *phase = KM_JSON_STR(res, "status", "phase");
-    return phase && strcmp(phase, KM_PHASE_SUCCEEDED) == 0 ? 0 : KM_EXIT_FAILED;
+    if (!phase || strcmp(phase, KM_PHASE_SUCCEEDED) != 0)
+        return KM_EXIT_FAILED;
+    return verified(j, res);
 }
 
 static int once_run(void *self, const km_runtime *rt)
@@ -152,6 +202,8 @@ static int once_run(void *self, const km_runtime *rt)
     km_status st = km_recovery_run(r, &e);
     if (st == KM_OK && j->o.csr_window > 0)
         keep_window(j, r, rt);
+    else if (st == KM_OK)
+        wait_nodes(j, r, rt);
     km_recovery_window_close(r, NULL);
     int rc = report(j, r, st, &e);
     pthread_mutex_lock(&j->mu);

@@ -46,4 +46,14 @@ km_status km_rebuild_choose(const char *client_ca, const char *root_ca, const ch
  * *out untouched. */
 km_status km_rebuild_derive(km_kube *kube, const char *own_ca, km_rebuild *out, km_err *err);
 
+/* The current cluster CA itself: the certificate km_rebuild_choose picks, as its PEM block
+ * (ending in one newline) into *pem (malloc'ed, caller frees).  Pure.  Failure as
+ * km_rebuild_choose; *pem untouched. */
+km_status km_rebuild_choose_ca(const char *client_ca, const char *root_ca, const char *own_ca,
+                               char **pem, km_err *err);
+
+/* km_rebuild_derive's reads and km_rebuild_choose_ca: the current cluster CA (what
+ * kube-public/cluster-info must hold).  Failure as km_rebuild_derive; *pem untouched. */
+km_status km_rebuild_current_ca(km_kube *kube, const char *own_ca, char **pem, km_err *err);
+
 #endif

@@ -17,6 +17,7 @@
 #include "reconcilers/recovery/persist.h"
 #include "reconcilers/recovery/rebuild.h"
 #include "reconcilers/recovery/spec.h"
+#include "reconcilers/recovery/verify.h"
 #include "reconcilers/step/conditions.h"
 #include "reconcilers/step/step.h"
 
@@ -358,6 +359,12 @@ static int step_disabled(km_recovery *r, const km_step_def *def, int step)
     return 1;
 }
 
+/* km_step_ctx.cluster_ca: the current cluster CA as rebuild.h chooses it. */
+static km_status ctx_cluster_ca(km_step_ctx *ctx, char **pem, km_err *err)
+{
+    return km_rebuild_current_ca(ctx->kube, ctx->current_ca_pem, pem, err);
+}
+
 /* Fills the context of step def (the rebuild time settled if it is not yet).  KM_ENOMEM. */
 static km_status step_begin_ctx(km_recovery *r, const km_step_def *def, km_step_ctx *ctx)
 {
@@ -376,6 +383,7 @@ static km_status step_begin_ctx(km_recovery *r, const km_step_def *def, km_step_
     ctx->event = ctx_event;
     ctx->progress = ctx_progress;
     ctx->count = ctx_count;
+    ctx->cluster_ca = ctx_cluster_ca;
     ctx->user = r;
     if (km_clock_parse(KM_JSON_STR(status, "rebuild", "time"), &ctx->rebuilt_at) != KM_OK) {
         rebuild_settle(r); /* not derivable at the start: once more before each step */
@@ -574,6 +582,36 @@ static void run_last(km_recovery *r)
     }
 }
 
+/* The Verified condition (verify.h): every step's verify hook, after the final status was
+ * written; persisted.  Each hook only reads. */
+static void run_verify(km_recovery *r)
+{
+    km_verify v;
+    char msg[4096];
+    const char *cst, *reason;
+    memset(&v, 0, sizeof(v));
+    for (int step = 0; step < KM_STEP_COUNT; step++) {
+        const km_step_def *def = km_recovery_step_def(step);
+        km_step_ctx ctx;
+        km_err e;
+        km_err_clear(&e);
+        if (!def->verify)
+            continue;
+        r->cur_step = def->key;
+        km_status st = step_begin_ctx(r, def, &ctx) != KM_OK
+                           ? km_err_set(&e, KM_ENOMEM, "recovery: out of memory")
+                           : def->verify(&ctx, &e);
+        km_verify_add(&v, def->flag, st, ctx.cond_status, ctx.cond_message, &e);
+        r->cur_step = NULL;
+    }
+    km_verify_result(&v, &cst, &reason, msg, sizeof(msg));
+    set_cond(r, KM_COND_VERIFIED, cst, reason, msg);
+    record(r, strcmp(cst, "True") == 0 ? "Normal" : "Warning", reason, "%.1000s", msg);
+    km_log_info("recovery verified", "verified", cst, "reason", reason);
+    if (r->o.persist)
+        km_recovery_write_status(r->o.kube, r->path, r->obj, NULL);
+}
+
 /* Phase Succeeded, or Failed naming the first step that failed; persisted even after a cancel. */
 static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
 {
@@ -598,12 +636,15 @@ static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
         set_progress(r, NULL, msg);
         record(r, "Warning", "Failed", "recovery failed: step %s", def->key);
     }
+    set_cond(r, KM_COND_VERIFIED, "Unknown", "Verifying",
+             "checking from the server's answers that the cluster is healed");
     km_csr_window_flush(r->window, csr_status(r));
     if (r->o.persist) {
         km_status st = km_recovery_write_status(r->o.kube, r->path, r->obj, err);
         if (st != KM_OK)
             return st;
     }
+    run_verify(r);
     run_last(r);
     return KM_OK;
 }

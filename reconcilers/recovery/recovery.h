@@ -21,9 +21,12 @@
  *   its own status object.  Summary condition Succeeded: Unknown/Running, then True/Completed,
  *   or False/<Step>Failed when a step failed or finished False (the remaining steps still run
  *   after a step that finished False; a step that returned an error ends the run).
+ *   Condition Verified (reconcilers/recovery/verify.h): Unknown/Verifying in the final status
+ *   write, then every step's verify hook (read-only, from the server's answers) folded into
+ *   True/Healed, False/NotHealed (what is left) or Unknown/VerifyFailed, persisted.
  *   After completion nothing runs again, even when the spec changes later (observedGeneration
- *   stays the generation that ran), except each step's `last` hook, once, right after the final
- *   status was written (the pods step restarting kubemend's own Deployment).
+ *   stays the generation that ran), except each step's `last` hook, once, right after Verified
+ *   was written (the pods step restarting kubemend's own Deployment).
  *   status.rebuild {time, source} (or {error}): when the PKI was rebuilt (rebuild.h), settled at
  *   the start before any step runs — --rebuild-time, else spec.rebuildTime, else what an
  *   earlier attempt recorded, else derived from the cluster's CA (an Event says which); steps

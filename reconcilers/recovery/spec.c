@@ -10,19 +10,19 @@
 #include "operator/base/yamljson.h"
 #include "reconcilers/csr/csr.h"
 #include "reconcilers/extauth/extauth.h"
+#include "reconcilers/nodes/nodes.h"
 #include "reconcilers/pods/pods.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/tokens/tokens.h"
 
 /* The steps in the order they run. */
 static const km_step_def *const steps[KM_STEP_COUNT] = {
-    [KM_STEP_TOKENS] = &km_tokens_def,
-    [KM_STEP_EXTAUTH] = &km_extauth_def,
-    [KM_STEP_CSR] = &km_csr_def,
+    [KM_STEP_TOKENS] = &km_tokens_def, [KM_STEP_EXTAUTH] = &km_extauth_def,
+    [KM_STEP_CSR] = &km_csr_def,       [KM_STEP_NODES] = &km_nodes_def,
     [KM_STEP_PODS] = &km_pods_def,
 };
 
-#define STEP_FLAGS "tokens,extauth,csr,pods"
+#define STEP_FLAGS "tokens,extauth,csr,nodes,pods"
 
 const km_step_def *km_recovery_step_def(int step)
 {

@@ -15,6 +15,7 @@ typedef enum km_recovery_step {
     KM_STEP_TOKENS = 0,
     KM_STEP_EXTAUTH,
     KM_STEP_CSR,
+    KM_STEP_NODES,
     KM_STEP_PODS,
     KM_STEP_COUNT
 } km_recovery_step;
@@ -24,7 +25,8 @@ typedef enum km_recovery_step {
 /* The step table's entry of step (static); NULL for an invalid step. */
 const km_step_def *km_recovery_step_def(int step);
 
-/* The status/spec key of a step ("tokens", "extensionApiserverAuthentication", "csr", "pods");
+/* The status/spec key of a step ("tokens", "extensionApiserverAuthentication", "csr", "nodes",
+ * "pods");
  * NULL for an invalid step. */
 const char *km_recovery_step_key(int step);
 

@@ -61,6 +61,11 @@ struct km_step_ctx {
      * what "stale" is measured against.  0 = unknown (rebuild_note says why). */
     time_t rebuilt_at;
     const char *rebuild_note; /* where rebuilt_at came from, or why it is unknown; may be NULL */
+    /* The current cluster CA (reconcilers/recovery/rebuild.h: the certificate the rebuild time
+     * is read from), as one PEM block into *pem (malloc'ed, caller frees); reads the cluster
+     * each call.  May be NULL (then no CA is known).  Failure: the read's error, KM_ENOTFOUND
+     * when nothing tells; *pem untouched. */
+    km_status (*cluster_ca)(km_step_ctx *ctx, char **pem, km_err *err);
 };
 
 /* A step: KM_OK when it ran to its end (see cond_*); another status when it could not (the

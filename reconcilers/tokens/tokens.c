@@ -10,6 +10,7 @@
 #include "operator/base/log.h"
 #include "reconcilers/tokens/check.h"
 #include "reconcilers/tokens/heal.h"
+#include "reconcilers/tokens/verify.h"
 
 #define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
 #define LIST_MAX 50
@@ -575,4 +576,5 @@ const km_step_def km_tokens_def = {
     .fail_reason = "TokensFailed",
     .fields = fields,
     .run = tokens_step,
+    .verify = km_tokens_verify,
 };

@@ -143,10 +143,15 @@ def _token_secrets(c):
     return out
 
 
+def kubeconfig_ca(text):
+    """The CA (PEM) of a kubeconfig text's one cluster."""
+    kc = yaml.safe_load(text)
+    return base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+
+
 def cluster_info_ca(c):
     """The CA (PEM) in kube-public/cluster-info's kubeconfig."""
-    kc = yaml.safe_load(c.get("/api/v1/namespaces/kube-public/configmaps/cluster-info")["data"]["kubeconfig"])
-    return base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    return kubeconfig_ca(c.get("/api/v1/namespaces/kube-public/configmaps/cluster-info")["data"]["kubeconfig"])
 
 
 def snapshot(cp):

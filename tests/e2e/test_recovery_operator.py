@@ -9,7 +9,8 @@ One cluster per version (the apiserver audits every request of the kubemend-syst
      what the pod would run: `kubemend operator` with the Deployment's args, as the `kubemend` ServiceAccount (a
      TokenRequest token, `kubectl create token`) - the real authorizer enforces deploy/'s RBAC;
   3. recovery_checks.RecoveryChecks on the server's answers, the ClusterRecovery's status against them,
-     `kubectl get/describe crec`, and the audit log: every request of the operator authorized;
+     `kubectl get/describe crec`, and the audit log: every request of the operator authorized and, once it
+     stopped, deploy/'s RBAC exactly what it called (rbac.py); the optional metrics NetworkPolicy accepted;
   4. the CRD as that server serves it: invalid specs rejected by the server (CEL rules from 1.25 on) and by
      kubemend's own validation, and kubemend's defaults equal to the server's defaulting (server-side dry runs:
      nothing is stored).
@@ -22,6 +23,7 @@ import subprocess
 
 import pytest
 
+import rbac
 import scene as scene_mod
 from helpers import wait_for
 from recovery_checks import Healed, RecoveryChecks
@@ -135,7 +137,8 @@ class TestOperator(RecoveryChecks):
         assert st["phase"] == "Succeeded"
         conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
         assert conds["Succeeded"] == ("True", "Completed"), conds
-        assert set(conds) >= {"TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"}
+        assert set(conds) >= {"TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "NodesRejoinReady",
+                              "PodsRestarted"}
         assert all(status == "True" for status, _ in conds.values()), conds
         stale = {r for r, t in healed.desc["tokenSecrets"].items() if t["expect"] == "stale" and not t["deleting"]
                  and not t["missingUidAnnotation"]}
@@ -158,9 +161,9 @@ class TestOperator(RecoveryChecks):
 
     def test_get_crec_shows_the_printer_columns(self, healed):
         out = healed.cp.kubectl("get", "crec").stdout.splitlines()
-        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "AGE"], out
+        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "VERIFIED", "AGE"], out
         row = out[1].split()
-        assert row[:4] == [RECOVERY, "Succeeded", "done", "Completed"], out
+        assert row[:5] == [RECOVERY, "Succeeded", "done", "Completed", "True"], out
         wide = json.loads(healed.cp.kubectl("get", "crec", RECOVERY, "-o", "json").stdout)
         assert wide["status"]["progress"] == "done" and not wide["status"].get("currentStep")
 
@@ -180,7 +183,6 @@ class TestOperator(RecoveryChecks):
         assert {e["reason"] for e in listed} >= {"TokensRegenerated", "WorkloadRestarted", "CSRDenied", "Completed"}
         assert all(e["involvedObject"]["uid"] == crec(healed.cp)["metadata"]["uid"] for e in listed)
 
-    @pytest.mark.xfail(strict=True, reason="issue 12: no Verified condition yet")
     def test_verified_condition(self, healed):
         proc = healed.cp.kubectl("wait", "--for=condition=Verified", "crec/" + RECOVERY, "--timeout=5s",
                                  check=False)
@@ -190,6 +192,25 @@ class TestOperator(RecoveryChecks):
 def test_operator_stops_cleanly(install, healed):
     assert install.operator.stop() == 0, install.operator.text()[-3000:]
     assert "released lease" in install.operator.text()
+
+
+def test_rbac_is_least_privilege(install, healed):
+    """deploy/'s rules against the audit log of the whole run (tests/e2e/rbac.py): every call allowed by a rule of
+    deploy/, every rule exercised or listed in rbac.EXEMPT. Read once the operator stopped: a watch is audited when
+    it ends."""
+    install.operator.stop()
+    wait_for(lambda: any(e["verb"] == "watch" and (e.get("objectRef") or {}).get("resource") == "clusterrecoveries"
+                         for e in install.cp.audit_events(SA_USER)), 30, "the operator's watches in the audit log")
+    findings = rbac.check(rbac.load_objects(), install.cp.audit_events(SA_USER))
+    assert findings == [], "\n".join(findings)
+
+
+def test_optional_metrics_networkpolicy_accepted_by_the_server(install):
+    """deploy/optional/metrics-networkpolicy.yaml (not in the kustomization) is valid for this server."""
+    path = os.path.join(rbac.DEPLOY, "optional", "metrics-networkpolicy.yaml")
+    proc = install.cp.kubectl("apply", "--dry-run=server", "-f", path, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "networkpolicy.networking.k8s.io/kubemend-metrics created (server dry run)" in proc.stdout, proc.stdout
 
 
 # ---- 4. the CRD on this server -------------------------------------------------------------------------------

@@ -239,11 +239,10 @@ class TestRunOnce(RecoveryChecks):
     def test_run_reports_success(self, healed):
         assert "recovery completed" in healed.log and "level=error" not in healed.log, healed.log[-3000:]
         assert healed.stdout.startswith("ClusterRecovery run-once: Succeeded\n"), healed.stdout
-        for cond in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"):
+        for cond in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "NodesRejoinReady",
+                     "PodsRestarted"):
             assert re.search(r"^\s+%s\s+True\s" % cond, healed.stdout, re.M), (cond, healed.stdout)
 
-    @pytest.mark.xfail(strict=True, reason="issue 12: no Verified condition yet (run --once exits 0 only when "
-                       "the server's answers show the cluster healed)")
     def test_run_reports_verified(self, healed):
         assert re.search(r"^\s+Verified\s+True\s", healed.stdout, re.M), healed.stdout
 
@@ -262,3 +261,34 @@ def test_rerun_restarts_nothing(rerun):
     assert scene_mod.restarted(before, after) == set()
     b, a = ({k: p["uid"] for k, p in s["pods"].items()} for s in (before, after))
     assert a == b, {k: (b.get(k), a.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+
+
+# ---- 5. Verified says what is left -----------------------------------------------------------------------------
+
+CM = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+
+
+def test_an_old_ca_added_back_is_not_verified(healed, break_glass, rerun):
+    """The old CA written back into extension-apiserver-authentication after the recovery (the run's backup holds
+    it): a run whose steps all succeed (tokens only) is not verified, exits 3 and names the CA; put right again,
+    the same run exits 0."""
+    cp = healed.cp
+    healed_bundle = extauth(cp)["client-ca-file"]
+    backup = rerun[2]["backups"].get("extension-apiserver-authentication-backup-run-once") or {}
+    old = [p for p in pems(backup.get("client-ca-file", "")) if p not in pems(healed_bundle)]
+    assert old, "the backup holds no CA the recovery removed"
+    cmds, env, cwd = break_glass
+    cmd = cmds[1] + " --steps tokens"
+    try:
+        cp.client().patch(CM, {"data": {"client-ca-file": healed_bundle + old[0]}})
+        proc = scene_mod.run_command(cmd, env, cwd)
+        assert proc.returncode == 3, (proc.returncode, proc.stderr[-3000:])
+        assert proc.stdout.startswith("ClusterRecovery run-once: Succeeded\n"), proc.stdout
+        assert re.search(r"^\s+Verified\s+False\s+NotHealed\s", proc.stdout, re.M), proc.stdout
+        assert re.search(r"kubemend run: not verified \(False\): left: extauth: .*client-ca-file: superseded",
+                         proc.stderr), proc.stderr[-3000:]
+    finally:
+        cp.client().patch(CM, {"data": {"client-ca-file": healed_bundle}})
+    proc = scene_mod.run_command(cmd, env, cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^\s+Verified\s+True\s+Healed\s", proc.stdout, re.M), proc.stdout

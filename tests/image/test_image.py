@@ -179,6 +179,9 @@ def test_operator_in_container_heals_the_cluster(image, target, tmp_path):
             cp = target.kubectl("wait", "--for=condition=Succeeded", "crec/after-pki-rebuild",
                                 "--timeout=300s", check=False, timeout=330)
             assert cp.returncode == 0, cp.stdout + cp.stderr + logs()[-4000:]
+            cp = target.kubectl("wait", "--for=condition=Verified", "crec/after-pki-rebuild",
+                                "--timeout=120s", check=False, timeout=150)
+            assert cp.returncode == 0, cp.stdout + cp.stderr + logs()[-4000:]
 
             obj = json.loads(target.kubectl("get", "crec", "after-pki-rebuild", "-o", "json").stdout)
             st = obj["status"]

@@ -76,6 +76,11 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     assert cp.returncode == 0, cp.stderr[-3000:]
     status = json.loads(cp.stdout)
     assert status["phase"] == "Succeeded"
+    # Verified from the server's answers: nothing was healed, and it says what is left (exit 0: a dry run).
+    verified = kmop.cond({"status": status}, "Verified")
+    assert verified["status"] == "False" and verified["reason"] == "NotHealed", verified
+    assert "tokens: token Secrets not valid" in verified["message"], verified
+    assert "kubemend run: dry run: left to heal: left: tokens:" in cp.stderr
     # It computed the work ...
     assert status["tokens"]["stale"] > 0
     assert status["pods"]["restarted"] > 0
@@ -92,8 +97,10 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     status = json.loads(cp.stdout)
     assert status["phase"] == "Succeeded"
     conds = {c["type"]: c for c in status["conditions"]}
-    for t in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted"):
+    for t in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow", "PodsRestarted",
+              "Verified"):
         assert conds[t]["status"] == "True", conds[t]
+    assert conds["Verified"]["reason"] == "Healed", conds["Verified"]
     assert status["tokens"]["regenerated"] > 0
     assert "breakglass" in cp.stderr  # progress on the terminal
     w = kmop.writes(sim)
@@ -107,6 +114,29 @@ def test_dry_run_changes_nothing_then_real_run_heals(seed, tmp_path):
     assert again["tokens"].get("regenerated", 0) == 0
     conds = {c["type"]: c for c in again["conditions"]}
     assert conds["PodsRestarted"]["reason"] == "Disabled"
+    # every check runs, also for the steps not selected: the cluster is healed
+    assert conds["Verified"]["status"] == "True", conds["Verified"]
+
+
+def test_steps_left_out_are_not_verified_exit_3():
+    """Only the tokens step on a cluster just after the rebuild: the step succeeds, but the server's answers show
+    stale pods and pending kubelet CSRs of known Nodes: Verified False naming them, exit 3."""
+    with SimProcess(scenario="seed") as sim:
+        cp = kmop.run(["run", "--once", "--steps", "tokens", "-o", "json", "--kubeconfig", sim.kubeconfig])
+        assert cp.returncode == 3, cp.stderr[-3000:]
+        status = json.loads(cp.stdout)
+        assert status["phase"] == "Succeeded"
+        conds = {c["type"]: c for c in status["conditions"]}
+        assert conds["Succeeded"]["status"] == "True" and conds["TokensRegenerated"]["status"] == "True"
+        v = conds["Verified"]
+        assert v["status"] == "False" and v["reason"] == "NotHealed", v
+        left = v["message"]
+        assert left.startswith("left: "), left
+        assert "tokens:" not in left, left  # the tokens step healed its part
+        assert "extauth: kube-system/extension-apiserver-authentication still holds old or unexpected CAs: " in left
+        assert "csr: kubelet CSRs of known Nodes pending: " in left, left
+        assert "pods: pods created before the rebuild with a service-account token still running: " in left, left
+        assert "kubemend run: not verified (False): " + left in cp.stderr, cp.stderr[-3000:]
 
 
 def test_failed_step_exits_1(tmp_path):

@@ -150,3 +150,36 @@ def test_pass_gets_nodes_when_the_list_is_refused(seed):
         assert csr_conditions(seed, name)[0]["type"] == "Approved"
     # every serving CSR that names a node read it on its own
     assert count_requests(seed, "get", "nodes") == 12
+
+
+def test_a_san_another_node_reports_is_denied(seed):
+    """A node may write any address into its own status; a SAN another Node reports is still not its own:
+    denied by the pass and by the approver (its address index lists the Nodes again when it is old)."""
+    assert kmstep(seed, "csr").rc == 0  # the seed's CSRs decided first
+    code, body = seed.request("PATCH", "/api/v1/nodes/worker-1/status", {"status": {"addresses": [
+        {"type": "InternalIP", "address": "192.0.2.11"}, {"type": "Hostname", "address": "worker-1"},
+        {"type": "InternalIP", "address": "::ffff:192.0.2.12"}, {"type": "ExternalDNS", "address": "Worker-2"}]}},
+        headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200, body
+    create_csr_as_node(seed, "worker-1", "csr-claims-worker-2-ip", dns=["worker-1"], ips=["192.0.2.12"])
+    create_csr_as_node(seed, "worker-1", "csr-own-addresses", dns=["worker-1"], ips=["192.0.2.11"])
+    run = kmstep(seed, "csr")
+    assert run.rc == 0, run
+    recent = {r["name"]: r for r in run.status["recent"]}
+    assert recent["csr-claims-worker-2-ip"]["reason"] == "ipAddressOfOtherNode", recent
+    assert "worker-2" in csr_conditions(seed, "csr-claims-worker-2-ip")[0]["message"]
+    assert recent["csr-own-addresses"]["decision"] == "Approved"
+    proc = subprocess.Popen(kmstep_args(seed, approver=60), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == '{"approver":"started"}'
+        create_csr_as_node(seed, "worker-1", "csr-claims-worker-2-name", dns=["worker-2"])
+        while True:
+            line = proc.stdout.readline()
+            assert line, "approver ended early: %s" % proc.stderr.read()
+            if "csr-claims-worker-2-name" in line and '"decided"' in line:
+                break
+        assert csr_conditions(seed, "csr-claims-worker-2-name")[0]["message"].startswith("dnsNameOfOtherNode:")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

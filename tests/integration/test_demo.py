@@ -49,6 +49,7 @@ def check_story(out):
     assert re.search(r"namespaces done (\d+)/\1 in order kube-system, monitoring,", summary), summary
     assert "needs a manual restart (ownerless, kept): ci/ci-runner-manual" in summary
     assert "Succeeded=True (Completed)" in summary
+    assert "Verified=True (Healed): tokens: " in summary
     # kubectl showed the story
     assert "kubectl describe crec after-pki-rebuild" in out and "WorkloadRestarted" in out
     return summary

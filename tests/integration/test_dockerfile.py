@@ -24,11 +24,10 @@ DEV_PACKAGE = {
     "libcurl": "libcurl4-openssl-dev",
     "openssl": "libssl-dev",
     "libcjson": "libcjson-dev",
-    "libwebsockets": "libwebsockets-dev",
     "yaml-0.1": "libyaml-dev",
     "gmp": "libgmp-dev",
 }
-RUNTIME_LIBS = {"libcurl4", "libssl3", "libcjson1", "libwebsockets17", "libyaml-0-2"}
+RUNTIME_LIBS = {"libcurl4", "libssl3", "libcjson1", "libyaml-0-2"}
 RUNTIME = RUNTIME_LIBS | {"ca-certificates"}
 
 

@@ -69,6 +69,10 @@ def test_deploy_builds_with_everything(objs):
         ("RoleBinding", NS, "kubemend-leader-election"),
         ("Role", "kube-system", "kubemend-extension-apiserver-authentication"),
         ("RoleBinding", "kube-system", "kubemend-extension-apiserver-authentication"),
+        ("Role", "kube-public", "kubemend-cluster-info"),
+        ("RoleBinding", "kube-public", "kubemend-cluster-info"),
+        ("Role", "kube-system", "kubemend-join-token"),
+        ("RoleBinding", "kube-system", "kubemend-join-token"),
         ("Deployment", NS, "kubemend"),
         ("Service", NS, "kubemend-metrics"),
     ])
@@ -132,25 +136,22 @@ def test_no_rbac_wildcards(objs):
 
 
 CLUSTER_WIDE = [
-    ("kubemend.io", "clusterrecoveries", ["get", "list", "watch", "update", "patch"]),
-    ("kubemend.io", "clusterrecoveries/status", ["update", "patch"]),
-    ("kubemend.io", "clusterrecoveries/finalizers", ["update"]),
-    ("", "secrets", ["get", "list", "watch", "patch", "delete"]),
-    ("", "serviceaccounts", ["get", "list"]),
-    ("", "pods", ["get", "list", "watch", "delete"]),
+    ("kubemend.io", "clusterrecoveries", ["get", "list", "watch", "patch"]),
+    ("kubemend.io", "clusterrecoveries/status", ["update"]),
+    ("", "secrets", ["get", "list", "patch", "delete"]),
+    ("", "serviceaccounts", ["get"]),
+    ("", "pods", ["get", "list", "delete"]),
     ("", "pods/eviction", ["create"]),
     ("apps", "deployments", ["get", "list", "watch", "patch"]),
     ("apps", "statefulsets", ["get", "list", "watch", "patch"]),
     ("apps", "daemonsets", ["get", "list", "watch", "patch"]),
-    ("apps", "replicasets", ["get", "list"]),
-    ("", "namespaces", ["get", "list", "watch"]),
-    ("", "nodes", ["get", "list", "watch"]),
+    ("apps", "replicasets", ["list"]),
+    ("", "namespaces", ["list"]),
+    ("", "nodes", ["get", "list"]),
     ("certificates.k8s.io", "certificatesigningrequests", ["get", "list", "watch"]),
     ("certificates.k8s.io", "certificatesigningrequests/approval", ["update"]),
     ("authentication.k8s.io", "tokenreviews", ["create"]),
     ("", "events", ["create", "patch"]),
-    ("events.k8s.io", "events", ["create", "patch"]),
-    ("policy", "poddisruptionbudgets", ["get", "list"]),
 ]
 
 
@@ -163,10 +164,15 @@ def test_required_permissions(objs):
     assert allowed(objs, "get", "", "configmaps", "kube-root-ca.crt")
     for v in ("get", "create", "update"):
         assert allowed(objs, v, "coordination.k8s.io", "leases", "kubemend", NS)
-    for v in ("get", "update", "patch"):
+    for v in ("get", "update"):
         assert allowed(objs, v, "", "configmaps", "extension-apiserver-authentication",
                        "kube-system")
     assert allowed(objs, "create", "", "configmaps", "", "kube-system")
+    # nodes step: cluster-info by name, its backup, the opt-in bootstrap token
+    for v in ("get", "update"):
+        assert allowed(objs, v, "", "configmaps", "cluster-info", "kube-public")
+    assert allowed(objs, "create", "", "configmaps", "", "kube-public")
+    assert allowed(objs, "create", "", "secrets", "", "kube-system")
     cr = one(objs, "ClusterRole", "kubemend")
     nonres = [r for r in cr["rules"] if "nonResourceURLs" in r]
     assert nonres == [{"nonResourceURLs": ["/openid/v1/jwks"], "verbs": ["get"]}]
@@ -197,6 +203,9 @@ def test_forbidden_permissions(objs):
         assert not allowed(objs, verb, "", "configmaps", "kubeadm-config", "kube-system")
     assert not allowed(objs, "delete", "", "configmaps", "extension-apiserver-authentication",
                        "kube-system")
+    for verb in ("get", "update", "delete"):
+        assert not allowed(objs, verb, "", "configmaps", "other", "kube-public")
+    assert not allowed(objs, "create", "", "secrets", "", "default")
     # leases only in the operator's namespace
     assert not allowed(objs, "update", "coordination.k8s.io", "leases", "kube-scheduler",
                        "kube-system")
@@ -286,6 +295,26 @@ def test_metrics_service_selects_the_pods(objs):
     assert port["targetPort"] in names or port["targetPort"] == 8080
 
 
+def test_optional_metrics_networkpolicy(objs):
+    """deploy/optional/metrics-networkpolicy.yaml (issue 16 item 8): not applied by `kubectl apply -k deploy/`,
+    selects the operator's pods and admits only the metrics port (probes come from the node: always allowed)."""
+    with open(os.path.join(ROOT, "deploy", "optional", "metrics-networkpolicy.yaml")) as f:
+        (np,) = [o for o in yaml.safe_load_all(f) if o]
+    assert not [o for o in objs if o["kind"] == "NetworkPolicy"]
+    assert (np["apiVersion"], np["kind"], np["metadata"]["namespace"]) == ("networking.k8s.io/v1", "NetworkPolicy", NS)
+    dep = one(objs, "Deployment", "kubemend", NS)
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert np["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = np["spec"]["ingress"]
+    assert rule["from"] and all(f.get("namespaceSelector") or f.get("podSelector") for f in rule["from"])
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert [p["port"] for p in rule["ports"]] == ["metrics"]
+    assert "metrics" in {p["name"] for p in container["ports"]}
+    probe_ports = {container[p]["httpGet"]["port"] for p in ("livenessProbe", "readinessProbe")}
+    assert probe_ports == {"metrics"}  # the probes share the port; the kubelet is allowed regardless
+
+
 # ---- CRD ------------------------------------------------------------------------------------
 
 def test_crd_names_and_version(crd):
@@ -310,6 +339,7 @@ def test_printer_columns(crd):
         ("Step", "string", ".status.currentStep"),
         ("Progress", "string", ".status.progress"),
         ("Result", "string", '.status.conditions[?(@.type=="Succeeded")].reason'),
+        ("Verified", "string", '.status.conditions[?(@.type=="Verified")].status'),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
 
@@ -358,6 +388,11 @@ DEFAULTS = {
     "$.spec.csr.deny": True,
     "$.spec.csr.approveKubeletClient": False,
     "$.spec.csr.maxExpirationSeconds": 31536000,
+    "$.spec.nodes": {},
+    "$.spec.nodes.enabled": True,
+    "$.spec.nodes.updateClusterInfo": True,
+    "$.spec.nodes.createJoinToken": False,
+    "$.spec.nodes.joinTokenTTLSeconds": 3600,
     "$.spec.pods": {},
     "$.spec.pods.enabled": True,
     "$.spec.pods.includeDefaultServiceAccount": False,
@@ -373,6 +408,7 @@ SPEC_FIELDS = {
     "extensionApiserverAuthentication": {"enabled", "pinnedFingerprints"},
     "csr": {"enabled", "windowSeconds", "continuous", "deny", "approveKubeletClient",
             "allowedDNSPatterns", "maxExpirationSeconds"},
+    "nodes": {"enabled", "updateClusterInfo", "createJoinToken", "joinTokenTTLSeconds"},
     "pods": {"enabled", "includeDefaultServiceAccount", "namespaces", "includeNamespaces",
              "excludeNamespaces", "namespaceSelector", "maxConcurrent", "waitForReady",
              "namespaceTimeoutSeconds", "evictionTimeoutSeconds", "deleteOwnerlessPods"},
@@ -380,7 +416,7 @@ SPEC_FIELDS = {
 
 STATUS_FIELDS = {
     "observedGeneration", "phase", "currentStep", "progress", "startedAt", "completedAt",
-    "conditions", "tokens", "extensionApiserverAuthentication", "csr", "pods", "rebuild"}
+    "conditions", "tokens", "extensionApiserverAuthentication", "csr", "nodes", "pods", "rebuild"}
 
 
 def test_spec_fields_and_defaults(schema):
@@ -412,7 +448,7 @@ def test_status_fields(schema):
     assert set(st) == STATUS_FIELDS
     assert st["phase"]["enum"] == ["Pending", "Waiting", "Running", "Succeeded", "Failed"]
     assert st["currentStep"]["enum"] == ["tokens", "extensionApiserverAuthentication", "csr",
-                                         "pods", ""]
+                                         "nodes", "pods", ""]
     assert set(st["tokens"]["properties"]) == {
         "method", "scanned", "stale", "regenerated", "deleted", "failed", "malformed", "skipped",
         "healed", "changed", "unhealed", "malformedSecrets", "continue"}
@@ -434,7 +470,7 @@ def test_status_fields(schema):
     limits = {"$.status.tokens.changed": 50, "$.status.tokens.unhealed": 50,
               "$.status.tokens.malformedSecrets": 50,
               "$.status.extensionApiserverAuthentication.removed": 20,
-              "$.status.csr.recent": 50, "$.status.pods.manual": 50, "$.status.pods.stuck": 50}
+              "$.status.csr.recent": 50, "$.status.nodes.notReady": 50, "$.status.pods.manual": 50, "$.status.pods.stuck": 50}
     nodes = dict(walk(schema))
     for path, n in limits.items():
         assert nodes[path]["maxItems"] == n, path
@@ -457,7 +493,7 @@ def test_conditions_are_metav1_conditions(schema):
     assert p["observedGeneration"]["type"] == "integer"
     assert p["lastTransitionTime"]["format"] == "date-time"
     for t in ("Succeeded", "TokensRegenerated", "ExtensionAuthCleaned", "CSRApprovalWindow",
-              "PodsRestarted"):
+              "NodesRejoinReady", "PodsRestarted"):
         assert re.match(p["type"]["pattern"], t)
     for r in ("Running", "Waiting", "Completed", "WindowOpen", "WindowClosed", "TokensFailed"):
         assert re.match(p["reason"]["pattern"], r)
@@ -566,6 +602,8 @@ def test_empty_spec_gets_every_default(schema):
         "extensionApiserverAuthentication": {"enabled": True},
         "csr": {"enabled": True, "windowSeconds": 3600, "continuous": False, "deny": True,
                 "approveKubeletClient": False, "maxExpirationSeconds": 31536000},
+        "nodes": {"enabled": True, "updateClusterInfo": True, "createJoinToken": False,
+                  "joinTokenTTLSeconds": 3600},
         "pods": {"enabled": True, "includeDefaultServiceAccount": False, "maxConcurrent": 5,
                  "waitForReady": True, "namespaceTimeoutSeconds": 600,
                  "evictionTimeoutSeconds": 300, "deleteOwnerlessPods": False},

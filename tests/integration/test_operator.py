@@ -40,9 +40,13 @@ def test_recovery_succeeds_under_deploy_rbac(cluster):
     apply(sim, "fix")
     cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/fix", "--timeout=180s", check=False, timeout=200)
     assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+    # Verified comes after the final status (Unknown/Verifying in between), from the server's answers
+    cp = sim.kubectl("wait", "--for=condition=Verified", "crec/fix", "--timeout=120s", check=False, timeout=140)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
     obj = kmop.get_crec(sim, "fix")
     st = obj["status"]
     assert st["phase"] == "Succeeded" and st.get("currentStep", "") == ""  # "" is not sent
+    assert kmop.cond(obj, "Verified")["reason"] == "Healed", kmop.cond(obj, "Verified")
     assert st["observedGeneration"] == obj["metadata"]["generation"]
     for c in st["conditions"]:
         assert c["observedGeneration"] == obj["metadata"]["generation"], c

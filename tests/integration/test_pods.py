@@ -660,6 +660,31 @@ def test_own_workload_restarted_last_after_the_status_is_final(tmp_path):
         assert "kubemend's own" in run.condition["message"]
 
 
+def test_own_workload_restarted_after_the_final_status_and_verified(tmp_path):
+    """run --once (issue 12 item 7): kubemend's own Deployment, whose token is not proven valid (admin
+    credentials), is restarted after everything else: after Completed and after Verified, which does not count
+    kubemend's own pod as left (the other steps were not selected: not verified, exit 3)."""
+    with SimProcess(scenario="seed") as sim:
+        settled(sim)
+        own_pod = _own_cluster(sim)
+        rebuild_pki(sim)
+        env = dict(os.environ, POD_NAMESPACE="kubemend-system", POD_NAME=own_pod)
+        rec = tmp_path / "rec.yaml"
+        rec.write_text(kmop.crec_yaml("own", "  pods:\n    includeNamespaces: [kubemend-system, app]\n"))
+        cp = kmop.run(["run", "--once", "--steps", "pods", "-f", str(rec), "-o", "json", "--kubeconfig",
+                       str(sim.kubeconfig)], env=env, timeout=600)
+        assert cp.returncode == 3, cp.stderr[-3000:]
+        status = json.loads(cp.stdout)
+        assert status["pods"]["self"]["action"] == "Restarted", status["pods"]["self"]
+        verified = kmop.cond({"status": status}, "Verified")
+        assert verified["status"] == "False" and "app/api" not in verified["message"], verified
+        assert "kubemend-system/" + own_pod not in verified["message"], verified
+        log = cp.stderr
+        order = [log.index("reason=%s " % r) for r in ("Completed", "NotHealed", "OwnWorkloadRestarted")]
+        assert order == sorted(order), log[-3000:]
+        assert generation(sim, "deployments", "kubemend-system", "kubemend") == 2
+
+
 def test_own_workload_skipped_when_its_own_token_is_valid(tmp_path):
     with SimProcess(scenario="seed") as sim:
         settled(sim)

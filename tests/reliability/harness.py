@@ -175,17 +175,24 @@ class Cluster:
         self.sim.stop()
 
     def replica_kubeconfig(self, i):
-        """Replica i runs as ServiceAccount kubemend (i = 0) or kubemend-r<i>, bound to deploy/'s roles, so the
-        write log tells the replicas apart."""
+        """Replica i runs as ServiceAccount kubemend (i = 0) or kubemend-r<i>, added to every binding of deploy/
+        that names kubemend, so the write log tells the replicas apart."""
         sa = "kubemend" if i == 0 else "kubemend-r%d" % i
         if i:
             self.sim.kubectl("create", "serviceaccount", "-n", OP_NS, sa)
-            for kind, ns, name in (("clusterrolebinding", None, "kubemend"),
-                                   ("rolebinding", OP_NS, "kubemend-leader-election"),
-                                   ("rolebinding", "kube-system", "kubemend-extension-apiserver-authentication")):
-                patch = json.dumps([{"op": "add", "path": "/subjects/-",
-                                     "value": {"kind": "ServiceAccount", "name": sa, "namespace": OP_NS}}])
-                self.sim.kubectl("patch", kind, name, "--type=json", "-p", patch, *(["-n", ns] if ns else []))
+            rbac = "/apis/rbac.authorization.k8s.io/v1/"
+            for kind in ("clusterrolebindings", "rolebindings"):
+                for b in state.items(self.sim, rbac + kind):
+                    if not any(s.get("kind") == "ServiceAccount" and s.get("name") == "kubemend" and
+                               s.get("namespace") == OP_NS for s in b.get("subjects") or []):
+                        continue
+                    md = b["metadata"]
+                    path = rbac + ("namespaces/%s/" % md["namespace"] if md.get("namespace") else "") + kind + \
+                        "/" + md["name"]
+                    code, out = self.sim.request("PATCH", path, [{"op": "add", "path": "/subjects/-", "value": {
+                        "kind": "ServiceAccount", "name": sa, "namespace": OP_NS}}],
+                        headers={"Content-Type": "application/json-patch+json"})
+                    assert code == 200, out
         return kmop.sa_kubeconfig(self.sim, OP_NS, sa)
 
     def user(self, i=0):

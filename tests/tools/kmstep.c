@@ -1,9 +1,9 @@
 /* kmstep — runs one recovery step (tokens, extauth, csr or pods) or the background CSR approver
  * against a cluster, for integration tests, without the ClusterRecovery orchestration.
  *
- *   kmstep --kubeconfig F --step tokens|extauth|csr|pods [--spec JSON] [--started-at RFC3339]
- *          [--rebuild-time RFC3339|none] [--recovery NAME] [--current-ca FILE|-] [--dry-run]
- *          [--status-file F] [--log-level L]
+ *   kmstep --kubeconfig F --step tokens|extauth|csr|nodes|pods [--spec JSON]
+ *          [--started-at RFC3339] [--rebuild-time RFC3339|none] [--recovery NAME]
+ *          [--current-ca FILE|-] [--dry-run] [--verify] [--status-file F] [--log-level L]
  *   kmstep --kubeconfig F --approver SECONDS [--spec JSON]
  *
  * --spec is the step's spec block (defaults are the step's own); --current-ca sets
@@ -12,7 +12,9 @@
  * engine does (reconcilers/recovery/rebuild.h) and printed as {"rebuild":{time,source}}.
  * --kubeconfig incluster:DIR loads the in-cluster configuration from DIR (token, ca.crt,
  * namespace; KUBERNETES_SERVICE_HOST/PORT from the environment).  After a step that finished,
- * its `last` hook runs (as the engine runs it after the final status).
+ * its `last` hook runs (as the engine runs it after the final status); with --verify then its
+ * `verify` hook, printed as {"verify":{status, reason, message}} or {"verifyError": text}.
+ * ctx->cluster_ca is the engine's (rebuild.h km_rebuild_current_ca).
  * --status-file: the step's status is loaded from F (when it exists) and written back to F
  * (atomically) on every ctx->save, so a killed run can be resumed.  Events are printed as JSON
  * lines {"event":{type,reason,message}} on stdout as they happen, the approver's decisions as
@@ -35,6 +37,7 @@
 #include "reconcilers/csr/approver.h"
 #include "reconcilers/csr/csr.h"
 #include "reconcilers/extauth/extauth.h"
+#include "reconcilers/nodes/nodes.h"
 #include "reconcilers/pods/pods.h"
 #include "reconcilers/recovery/rebuild.h"
 #include "reconcilers/tokens/tokens.h"
@@ -150,6 +153,7 @@ typedef struct opts {
     const char *rebuild_time;
     long approver_secs; /* >= 0: run the approver this long instead of a step */
     int dry_run;
+    int verify;
 } opts;
 
 /* 0, or usage()'s exit code. */
@@ -162,6 +166,10 @@ static int parse(int argc, char **argv, opts *o)
         const char **dst = NULL;
         if (strcmp(a, "--dry-run") == 0) {
             o->dry_run = 1;
+            continue;
+        }
+        if (strcmp(a, "--verify") == 0) {
+            o->verify = 1;
             continue;
         }
         if (!v)
@@ -210,12 +218,37 @@ static km_status run_approver(km_kube *kube, const cJSON *spec, long secs, km_er
     return KM_OK;
 }
 
+static km_status tool_cluster_ca(km_step_ctx *ctx, char **pem, km_err *err)
+{
+    return km_rebuild_current_ca(ctx->kube, ctx->current_ca_pem, pem, err);
+}
+
+/* The step's verify hook, printed. */
+static void run_verify(km_step_ctx *ctx)
+{
+    km_err e;
+    km_err_clear(&e);
+    ctx->cond_status[0] = ctx->cond_reason[0] = ctx->cond_message[0] = '\0';
+    if (!ctx->def->verify)
+        return;
+    if (ctx->def->verify(ctx, &e) != KM_OK) {
+        char buf[1024];
+        emit("verifyError", cJSON_CreateString(km_err_str(&e, buf, sizeof(buf))));
+        return;
+    }
+    cJSON *v = cJSON_CreateObject();
+    cJSON_AddStringToObject(v, "status", ctx->cond_status);
+    cJSON_AddStringToObject(v, "reason", ctx->cond_reason);
+    cJSON_AddStringToObject(v, "message", ctx->cond_message);
+    emit("verify", v);
+}
+
 /* --step NAME: the step with the tool's callbacks; {"result": ...} on success. */
 static km_status run_step(const opts *o, km_kube *kube, const char *ca, cJSON *spec, cJSON *status,
                           km_err *err)
 {
     static const km_step_def *const defs[] = {&km_tokens_def, &km_extauth_def, &km_csr_def,
-                                              &km_pods_def};
+                                              &km_nodes_def, &km_pods_def};
     atomic_int cancel = 0;
     km_step_ctx ctx = {.kube = kube,
                        .spec = spec,
@@ -228,7 +261,8 @@ static km_status run_step(const opts *o, km_kube *kube, const char *ca, cJSON *s
                        .save = ctx_save,
                        .event = ctx_event,
                        .progress = ctx_progress,
-                       .count = ctx_count};
+                       .count = ctx_count,
+                       .cluster_ca = tool_cluster_ca};
     for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
         if (strcmp(o->step, defs[i]->flag) == 0)
             ctx.def = defs[i];
@@ -272,6 +306,8 @@ static km_status run_step(const opts *o, km_kube *kube, const char *ca, cJSON *s
     cJSON_AddStringToObject(cond, "message", ctx.cond_message);
     cJSON_AddItemToObject(res, "counters", cJSON_Duplicate(g_counters, 1));
     emit("result", res);
+    if (o->verify)
+        run_verify(&ctx);
     return KM_OK;
 }
 

@@ -404,12 +404,100 @@ static void test_policy_errors(void **state)
     cJSON_Delete(csr);
 }
 
+/* The valid CSR of node1 with these SANs, decided against node (borrowed) and others. */
+static km_csr_decision decide_sans(const char *const *sans, const cJSON *node,
+                                   const km_csr_addrs *others)
+{
+    testcsr_spec spec = {.subject = GOOD_SUBJECT, .sans = sans};
+    char *req = testcsr_request_b64(&spec);
+    cJSON *csr =
+        testcsr_object("csr-1", SERVING, "system:node:node1", NODE_GROUPS, SERVING_USAGES, req, -1);
+    km_csr_policy *p = policy(0);
+    km_csr_decision d;
+    km_csrcheck_decide_among(p, csr, node, others, &d);
+    km_csr_policy_free(p);
+    cJSON_Delete(csr);
+    free(req);
+    return d;
+}
+
+static void test_ips_compared_as_values(void **state)
+{
+    (void)state;
+    cJSON *n = testcsr_node("node1", L("InternalIP=::1", "ExternalIP=203.0.113.9",
+                                       "ExternalDNS=node1.example.org", "Hostname=192.0.2.7",
+                                       "Foo=198.51.100.1", "InternalDNS=10.9.9.9"));
+    km_csr_decision d = decide_sans(L("IP:0:0::1"), n, NULL);
+    assert_int_equal(d.verdict, KM_CSR_APPROVE);
+    d = decide_sans(L("IP:0000:0000:0000:0000:0000:0000:0000:0001"), n, NULL);
+    assert_int_equal(d.verdict, KM_CSR_APPROVE);
+    /* IPv4 and IPv4-mapped IPv6 are the same address */
+    d = decide_sans(L("IP:::ffff:203.0.113.9", "DNS:NODE1.example.org"), n, NULL);
+    assert_int_equal(d.verdict, KM_CSR_APPROVE);
+    /* a Hostname holding an IP literal: the kubelet requests it as an IP SAN */
+    d = decide_sans(L("IP:192.0.2.7"), n, NULL);
+    assert_int_equal(d.verdict, KM_CSR_APPROVE);
+    /* an address type kubelets do not report does not own; a DNS address is not an IP */
+    d = decide_sans(L("IP:198.51.100.1"), n, NULL);
+    assert_string_equal(d.check, "ipAddressNotOwned");
+    d = decide_sans(L("IP:10.9.9.9"), n, NULL);
+    assert_string_equal(d.check, "ipAddressNotOwned");
+    d = decide_sans(L("IP:::2"), n, NULL);
+    assert_string_equal(d.check, "ipAddressNotOwned");
+    unsigned char a[16], b[16];
+    assert_int_equal(km_csrcheck_ip_canon("fd00::5", NULL, 0, a), 1);
+    assert_int_equal(km_csrcheck_ip_canon("fd00:0:0:0::5", NULL, 0, b), 1);
+    assert_memory_equal(a, b, 16);
+    assert_int_equal(km_csrcheck_ip_canon("10.0.0.1", NULL, 0, a), 1);
+    assert_int_equal(km_csrcheck_ip_canon(NULL, (const unsigned char *)"\x0a\0\0\x01", 4, b), 1);
+    assert_memory_equal(a, b, 16);
+    assert_int_equal(km_csrcheck_ip_canon("node1", NULL, 0, a), 0);
+    assert_int_equal(km_csrcheck_ip_canon(NULL, a, 5, b), 0);
+    cJSON_Delete(n);
+}
+
+static void test_address_of_another_node(void **state)
+{
+    (void)state;
+    /* node1 reports node2's IP (in another form) and name in its own status */
+    cJSON *n1 = testcsr_node("node1", L("InternalIP=10.0.0.5", "Hostname=node1",
+                                        "InternalIP=fd00::7", "InternalDNS=node2.internal"));
+    cJSON *n2 = testcsr_node(
+        "node2", L("InternalIP=fd00:0:0::7", "Hostname=node2", "InternalDNS=Node2.Internal"));
+    km_csr_addrs *idx = NULL;
+    assert_int_equal(km_csr_addrs_new(&idx, NULL), KM_OK);
+    assert_int_equal(km_csr_addrs_add_node(idx, n1, NULL), KM_OK);
+    assert_int_equal(km_csr_addrs_add_node(idx, n2, NULL), KM_OK);
+    assert_int_equal(km_csr_addrs_add_node(idx, n2, NULL), KM_OK); /* twice: no change */
+    assert_int_equal(km_csr_addrs_len(idx), 5); /* fd00::7 and node2.internal shared */
+    km_csr_decision d = decide_sans(L("DNS:node1", "IP:10.0.0.5"), n1, idx);
+    assert_int_equal(d.verdict, KM_CSR_APPROVE); /* its own addresses: listed, not another's */
+    d = decide_sans(L("DNS:node1", "IP:fd00::7"), n1, idx);
+    assert_int_equal(d.verdict, KM_CSR_DENY);
+    assert_string_equal(d.check, "ipAddressOfOtherNode");
+    assert_non_null(strstr(d.message, "node2"));
+    d = decide_sans(L("DNS:node2.internal"), n1, idx);
+    assert_string_equal(d.check, "dnsNameOfOtherNode");
+    /* without the index the same CSR passes: the check needs it */
+    d = decide_sans(L("DNS:node1", "IP:fd00::7"), n1, NULL);
+    assert_int_equal(d.verdict, KM_CSR_APPROVE);
+    km_csr_addrs_free(idx);
+    km_csr_addrs_free(NULL);
+    cJSON_Delete(n1);
+    cJSON_Delete(n2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_approved),      cmocka_unit_test(test_each_check_alone),
-        cmocka_unit_test(test_ignored_signers),     cmocka_unit_test(test_client_kubelet),
-        cmocka_unit_test(test_fixture_serving_csr), cmocka_unit_test(test_policy_errors),
+        cmocka_unit_test(test_valid_approved),
+        cmocka_unit_test(test_each_check_alone),
+        cmocka_unit_test(test_ignored_signers),
+        cmocka_unit_test(test_client_kubelet),
+        cmocka_unit_test(test_fixture_serving_csr),
+        cmocka_unit_test(test_policy_errors),
+        cmocka_unit_test(test_ips_compared_as_values),
+        cmocka_unit_test(test_address_of_another_node),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,12 +119,39 @@ static void test_without_client_ca(void **state)
     free(own);
 }
 
+/* The CA itself (what kube-public/cluster-info must hold): the same certificate the time is
+ * read from, as its PEM block. */
+static void test_current_ca_pem(void **state)
+{
+    (void)state;
+    char *old = ca_pem("CN=kubernetes", NOW - 400 * DAY);
+    char *cur = ca_pem("CN=kubernetes", NOW - 2 * DAY);
+    char *foreign = ca_pem("CN=corp-client-ca", NOW - 1 * DAY);
+    char *bundle = cat(old, cur, foreign);
+    char *pem = NULL;
+    assert_int_equal(km_rebuild_choose_ca(bundle, cur, NULL, &pem, NULL), KM_OK);
+    assert_string_equal(pem, cur);
+    free(pem);
+    pem = NULL;
+    assert_int_equal(km_rebuild_choose_ca(NULL, NULL, old, &pem, NULL), KM_OK);
+    assert_string_equal(pem, old);
+    free(pem);
+    pem = NULL;
+    assert_int_equal(km_rebuild_choose_ca(NULL, NULL, NULL, &pem, NULL), KM_ENOTFOUND);
+    assert_null(pem);
+    free(old);
+    free(cur);
+    free(foreign);
+    free(bundle);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_current_ca_in_the_bundle),
         cmocka_unit_test(test_stable_after_cleanup),
         cmocka_unit_test(test_without_client_ca),
+        cmocka_unit_test(test_current_ca_pem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

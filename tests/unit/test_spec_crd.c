@@ -135,6 +135,16 @@ static void test_every_field_matches_the_crd(void **state)
         if (cJSON_GetArraySize(KM_JSON_AT(blk, "properties")) != n)
             fail_msg("spec.%s: the CRD has fields C does not know", d->key);
     }
+    /* status.currentStep takes exactly the steps' keys, in order, and "" (the server refuses
+     * a /status write naming a step the enum lacks) */
+    const cJSON *v = cJSON_GetArrayItem(KM_JSON_AT(g_crd, "spec", "versions"), 0);
+    const cJSON *en = KM_JSON_AT(v, "schema", "openAPIV3Schema", "properties", "status",
+                                 "properties", "currentStep", "enum");
+    assert_int_equal(cJSON_GetArraySize(en), KM_STEP_COUNT + 1);
+    for (int i = 0; i < KM_STEP_COUNT; i++)
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(en, i)),
+                            km_recovery_step_key(i));
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetArrayItem(en, KM_STEP_COUNT)), "");
 }
 
 /* Structural defaulting of `obj` by schema node `sch`: a missing property with a default gets

@@ -1,0 +1,393 @@
+#!/usr/bin/env python3
+"""make bench-real — kubemend on a REAL control plane, side by side with the seed's kubectl procedure and with
+the API server's own capacity, in one run (issue 14).
+
+For each version (KUBEMEND_K8S_VERSIONS or --versions) and each size (--tokens):
+  1. a fresh control plane (tests/realk8s: etcd + kube-apiserver + kube-controller-manager on 127.0.0.1, the
+     kubelet/scheduler simulator) with --namespaces namespaces, token Secrets of non-default ServiceAccounts
+     (--tokens in all) and Deployments on those ServiceAccounts (--pods pods in all);
+  2. the seed's disaster (PKI and sa.key rebuilt, kubelets re-joined);
+  3. kubemend `run --once` with DEFAULT settings (as a ServiceAccount with cluster-admin, so the audit log
+     counts its requests): wall time, time to Succeeded, per step times, peak RSS and CPU (/usr/bin/time -v),
+     requests by verb (audit log) next to the minimum the work needs, the token write phase's rate (audit
+     timestamps of its Secret PATCHes), the controller-manager's refill (a poller: token Secrets re-signed);
+  4. the disaster again (same cluster shape, everything stale again);
+  5. the server's capacity: tests/tools/kmload PATCHes every token Secret (a metadata annotation: the same
+     verb and resource as kubemend's token write) with 1 and --inflight requests in flight;
+  6. the seed's kubectl procedure (one kubectl process per object) on --seed-subset objects per kind;
+  7. operator mode: the approval latency of a burst of --csr-burst kubelet-serving CSRs (creation -> Approved).
+Reports, never fails on time: bench-out/real/results.md and results.json.
+"""
+
+import argparse
+import base64
+import calendar
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "realk8s"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
+from realk8s import assets, cluster, seed  # noqa: E402
+from realk8s.kubelet import KubeletSim  # noqa: E402
+from bench import parse_time_v, step_times  # noqa: E402
+
+KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
+SA_NS, SA_NAME = "kubemend-bench", "kubemend"
+SA_USER = "system:serviceaccount:%s:%s" % (SA_NS, SA_NAME)
+SA_GROUP = "system:serviceaccounts:" + SA_NS
+TOKEN_SEL = "/api/v1/secrets?fieldSelector=type%3Dkubernetes.io%2Fservice-account-token"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def scenario(path, tokens, namespaces, pods, nodes):
+    """A seed-format scenario (tests/realk8s/realk8s/seed.yaml's schema): `tokens` ServiceAccounts with a token
+    Secret spread over `namespaces`, two Deployments per namespace on the first two of them, `pods` pods."""
+    per_ns = max(2, tokens // namespaces)
+    replicas = max(1, pods // (2 * namespaces))
+    doc = {"name": "bench", "before": {
+        "nodes": [{"name": "worker-%d" % i} for i in range(nodes)],
+        "namespaces": ["bench-%03d" % n for n in range(namespaces)],
+        "serviceAccounts": [{"namespace": "bench-%03d" % n, "name": "app-%d" % i, "tokenSecret": True}
+                            for n in range(namespaces) for i in range(per_ns)],
+        "workloads": [{"kind": "Deployment", "namespace": "bench-%03d" % n, "name": "app-%d" % i,
+                       "replicas": replicas, "serviceAccountName": "app-%d" % i}
+                      for n in range(namespaces) for i in range(2)]}}
+    with open(path, "w") as f:
+        json.dump(doc, f)  # JSON is YAML
+    return path
+
+
+def token_shas(cp):
+    """{"ns/name": sha256 of data.token or None} of every token Secret (admin, paged)."""
+    out, cont, c = {}, "", cp.client()
+    while True:
+        body = c.get(TOKEN_SEL + "&limit=500" + ("&continue=" + cont if cont else ""))
+        for s in body["items"]:
+            tok = (s.get("data") or {}).get("token")
+            out["%s/%s" % (s["metadata"]["namespace"], s["metadata"]["name"])] = (
+                hashlib.sha256(tok.encode()).hexdigest() if tok else None)
+        cont = (body.get("metadata") or {}).get("continue")
+        if not cont:
+            return out
+
+
+class RefillWatch(threading.Thread):
+    """Polls the token Secrets every second: (seconds since start, how many hold a token other than before)."""
+
+    def __init__(self, cp, before):
+        super().__init__(daemon=True)
+        self.cp, self.before, self.points, self.stop_ev = cp, before, [], threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self):
+        while not self.stop_ev.wait(1.0):
+            try:
+                now = token_shas(self.cp)
+            except Exception:  # noqa: BLE001 — a poll may fail while the server is busy; the next one counts
+                continue
+            n = sum(1 for k, v in now.items() if v and v != self.before.get(k))
+            self.points.append((time.monotonic() - self.t0, n))
+
+
+def bench_identity(cp):
+    """A ServiceAccount bound to cluster-admin in its own namespace (audited by group); its token kubeconfig."""
+    c = cp.client()
+    c.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SA_NS}})
+    c.create("/api/v1/namespaces/%s/serviceaccounts" % SA_NS,
+             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA_NAME}})
+    c.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "kubemend-bench"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NS}]})
+
+
+def stamp(s):
+    """RFC 3339 with fractions -> epoch seconds."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", s)
+    return calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S")) + float(m.group(2) or 0)
+
+
+def audit_summary(cp, since):
+    """kubemend's requests after `since` (epoch): by verb, and the token Secret write phase (first and last
+    Secret patch/delete received) -> {"by_verb", "total", "token_writes", "write_phase_s"}."""
+    by_verb, writes = {}, []
+    for e in cp.audit_events(SA_USER):
+        t = stamp(e["requestReceivedTimestamp"])
+        if t < since:
+            continue
+        by_verb[e["verb"]] = by_verb.get(e["verb"], 0) + 1
+        if e["verb"] in ("patch", "delete") and (e.get("objectRef") or {}).get("resource") == "secrets":
+            writes.append(t)
+    span = (max(writes) - min(writes)) if len(writes) > 1 else float("nan")
+    return {"by_verb": by_verb, "total": sum(by_verb.values()), "token_writes": len(writes),
+            "write_phase_s": span}
+
+
+def minimum(status, namespaces_with_stale, list_pages):
+    """The least the work needs: list pages (counted by the caller from the cluster's sizes) + one write per
+    changed object + the owner proof (one ReplicaSet and one Deployment list per namespace with stale pods) +
+    the JWKS and the two CA ConfigMaps the rebuild time comes from."""
+    t, p, c = status.get("tokens", {}), status.get("pods", {}), status.get("csr", {})
+    writes = t.get("regenerated", 0) + t.get("deleted", 0) + p.get("restarted", 0) + p.get("evicted", 0)
+    writes += c.get("approved", 0) + c.get("denied", 0)
+    return list_pages + 2 * namespaces_with_stale + writes + 3
+
+
+def run_kubemend(a, cp, kubeconfig, out_dir, label):
+    rec = os.path.join(out_dir, "recovery.yaml")
+    with open(rec, "w") as f:
+        f.write("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: bench\nspec: {}\n")
+    before = token_shas(cp)
+    watch = RefillWatch(cp, before)
+    watch.start()
+    errf = os.path.join(out_dir, "kubemend-%s.log" % label)
+    since = time.time()
+    t0 = time.monotonic()
+    with open(errf, "w") as err:
+        proc = subprocess.run(["/usr/bin/time", "-v", a.bin, "run", "--once", "--kubeconfig", kubeconfig, "-f", rec,
+                               "-o", "json", "--log-level", "info"], stdout=subprocess.PIPE, stderr=err, text=True)
+    wall = time.monotonic() - t0
+    watch.stop_ev.set()
+    watch.join()
+    with open(errf) as f:
+        text = f.read()
+    try:
+        doc = json.loads(proc.stdout)
+        status = doc.get("status", doc)
+    except ValueError:
+        status = {}
+    m = parse_time_v(text)
+    m.update(wall_s=wall, exit=proc.returncode, steps=step_times(text), status=status)
+    m["audit"] = audit_summary(cp, since - 1)
+    m["refill"] = watch.points
+    conds = {c.get("type"): c.get("status") for c in status.get("conditions", [])}
+    m["succeeded"], m["verified"] = conds.get("Succeeded"), conds.get("Verified")
+    return m
+
+
+def refill_rate(points):
+    """Tokens per second the controller-manager re-signed, over the middle of the refill (10%..90%)."""
+    if not points or points[-1][1] < 10:
+        return float("nan")
+    n = points[-1][1]
+    lo = next(t for t, k in points if k >= 0.1 * n)
+    hi = next(t for t, k in points if k >= 0.9 * n)
+    return 0.8 * n / (hi - lo) if hi > lo else float("nan")
+
+
+def capacity(a, cp, paths, inflight):
+    """kmload PATCHing a metadata annotation on each path with `inflight` requests in flight."""
+    body = json.dumps({"metadata": {"annotations": {"bench.kubemend.io/capacity": str(time.time())}}})
+    proc = subprocess.run([os.path.join(a.tools, "kmload"), "--kubeconfig", cp.admin_kubeconfig, "--method", "PATCH",
+                           "--content-type", "application/merge-patch+json", "--body", body, "--inflight",
+                           str(inflight)], input="\n".join(paths) + "\n", stdout=subprocess.PIPE, text=True,
+                          check=True)
+    return json.loads(proc.stdout)
+
+
+def seed_procedure(cp, n, out_dir):
+    """The seed's commands, one kubectl process per object, on the first n objects of each kind: per-object s."""
+    env = dict(os.environ, KUBECONFIG=cp.admin_kubeconfig, KUBECTL=KUBECTL, N=str(n))
+    scripts = {
+        "tokens": r"""$KUBECTL get secret --all-namespaces | awk '/kubernetes.io\/service-account-token/ && $1 ~ /^bench-/ {print "'$KUBECTL' delete secret -n " $1 " " $2}' | head -n $N | sh >/dev/null""",
+        "pods": r"""$KUBECTL get pods --all-namespaces --field-selector 'spec.serviceAccountName!=default' --no-headers | awk '$1 ~ /^bench-/ {print "'$KUBECTL' delete pod --wait=false -n " $1 " " $2}' | head -n $N | sh >/dev/null""",
+    }
+    out = {}
+    for k, script in scripts.items():
+        t0 = time.monotonic()
+        subprocess.run(["bash", "-c", script], env=env, check=False)
+        out[k] = (time.monotonic() - t0) / n
+        log("    seed procedure %-6s %.1f ms per object" % (k, out[k] * 1000))
+    return out
+
+
+def csr_latency(a, cp, kubelet, burst):
+    """Operator mode on the real server (the CRD applied, kubemend operator as admin, a ClusterRecovery with a
+    continuous CSR window): `burst` valid kubelet-serving CSRs created as the nodes, 4 threads; creation ->
+    Approved from a watch -> {"burst", "approved", "p50_ms", "p99_ms"}."""
+    c = cp.client()
+    validate = ["--validate=false"] if cp.minor < 25 else []  # x-kubernetes-validations: unknown before 1.25
+    cp.kubectl("apply", *validate, "-f", os.path.join(ROOT, "crds", "clusterrecoveries.kubemend.io.yaml"))
+    cp.kubectl("wait", "--for=condition=Established", "crd/clusterrecoveries.kubemend.io", "--timeout=60s")
+    log_path = os.path.join(cp.workdir, "operator-latency.log")
+    op = subprocess.Popen([a.bin, "operator", "--kubeconfig", cp.admin_kubeconfig, "--namespace", "kube-system",
+                           "--metrics-bind-address", "0", "--health-probe-bind-address", "0"],
+                          stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    created, approved, stop = {}, {}, threading.Event()
+    try:
+        rec = ("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: latency\nspec:\n"
+               "  tokens: {enabled: false}\n  extensionApiserverAuthentication: {enabled: false}\n"
+               "  pods: {enabled: false}\n  csr: {windowSeconds: 3600, continuous: true}\n")
+        cp.kubectl("apply", *validate, "-f", "-", input=rec)
+        cp.kubectl("wait", "--for=condition=Succeeded", "crec/latency", "--timeout=180s", check=False)
+        rv = c.get("/apis/certificates.k8s.io/v1/certificatesigningrequests?limit=1")["metadata"]["resourceVersion"]
+
+        def watch():
+            for ev in c.watch("/apis/certificates.k8s.io/v1/certificatesigningrequests", rv, stop=stop):
+                obj = ev.get("object") or {}
+                name = (obj.get("metadata") or {}).get("name", "")
+                if name.startswith("burst-") and any(x.get("type") == "Approved" for x in
+                                                     (obj.get("status") or {}).get("conditions") or []):
+                    approved.setdefault(name, time.monotonic())
+                    if len(approved) >= burst:
+                        return
+
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        time.sleep(0.5)
+        nodes = sorted(kubelet.nodes)
+
+        def create(lo):
+            for i in range(lo, burst, 4):
+                name = "burst-%05d" % i
+                t0 = time.monotonic()
+                kubelet.create_serving_csr(nodes[i % len(nodes)], name=name)
+                created[name] = t0
+
+        ts = [threading.Thread(target=create, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        w.join(timeout=180)
+    finally:
+        stop.set()
+        op.terminate()
+        op.wait(timeout=30)
+    lat = sorted(approved[n] - created[n] for n in approved if n in created)
+    if not lat:
+        return {"burst": burst, "approved": 0}
+    return {"burst": burst, "approved": len(lat), "p50_ms": lat[len(lat) // 2] * 1000,
+            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
+
+
+def one(a, version, tokens, tmp):
+    log("== %s, %d token Secrets, %d pods in %d namespaces" % (version, tokens, a.pods, a.namespaces))
+    res = {"version": version, "tokens": tokens}
+    cp = cluster.ControlPlane(version, os.path.join(tmp, "%s-%d" % (version, tokens)), audit_groups=[SA_GROUP])
+    kubelet = None
+    try:
+        cp.start()
+        kubelet = KubeletSim(cp.workdir, []).start()
+        scen = scenario(os.path.join(cp.workdir, "scenario.json"), tokens, a.namespaces, a.pods, a.nodes)
+        t0 = time.monotonic()
+        desc = seed.install(cp, kubelet, scenario=scen, timeout=1800)
+        res["install_s"] = time.monotonic() - t0
+        seed.disaster(cp, kubelet, desc)
+        bench_identity(cp)
+        kubeconfig = cp.token_kubeconfig(cp.token_for(SA_NS, SA_NAME, expiration_seconds=7200))
+        stale = len(token_shas(cp))
+        res["token_secrets"] = stale
+        log("  installed in %.0f s; %d token Secrets stale; kubemend run --once (default settings)" % (
+            res["install_s"], stale))
+        m = run_kubemend(a, cp, kubeconfig, cp.workdir, "run")
+        pages = -(-stale // 500) + 2 + a.namespaces + 1  # token Secrets, namespaces, pods per namespace, nodes
+        m["minimum"] = minimum(m["status"], a.namespaces, pages)
+        m["refill_per_s"] = refill_rate(m["refill"])
+        m["refill_bound_s"] = stale / m["refill_per_s"] if m["refill_per_s"] == m["refill_per_s"] else None
+        m["write_per_s"] = (m["audit"]["token_writes"] / m["audit"]["write_phase_s"]
+                            if m["audit"]["write_phase_s"] > 0 else float("nan"))
+        res["kubemend"] = m
+        log("  exit %d in %.1f s (Succeeded %s, Verified %s); %d requests (minimum %d); RSS %.1f MiB; token "
+            "writes %.0f/s; controller refill %.1f/s" % (m["exit"], m["wall_s"], m["succeeded"], m["verified"],
+                                                          m["audit"]["total"], m["minimum"], m["rss_kib"] / 1024,
+                                                          m["write_per_s"], m["refill_per_s"]))
+        log("  the disaster again; the server's capacity (kmload)")
+        cp.rebuild_pki()
+        kubelet.rejoin()
+        kubelet.wait_nodes_ready(timeout=120)
+        paths = ["/api/v1/namespaces/%s/secrets/%s" % tuple(k.split("/")) for k in sorted(token_shas(cp))]
+        res["capacity"] = {str(n): capacity(a, cp, paths, n) for n in sorted({1, 8, a.inflight})}
+        for n, c in res["capacity"].items():
+            log("    %s in flight: %.0f PATCH/s (p50 %.1f ms, p99 %.1f ms, %d errors)" % (
+                n, c["per_second"], c["p50_ms"], c["p99_ms"], c["errors"]))
+        res["seed"] = seed_procedure(cp, a.seed_subset, cp.workdir)
+        if a.csr_burst:
+            res["csr"] = csr_latency(a, cp, kubelet, a.csr_burst)
+            log("    CSR approval latency: %s" % res["csr"])
+    finally:
+        if kubelet:
+            kubelet.stop()
+        cp.stop()
+    best = max(c["per_second"] for c in res["capacity"].values())
+    km_ms = 1000.0 / res["kubemend"]["write_per_s"] if res["kubemend"]["write_per_s"] > 0 else float("nan")
+    res["ratios"] = {"seed_over_kubemend": res["seed"]["tokens"] * 1000 / km_ms,
+                     "kubemend_over_capacity": res["kubemend"]["write_per_s"] / best if best else float("nan")}
+    return res
+
+
+def report(results, out):
+    lines = ["| version | token Secrets | kubemend exit / Verified | wall | token write rate | server capacity "
+             "(PATCH/s, 1 / N in flight) | seed procedure per Secret | kubemend per Secret | ×seed | ×capacity | "
+             "controller refill | requests / minimum | peak RSS | CPU |", "|" + "---|" * 14]
+    for r in results:
+        m, cap = r["kubemend"], r["capacity"]
+        caps = " / ".join("%.0f" % cap[k]["per_second"] for k in sorted(cap, key=int))
+        lines.append("| %s | %d | %d / %s | %.1f s | %.0f/s | %s | %.1f ms | %.2f ms | %.0f× | %.0f%% | %.1f/s "
+                     "(bound %.0f s) | %d / %d | %.1f MiB | %.1f s |" % (
+                         r["version"], r["token_secrets"], m["exit"], m["verified"], m["wall_s"], m["write_per_s"],
+                         caps, r["seed"]["tokens"] * 1000, 1000.0 / m["write_per_s"],
+                         r["ratios"]["seed_over_kubemend"], 100 * r["ratios"]["kubemend_over_capacity"],
+                         m["refill_per_s"], m["refill_bound_s"] or float("nan"), m["audit"]["total"], m["minimum"],
+                         m["rss_kib"] / 1024, m["user_s"] + m["sys_s"]))
+    for r in results:
+        x = r.get("csr") or {}
+        if x.get("approved"):
+            lines.append("")
+            lines.append("CSR approval latency on %s (operator mode, %d/%d approved): p50 %.0f ms, p99 %.0f ms" % (
+                r["version"], x["approved"], x["burst"], x["p50_ms"], x["p99_ms"]))
+    table = "\n".join(lines)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("Produced by `make bench-real` on %s (real kube-apiserver, etcd, kube-controller-manager on "
+                "127.0.0.1; 2 cores).\n\n%s\n" % (time.strftime("%Y-%m-%d"), table))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    print(table)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--tools", required=True, help="directory with kmload")
+    ap.add_argument("--versions", default=os.environ.get("KUBEMEND_K8S_VERSIONS", ""))
+    ap.add_argument("--tokens", default="1000,5000")
+    ap.add_argument("--namespaces", type=int, default=50)
+    ap.add_argument("--pods", type=int, default=1000)
+    ap.add_argument("--nodes", type=int, default=10)
+    ap.add_argument("--inflight", type=int, default=32)
+    ap.add_argument("--seed-subset", type=int, default=200)
+    ap.add_argument("--csr-burst", type=int, default=1000, help="CSRs for the approval latency (0 = skip)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "real"))
+    a = ap.parse_args()
+    versions = [v for v in a.versions.split(",") if v] or assets.available_versions()
+    if not versions:
+        print("bench-real: skipped: %s" % assets.skip_reason())
+        return
+    tmp = tempfile.mkdtemp(prefix="kubemend-realbench-")
+    results = []
+    try:
+        for v in versions:
+            for n in [int(x) for x in a.tokens.split(",") if x]:
+                results.append(one(a, v, n, tmp))
+    finally:
+        cluster.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, a.out)
+
+
+if __name__ == "__main__":
+    main()
