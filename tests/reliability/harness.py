@@ -393,8 +393,8 @@ class Cluster:
 
     # ---- the end state -----------------------------------------------------------------------------------------
     def final_status_ok(self):
-        """once: the last run exited 0 with phase Succeeded; operator: the ClusterRecovery Succeeded with every
-        condition True."""
+        """once: the last run exited 0 with phase Succeeded and every condition True; operator: the same of the
+        ClusterRecovery (within 60 s: Verified follows Succeeded)."""
         if self.mode == "once":
             p = self.procs[-1]
             if p.returncode != 0:
@@ -404,9 +404,14 @@ class Cluster:
                     st = json.load(f)
             except ValueError:
                 return False
-        else:
+            return st.get("phase") == "Succeeded" and all(c["status"] == "True" for c in st.get("conditions") or [])
+        deadline = time.time() + 60  # the operator re-checks (Verified) after Succeeded
+        while True:
             st = kmop.get_crec(self.sim, CREC)["status"]
-        return st.get("phase") == "Succeeded" and all(c["status"] == "True" for c in st.get("conditions") or [])
+            ok = st.get("phase") == "Succeeded" and all(c["status"] == "True" for c in st.get("conditions") or [])
+            if ok or time.time() > deadline:
+                return ok
+            time.sleep(0.5)
 
     def finish(self, clean_end=None):
         """Chaos off, the cluster settled (at most 90 s), the canonical end state; with clean_end the Result."""
