@@ -339,6 +339,7 @@ class Cluster:
             time.sleep(0.2)
         if not self.done(any_p):
             self.notes.append("recovery not Succeeded after %ds" % RUN_TIMEOUT)
+        self.wait_verified()
         for p in running.values():
             self.stop(p)
 
@@ -375,7 +376,25 @@ class Cluster:
             time.sleep(0.2)
         if not self.done(p):
             self.notes.append("recovery not completed after %ds" % self.timeout)
+        self.wait_verified()
         self.stop(p)
+
+    def wait_verified(self, timeout=120):
+        """Operator mode: after Succeeded the operator re-checks everything (the Verified condition); it must
+        not be stopped before that settled (True or False), or its SIGTERM cancels the checks."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                st = (kmop.get_crec(self.sim, CREC) or {}).get("status") or {}
+            except OSError:
+                st = {}
+            if st.get("phase") == "Failed":
+                return
+            v = [c for c in st.get("conditions") or [] if c["type"] == "Verified"]
+            if st.get("phase") == "Succeeded" and v and v[0]["status"] in ("True", "False"):
+                return
+            time.sleep(0.3)
+        self.notes.append("Verified not settled after %ds" % timeout)
 
     def stop(self, p):
         if p.poll() is None:
