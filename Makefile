@@ -45,7 +45,7 @@ C_FILES := $(call rwildcard,$(SRC_DIRS),*.c) $(call rwildcard,$(SRC_DIRS),*.h) \
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
-        demo bench help
+        demo bench help reliability test-reliability
 .PHONY: image test-image test-e2e test-e2e-scale
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
@@ -58,6 +58,7 @@ help:
 	@echo "make demo      full recovery of the seed cluster after a PKI rebuild (real control plane, else apisim)"
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
 	@echo "make test-e2e-scale  1,000 stale token Secrets on a real 1.19 controller-manager (minutes)"
+	@echo "make reliability  the full fault matrix (faults, watch/continue 410s, restarts, SIGKILLs, leaders)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"
 	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
@@ -95,7 +96,7 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 -include $(LIB_OBJ:.o=.d) $(SUPPORT_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # ---- tests -----------------------------------------------------------------------------------
-test: test-unit test-integration test-apisim test-e2e test-image
+test: test-unit test-integration test-apisim test-reliability test-e2e test-image
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -125,6 +126,18 @@ test-e2e-scale: $(BIN) $(TOOL_BIN) | deps
 	@KUBEMEND_E2E_SCALE=1 KUBEMEND_K8S_VERSIONS=$${KUBEMEND_K8S_VERSIONS:-v1.19} \
 	  KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL) \
 	  $(PYTHON) -m pytest $(PYTEST_ARGS) -s -rs tests/e2e/test_scale.py
+
+# The fault matrix (tests/reliability): `make test` runs its small subset, `make reliability` all of it and
+# prints the table (also in reliability-out/results.md).
+RELIABILITY_ENV = KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL)
+# Its own --basetemp: the kubemend logs of every run stay there, out of reach of other pytest sessions' cleanup.
+test-reliability: $(BIN) | deps
+	@$(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs --basetemp=reliability-out/tmp-subset \
+	  tests/reliability
+
+reliability: $(BIN) $(TOOL_BIN) | deps
+	@KM_RELIABILITY=full $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rsx --basetemp=reliability-out/tmp \
+	  tests/reliability
 
 # The image built and run (skipped, with one line saying why, where podman cannot run).
 test-image: | deps
@@ -169,4 +182,4 @@ install: $(BIN)
 	cp -r crds deploy $(DESTDIR)$(PREFIX)/share/kubemend/
 
 clean:
-	rm -rf build build-asan demo-out bench-out
+	rm -rf build build-asan demo-out bench-out reliability-out

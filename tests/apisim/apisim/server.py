@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import auth, errors, events as evmod, patch as patchmod, rbac, selectors, table as tablemod
 from .pki import PKI, bound_token_claims
+from .writelog import WriteLog, WRITE_VERBS
 from .resources import ResourceInfo, Registry, VIRTUAL, STD_VERBS, SUB_VERBS, ZERO_STATUS, ZERO_STATUS_MODERN, \
     DS_TEMPLATE_GENERATION
 from .store import Store, clone, now_rfc3339, random_suffix
@@ -281,7 +282,12 @@ class Sim:
         self.down_nodes = self.store.down_nodes
         self.watch_cut_after = None
         self.watch_expire_next = False
-        self.continue_expire_always = False  # /_sim/continue/expire {"always": true}
+        self.watch_expire_rate = 0.0      # every watch answered 410 with this probability (/_sim/watch/expire)
+        self.continue_expire = "off"      # off | next | every: continue tokens answered 410 (/_sim/continue/expire)
+        self.page_cap = 0                 # >0: a paged list returns at most this many items (/_sim/list/page-cap)
+        self.down_until = 0.0             # /_sim/restart downSeconds: connections refused until then
+        self.chaos_rng = random.Random(4321)
+        self.writes = WriteLog()
         self.httpd = None
         self.port = None
         self._conns = set()
@@ -469,6 +475,9 @@ class Sim:
             daemon_threads = True
             allow_reuse_address = True
             request_queue_size = 128
+
+            def verify_request(self, request, client_address):
+                return time.time() >= sim.down_until  # a restarting apiserver: connection closed at once
 
             def get_request(self):
                 sock, addr = self.socket.accept()
@@ -708,6 +717,11 @@ def make_handler(sim):
             return ua.startswith("curl") or ua.startswith("Wget") or ua.startswith("Mozilla/5.0")
 
         def send_json(self, code, obj, headers=None, pretty=None, content_type="application/json"):
+            if 200 <= code < 300 and self._verb in WRITE_VERBS and self._res_key not in ("", "_sim") and \
+                    self._res_key not in VIRTUAL:
+                sim.writes.record(self._verb, self._res_key, self._sub, getattr(self, "ns", ""),
+                                  getattr(self, "name", ""), getattr(getattr(self, "user", None), "name", ""), code,
+                                  obj)
             if pretty is None:
                 pretty = self._pretty()
             if pretty:
@@ -1054,13 +1068,18 @@ def make_handler(sim):
             cont = q.get("continue")
             if cont:
                 token_rv, start = decode_continue(cont)
-                if token_rv != -1 and (token_rv < sim.store.compact_rv or sim.continue_expire_always):
+                forced = sim.continue_expire != "off" and token_rv != -1
+                if forced and sim.continue_expire == "next":
+                    sim.continue_expire = "off"
+                if token_rv != -1 and (token_rv < sim.store.compact_rv or forced):
                     raise errors.gone(
                         "The provided continue parameter is too old to display a consistent list result. You can "
                         "start a new list without the continue parameter, or use the continue token in this response "
                         "to retrieve the remainder of the results. Continuing with the provided token results in an "
                         "inconsistent list - objects that were created, modified, or deleted between the time the "
                         "first chunk was returned and now may show up in the list.", encode_continue(-1, start))
+            if sim.page_cap > 0 and limit > sim.page_cap:
+                limit = sim.page_cap  # the server may return fewer items than asked (a fault control)
             refs, nxt, remaining, rv = sim.store.list_page(info.key, self.ns or None, start, limit, pred)
             list_rv = token_rv if token_rv not in (None, -1) else rv
             meta = sim.list_meta(info, self.version, self.ns, list_rv)
@@ -1100,7 +1119,8 @@ def make_handler(sim):
             tv = _wants_table(self.headers.get("Accept"))
             watcher = Watcher(self.ns)
             expired = None
-            if sim.watch_expire_next:
+            forced_410 = sim.watch_expire_rate > 0 and sim.chaos_rng.random() < sim.watch_expire_rate
+            if sim.watch_expire_next or forced_410:
                 sim.watch_expire_next = False
                 expired = "too old resource version: %s (%d)" % (rv_text or "0", sim.store.current_rv())
                 kind, payload = "none", []

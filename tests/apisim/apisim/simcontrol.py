@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 from . import errors
 from .pki import legacy_token_claims
@@ -29,7 +30,11 @@ def handle(sim, h, method, path):
         return h.send_json(200, {"ok": True})
     if route == "faults":
         if method == "POST":
-            rules = _body(h).get("rules") or []
+            b = _body(h)
+            rules = b.get("rules") or []
+            if b.get("seed") is not None:  # reproducible draws (faults, forced watch 410s)
+                sim.faults.rng.seed(int(b["seed"]))
+                sim.chaos_rng.seed(int(b["seed"]))
             sim.faults.set(rules)
             return h.send_json(200, {"ok": True, "rules": len(rules)})
         if method == "DELETE":
@@ -43,16 +48,24 @@ def handle(sim, h, method, path):
         sim.watch_cut_after = None if n is None else int(n)
         return h.send_json(200, {"ok": True, "afterEvents": sim.watch_cut_after})
     if method == "POST" and route == "watch/expire":
-        sim.watch_expire_next = True
-        return h.send_json(200, {"ok": True})
-    if method == "POST" and route == "continue/expire":
-        always = _body(h).get("always")
-        if always is not None:  # a compacting etcd: every continue token expires before it is used
-            sim.continue_expire_always = bool(always)
+        b = _body(h)
+        if "rate" in b:  # from now on every watch is answered 410 with this probability
+            sim.watch_expire_rate = float(b["rate"] or 0)
         else:
+            sim.watch_expire_next = True
+        return h.send_json(200, {"ok": True, "rate": sim.watch_expire_rate})
+    if method == "POST" and route == "continue/expire":
+        b = _body(h)
+        mode = b.get("mode")
+        if mode is None and "always" in b:  # {"always": true}: a compacting etcd, every token expires
+            mode = "every" if b["always"] else "off"
+        if mode is None:
             sim.store.compact(sim.store.current_rv() + 1)  # every token issued so far expires
-        return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv,
-                                 "always": sim.continue_expire_always})
+            return h.send_json(200, {"ok": True, "compactedRV": sim.store.compact_rv})
+        if mode not in ("off", "next", "every"):
+            raise errors.bad_request("mode: off, next or every")
+        sim.continue_expire = mode  # next: the next consistent continue token -> 410; every: all of them
+        return h.send_json(200, {"ok": True, "mode": mode})
     if method == "POST" and route == "controllers":
         b = _body(h)
         bad = sorted(k for k in b if k not in ("tokenDelay", "tokenRate"))
@@ -62,10 +75,35 @@ def handle(sim, h, method, path):
         for k, v in b.items():
             sim.controllers.opts[CONTROLLER_OPTIONS[k]] = float(v)
         return h.send_json(200, {"ok": True})
+    if method == "POST" and route == "list/page-cap":
+        sim.page_cap = int(_body(h).get("max") or 0)
+        return h.send_json(200, {"ok": True, "max": sim.page_cap})
+    if route == "writes":
+        if method == "GET":
+            try:
+                since = int(h.query.get("since") or 0)
+            except ValueError:
+                raise errors.bad_request("since: an integer")
+            return h.send_json(200, {"writes": sim.writes.since(since)})
+        if method == "DELETE":
+            sim.writes.clear()
+            return h.send_json(200, {"ok": True})
+    if route == "writes/trap":
+        if method == "POST":
+            b = _body(h)
+            sim.writes.arm(b.get("after", 1), b.get("user", ""), b.get("exclude") or ())
+            return h.send_json(200, sim.writes.state())
+        if method == "GET":
+            return h.send_json(200, sim.writes.state())
+        if method == "DELETE":
+            return h.send_json(200, sim.writes.disarm())
     if method == "POST" and route == "restart":
+        down = float(_body(h).get("downSeconds") or 0)
         h.send_json(200, {"ok": True})
         h.wfile.flush()
         h.close_connection = True
+        if down > 0:
+            sim.down_until = time.time() + down
         threading.Thread(target=sim.restart, daemon=True).start()
         return None
     if method == "GET" and route == "dump":
