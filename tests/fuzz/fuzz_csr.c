@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *nn = km_csrcheck_node_name(csr, name, sizeof(name));
     FUZZ_CHECK(TERMINATED(name) && (nn == NULL || nn == name) && (nn || !name[0]));
     (void)km_csrcheck_is_decided(csr);
-    const char *signer =
-        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(csr, "spec"), "signerName"));
+    const char *signer = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(csr, "spec"), "signerName"));
     cJSON *status = cJSON_CreateObject();
     for (int client = 0; client < 2; client++) {
         km_csr_decision d;

@@ -6,7 +6,7 @@
 # end, the input in BUILD/crashes/, and exit 1 after the other targets ran.  FUZZ_ARGS: extra
 # libFuzzer flags (e.g. -runs=1000000).  ASAN_OPTIONS defaults to no allocation stacks (several
 # times faster on allocation-heavy targets; replay a finding with build*/fuzz-replay/<target> for
-# them).
+# them).  Targets listed in tests/fuzz/xfail report XFAIL/XPASS instead of failing.
 set -u
 export ASAN_OPTIONS="${ASAN_OPTIONS:-malloc_context_size=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
@@ -35,6 +35,10 @@ for t in "$@"; do
         cov=$(grep -E '^#[0-9]+' "$log" | tail -1 |
             sed -n 's/.* cov: \([0-9]*\).* corp: \([0-9]*\).*/cov \1, corpus \2/p')
         echo "fuzz $t: ${execs:-?} executions in $(($(date +%s) - start)) s, ${cov:-?}, no finding"
+        xfail=$(sed -n "s/^$t //p" "$here/xfail" 2>/dev/null)
+        [ -n "$xfail" ] && echo "fuzz $t: XPASS, remove its line from tests/fuzz/xfail"
+    elif xfail=$(sed -n "s/^$t //p" "$here/xfail" 2>/dev/null) && [ -n "$xfail" ]; then
+        echo "fuzz $t: XFAIL (expected: $xfail; log $log)"
     else
         echo "fuzz $t: FINDING (log $log)" >&2
         tail -n 40 "$log" >&2
