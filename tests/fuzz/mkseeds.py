@@ -193,5 +193,17 @@ write("fuzz_apierr", {
     "empty": code(500),
 })
 
+# ClusterRecovery objects: the example (as JSON) and a few spec variants, with --steps lists
+import yaml as pyyaml  # noqa: E402  (PyYAML: python3-yaml, a test dependency)
+with open(os.path.join(ROOT, "crds", "example-recovery.yaml")) as f:
+    example = pyyaml.safe_load(f)
+bare = {"apiVersion": example["apiVersion"], "kind": example["kind"], "metadata": {"name": "x"}}
+write("fuzz_spec", {
+    "example": nul(json.dumps(example), "tokens,extauth,csr,pods"),
+    "bare": nul(json.dumps(bare), "csr"),
+    "no-spec-steps": nul(json.dumps(dict(bare, spec={})), "tokens,,pods"),
+    "example-compact": json.dumps(example, separators=(",", ":")),
+})
+
 write("fuzz_http", {"port": ":8080", "v4": "127.0.0.1:9090", "v6": "[::1]:8081", "zero": "0.0.0.0:0",
                     "bad": "[::1:80"})
