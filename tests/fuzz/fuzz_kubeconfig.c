@@ -12,9 +12,15 @@
 #include "operator/kube/kubeconfig.h"
 #include "tests/fuzz/fuzz.h"
 
-static char path[4096];
+static char dir[3000], path[4096];
 
-/* The file the inputs are written to, in a folder made once (left for the OS's tmp cleaning) in
+static void cleanup(void)
+{
+    unlink(path);
+    rmdir(dir);
+}
+
+/* The file the inputs are written to, in a folder made once (removed at exit) in
  * $KM_FUZZ_TMPDIR, else /dev/shm (no disk I/O per input) when it exists, else $TMPDIR or /tmp. */
 static const char *config_path(void)
 {
@@ -23,10 +29,10 @@ static const char *config_path(void)
         const char *tmp = getenv("KM_FUZZ_TMPDIR");
         if (!tmp || !*tmp)
             tmp = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : getenv("TMPDIR");
-        char dir[3000];
         snprintf(dir, sizeof(dir), "%s/km-fuzz-kubeconfig-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         FUZZ_CHECK(mkdtemp(dir) != NULL);
         snprintf(path, sizeof(path), "%s/config", dir);
+        atexit(cleanup);
     }
     return path;
 }
