@@ -50,7 +50,8 @@ static void spec(const cJSON *obj)
     FUZZ_CHECK(cJSON_Compare(d, again, 1));
     cJSON *copy = cJSON_Duplicate(obj, 1);
     FUZZ_CHECK(copy != NULL);
-    cJSON_ReplaceItemInObjectCaseSensitive(copy, "spec", d);
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(copy, "spec", d)) /* no spec: {} defaulted */
+        FUZZ_CHECK(cJSON_AddItemToObject(copy, "spec", d));
     d = NULL;
     FUZZ_CHECK(km_recovery_validate(copy, &err) == KM_OK);
     cJSON_Delete(copy);
