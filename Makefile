@@ -37,15 +37,26 @@ SUPPORT_SRC := $(wildcard tests/unit/support/*.c)
 SUPPORT_OBJ := $(SUPPORT_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(BUILD)/fuzz-replay/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 C_FILES := $(call rwildcard,$(SRC_DIRS),*.c) $(call rwildcard,$(SRC_DIRS),*.h) \
-           $(wildcard tests/unit/*.[ch] tests/unit/support/*.[ch] tests/tools/*.[ch])
+           $(wildcard tests/unit/*.[ch] tests/unit/support/*.[ch] tests/tools/*.[ch] tests/fuzz/*.[ch])
 
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all
+# The libFuzzer build (tests/fuzz/README.md): clang, the library instrumented for coverage.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=all
+FUZZ_TIME ?= 60
+FUZZ_SMOKE_TIME ?= 1
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
 
 .PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
-        demo bench help reliability test-reliability
+        demo bench help reliability test-reliability fuzz fuzz-build test-fuzz
 .PHONY: image test-image test-e2e test-e2e-scale
 .DEFAULT_GOAL := all
 # keep object files of tests and tools (make would delete them as intermediates)
@@ -59,6 +70,7 @@ help:
 	@echo "make bench     recovery at scale vs. the kubectl procedure (reports, never fails on time)"
 	@echo "make test-e2e-scale  1,000 stale token Secrets on a real 1.19 controller-manager (minutes)"
 	@echo "make reliability  the full fault matrix (faults, watch/continue 410s, restarts, SIGKILLs, leaders)"
+	@echo "make fuzz      each libFuzzer target of tests/fuzz for FUZZ_TIME s (default 60; FUZZ_TARGETS)"
 	@echo "make lint      clang-format check + cppcheck"
 	@echo "make deps      install missing Debian packages (apt-get)"
 	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
@@ -93,13 +105,41 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LIBS)
 
+# A fuzz target replayed without libFuzzer (tests/fuzz/replay.c): any compiler, run by test-unit.
+$(BUILD)/fuzz-replay/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LIBS)
+
+# A libFuzzer binary: only in the fuzz build (CC=clang, FUZZ_CFLAGS; `make fuzz-build`).
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(ALL_LIBS)
+
+-include $(FUZZ_SRC:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/replay.d
 -include $(LIB_OBJ:.o=.d) $(SUPPORT_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d)
 
 # ---- tests -----------------------------------------------------------------------------------
-test: test-unit test-integration test-apisim test-reliability test-e2e test-image
+test: test-unit test-fuzz test-integration test-apisim test-reliability test-e2e test-image
 
-test-unit: $(UNIT_BIN)
+# The units, then every fuzz target on its checked-in corpus and regression inputs.
+test-unit: $(UNIT_BIN) $(FUZZ_REPLAY)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_NAMES); do \
+	  $(BUILD)/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/regress/$$t; done
+
+# ---- fuzzing (tests/fuzz/README.md) ----------------------------------------------------------
+fuzz-build: | deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang CFLAGS="$(FUZZ_CFLAGS)" \
+	  LDFLAGS="-fsanitize=address,undefined" $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz/%)
+
+# Each target for FUZZ_TIME seconds, growing $(FUZZ_BUILD)/corpus/<target>; findings are written
+# to $(FUZZ_BUILD)/crashes/ (keep them as tests/fuzz/regress/<target>/ inputs once fixed).
+fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_TIME) corpus $(FUZZ_TARGETS)
+
+# CI's short run: each target FUZZ_SMOKE_TIME seconds from the checked-in corpus.
+test-fuzz: fuzz-build
+	@tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_TIME) smoke $(FUZZ_TARGETS)
 
 # The integration tests mostly wait (on apisim, on rollouts): PYTEST_JOBS of them run at once
 # (pytest-xdist; each test starts its own servers on free 127.0.0.1 ports).
@@ -182,4 +222,4 @@ install: $(BIN)
 	cp -r crds deploy $(DESTDIR)$(PREFIX)/share/kubemend/
 
 clean:
-	rm -rf build build-asan demo-out bench-out reliability-out
+	rm -rf build build-asan $(FUZZ_BUILD) demo-out bench-out reliability-out

@@ -17,6 +17,7 @@ need libwebsockets-dev pkg-config --exists libwebsockets
 need libyaml-dev pkg-config --exists yaml-0.1
 need libcmocka-dev pkg-config --exists cmocka
 need libgmp-dev pkg-config --exists gmp
+need clang command -v clang  # the libFuzzer targets (tests/fuzz, make fuzz / test-fuzz)
 need openssl command -v openssl
 need time test -x /usr/bin/time
 need python3 test -x /usr/bin/python3

@@ -29,16 +29,6 @@ SCENARIOS = {
     "continue-every-page": lambda seed: Chaos(page_cap=2, cont="every"),
     "apiserver-restart": lambda seed: Chaos(restarts=[3 + 7 * seed, 20 + 5 * seed], down=1.0),
 }
-# Fails on main until issue 12 item 3 (transient errors retried; expiring continue tokens) lands: strict, so the
-# fix flips them loudly.
-_5XX = "issue 12 item 3: a 5xx answer to a token Secret write is not retried (tokens step ChangeFailed, run Failed)"
-_CONT = "issue 12 item 3: continue tokens expiring on every page fail the run (CA bundle, CSRs, pods left undone)"
-XFAIL = {(name, mode): why for name, why in (("500", _5XX), ("503", _5XX), ("504", _5XX), ("503-one-shot", _5XX),
-                                             ("continue-every-page", _CONT)) for mode in ("once", "operator")}
-# The seeded 10% draws follow the order of requests: deterministic for `run --once`, not for the operator (its
-# watches and Events interleave differently each run), where a run sometimes draws no 5xx for a token write and
-# passes (seen once for 503 in 2 runs): not strict there, or the matrix would flake before the fix.
-NOT_DETERMINISTIC = {("500", "operator"), ("503", "operator"), ("504", "operator")}
 QUICK = {("503-one-shot", "once")}
 RUNS = 1
 
@@ -50,9 +40,7 @@ def params():
             if not FULL and (name, mode) not in QUICK:
                 continue
             for seed in range(1, RUNS + 1):
-                strict = (name, mode) not in NOT_DETERMINISTIC
-                marks = [pytest.mark.xfail(strict=strict, reason=XFAIL[name, mode])] if (name, mode) in XFAIL else []
-                out.append(pytest.param(name, mode, seed, marks=marks, id="%s-%s-%d" % (name, mode, seed)))
+                out.append(pytest.param(name, mode, seed, id="%s-%s-%d" % (name, mode, seed)))
     return out
 
 
