@@ -69,6 +69,8 @@ def test_deploy_builds_with_everything(objs):
         ("RoleBinding", NS, "kubemend-leader-election"),
         ("Role", "kube-system", "kubemend-extension-apiserver-authentication"),
         ("RoleBinding", "kube-system", "kubemend-extension-apiserver-authentication"),
+        ("Role", NS, "kubemend-keys"),
+        ("RoleBinding", NS, "kubemend-keys"),
         ("Deployment", NS, "kubemend"),
         ("Service", NS, "kubemend-metrics"),
     ])
@@ -167,6 +169,10 @@ def test_required_permissions(objs):
         assert allowed(objs, v, "", "configmaps", "extension-apiserver-authentication",
                        "kube-system")
     assert allowed(objs, "create", "", "configmaps", "", "kube-system")
+    for v in ("get", "update"):  # the key snapshot (reconcilers/bridge/snapshot.h)
+        assert allowed(objs, v, "", "configmaps", "kubemend-keys", NS)
+    assert allowed(objs, "create", "", "configmaps", "", NS)
+    assert allowed(objs, "create", "", "serviceaccounts/token", "kubemend", NS)
     cr = one(objs, "ClusterRole", "kubemend")
     nonres = [r for r in cr["rules"] if "nonResourceURLs" in r]
     assert nonres == [{"nonResourceURLs": ["/openid/v1/jwks"], "verbs": ["get"]}]
@@ -185,6 +191,7 @@ def test_forbidden_permissions(objs):
         ("get", "", "configmaps", "some-app-config"),
         ("list", "", "configmaps", ""),
         ("update", "", "configmaps", "kube-root-ca.crt"),
+        ("create", "", "serviceaccounts/token", "default"),
         ("get", "", "secrets/status", "x"),
         ("escalate", "rbac.authorization.k8s.io", "clusterroles", "x"),
         ("create", "coordination.k8s.io", "leases", ""),  # cluster-wide: no
