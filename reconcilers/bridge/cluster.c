@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "operator/base/array.h"
+#include "operator/base/base64.h"
 #include "operator/base/buf.h"
 #include "operator/base/json.h"
 #include "reconcilers/bridge/kid.h"
@@ -22,7 +23,9 @@ km_status km_bridge_current_keys(km_kube *kube, km_jwks **keys, char **raw, km_e
     km_buf body;
     km_jwks *set = NULL;
     km_buf_init(&body, JWKS_MAX);
-    km_kube_req req = {.method = "GET", .path = KM_BRIDGE_JWKS_PATH};
+    km_kube_req req = {.method = "GET",
+                       .path = KM_BRIDGE_JWKS_PATH,
+                       .accept = "application/jwk-set+json, application/json"};
     km_status st = km_kube_do(kube, &req, NULL, &body, err);
     if (st == KM_OK)
         st = km_jwks_parse(km_buf_str(&body), body.len, &set, err);
@@ -76,6 +79,63 @@ out:
     free(esc_ns);
     free(esc_sa);
     return st;
+}
+
+/* The namespace and name of the ServiceAccount of the caller's bearer token ("sub":
+ * "system:serviceaccount:NS:NAME"); default/default when there is none. */
+static void own_account(km_kube *kube, char *ns, size_t nn, char *sa, size_t sn)
+{
+    char *tok = NULL, *payload = NULL;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    snprintf(ns, nn, "default");
+    snprintf(sa, sn, "default");
+    if (km_kubeconfig_token(km_kube_config(kube), &tok, NULL) != KM_OK || !tok)
+        return;
+    const char *dot = strchr(tok, '.'), *end = dot ? strchr(dot + 1, '.') : NULL;
+    if (end && km_base64_decode(dot + 1, (size_t)(end - dot - 1), KM_B64_URL, &raw, &len) == KM_OK)
+        payload = (char *)raw;
+    cJSON *doc = payload ? cJSON_Parse(payload) : NULL;
+    const char *sub = cJSON_GetStringValue(cJSON_GetObjectItem(doc, "sub"));
+    char a[254], b[254];
+    if (sub && sscanf(sub, "system:serviceaccount:%253[^:]:%253s", a, b) == 2) {
+        snprintf(ns, nn, "%s", a);
+        snprintf(sa, sn, "%s", b);
+    }
+    cJSON_Delete(doc);
+    if (raw)
+        OPENSSL_cleanse(raw, len);
+    free(raw);
+    OPENSSL_cleanse(tok, strlen(tok));
+    free(tok);
+}
+
+km_status km_bridge_probe(km_kube *kube, char *kid, size_t n, km_err *err)
+{
+    km_jwks *keys = NULL;
+    km_err e;
+    char ns[254], sa[254], k[96] = "";
+    km_status st = km_bridge_current_keys(kube, &keys, NULL, &e);
+    if (st == KM_ETRANSPORT || st == KM_ECANCELED || st == KM_ENOMEM) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    size_t count = st == KM_OK ? km_jwks_count(keys) : 0;
+    km_jwks_free(keys);
+    if (count > 1) {
+        own_account(kube, ns, sizeof(ns), sa, sizeof(sa));
+        st = km_bridge_signing_kid(kube, ns, sa, k, sizeof(k), &e);
+        if (st == KM_ETRANSPORT || st == KM_ECANCELED || st == KM_ENOMEM) {
+            if (err)
+                *err = e;
+            return st;
+        }
+        if (st != KM_OK)
+            k[0] = '\0';
+    }
+    snprintf(kid, n, "%s", k);
+    return KM_OK;
 }
 
 /* ---- the token set ----------------------------------------------------------------------------

@@ -32,6 +32,13 @@ int km_bridge_keys_have(const km_jwks *keys, const char *kid);
 km_status km_bridge_signing_kid(km_kube *kube, const char *ns, const char *sa, char *kid, size_t n,
                                 km_err *err);
 
+/* Whether the server is bridged and with which key it signs: when the JWKS lists more than one
+ * key, the signing kid (km_bridge_signing_kid for the caller's own ServiceAccount, named by its
+ * bearer token's sub claim, else default/default) into kid (size n); "" when it lists one key or
+ * none (not bridged, or not known: nothing is then classified as bridged).  Failure: transport
+ * errors, KM_ECANCELED, KM_ENOMEM (an API error only means ""); kid untouched. */
+km_status km_bridge_probe(km_kube *kube, char *kid, size_t n, km_err *err);
+
 /* ---- tokens signed by keys the server no longer lists -------------------------------------- */
 
 typedef struct km_bridge_tokens km_bridge_tokens;

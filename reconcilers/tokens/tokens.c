@@ -8,6 +8,8 @@
 
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "reconcilers/bridge/cluster.h"
+#include "reconcilers/bridge/kid.h"
 #include "reconcilers/tokens/check.h"
 #include "reconcilers/tokens/heal.h"
 
@@ -26,6 +28,7 @@ typedef struct run {
     long other;           /* not authenticated for a non-key reason */
     char last[512];       /* key of the last Secret handled */
     km_err *err;          /* the page callback's error output */
+    char signing_kid[96]; /* while bridged: the key new tokens are signed with (bridge/kid.h) */
 } run;
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
@@ -180,7 +183,14 @@ static km_status classify(run *r, const cJSON *cur, const char *key, int countin
     km_review_verdict v = KM_REVIEW_VALID;
     char why[256];
     km_status st = km_tokens_judge_token(r->judge, token, &v, why, sizeof(why), err);
+    /* Valid only through the bridge (an old key handed back to the server): still stale. */
+    int bridged = km_bridge_classify(token, r->signing_kid) == KM_BRIDGE_OLD;
     km_tokens_token_free(token);
+    if (st == KM_OK && v == KM_REVIEW_VALID && bridged) {
+        v = KM_REVIEW_STALE;
+        if (counting)
+            add(r, "bridged", 1);
+    }
     if (st != KM_OK) {
         if (fatal(st))
             return st;
@@ -498,6 +508,20 @@ static km_status start_pass(run *r, int *verify_only, km_err *err)
     return KM_OK;
 }
 
+/* While the server trusts more than one key: the signing key's kid (reconcilers/bridge), so that
+ * tokens valid only through the bridge are regenerated too (status.tokens.bridged). */
+static km_status bridge_start(run *r, int verify_only, km_err *err)
+{
+    if (!verify_only && r->counting)
+        cJSON_DeleteItemFromObjectCaseSensitive(r->st, "bridged");
+    km_status st = km_bridge_probe(r->ctx->kube, r->signing_kid, sizeof(r->signing_kid), err);
+    if (st == KM_OK && r->signing_kid[0])
+        km_log_info("tokens: the API server trusts an old key (bridge): tokens of other keys "
+                    "are regenerated",
+                    "signingKid", r->signing_kid);
+    return st;
+}
+
 /* Waits for the changed Secrets to heal (status.tokens.continue = "verify" meanwhile). */
 static km_status verify(run *r, km_err *err)
 {
@@ -539,6 +563,8 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) != KM_OK)
         goto out;
     km_json_set_str(r.st, "method", km_tokens_judge_method(r.judge));
+    if ((st = bridge_start(&r, verify_only, err)) != KM_OK)
+        goto out;
     if (!verify_only) {
         km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = KM_TOKENS_PAGE_LIMIT};
         if ((st = km_kube_list(ctx->kube, "/api/v1/secrets", &o, on_page, &r, NULL, err)) != KM_OK)

@@ -422,7 +422,7 @@ def test_status_fields(schema):
                                          "pods", ""]
     assert set(st["tokens"]["properties"]) == {
         "method", "scanned", "stale", "regenerated", "deleted", "failed", "malformed", "skipped",
-        "healed", "changed", "unhealed", "malformedSecrets", "continue"}
+        "healed", "bridged", "changed", "unhealed", "malformedSecrets", "continue"}
     assert st["tokens"]["properties"]["method"]["enum"] == ["JWKS", "TokenReview"]
     assert set(st["extensionApiserverAuthentication"]["properties"]) == {
         "backup", "removed", "kept", "readded", "phase"}
