@@ -31,6 +31,13 @@ def lost_sa_pub(cp):
         return f.read()
 
 
+def valid_tokens(cp):
+    """{"ns/name": token} of the token Secrets whose token the server accepts (TokenReview) now."""
+    toks = token_secrets(cp)
+    ok = reviewed(cp, toks)
+    return {k: t for k, t in toks.items() if ok[k]}
+
+
 def token_secrets(cp):
     """{"ns/name": token} of the token Secrets holding a token."""
     body = cp.client().get("/api/v1/secrets?fieldSelector=type%3D" + seed.SA_TOKEN.replace("/", "%2F"))
@@ -75,6 +82,14 @@ def run_once(cp, tmp_path, spec=None, steps=None):
     return rc, json.loads(out), err
 
 
+def restart_with_keys(cp, files):
+    """kube-apiserver restarted with these extra --service-account-key-file files (as the kubelet does when the
+    static pod manifest changes), then the controller-manager (its leader election may lose the Lease meanwhile,
+    and it exits then; under kubeadm the kubelet restarts it)."""
+    cp.restart_apiserver(extra_key_files=files)
+    cp.restart_controller_manager()
+
+
 def condition(status, ctype):
     return next((c for c in status.get("conditions") or [] if c["type"] == ctype), None)
 
@@ -83,7 +98,7 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
     """The bridge installed with pem_path; old tokens valid again; the recovery run until BridgeRetirable is True;
     the bridge removed. Returns the first run's final status."""
     assert not any(reviewed(cp, old_tokens).values()), "the old tokens must be rejected before the bridge"
-    cp.restart_apiserver(extra_key_files=[pem_path])
+    restart_with_keys(cp, [pem_path])
     ok = reviewed(cp, old_tokens)
     assert all(ok.values()), "bridged kube-apiserver rejects %s" % [k for k, v in ok.items() if not v]
 
@@ -109,7 +124,7 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
     # No token Secret holds an old-kid token any more; retire the bridge: every current token still valid.
     now = token_secrets(cp)
     assert not set(kid_of(t) for t in now.values()) & set(kid_of(t) for t in old_tokens.values())
-    cp.restart_apiserver(extra_key_files=[])
+    restart_with_keys(cp, [])
     ok = reviewed(cp, now)
     assert all(ok.values()), [k for k, v in ok.items() if not v]
     assert not any(reviewed(cp, old_tokens).values())

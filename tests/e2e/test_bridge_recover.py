@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("KUBEMEND_BRIDGE_SLOW") != "1",
 
 def test_recover_from_tokens_then_bridge_and_retire(control_plane, kubelet, tmp_path):
     desc = seed.install(control_plane, kubelet)
-    old_tokens = bridge.token_secrets(control_plane)
+    old_tokens = bridge.valid_tokens(control_plane)
     seed.disaster(control_plane, kubelet, desc)
     pem = os.path.join(str(tmp_path), "sa-old.pub")
     rc, out, err, secs = bridge.kubemend(control_plane, "keys", "recover", "-o", pem, timeout=1800)

@@ -21,7 +21,7 @@ def seeded(control_plane, kubelet):
     assert rc == 0, err
     assert "written" in out
     cm = control_plane.client().get("/api/v1/namespaces/%s/configmaps/kubemend-keys" % bridge.OPERATOR_NS)
-    old_tokens = bridge.token_secrets(control_plane)
+    old_tokens = bridge.valid_tokens(control_plane)
     seed.disaster(control_plane, kubelet, desc)
     return desc, cm, old_tokens
 
