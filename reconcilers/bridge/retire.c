@@ -17,6 +17,8 @@ int km_bridge_pod_depends(const cJSON *pod, time_t rebuilt_at)
     const char *phase = KM_JSON_STR(pod, "status", "phase");
     if (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
         return 0;
+    if (KM_JSON_AT(pod, "metadata", "annotations", KM_MIRROR_ANNOTATION))
+        return 0; /* a static pod: the kubelet gives it no service-account token */
     if (!km_podsel_mounts_token(pod, NULL))
         return 0;
     const char *started = KM_JSON_STR(pod, "status", "startTime");
@@ -28,11 +30,14 @@ int km_bridge_pod_depends(const cJSON *pod, time_t rebuilt_at)
     return t < rebuilt_at;
 }
 
-static void name_of(const cJSON *o, char *buf, size_t n)
+/* Appends "ns/name" of o to the list in buf (the first 3 only). */
+static void name_of(const cJSON *o, long count, char *buf, size_t n)
 {
     const char *ns = KM_JSON_STR(o, "metadata", "namespace");
     const char *name = KM_JSON_STR(o, "metadata", "name");
-    snprintf(buf, n, "%s/%s", ns ? ns : "", name ? name : "");
+    size_t used = strlen(buf);
+    if (count <= 3 && used < n)
+        snprintf(buf + used, n - used, "%s%s/%s", used ? ", " : "", ns ? ns : "", name ? name : "");
 }
 
 typedef struct scan {
@@ -51,8 +56,8 @@ static km_status on_secrets(const km_kube_page *page, void *user)
             continue;
         int old = km_bridge_classify(token, s->r->signing_kid) == KM_BRIDGE_OLD;
         km_tokens_token_free(token);
-        if (old && s->r->old_secrets++ == 0)
-            name_of(it, s->r->first_secret, sizeof(s->r->first_secret));
+        if (old)
+            name_of(it, ++s->r->old_secrets, s->r->first_secret, sizeof(s->r->first_secret));
     }
     return KM_OK;
 }
@@ -63,8 +68,8 @@ static km_status on_pods(const km_kube_page *page, void *user)
     const cJSON *it;
     cJSON_ArrayForEach(it, page->items)
     {
-        if (km_bridge_pod_depends(it, s->rebuilt_at) && s->r->old_pods++ == 0)
-            name_of(it, s->r->first_pod, sizeof(s->r->first_pod));
+        if (km_bridge_pod_depends(it, s->rebuilt_at))
+            name_of(it, ++s->r->old_pods, s->r->first_pod, sizeof(s->r->first_pod));
     }
     return KM_OK;
 }
@@ -90,7 +95,7 @@ int km_bridge_retire_condition(km_kube *kube, cJSON *status, long long generatio
 {
     km_bridge_retire r;
     km_err e;
-    char now[40], msg[1024], eb[600];
+    char now[40], msg[2048], eb[600];
     time_t rebuilt = 0;
     km_err_clear(&e);
     km_clock_now_text(now, sizeof(now));

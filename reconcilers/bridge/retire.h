@@ -24,13 +24,13 @@ typedef struct km_bridge_retire {
     char signing_kid[96];   /* the key new tokens are signed with ("" = unknown) */
     long old_secrets;       /* token Secrets holding a token of another key */
     long old_pods;          /* pods mounting a token, started before the rebuild */
-    char first_secret[300]; /* the first of them ("ns/name"), "" = none */
-    char first_pod[300];
+    char first_secret[800]; /* the first 3 of them ("ns/name, ..."), "" = none */
+    char first_pod[800];
 } km_bridge_retire;
 
 /* Pure: whether a pod (a Pod object) still depends on the old key: it mounts a service-account
  * token (reconcilers/pods/podsel.h) and started (status.startTime, else creationTimestamp)
- * before rebuilt_at (> 0).  A finished pod (Succeeded/Failed) does not. */
+ * before rebuilt_at (> 0).  A finished pod (Succeeded/Failed) and a static pod's mirror do not. */
 int km_bridge_pod_depends(const cJSON *pod, time_t rebuilt_at);
 
 /* Reads what still depends on the old key (token Secrets and pods, page by page) into *out.

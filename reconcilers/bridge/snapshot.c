@@ -220,8 +220,10 @@ static km_status snap_start(const km_runtime *rt, void **self, km_err *err)
     if (!s)
         return km_err_set(err, KM_ENOMEM, "out of memory");
     s->rt = rt;
+    /* The operator's namespace: POD_NAMESPACE (deploy/deployment.yaml), the in-cluster one, else
+     * kubemend-system (a kubeconfig context's namespace is the user's, not the operator's). */
     const char *ns = getenv("POD_NAMESPACE");
-    if (!ns || !*ns)
+    if ((!ns || !*ns) && strcmp(km_kubeconfig_source(rt->config), "in-cluster") == 0)
         ns = km_kubeconfig_namespace(rt->config);
     snprintf(s->ns, sizeof(s->ns), "%s", ns && *ns ? ns : KM_BRIDGE_SNAPSHOT_NS);
     *self = s;

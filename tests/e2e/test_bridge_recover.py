@@ -1,7 +1,7 @@
 """Issue 15 on the real servers from the cluster alone: no snapshot; `kubemend keys recover` recovers the lost
 RSA-2048 public key from the stale token Secrets (a gcd of two tokens: about a minute of CPU, more on a busy
 machine), proves it by kid, and the bridge and the recovery follow (bridge.py). Behind `make test-bridge`
-(KUBEMEND_BRIDGE_SLOW=1): too slow for `make test`."""
+(KUBEMEND_BRIDGE_E2E=1): too slow for `make test`."""
 
 import os
 
@@ -10,7 +10,7 @@ import pytest
 import bridge
 from realk8s import seed
 
-pytestmark = pytest.mark.skipif(os.environ.get("KUBEMEND_BRIDGE_SLOW") != "1",
+pytestmark = pytest.mark.skipif(os.environ.get("KUBEMEND_BRIDGE_E2E") != "1",
                                 reason="minutes of RSA key recovery: run with `make test-bridge`")
 
 
