@@ -178,6 +178,8 @@ km_status km_bridge_snapshot_jwks(km_kube *kube, const char *ns, const char *nam
         st = km_err_set(err, KM_ENOMEM, "out of memory");
     if (st == KM_OK)
         *jwks = copy;
+    else
+        free(copy);
     cJSON_Delete(cm);
     return st;
 }
