@@ -12,14 +12,14 @@
 #include "reconcilers/step/conditions.h"
 #include "reconcilers/tokens/check.h"
 
-int km_bridge_pod_depends(const cJSON *pod, time_t rebuilt_at)
+int km_bridge_pod_depends(const cJSON *pod, const cJSON *sa, time_t rebuilt_at)
 {
     const char *phase = KM_JSON_STR(pod, "status", "phase");
     if (phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0))
         return 0;
     if (KM_JSON_AT(pod, "metadata", "annotations", KM_MIRROR_ANNOTATION))
         return 0; /* a static pod: the kubelet gives it no service-account token */
-    if (!km_podsel_mounts_token(pod, NULL))
+    if (!km_podsel_mounts_token(pod, sa))
         return 0;
     const char *started = KM_JSON_STR(pod, "status", "startTime");
     if (!started)
@@ -41,8 +41,10 @@ static void name_of(const cJSON *o, long count, char *buf, size_t n)
 }
 
 typedef struct scan {
+    km_kube *kube;
     km_bridge_retire *r;
     time_t rebuilt_at;
+    km_err *err;
 } scan;
 
 static km_status on_secrets(const km_kube_page *page, void *user)
@@ -62,14 +64,38 @@ static km_status on_secrets(const km_kube_page *page, void *user)
     return KM_OK;
 }
 
+/* The pod's ServiceAccount into *sa (NULL when it is gone), read only when the pod's spec does
+ * not tell whether a token is mounted (rare: no volume information at all). */
+static km_status pod_sa(scan *s, const cJSON *pod, cJSON **sa)
+{
+    char path[600];
+    const char *name = KM_JSON_STR(pod, "spec", "serviceAccountName");
+    *sa = NULL;
+    if (km_podsel_token_from_spec(pod) != -1)
+        return KM_OK;
+    km_kube_path(path, sizeof(path), NULL, "v1", KM_JSON_STR(pod, "metadata", "namespace"),
+                 "serviceaccounts", name && *name ? name : "default", NULL);
+    km_status st = km_kube_get(s->kube, path, sa, s->err);
+    if (st == KM_EAPI && km_err_is_http(s->err, 404)) {
+        km_err_clear(s->err);
+        return KM_OK;
+    }
+    return st;
+}
+
 static km_status on_pods(const km_kube_page *page, void *user)
 {
     scan *s = user;
     const cJSON *it;
     cJSON_ArrayForEach(it, page->items)
     {
-        if (km_bridge_pod_depends(it, s->rebuilt_at))
+        cJSON *sa = NULL;
+        km_status st = pod_sa(s, it, &sa);
+        if (st != KM_OK)
+            return st;
+        if (km_bridge_pod_depends(it, sa, s->rebuilt_at))
             name_of(it, ++s->r->old_pods, s->r->first_pod, sizeof(s->r->first_pod));
+        cJSON_Delete(sa);
     }
     return KM_OK;
 }
@@ -82,7 +108,7 @@ km_status km_bridge_retire_check(km_kube *kube, time_t rebuilt_at, km_bridge_ret
     if (st != KM_OK || !out->signing_kid[0])
         return st;
     out->bridged = 1;
-    scan s = {.r = out, .rebuilt_at = rebuilt_at};
+    scan s = {.kube = kube, .r = out, .rebuilt_at = rebuilt_at, .err = err};
     km_list_opts so = {.field_selector = "type=" KM_SA_TOKEN_TYPE, .limit = 500};
     km_list_opts po = {.limit = 500};
     st = km_kube_list(kube, "/api/v1/secrets", &so, on_secrets, &s, NULL, err);

@@ -29,9 +29,10 @@ typedef struct km_bridge_retire {
 } km_bridge_retire;
 
 /* Pure: whether a pod (a Pod object) still depends on the old key: it mounts a service-account
- * token (reconcilers/pods/podsel.h) and started (status.startTime, else creationTimestamp)
+ * token (reconcilers/pods/podsel.h; sa, its ServiceAccount or NULL, decides when the spec cannot
+ * tell) and started (status.startTime, else creationTimestamp)
  * before rebuilt_at (> 0).  A finished pod (Succeeded/Failed) and a static pod's mirror do not. */
-int km_bridge_pod_depends(const cJSON *pod, time_t rebuilt_at);
+int km_bridge_pod_depends(const cJSON *pod, const cJSON *sa, time_t rebuilt_at);
 
 /* Reads what still depends on the old key (token Secrets and pods, page by page) into *out.
  * rebuilt_at 0 = unknown: every pod with a token counts.  Not bridged (or the signing key unknown):

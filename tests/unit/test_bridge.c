@@ -213,15 +213,23 @@ static void test_pod_depends(void **state)
         {"[{\"name\":\"data\",\"emptyDir\":{}}]", "2026-01-02T00:00:00Z", "Running", rebuilt, 0},
         {proj, "2026-12-01T00:00:00Z", "Running", 0, 1}, /* rebuild unknown: counts */
     };
+    /* no volume information: the ServiceAccount's automountServiceAccountToken decides */
+    cJSON *bare = pod("[]", "2026-01-02T00:00:00Z", "Running");
+    cJSON_DeleteItemFromObject(cJSON_GetObjectItem(bare, "spec"), "volumes");
+    cJSON *no = cJSON_Parse("{\"automountServiceAccountToken\":false}");
+    assert_int_equal(km_bridge_pod_depends(bare, NULL, rebuilt), 1);
+    assert_int_equal(km_bridge_pod_depends(bare, no, rebuilt), 0);
+    cJSON_Delete(no);
+    cJSON_Delete(bare);
     cJSON *mirror = pod(proj, "2026-01-02T00:00:00Z", "Running");
-    assert_int_equal(km_bridge_pod_depends(mirror, rebuilt), 1);
+    assert_int_equal(km_bridge_pod_depends(mirror, NULL, rebuilt), 1);
     cJSON *ann = cJSON_AddObjectToObject(cJSON_GetObjectItem(mirror, "metadata"), "annotations");
     cJSON_AddStringToObject(ann, "kubernetes.io/config.mirror", "abc");
-    assert_int_equal(km_bridge_pod_depends(mirror, rebuilt), 0);
+    assert_int_equal(km_bridge_pod_depends(mirror, NULL, rebuilt), 0);
     cJSON_Delete(mirror);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         cJSON *p = pod(cases[i].vols, cases[i].start, cases[i].phase);
-        if (km_bridge_pod_depends(p, cases[i].rebuilt) != cases[i].want)
+        if (km_bridge_pod_depends(p, NULL, cases[i].rebuilt) != cases[i].want)
             fail_msg("case %zu", i);
         cJSON_Delete(p);
     }
