@@ -50,8 +50,12 @@ def token_secrets(cp):
 
 
 def kid_of(token):
-    head = token.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"]
+    """The kid header of a JWT, None for a malformed one (the seed keeps a garbage token Secret)."""
+    try:
+        head = token.split(".")[0]
+        return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))).get("kid")
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def reviewed(cp, tokens):
@@ -121,9 +125,11 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
     assert cond["status"] == "True", cond
     assert "--service-account-key-file" in cond["message"] and "kube-apiserver.yaml" in cond["message"]
 
-    # No token Secret holds an old-kid token any more; retire the bridge: every current token still valid.
-    now = token_secrets(cp)
-    assert not set(kid_of(t) for t in now.values()) & set(kid_of(t) for t in old_tokens.values())
+    # No token Secret holds an old-kid token any more; retire the bridge: every valid token stays valid.
+    old_kids = set(kid_of(t) for t in old_tokens.values())
+    assert not set(kid_of(t) for t in token_secrets(cp).values()) & old_kids
+    now = valid_tokens(cp)
+    assert now
     restart_with_keys(cp, [])
     ok = reviewed(cp, now)
     assert all(ok.values()), [k for k, v in ok.items() if not v]
