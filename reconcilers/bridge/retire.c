@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "operator/base/base64.h"
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "reconcilers/bridge/cluster.h"
@@ -53,11 +54,16 @@ static km_status on_secrets(const km_kube_page *page, void *user)
     const cJSON *it;
     cJSON_ArrayForEach(it, page->items)
     {
-        char *token = NULL;
-        if (km_tokens_precheck(it, &token) != KM_TOKEN_CHECK)
+        /* Every token Secret not being deleted counts, annotated or not: kube-apiserver accepts
+         * a legacy token whose Secret lacks the uid annotation (the tokens step leaves those). */
+        const char *tok = KM_JSON_STR(it, "data", "token");
+        unsigned char *raw = NULL;
+        size_t len = 0;
+        if (!tok || KM_JSON_AT(it, "metadata", "deletionTimestamp") ||
+            km_base64_decode(tok, strlen(tok), 0, &raw, &len) != KM_OK)
             continue;
-        int old = km_bridge_classify(token, s->r->signing_kid) == KM_BRIDGE_OLD;
-        km_tokens_token_free(token);
+        int old = km_bridge_classify((const char *)raw, s->r->signing_kid) == KM_BRIDGE_OLD;
+        km_tokens_token_free((char *)raw);
         if (old)
             name_of(it, ++s->r->old_secrets, s->r->first_secret, sizeof(s->r->first_secret));
     }

@@ -116,6 +116,10 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
     assert cond is not None, status.get("conditions")
     first = status
 
+    # The seed's Secret without the uid annotation is left to the admin by the tokens step; the server still
+    # accepts its old token, so the bridge must stay until it is handled (here: deleted, as an admin would).
+    if cond["status"] == "False" and "shop/frontend-manual-token" in cond["message"]:
+        cp.client().delete("/api/v1/namespaces/shop/secrets/frontend-manual-token")
     # Whatever still depends on the old key is gone after the pods' restarts settle: rerun until True.
     deadline = time.time() + 240
     while cond["status"] != "True" and time.time() < deadline:
@@ -128,7 +132,9 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
     # No token Secret holds an old-kid token any more; retire the bridge: every valid token stays valid.
     old_kids = set(kid_of(t) for t in old_tokens.values())
     now = valid_tokens(cp)  # (a Secret being deleted may keep an old token: the server rejects it anyway)
-    assert now and not set(kid_of(t) for t in now.values()) & old_kids
+    assert now
+    still = sorted(k for k, t in now.items() if kid_of(t) in old_kids)
+    assert not still, "accepted with the old kid after BridgeRetirable=True: %s" % still
     restart_with_keys(cp, [])
     ok = reviewed(cp, now)
     assert all(ok.values()), [k for k, v in ok.items() if not v]
