@@ -2,6 +2,7 @@
  *
  *   kubemend operator [flags]     the ClusterRecovery operator (in-cluster or --kubeconfig)
  *   kubemend run --once [flags]   the recovery steps once from this machine (break-glass)
+ *   kubemend keys recover|snapshot  the zero-downtime bridge's keys (keys.c)
  *   kubemend version
  *
  * This file only turns flags into options: one flag table serves both subcommands, and the
@@ -25,6 +26,7 @@
 
 #include "operator/base/clock.h"
 #include "operator/base/log.h"
+#include "operator/cmd/keys.h"
 #include "operator/cmd/manager.h"
 #include "operator/serve/http.h"
 
@@ -39,6 +41,7 @@ static const char usage_main[] =
     "  kubemend operator [flags]     run the ClusterRecovery operator (in-cluster or "
     "--kubeconfig)\n"
     "  kubemend run --once [flags]   run the recovery steps once from this machine (break-glass)\n"
+    "  kubemend keys recover|snapshot  recover the lost service-account key / snapshot the keys\n"
     "  kubemend version              print the version\n"
     "\n"
     "Run 'kubemend <command> --help' for the flags of a command.\n";
@@ -333,6 +336,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "operator") == 0)
         return cmd_operator(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return km_cmd_keys(argc - 1, argv + 1);
     fprintf(stderr, "kubemend: unknown command \"%s\"\n\n%s", cmd, usage_main);
     return KM_EXIT_USAGE;
 }

@@ -16,12 +16,15 @@
 #include "operator/serve/lease.h"
 
 #define MAX_RUNNABLES 8
+#define MAX_JOBS 8
 #define STALL_S 30.0 /* /healthz fails when the Manager's loop has not turned for this long */
 #define BEAT_S 1.0   /* the loop turns at least this often */
 
 static const km_runnable *g_runnables[MAX_RUNNABLES];
 static size_t g_nrunnables;
-static const km_job *g_job;
+static const km_job *g_jobs[MAX_JOBS];
+static size_t g_njobs;
+static const km_job *g_job; /* the job running */
 
 void km_manager_register(const km_runnable *r)
 {
@@ -31,7 +34,8 @@ void km_manager_register(const km_runnable *r)
 
 void km_manager_register_job(const km_job *j)
 {
-    g_job = j;
+    if (g_njobs < MAX_JOBS)
+        g_jobs[g_njobs++] = j;
 }
 
 /* ---- the process: signals, one wake-up ------------------------------------------------------ */
@@ -120,12 +124,16 @@ int km_manager_run_job(const km_manager_opts *o, const km_job_opts *jo)
     void *self = NULL;
     km_err e;
     km_err_clear(&e);
+    const char *name = jo->job ? jo->job : "run --once";
+    for (size_t i = 0; i < g_njobs && !g_job; i++)
+        if (strcmp(g_jobs[i]->name, name) == 0)
+            g_job = g_jobs[i];
     if (!g_job) {
-        fprintf(stderr, "kubemend run: this build has no job\n");
+        fprintf(stderr, "kubemend: this build has no job \"%s\"\n", name);
         return KM_EXIT_FAILED;
     }
     if (g_job->prepare(jo, &self, &e) != KM_OK) {
-        fprintf(stderr, "kubemend run: %s\n", e.message);
+        fprintf(stderr, "kubemend %s: %s\n", jo->job ? name : "run", e.message);
         return KM_EXIT_USAGE;
     }
     process_start();

@@ -69,9 +69,12 @@ typedef struct km_job_opts {
     int json;          /* -o json */
     /* appended */
     const char *rebuild_time; /* --rebuild-time (RFC 3339), NULL = spec / derived */
+    const char *job;          /* the registered job's name; NULL = "run --once" */
+    const char *out_file;     /* keys recover -o: where the recovered PEM goes */
+    const char *ns;           /* keys: the snapshot's namespace, NULL = kubemend-system */
 } km_job_opts;
 
-/* The job of `kubemend run --once`. */
+/* A job: `kubemend run --once`, `kubemend keys recover|snapshot` (picked by name). */
 typedef struct km_job {
     const char *name;
     /* Checks the options before any connection.  Failure: a usage error (exit 2; err says
@@ -117,7 +120,7 @@ typedef struct km_manager_opts {
 /* Runs `kubemend operator` until a signal or a lost Lease.  Returns the exit code. */
 int km_manager_run(const km_manager_opts *o);
 
-/* Runs `kubemend run --once` with the registered job.  Returns the exit code. */
+/* Runs the registered job named jo->job (NULL = "run --once").  Returns the exit code. */
 int km_manager_run_job(const km_manager_opts *o, const km_job_opts *jo);
 
 #endif

@@ -13,6 +13,7 @@
 #include "operator/base/json.h"
 #include "operator/base/num.h"
 #include "operator/base/log.h"
+#include "reconcilers/bridge/retire.h"
 #include "reconcilers/csr/window.h"
 #include "reconcilers/recovery/persist.h"
 #include "reconcilers/recovery/rebuild.h"
@@ -635,6 +636,8 @@ static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
     }
     set_cond(r, KM_COND_VERIFIED, "Unknown", "Verifying",
              "checking from the server's answers that the cluster is healed");
+    if (km_bridge_retire_condition(r->o.kube, status, generation(r)) < 0) /* while bridged */
+        return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
     km_csr_window_flush(r->window, csr_status(r));
     if (r->o.persist) {
         km_status st = km_recovery_write_status(r->o.kube, r->path, r->obj, err);

@@ -12,6 +12,8 @@
 #include "operator/base/num.h"
 #include "operator/base/log.h"
 #include "operator/kube/pool.h"
+#include "reconcilers/bridge/cluster.h"
+#include "reconcilers/bridge/kid.h"
 #include "reconcilers/tokens/check.h"
 #include "reconcilers/step/retry.h"
 #include "reconcilers/tokens/heal.h"
@@ -40,6 +42,7 @@ typedef struct run {
      * the writers share: the status object (st), the judge, the heal set, counters, Events. */
     km_pool *pool;
     pthread_mutex_t lock;
+    char signing_kid[96]; /* while bridged: the key new tokens are signed with (bridge/kid.h) */
 } run;
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
@@ -217,7 +220,14 @@ static km_status classify(run *r, const cJSON *cur, const char *key, int countin
     while ((st = km_tokens_judge_token(r->judge, token, &v, why, sizeof(why), err)) != KM_OK &&
            km_retry_again(&rt, st, err, key))
         km_err_clear(err);
+    /* Valid only through the bridge (an old key handed back to the server): still stale. */
+    int bridged = km_bridge_classify(token, r->signing_kid) == KM_BRIDGE_OLD;
     km_tokens_token_free(token);
+    if (st == KM_OK && v == KM_REVIEW_VALID && bridged) {
+        v = KM_REVIEW_STALE;
+        if (counting)
+            add(r, "bridged", 1);
+    }
     if (st != KM_OK) {
         if (fatal(st))
             return st;
@@ -653,6 +663,20 @@ static km_status heal_progress(size_t healed, size_t total, void *user, km_err *
     return km_step_save(r->ctx, err);
 }
 
+/* While the server trusts more than one key: the signing key's kid (reconcilers/bridge), so that
+ * tokens valid only through the bridge are regenerated too (status.tokens.bridged). */
+static km_status bridge_start(run *r, int verify_only, km_err *err)
+{
+    if (!verify_only && r->counting)
+        cJSON_DeleteItemFromObjectCaseSensitive(r->st, "bridged");
+    km_status st = km_bridge_probe(r->ctx->kube, r->signing_kid, sizeof(r->signing_kid), err);
+    if (st == KM_OK && r->signing_kid[0])
+        km_log_info("tokens: the API server trusts an old key (bridge): tokens of other keys "
+                    "are regenerated",
+                    "signingKid", r->signing_kid);
+    return st;
+}
+
 /* Waits for the changed Secrets to heal (status.tokens.continue = "verify" meanwhile). */
 static km_status verify(run *r, km_err *err)
 {
@@ -699,6 +723,8 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) != KM_OK)
         goto out;
     km_json_set_str(r.st, "method", km_tokens_judge_method(r.judge));
+    if ((st = bridge_start(&r, verify_only, err)) != KM_OK)
+        goto out;
     if (!verify_only && ((st = km_pool_new(ctx->kube, inflight, fix_one, fix_unit_free, &r, &r.pool,
                                            err)) != KM_OK ||
                          (st = scan(&r, err)) != KM_OK))

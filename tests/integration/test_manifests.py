@@ -73,6 +73,8 @@ def test_deploy_builds_with_everything(objs):
         ("RoleBinding", "kube-public", "kubemend-cluster-info"),
         ("Role", "kube-system", "kubemend-join-token"),
         ("RoleBinding", "kube-system", "kubemend-join-token"),
+        ("Role", NS, "kubemend-keys"),
+        ("RoleBinding", NS, "kubemend-keys"),
         ("Deployment", NS, "kubemend"),
         ("Service", NS, "kubemend-metrics"),
     ])
@@ -173,6 +175,10 @@ def test_required_permissions(objs):
         assert allowed(objs, v, "", "configmaps", "cluster-info", "kube-public")
     assert allowed(objs, "create", "", "configmaps", "", "kube-public")
     assert allowed(objs, "create", "", "secrets", "", "kube-system")
+    for v in ("get", "update"):  # the key snapshot (reconcilers/bridge/snapshot.h)
+        assert allowed(objs, v, "", "configmaps", "kubemend-keys", NS)
+    assert allowed(objs, "create", "", "configmaps", "", NS)
+    assert allowed(objs, "create", "", "serviceaccounts/token", "kubemend", NS)
     cr = one(objs, "ClusterRole", "kubemend")
     nonres = [r for r in cr["rules"] if "nonResourceURLs" in r]
     assert nonres == [{"nonResourceURLs": ["/openid/v1/jwks"], "verbs": ["get"]}]
@@ -191,6 +197,7 @@ def test_forbidden_permissions(objs):
         ("get", "", "configmaps", "some-app-config"),
         ("list", "", "configmaps", ""),
         ("update", "", "configmaps", "kube-root-ca.crt"),
+        ("create", "", "serviceaccounts/token", "default"),
         ("get", "", "secrets/status", "x"),
         ("escalate", "rbac.authorization.k8s.io", "clusterroles", "x"),
         ("create", "coordination.k8s.io", "leases", ""),  # cluster-wide: no
@@ -452,7 +459,7 @@ def test_status_fields(schema):
                                          "nodes", "pods", ""]
     assert set(st["tokens"]["properties"]) == {
         "method", "scanned", "stale", "regenerated", "deleted", "failed", "malformed", "skipped",
-        "healed", "changed", "unhealed", "malformedSecrets", "continue"}
+        "healed", "bridged", "changed", "unhealed", "malformedSecrets", "continue"}
     assert st["tokens"]["properties"]["method"]["enum"] == ["JWKS", "TokenReview"]
     assert set(st["extensionApiserverAuthentication"]["properties"]) == {
         "backup", "removed", "kept", "readded", "phase"}

@@ -135,6 +135,7 @@ class ControlPlane:
         self._client = None
         self._tokens = 0
         self._lock = threading.RLock()
+        self.sa_extra_key_files = []  # restart_apiserver(extra_key_files=...)
 
     # ------------------------------------------------------------------ paths and clients
     @property
@@ -310,6 +311,7 @@ class ControlPlane:
              "--requestheader-username-headers=X-Remote-User",
              "--service-account-issuer=" + ISSUER, "--api-audiences=" + ISSUER,
              "--service-account-key-file=" + p("sa.pub"),
+             *["--service-account-key-file=" + f for f in self.sa_extra_key_files],
              "--service-account-signing-key-file=" + p("sa.key"),
              "--service-cluster-ip-range=" + SERVICE_CIDR,
              "--tls-cert-file=" + p("apiserver.crt"), "--tls-private-key-file=" + p("apiserver.key"),
@@ -473,7 +475,12 @@ class ControlPlane:
     def running(self):
         return {n: p.pid for n, p in self.procs.items() if p.poll() is None}
 
-    def restart_apiserver(self):
+    def restart_apiserver(self, extra_key_files=None):
+        """Restart kube-apiserver. extra_key_files (a list, [] to drop them): public-key files passed as further
+        --service-account-key-file flags next to sa.pub from now on (the zero-downtime bridge of an old sa key);
+        None keeps the current ones."""
+        if extra_key_files is not None:
+            self.sa_extra_key_files = list(extra_key_files)
         self._kill("kube-apiserver")
         self._start_apiserver()
 
