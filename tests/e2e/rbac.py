@@ -36,6 +36,10 @@ EXEMPT = {
     ("cluster", "delete", "", "secrets", None): OPT_IN + "tokens.mode: Delete",
     ("cluster", "delete", "", "pods", None): OPT_IN + "pods.deleteOwnerlessPods",
     ("kube-system", "create", "", "secrets", None): OPT_IN + "nodes.createJoinToken (nodes/jointoken.c)",
+    ("kubemend-system", "update", "", "configmaps", "kubemend-keys"):
+        FALLBACK + "the key snapshot rewritten when the cluster's keys or CAs change (bridge/snapshot.c)",
+    ("kubemend-system", "create", "", "serviceaccounts/token", "kubemend"):
+        FALLBACK + "the signing key's kid asked only while the server trusts more than one key (bridge/cluster.c)",
     ("cluster", "approve", "certificates.k8s.io", "signers", "kubernetes.io/kube-apiserver-client-kubelet"):
         OPT_IN + "csr.approveKubeletClient",
     ("cluster", "create", "authentication.k8s.io", "tokenreviews", None):
