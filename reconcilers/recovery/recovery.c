@@ -32,6 +32,7 @@ struct km_recovery {
     char path[512];
     int dry_run;
     atomic_int cancel; /* the steps' cancel flag */
+    atomic_int pause;  /* km_recovery_pause: the cancel is the user's brake (spec.paused) */
     int deleting;
     const char *cur_step;  /* key of the running step, for progress/count callbacks */
     km_csr_window *window; /* the CSR approval window */
@@ -192,6 +193,12 @@ const cJSON *km_recovery_object(const km_recovery *r)
 
 void km_recovery_cancel(km_recovery *r)
 {
+    atomic_store(&r->cancel, 1);
+}
+
+void km_recovery_pause(km_recovery *r)
+{
+    atomic_store(&r->pause, 1);
     atomic_store(&r->cancel, 1);
 }
 
@@ -528,6 +535,8 @@ static km_status run_begin(km_recovery *r, km_err *err)
         const char *cur = KM_JSON_STR(status, "currentStep");
         record(r, "Normal", "Resumed", "recovery resumed at step %s", cur ? cur : "?");
     }
+    if (km_cond_is(status, KM_COND_PAUSED, "True"))
+        set_cond(r, KM_COND_PAUSED, "False", "UserResumed", "spec.paused is false: running");
     km_json_set_num(status, "observedGeneration", (double)generation(r));
     rebuild_settle(r); /* before any step edits a bundle */
     set_cond(r, KM_COND_SUCCEEDED, "Unknown", "Running",
@@ -648,6 +657,12 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
         return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
     if (km_recovery_is_completed(r->obj))
         return KM_OK;
+    if (KM_JSON_BOOL(r->spec, 0, "paused"))
+        km_recovery_pause(r);
+    if (atomic_load(&r->pause) && !r->deleting) {
+        km_recovery_mark_paused(r, NULL);
+        return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: paused (spec.paused)", r->name);
+    }
     if (stopping(r))
         return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: stopped", r->name);
     km_status st = run_begin(r, err);
@@ -663,7 +678,35 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
             failed_step = step;
         error_end = end == STEP_ERROR;
     }
+    if (st == KM_ECANCELED && atomic_load(&r->pause) && !r->deleting) {
+        km_recovery_mark_paused(r, NULL); /* the safe point reached: say so */
+        return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: paused (spec.paused)", r->name);
+    }
     return st == KM_OK ? run_complete(r, failed_step, err) : st;
+}
+
+km_status km_recovery_mark_paused(km_recovery *r, km_err *err)
+{
+    cJSON *status = status_obj(r);
+    if (!status)
+        return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
+    if (km_cond_is(status, KM_COND_PAUSED, "True"))
+        return KM_OK;
+    const char *cur = KM_JSON_STR(status, "currentStep");
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "spec.paused is true: stopped at a safe point%s%s; set it to false to resume",
+             cur && cur[0] ? " in step " : "", cur && cur[0] ? cur : "");
+    set_cond(r, KM_COND_PAUSED, "True", "UserPaused", msg);
+    const char *was = KM_JSON_STR(status, "progress");
+    char text[300];
+    snprintf(text, sizeof(text), "paused%s%.200s", was && was[0] ? ": " : "", was ? was : "");
+    set_progress(r, cur && cur[0] ? cur : NULL, text);
+    record(r, "Normal", "Paused", "%s", msg);
+    km_log_info("recovery paused", "recovery", r->name, "step", cur ? cur : "");
+    if (!r->o.persist)
+        return KM_OK;
+    return km_recovery_write_status(r->o.kube, r->path, r->obj, err);
 }
 
 km_status km_recovery_mark_waiting(km_recovery *r, const char *running, km_err *err)
