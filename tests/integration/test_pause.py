@@ -2,10 +2,12 @@
 recovery paused mid pods step stops at a safe point (condition Paused True/UserPaused, shown by
 `kubectl get crec`, phase still Running, nothing written while paused), and `paused: false`
 resumes it from status: every pre-rebuild workload restarted exactly once (counted from the
-server).  `run --once` refuses a paused file (exit 2)."""
+server), serial and with namespaces in parallel.  `run --once` refuses a paused file (exit 2)."""
 
 import json
 import time
+
+import pytest
 
 import kmop
 from kmop import SimProcess
@@ -16,14 +18,16 @@ def patch_paused(sim, name, value):
     sim.kubectl("patch", "crec", name, "--type", "merge", "-p", json.dumps({"spec": {"paused": value}}))
 
 
-def test_pause_mid_pods_then_resume_restarts_each_workload_once(tmp_path):
+@pytest.mark.parametrize("pods", ["{maxConcurrent: 1}", "{maxConcurrent: 2, parallelNamespaces: 3}"],
+                         ids=["serial", "parallel"])
+def test_pause_mid_pods_then_resume_restarts_each_workload_once(tmp_path, pods):
     with SimProcess(scenario="seed", extra_args=["--kubelet-delay", "2"]) as sim:
         settled(sim)
         kmop.install(sim)
         op = kmop.Operator(kmop.sa_kubeconfig(sim), str(tmp_path / "op.log"))
         try:
             sim.kubectl("apply", "--validate=false", "-f", "-",
-                        input=kmop.crec_yaml("brake", "  pods: {maxConcurrent: 1}\n"))
+                        input=kmop.crec_yaml("brake", "  pods: %s\n" % pods))
 
             def in_pods():
                 st = (kmop.get_crec(sim, "brake") or {}).get("status") or {}
