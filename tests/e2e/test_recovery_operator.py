@@ -158,7 +158,7 @@ class TestOperator(RecoveryChecks):
 
     def test_get_crec_shows_the_printer_columns(self, healed):
         out = healed.cp.kubectl("get", "crec").stdout.splitlines()
-        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "VERIFIED", "AGE"], out
+        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "VERIFIED", "PAUSED", "AGE"], out
         row = out[1].split()
         assert row[:5] == [RECOVERY, "Succeeded", "done", "Completed", "True"], out
         wide = json.loads(healed.cp.kubectl("get", "crec", RECOVERY, "-o", "json").stdout)
