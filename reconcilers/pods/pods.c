@@ -10,7 +10,9 @@
 #include "operator/base/json.h"
 #include "operator/base/num.h"
 #include "operator/base/log.h"
+#include "operator/kube/pool.h"
 #include "reconcilers/pods/owners.h"
+#include "reconcilers/pods/pace.h"
 #include "reconcilers/pods/podsel.h"
 #include "reconcilers/pods/restart.h"
 #include "reconcilers/pods/verify.h"
@@ -71,21 +73,76 @@ static km_status namespaces_attempt(km_pods_restarter *rs, void *order, km_err *
     return list_namespaces(rs->ctx, order, err);
 }
 
-/* Marks ns as the current namespace (current.restarted restarts when it is a new one). */
-static km_status enter_namespace(km_step_ctx *ctx, const char *ns, km_err *err)
+/* status.pods.current as an array of {namespace, restarted} (an object from an older status
+ * becomes its one entry).  NULL when out of memory. */
+static cJSON *current_list(cJSON *status)
 {
-    cJSON *cur = km_json_obj(ctx->status, "current");
-    if (!cur)
-        return oom(err);
-    const char *cur_ns = KM_JSON_STR(cur, "namespace");
-    if (!cur_ns || strcmp(cur_ns, ns) != 0) {
-        cJSON_DeleteItemFromObjectCaseSensitive(cur, "restarted");
-        if (km_json_set_str(cur, "namespace", ns) || !cJSON_AddArrayToObject(cur, "restarted"))
-            return oom(err);
+    cJSON *cur = cJSON_GetObjectItemCaseSensitive(status, "current");
+    if (cJSON_IsArray(cur))
+        return cur;
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr)
+        return NULL;
+    if (cJSON_IsObject(cur) && KM_JSON_STR(cur, "namespace"))
+        cJSON_AddItemToArray(arr, cJSON_DetachItemViaPointer(status, cur));
+    cJSON_DeleteItemFromObjectCaseSensitive(status, "current");
+    cJSON_AddItemToObject(status, "current", arr);
+    return arr;
+}
+
+/* status.pods.currentNamespace: the namespaces in progress, comma-separated. */
+static void current_names(cJSON *status, cJSON *list)
+{
+    char names[256] = "";
+    size_t len = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list)
+    {
+        const char *n = KM_JSON_STR(it, "namespace");
+        int w = n ? snprintf(names + len, sizeof(names) - len, "%s%s", len ? "," : "", n) : 0;
+        if (w < 0 || (size_t)w >= sizeof(names) - len) {
+            names[len] = '\0';
+            break;
+        }
+        len += (size_t)w;
     }
-    if (km_json_set_str(ctx->status, "currentNamespace", ns))
-        return oom(err);
-    return km_step_save(ctx, err);
+    km_json_set_str(status, "currentNamespace", names);
+}
+
+static void progress(km_step_ctx *ctx, int done, int total, const char *ns);
+
+/* Marks ns as in progress: its entry in status.pods.current (kept from an earlier attempt, so a
+ * workload handled then is counted once), rs->cur; saved.  Under the status lock. */
+static km_status enter_namespace(km_pods_restarter *rs, const char *ns, km_err *err)
+{
+    km_step_ctx *ctx = rs->ctx;
+    km_status st = KM_OK;
+    km_pods_pace_lock(rs->pace);
+    cJSON *list = current_list(ctx->status), *it, *entry = NULL;
+    cJSON_ArrayForEach(it, list)
+    {
+        const char *n = KM_JSON_STR(it, "namespace");
+        if (n && strcmp(n, ns) == 0)
+            entry = it;
+    }
+    if (list && !entry && (entry = cJSON_CreateObject()) != NULL &&
+        (km_json_set_str(entry, "namespace", ns) || !cJSON_AddArrayToObject(entry, "restarted") ||
+         !cJSON_AddItemToArray(list, entry))) {
+        cJSON_Delete(entry);
+        entry = NULL;
+    }
+    if (!list || !entry) {
+        st = oom(err);
+    } else {
+        rs->cur = entry;
+        current_names(ctx->status, list);
+        progress(ctx, cJSON_GetArraySize(KM_JSON_AT(ctx->status, "done")),
+                 (int)KM_JSON_NUM(ctx->status, 0, "namespacesTotal"),
+                 KM_JSON_STR(ctx->status, "currentNamespace"));
+        st = km_step_save(ctx, err);
+    }
+    km_pods_pace_unlock(rs->pace);
+    return st;
 }
 
 /* One attempt of planning namespace p (km_pods_retried): what an earlier one planned is dropped. */
@@ -102,12 +159,12 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err
     km_step_ctx *ctx = rs->ctx;
     const char *own_ns = getenv("POD_NAMESPACE"), *own_pod = getenv("POD_NAME");
     km_pods_plan p = {
-        .kube = ctx->kube,
+        .kube = rs->kube,
         .ns = ns,
         .rebuilt_at = rs->rebuilt_at,
         .include_default = km_step_bool(ctx, "includeDefaultServiceAccount"),
         .self_pod = own_ns && own_pod && own_pod[0] && strcmp(own_ns, ns) == 0 ? own_pod : NULL};
-    km_status st = enter_namespace(ctx, ns, err);
+    km_status st = enter_namespace(rs, ns, err);
     double deadline = km_clock_mono() + (double)rs->ns_timeout;
     if (st == KM_OK && (st = km_pods_retried(rs, deadline, plan_attempt, &p, err)) == KM_OK)
         km_log_info("pods: namespace planned", "namespace", ns, "workloads",
@@ -127,16 +184,27 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err
     return st;
 }
 
-/* ns is done: status.pods.done, namespacesDone, no current namespace. */
-static km_status leave_namespace(km_step_ctx *ctx, const char *ns, km_err *err)
+/* ns is done: status.pods.done, namespacesDone, its entry out of current; saved.  Under the
+ * status lock. */
+static km_status leave_namespace(km_pods_restarter *rs, const char *ns, km_err *err)
 {
-    if (km_step_list_add(ctx->status, "done", ns, 1 << 30) != KM_OK)
-        return oom(err);
-    cJSON_DeleteItemFromObjectCaseSensitive(ctx->status, "current");
-    km_json_set_num(ctx->status, "namespacesDone",
-                    cJSON_GetArraySize(KM_JSON_AT(ctx->status, "done")));
-    km_json_set_str(ctx->status, "currentNamespace", "");
-    return km_step_save(ctx, err);
+    km_step_ctx *ctx = rs->ctx;
+    km_status st;
+    km_pods_pace_lock(rs->pace);
+    cJSON *list = current_list(ctx->status);
+    if (!list || km_step_list_add(ctx->status, "done", ns, 1 << 30) != KM_OK) {
+        st = oom(err);
+    } else {
+        if (rs->cur)
+            cJSON_Delete(cJSON_DetachItemViaPointer(list, rs->cur));
+        rs->cur = NULL;
+        km_json_set_num(ctx->status, "namespacesDone",
+                        cJSON_GetArraySize(KM_JSON_AT(ctx->status, "done")));
+        current_names(ctx->status, list);
+        st = km_step_save(ctx, err);
+    }
+    km_pods_pace_unlock(rs->pace);
+    return st;
 }
 
 static void progress(km_step_ctx *ctx, int done, int total, const char *ns)
@@ -271,6 +339,73 @@ static km_status pods_last(km_step_ctx *ctx, km_err *err)
     return st != KM_OK ? st : sst;
 }
 
+/* ---- namespaces in parallel ------------------------------------------------------------------ */
+
+/* What the namespace workers share. */
+typedef struct par {
+    const km_pods_restarter *proto; /* the step's settings */
+    km_pods_pace *pace;             /* the status lock, the global budget */
+    km_pods_self self;              /* kubemend's own workload, when a worker met it */
+    int stuck;
+} par;
+
+/* A pool unit: one namespace (unit: its name, freed here) on the worker's own client. */
+static km_status ns_unit(km_kube *kube, void *unit, void *user, km_err *err)
+{
+    par *pa = user;
+    char *ns = unit;
+    km_pods_restarter rs = *pa->proto;
+    memset(rs.wait, 0, sizeof(rs.wait)); /* its own readiness watches, on its own client */
+    memset(&rs.self, 0, sizeof(rs.self));
+    rs.kube = kube;
+    rs.pace = pa->pace;
+    rs.cur = NULL;
+    rs.stuck = 0;
+    km_status st = km_step_cancelled(rs.ctx) ? km_err_set(err, KM_ECANCELED, "pods step cancelled")
+                                             : do_namespace(&rs, ns, err);
+    if (st == KM_OK)
+        st = leave_namespace(&rs, ns, err);
+    km_pods_pace_lock(pa->pace);
+    if (rs.self.found && !pa->self.found)
+        pa->self = rs.self;
+    pa->stuck |= rs.stuck;
+    km_pods_pace_unlock(pa->pace);
+    km_pods_restarter_cleanup(&rs);
+    free(ns);
+    return st;
+}
+
+/* The namespaces from `from` on (those not done) by `parallel` workers, each on its own client
+ * (operator/kube/pool.h), at most rs->max_conc workloads restarting at once across them
+ * (pace.h).  rs->self / rs->stuck get what the workers met.  Failure: the first namespace's
+ * error (the others stop at their next unit), KM_ENOMEM, a clone's error. */
+static km_status run_parallel(km_pods_restarter *rs, const cJSON *from, const cJSON *done,
+                              int parallel, km_err *err)
+{
+    par pa = {.proto = rs};
+    km_pool *pool = NULL;
+    km_status st = km_pods_pace_new(rs->max_conc, &pa.pace, err);
+    if (st == KM_OK)
+        st = km_pool_new(rs->kube, parallel, ns_unit, free, &pa, &pool, err);
+    for (const cJSON *ns = from; st == KM_OK && ns; ns = ns->next) {
+        if (km_json_array_has_str(done, ns->valuestring))
+            continue;
+        char *name = strdup(ns->valuestring);
+        st = name ? km_pool_submit(pool, name, err) : oom(err);
+    }
+    km_status wst = pool ? km_pool_wait(pool, st == KM_OK ? err : NULL) : KM_OK;
+    if (st == KM_OK)
+        st = wst;
+    km_pool_free(pool);
+    km_log_info("pods: namespaces in parallel", "workers", KM_LOG_INT(parallel), "budget",
+                KM_LOG_INT(rs->max_conc), "peakRestarting", KM_LOG_INT(km_pods_pace_peak(pa.pace)));
+    km_pods_pace_free(pa.pace);
+    if (pa.self.found && !rs->self.found)
+        rs->self = pa.self;
+    rs->stuck |= pa.stuck;
+    return st;
+}
+
 static km_status pods_step(km_step_ctx *ctx, km_err *err)
 {
     cJSON *order = NULL, *done = NULL;
@@ -282,6 +417,7 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
                           ctx->rebuild_note ? ctx->rebuild_note : "not derived");
     km_pods_restarter rs = {
         .ctx = ctx,
+        .kube = ctx->kube,
         .rebuilt_at = ctx->rebuilt_at,
         .dry_run = ctx->dry_run,
         .wait_ready = km_step_bool(ctx, "waitForReady") && !ctx->dry_run,
@@ -290,6 +426,7 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
         .ns_timeout = km_step_int(ctx, "namespaceTimeoutSeconds"),
         .evict_timeout = km_step_int(ctx, "evictionTimeoutSeconds"),
     };
+    int parallel = (int)km_step_int(ctx, "parallelNamespaces");
     if (rs.max_conc < 1)
         rs.max_conc = 1;
     km_status st = km_pods_retried(&rs, km_clock_mono() + (double)rs.ns_timeout, namespaces_attempt,
@@ -303,15 +440,18 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
     {
         if (km_json_array_has_str(done, ns->valuestring))
             continue;
+        /* kube-system first and alone; the others in parallel when asked for */
+        if (parallel > 1 && strcmp(ns->valuestring, "kube-system") != 0)
+            break;
         if (km_step_cancelled(ctx))
             st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-        if (st == KM_OK)
-            progress(ctx, cJSON_GetArraySize(done), total, ns->valuestring);
         if (st == KM_OK && (st = do_namespace(&rs, ns->valuestring, err)) == KM_OK)
-            st = leave_namespace(ctx, ns->valuestring, err);
+            st = leave_namespace(&rs, ns->valuestring, err);
         if (st != KM_OK)
             break;
     }
+    if (st == KM_OK && ns)
+        st = run_parallel(&rs, ns, done, parallel, err);
     if (st == KM_OK && rs.self.found)
         st = self_decide(ctx, &rs.self, err);
     if (st == KM_OK) {
@@ -358,6 +498,7 @@ static const km_field fields[] = {
     {"excludeNamespaces", KM_FIELD_STRLIST, 0, 0, 256, NULL},
     {"namespaceSelector", KM_FIELD_SELECTOR, 0, 0, 0, NULL},
     {"maxConcurrent", KM_FIELD_INT, 5, 1, 100, NULL},
+    {"parallelNamespaces", KM_FIELD_INT, 1, 1, 16, NULL},
     {"waitForReady", KM_FIELD_BOOL, 1, 0, 0, NULL},
     {"namespaceTimeoutSeconds", KM_FIELD_INT, 600, 1, 2147483647, NULL},
     {"evictionTimeoutSeconds", KM_FIELD_INT, 300, 1, 2147483647, NULL},

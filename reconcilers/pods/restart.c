@@ -10,6 +10,7 @@
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "reconcilers/pods/pace.h"
 
 #define LIST_MAX 50
 #define CONFLICTS_MAX 20 /* re-reads after a 409 on one object before the 409 is returned */
@@ -29,10 +30,21 @@ static void event(km_pods_restarter *rs, const char *type, const char *reason, c
 /* Adds delta to status.pods[status_key] (when given) and to the metrics counter. */
 static void count(km_pods_restarter *rs, const char *status_key, const char *counter, long delta)
 {
+    km_pods_pace_lock(rs->pace);
     if (status_key)
         km_step_counter_add(rs->ctx->status, status_key, delta);
     if (counter)
         km_step_count(rs->ctx, counter, delta);
+    km_pods_pace_unlock(rs->pace);
+}
+
+/* km_step_save under the status lock. */
+static km_status save(km_pods_restarter *rs, km_err *err)
+{
+    km_pods_pace_lock(rs->pace);
+    km_status st = km_step_save(rs->ctx, err);
+    km_pods_pace_unlock(rs->pace);
+    return st;
 }
 
 static km_status oom(km_err *err)
@@ -45,7 +57,10 @@ static km_status stuck(km_pods_restarter *rs, const char *key)
 {
     rs->stuck = 1;
     count(rs, NULL, "pods_stuck_total", 1);
-    return km_step_list_add(rs->ctx->status, "stuck", key, LIST_MAX);
+    km_pods_pace_lock(rs->pace);
+    km_status st = km_step_list_add(rs->ctx->status, "stuck", key, LIST_MAX);
+    km_pods_pace_unlock(rs->pace);
+    return st;
 }
 
 /* ---- retries -------------------------------------------------------------------------------- */
@@ -111,8 +126,8 @@ static int ready(const cJSON *obj, void *user)
 static km_wait *wait_of(km_pods_restarter *rs, km_wl_kind k, km_err *err)
 {
     if (!rs->wait[k]) {
-        km_wait_opts o = {"apps",        "v1", km_wl_plural(k), ready, (void *)km_wl_name(k),
-                          rs->ctx->kube, NULL};
+        km_wait_opts o = {"apps",   "v1", km_wl_plural(k), ready, (void *)km_wl_name(k),
+                          rs->kube, NULL};
         if (km_wait_new(&o, &rs->wait[k], err) != KM_OK)
             return NULL;
     }
@@ -172,9 +187,13 @@ void km_pods_restarter_cleanup(km_pods_restarter *rs)
 
 /* ---- rollout restarts ----------------------------------------------------------------------- */
 
-static cJSON *current(km_pods_restarter *rs)
+/* 1 when key was already handled in this namespace (its status.pods.current entry). */
+static int seen(km_pods_restarter *rs, const char *key)
 {
-    return km_json_obj(rs->ctx->status, "current");
+    km_pods_pace_lock(rs->pace);
+    int has = rs->cur && km_json_array_has_str(KM_JSON_AT(rs->cur, "restarted"), key);
+    km_pods_pace_unlock(rs->pace);
+    return has;
 }
 
 static km_status workload_path(char *path, size_t n, const char *ns, km_wl_kind k, const char *name,
@@ -228,7 +247,7 @@ static km_status reread(km_pods_restarter *rs, const char *ns, km_wl_kind kind, 
         cJSON *obj = NULL;
         km_err e;
         km_err_clear(&e);
-        st = km_kube_get(rs->ctx->kube, path, &obj, &e);
+        st = km_kube_get(rs->kube, path, &obj, &e);
         if (st == KM_EAPI && e.http_code == 404)
             return KM_OK;
         if (st == KM_OK) {
@@ -251,15 +270,21 @@ static km_status reread(km_pods_restarter *rs, const char *ns, km_wl_kind kind, 
 static km_status handled(km_pods_restarter *rs, const char *key, const char *status_key,
                          const char *counter, km_err *err)
 {
-    cJSON *cur = current(rs);
+    cJSON *cur = rs->cur;
     if (!cur)
         return oom(err);
+    km_pods_pace_lock(rs->pace);
+    km_status st = KM_OK;
     if (!km_json_array_has_str(KM_JSON_AT(cur, "restarted"), key)) {
         if (km_step_list_add(cur, "restarted", key, 1 << 30) != KM_OK)
-            return oom(err);
-        count(rs, status_key, counter, 1);
+            st = oom(err);
+        else
+            count(rs, status_key, counter, 1);
     }
-    return km_step_save(rs->ctx, err);
+    if (st == KM_OK)
+        st = km_step_save(rs->ctx, err);
+    km_pods_pace_unlock(rs->pace);
+    return st;
 }
 
 /* What the workload w's marker says, or the patch does, with its object *obj (borrowed from the
@@ -277,14 +302,14 @@ static km_status decide_and_patch(km_pods_restarter *rs, km_pods_plan *p, const 
         if (km_podsel_restarted_since(*obj, rs->rebuilt_at)) {
             char when[KM_CLOCK_TEXT_MAX];
             km_clock_format_s(km_podsel_marker(*obj), when, sizeof(when));
-            if (!km_json_array_has_str(KM_JSON_AT(current(rs), "restarted"), key))
+            if (!seen(rs, key))
                 event(rs, "Normal", "WorkloadAlreadyRestarted",
                       "%s/%s was restarted at %s, after the PKI rebuild: not restarted again%s",
                       p->ns, key, when, rs->wait_ready ? ", waiting until it is ready" : "");
             return handled(rs, key, "alreadyRestarted", NULL, err);
         }
         if (rs->dry_run) {
-            if (!km_json_array_has_str(KM_JSON_AT(current(rs), "restarted"), key))
+            if (!seen(rs, key))
                 event(rs, "Normal", "WouldRestartWorkload", "would restart %s/%s (dry run)", p->ns,
                       key);
             return handled(rs, key, "restarted", "pods_restarted_total", err);
@@ -292,7 +317,7 @@ static km_status decide_and_patch(km_pods_restarter *rs, km_pods_plan *p, const 
         cJSON *out = NULL, *again = NULL;
         km_err e;
         km_err_clear(&e);
-        km_status st = patch_marker(rs->ctx->kube, p->ns, w->kind, w->name,
+        km_status st = patch_marker(rs->kube, p->ns, w->kind, w->name,
                                     KM_JSON_STR(*obj, "metadata", "resourceVersion"),
                                     rs->rebuilt_at, &out, &e);
         if (st == KM_OK) {
@@ -369,9 +394,14 @@ static km_status restart_one(km_pods_restarter *rs, km_pods_plan *p, size_t i, d
 km_status km_pods_restart(km_pods_restarter *rs, km_pods_plan *p, double deadline, km_err *err)
 {
     km_status st = KM_OK;
-    for (size_t i = 0; st == KM_OK && i < p->nworkloads; i += (size_t)rs->max_conc) {
-        int waiting = 0;
-        for (size_t j = i; st == KM_OK && j < p->nworkloads && j < i + (size_t)rs->max_conc; j++) {
+    size_t n = 0; /* the batch: as many slots of the global budget as it could take */
+    for (size_t i = 0; st == KM_OK && i < p->nworkloads; i += n) {
+        int waiting = 0, got = 0;
+        size_t left = p->nworkloads - i;
+        st = km_pods_pace_take(rs->pace, left < (size_t)rs->max_conc ? (int)left : rs->max_conc,
+                               rs->ctx->cancel, &got, err);
+        n = (size_t)got;
+        for (size_t j = i; st == KM_OK && j < i + n; j++) {
             int one = 0; /* 1 when it was armed for the readiness wait */
             if (km_step_cancelled(rs->ctx))
                 st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
@@ -381,6 +411,7 @@ km_status km_pods_restart(km_pods_restarter *rs, km_pods_plan *p, double deadlin
         }
         if (st == KM_OK && rs->wait_ready && waiting)
             st = wait_batch(rs, deadline, err);
+        km_pods_pace_give(rs->pace, got);
     }
     if (st != KM_OK)
         wait_forget(rs);
@@ -390,7 +421,7 @@ km_status km_pods_restart(km_pods_restarter *rs, km_pods_plan *p, double deadlin
 km_status km_pods_restart_self(km_step_ctx *ctx, time_t rebuilt_at, const km_pods_self *self,
                                int *done, km_err *err)
 {
-    km_pods_restarter rs = {.ctx = ctx, .rebuilt_at = rebuilt_at};
+    km_pods_restarter rs = {.ctx = ctx, .kube = ctx->kube, .rebuilt_at = rebuilt_at};
     double deadline = km_clock_mono() + 60.0;
     cJSON *obj = NULL;
     km_status st = KM_OK;
@@ -444,7 +475,7 @@ static km_status post_eviction(km_pods_restarter *rs, const char *ns, const km_p
     km_kube_req req = {
         .method = "POST", .path = path, .body = body, .body_len = (size_t)n, .no_retry = 1};
     *code = 0;
-    return km_kube_do(rs->ctx->kube, &req, code, NULL, err);
+    return km_kube_do(rs->kube, &req, code, NULL, err);
 }
 
 /* One eviction request: policy/v1, or policy/v1beta1 on a server without it (< 1.22 answers the
@@ -477,7 +508,7 @@ static km_status pod_replaced(km_pods_restarter *rs, const char *ns, const km_po
     *replaced = 0;
     if (km_kube_path(path, sizeof(path), NULL, "v1", ns, "pods", t->name, NULL))
         return km_err_set(err, KM_EINVAL, "pod name too long");
-    km_status st = km_kube_get(rs->ctx->kube, path, &pod, &e);
+    km_status st = km_kube_get(rs->kube, path, &pod, &e);
     if (st == KM_EAPI && e.http_code == 404) {
         *replaced = 1;
         return KM_OK;
@@ -509,7 +540,7 @@ km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const km_p
         if (st == KM_OK) {
             count(rs, "evicted", "pods_evicted_total", 1);
             event(rs, "Normal", "PodEvicted", "evicted pod %s/%s", p->ns, t->name);
-            return km_step_save(rs->ctx, err);
+            return save(rs, err);
         }
         if (st == KM_EAPI && code == 404)
             return KM_OK; /* already gone */
@@ -540,7 +571,7 @@ km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const km_p
             event(rs, "Warning", "EvictionBlocked",
                   "pod %s/%s could not be evicted within evictionTimeoutSeconds (%ld s): %s", p->ns,
                   t->name, rs->evict_timeout, e.message);
-            return km_step_save(rs->ctx, err);
+            return save(rs, err);
         }
         km_log_info("pods: eviction refused, retrying", "namespace", p->ns, "pod", t->name, "code",
                     KM_LOG_INT(code), "delay", KM_LOG_DBL(delay));
@@ -555,9 +586,13 @@ km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const 
     char key[1024], path[768];
     snprintf(key, sizeof(key), "%s/%s", p->ns, t->name);
     if (!rs->delete_ownerless) {
-        if (km_json_array_has_str(KM_JSON_AT(rs->ctx->status, "manual"), key))
+        km_pods_pace_lock(rs->pace);
+        int had = km_json_array_has_str(KM_JSON_AT(rs->ctx->status, "manual"), key);
+        km_status lst = had ? KM_OK : km_step_list_add(rs->ctx->status, "manual", key, LIST_MAX);
+        km_pods_pace_unlock(rs->pace);
+        if (had)
             return KM_OK;
-        if (km_step_list_add(rs->ctx->status, "manual", key, LIST_MAX) != KM_OK)
+        if (lst != KM_OK)
             return oom(err);
         count(rs, NULL, "pods_manual_total", 1);
         event(rs, "Warning", "NeedsManualRestart",
@@ -581,7 +616,7 @@ km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const 
     for (;;) {
         km_err e;
         km_err_clear(&e);
-        km_status st = km_kube_delete(rs->ctx->kube, path, &o, NULL, &e);
+        km_status st = km_kube_delete(rs->kube, path, &o, NULL, &e);
         if (st == KM_EAPI && (e.http_code == 404 || e.http_code == 409))
             return KM_OK; /* gone, or replaced by another pod of that name */
         if (st == KM_OK)
@@ -595,5 +630,5 @@ km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const 
     count(rs, "deleted", "pods_deleted_total", 1);
     event(rs, "Normal", "OwnerlessPodDeleted", "deleted ownerless pod %s (deleteOwnerlessPods)",
           key);
-    return km_step_save(rs->ctx, err);
+    return save(rs, err);
 }

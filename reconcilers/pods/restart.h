@@ -8,23 +8,23 @@
  *     precondition (the same object, unchanged since it was read: a replaced object has another
  *     resourceVersion).  409 -> GET and decide again (gone or replaced: skipped; marker now
  *     recent: done); maxConcurrent workloads at a time, each counted once
- *     (status.pods.current.restarted).  With waitForReady, after each batch: wait until it is
- *     rolled out and ready (km_podsel_workload_ready, states at or after the generation the patch
- *     produced or the list showed) or namespaceTimeoutSeconds passed (-> status.pods.stuck
- *     "ns/Kind/name" + Warning Event WorkloadStuck) — on ONE cluster-wide watch per kind for the
- *     whole step (watch/wait.h).  The workload owning kubemend's own pod is not touched here;
- *   eviction: POST pods/<name>/eviction (policy/v1, falling back to policy/v1beta1 on 400/404)
- *     with the listed pod's uid as deleteOptions.preconditions (a pod of the same name created
- *     since is not evicted: 409 -> GET: gone or replaced = done); 429 (PodDisruptionBudget) is
- *     retried with backoff up to evictionTimeoutSeconds, then reported (stuck "ns/Pod/name",
- *     Warning EvictionBlocked);
- *   ownerless pod: listed in status.pods.manual + Warning Event NeedsManualRestart, deleted (uid
- *     precondition) only with deleteOwnerlessPods.
- * Transient failures (no answer, timeouts, 429, 5xx) of these reads and guarded writes are
- * retried with backoff until the namespace's deadline (km_pods_retry); the guards make a retry
- * of a write that did reach the server harmless.  Status is saved after every restart /
- * eviction / deletion.  A dry run decides, counts and reports everything as what would happen and
- * writes nothing. */
+ *     (status.pods.current[].restarted); maxConcurrent is the GLOBAL budget of workloads restarting
+ * at once across namespaces restarted in parallel (pace.h: a batch takes the slots it can).  With
+ * waitForReady, after each batch: wait until it is rolled out and ready (km_podsel_workload_ready,
+ * states at or after the generation the patch produced or the list showed) or
+ * namespaceTimeoutSeconds passed (-> status.pods.stuck "ns/Kind/name" + Warning Event
+ * WorkloadStuck) — on ONE cluster-wide watch per kind for the whole step (watch/wait.h).  The
+ * workload owning kubemend's own pod is not touched here; eviction: POST pods/<name>/eviction
+ * (policy/v1, falling back to policy/v1beta1 on 400/404) with the listed pod's uid as
+ * deleteOptions.preconditions (a pod of the same name created since is not evicted: 409 -> GET:
+ * gone or replaced = done); 429 (PodDisruptionBudget) is retried with backoff up to
+ * evictionTimeoutSeconds, then reported (stuck "ns/Pod/name", Warning EvictionBlocked); ownerless
+ * pod: listed in status.pods.manual + Warning Event NeedsManualRestart, deleted (uid precondition)
+ * only with deleteOwnerlessPods. Transient failures (no answer, timeouts, 429, 5xx) of these reads
+ * and guarded writes are retried with backoff until the namespace's deadline (km_pods_retry); the
+ * guards make a retry of a write that did reach the server harmless.  Status is saved after every
+ * restart / eviction / deletion.  A dry run decides, counts and reports everything as what would
+ * happen and writes nothing. */
 #ifndef KM_PODS_RESTART_H
 #define KM_PODS_RESTART_H
 
@@ -33,6 +33,7 @@
 #include "operator/base/backoff.h"
 #include "operator/base/err.h"
 #include "reconcilers/pods/owners.h"
+#include "reconcilers/pods/pace.h"
 #include "reconcilers/step/step.h"
 #include "watch/wait.h"
 
@@ -43,9 +44,13 @@ typedef struct km_pods_self {
     char ns[256], name[256], uid[64];
 } km_pods_self;
 
-/* The step's settings and what lasts across namespaces. */
+/* The step's settings and what lasts across namespaces (one per namespace worker when they run
+ * in parallel). */
 typedef struct km_pods_restarter {
-    km_step_ctx *ctx; /* borrowed: the step's */
+    km_step_ctx *ctx;   /* borrowed: the step's */
+    km_kube *kube;      /* borrowed: the client of this worker (ctx->kube, or a clone) */
+    km_pods_pace *pace; /* borrowed, NULL when serial: the status lock and the global budget */
+    cJSON *cur;         /* borrowed: the namespace's entry in status.pods.current */
     time_t rebuilt_at;
     int dry_run, wait_ready, max_conc, delete_ownerless;
     long ns_timeout, evict_timeout;

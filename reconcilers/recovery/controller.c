@@ -539,11 +539,24 @@ static km_status wait_for(ctl *c, const cJSON *obj, const char *running, km_err 
     return st;
 }
 
+/* obj is paused (spec.paused) and nothing runs it: condition Paused True/UserPaused. */
+static km_status pause_mark(ctl *c, const cJSON *obj, km_err *err)
+{
+    holder *h = NULL;
+    km_status st = holder_new(c, obj, &h, err);
+    if (st == KM_OK)
+        st = km_recovery_mark_paused(h->rec, err);
+    holder_free(h);
+    return st;
+}
+
 /* Not completed: one kubemend refuses fails at once (InvalidSpec); otherwise the active one
- * starts (or goes on) when nothing runs, the others wait. */
+ * starts (or goes on) when nothing runs, the others wait; a paused one (spec.paused) stops at its
+ * next safe point, or does not start. */
 static km_status on_pending(ctl *c, km_kube *kube, const cJSON *obj, outcome *o, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
+    int paused = KM_JSON_BOOL(obj, 0, "spec", "paused");
     char active[256], running[256];
     km_err why;
     if (km_recovery_check(obj, &why) != KM_OK) {
@@ -554,6 +567,8 @@ static km_status on_pending(ctl *c, km_kube *kube, const cJSON *obj, outcome *o,
     pthread_mutex_lock(&c->mu);
     if (c->run) {
         int self = holder_is(c->run, name);
+        if (self && paused)
+            km_recovery_pause(c->run->rec); /* its runner's end re-enqueues it: pause_mark */
         snprintf(running, sizeof(running), "%s", c->run->name);
         pthread_mutex_unlock(&c->mu);
         return self ? KM_OK : wait_for(c, obj, running, err);
@@ -567,6 +582,10 @@ static km_status on_pending(ctl *c, km_kube *kube, const cJSON *obj, outcome *o,
         pthread_mutex_unlock(&c->mu);
         km_log_debug("recovery failed permanently, not restarted", "recovery", name);
         return KM_OK;
+    }
+    if (paused) {
+        pthread_mutex_unlock(&c->mu);
+        return pause_mark(c, obj, err);
     }
     km_status st = start_runner(c, obj, err);
     pthread_mutex_unlock(&c->mu);

@@ -48,6 +48,13 @@ static km_status once_prepare(const km_job_opts *o, void **self, km_err *err)
         km_err_prefix(err, "invalid recovery file");
         goto fail;
     }
+    if (o->file && KM_JSON_BOOL(j->obj, 0, "spec", "paused")) {
+        st = km_err_set(err, KM_EINVAL,
+                        "%s: spec.paused is true: run --once does not start a paused recovery "
+                        "(set it to false or remove it)",
+                        o->file);
+        goto fail;
+    }
     if (!o->file &&
         !(j->obj = cJSON_Parse("{\"apiVersion\":\"" KM_RECOVERY_API_VERSION
                                "\",\"kind\":\"" KM_RECOVERY_KIND

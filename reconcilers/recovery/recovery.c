@@ -32,6 +32,7 @@ struct km_recovery {
     char path[512];
     int dry_run;
     atomic_int cancel; /* the steps' cancel flag */
+    atomic_int pause;  /* km_recovery_pause: the cancel is the user's brake (spec.paused) */
     int deleting;
     const char *cur_step;  /* key of the running step, for progress/count callbacks */
     km_csr_window *window; /* the CSR approval window */
@@ -192,6 +193,12 @@ const cJSON *km_recovery_object(const km_recovery *r)
 
 void km_recovery_cancel(km_recovery *r)
 {
+    atomic_store(&r->cancel, 1);
+}
+
+void km_recovery_pause(km_recovery *r)
+{
+    atomic_store(&r->pause, 1);
     atomic_store(&r->cancel, 1);
 }
 
@@ -533,6 +540,8 @@ static km_status run_begin(km_recovery *r, km_err *err)
         const char *cur = KM_JSON_STR(status, "currentStep");
         record(r, "Normal", "Resumed", "recovery resumed at step %s", cur ? cur : "?");
     }
+    if (km_cond_is(status, KM_COND_PAUSED, "True"))
+        set_cond(r, KM_COND_PAUSED, "False", "UserResumed", "spec.paused is false: running");
     km_json_set_num(status, "observedGeneration", (double)generation(r));
     rebuild_settle(r); /* before any step edits a bundle */
     set_cond(r, KM_COND_SUCCEEDED, "Unknown", "Running",
@@ -655,6 +664,12 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
         return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
     if (km_recovery_is_completed(r->obj))
         return KM_OK;
+    if (KM_JSON_BOOL(r->spec, 0, "paused"))
+        km_recovery_pause(r);
+    if (atomic_load(&r->pause) && !r->deleting) {
+        km_recovery_mark_paused(r, NULL);
+        return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: paused (spec.paused)", r->name);
+    }
     if (stopping(r))
         return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: stopped", r->name);
     km_status st = run_begin(r, err);
@@ -670,7 +685,35 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
             failed_step = step;
         error_end = end == STEP_ERROR;
     }
+    if (st == KM_ECANCELED && atomic_load(&r->pause) && !r->deleting) {
+        km_recovery_mark_paused(r, NULL); /* the safe point reached: say so */
+        return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: paused (spec.paused)", r->name);
+    }
     return st == KM_OK ? run_complete(r, failed_step, err) : st;
+}
+
+km_status km_recovery_mark_paused(km_recovery *r, km_err *err)
+{
+    cJSON *status = status_obj(r);
+    if (!status)
+        return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
+    if (km_cond_is(status, KM_COND_PAUSED, "True"))
+        return KM_OK;
+    const char *cur = KM_JSON_STR(status, "currentStep");
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "spec.paused is true: stopped at a safe point%s%s; set it to false to resume",
+             cur && cur[0] ? " in step " : "", cur && cur[0] ? cur : "");
+    set_cond(r, KM_COND_PAUSED, "True", "UserPaused", msg);
+    const char *was = KM_JSON_STR(status, "progress");
+    char text[300];
+    snprintf(text, sizeof(text), "paused%s%.200s", was && was[0] ? ": " : "", was ? was : "");
+    set_progress(r, cur && cur[0] ? cur : NULL, text);
+    record(r, "Normal", "Paused", "%s", msg);
+    km_log_info("recovery paused", "recovery", r->name, "step", cur ? cur : "");
+    if (!r->o.persist)
+        return KM_OK;
+    return km_recovery_write_status(r->o.kube, r->path, r->obj, err);
 }
 
 km_status km_recovery_mark_waiting(km_recovery *r, const char *running, km_err *err)
@@ -744,61 +787,4 @@ km_status km_recovery_window_close(km_recovery *r, km_err *err)
 int km_recovery_window_open(const km_recovery *r)
 {
     return km_csr_window_running(r->window);
-}
-
-/* ---- references and picking ----------------------------------------------------------------- */
-
-cJSON *km_recovery_ref(const cJSON *obj)
-{
-    cJSON *ref = cJSON_CreateObject();
-    cJSON *md = ref ? cJSON_AddObjectToObject(ref, "metadata") : NULL;
-    const char *name = KM_JSON_STR(obj, "metadata", "name");
-    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
-    if (!md || !cJSON_AddStringToObject(ref, "apiVersion", KM_RECOVERY_API_VERSION) ||
-        !cJSON_AddStringToObject(ref, "kind", KM_RECOVERY_KIND) ||
-        !cJSON_AddStringToObject(md, "name", name ? name : "run-once") ||
-        (uid && !cJSON_AddStringToObject(md, "uid", uid))) {
-        cJSON_Delete(ref);
-        return NULL;
-    }
-    return ref;
-}
-
-int km_recovery_is_completed(const cJSON *obj)
-{
-    const char *phase = KM_JSON_STR(obj, "status", "phase");
-    return phase && (strcmp(phase, KM_PHASE_SUCCEEDED) == 0 || strcmp(phase, KM_PHASE_FAILED) == 0);
-}
-
-static int str_cmp0(const char *a, const char *b)
-{
-    return strcmp(a ? a : "", b ? b : "");
-}
-
-int km_recovery_pick_active(const cJSON *const *objs, size_t n)
-{
-    int best = -1, best_running = 0;
-    for (size_t i = 0; i < n; i++) {
-        const cJSON *o = objs[i];
-        if (!o || km_recovery_is_completed(o) || KM_JSON_STR(o, "metadata", "deletionTimestamp"))
-            continue;
-        const char *phase = KM_JSON_STR(o, "status", "phase");
-        int running = phase && strcmp(phase, KM_PHASE_RUNNING) == 0;
-        if (best >= 0) {
-            const cJSON *b = objs[best];
-            if (best_running && !running)
-                continue;
-            if (running == best_running) {
-                /* RFC3339 timestamps of one format compare as strings. */
-                int c = str_cmp0(KM_JSON_STR(o, "metadata", "creationTimestamp"),
-                                 KM_JSON_STR(b, "metadata", "creationTimestamp"));
-                if (c > 0 || (c == 0 && str_cmp0(KM_JSON_STR(o, "metadata", "name"),
-                                                 KM_JSON_STR(b, "metadata", "name")) >= 0))
-                    continue;
-            }
-        }
-        best = (int)i;
-        best_running = running;
-    }
-    return best;
 }

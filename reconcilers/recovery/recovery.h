@@ -52,6 +52,9 @@
 
 /* The summary condition of a ClusterRecovery (each step's own is in its km_step_def). */
 #define KM_COND_SUCCEEDED "Succeeded"
+/* spec.paused (the user's brake): True/UserPaused while a run stopped for it, False/UserResumed
+ * once a run resumed. */
+#define KM_COND_PAUSED "Paused"
 
 /* Phases. */
 #define KM_PHASE_PENDING "Pending"
@@ -136,6 +139,17 @@ int km_recovery_window_open(const km_recovery *r);
 
 /* Stops the run soon (thread-safe): steps see their cancel flag, the run returns KM_ECANCELED. */
 void km_recovery_cancel(km_recovery *r);
+
+/* The user's brake (spec.paused), thread-safe: like km_recovery_cancel, but the run, once its
+ * step stopped at its next safe point (between units of work, status saved), writes condition
+ * Paused True/UserPaused and returns KM_ECANCELED; the phase stays Running (resumable: a later
+ * km_recovery_run on a new km_recovery with spec.paused false resumes from status, writing Paused
+ * False/UserResumed).  km_recovery_run on a spec with paused true does the same at once. */
+void km_recovery_pause(km_recovery *r);
+
+/* Condition Paused True/UserPaused (progress "paused"), persisted when it changed (operator
+ * mode).  Failure: the /status write's error. */
+km_status km_recovery_mark_paused(km_recovery *r, km_err *err);
 
 /* 1 when the last object seen has a deletionTimestamp. */
 int km_recovery_deleting(const km_recovery *r);

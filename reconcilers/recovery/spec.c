@@ -72,15 +72,15 @@ km_status km_recovery_parse_steps(const char *list, unsigned *mask, km_err *err)
     return KM_OK;
 }
 
-/* Rejects top-level fields that are neither dryRun, rebuildTime nor a step's key; defaults
- * dryRun; rebuildTime (no default) must be an RFC 3339 date-time. */
+/* Rejects top-level fields that are neither dryRun, paused, rebuildTime nor a step's key;
+ * defaults dryRun and paused (false); rebuildTime (no default) must be an RFC 3339 date-time. */
 static km_status check_top(cJSON *s, km_err *err)
 {
     const cJSON *it;
     cJSON_ArrayForEach(it, s)
     {
         if (strcmp(it->string, "dryRun") != 0 && strcmp(it->string, "rebuildTime") != 0 &&
-            step_named(it->string, 0) < 0)
+            strcmp(it->string, "paused") != 0 && step_named(it->string, 0) < 0)
             return km_err_set(err, KM_EINVAL, "spec.%s: unknown field", it->string);
     }
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(s, "rebuildTime");
@@ -93,6 +93,11 @@ static km_status check_top(cJSON *s, km_err *err)
     if (dry && !cJSON_IsBool(dry))
         return km_err_set(err, KM_EINVAL, "spec.dryRun: must be true or false");
     if (!dry && !cJSON_AddFalseToObject(s, "dryRun"))
+        return km_err_set(err, KM_ENOMEM, "spec defaults: out of memory");
+    const cJSON *paused = cJSON_GetObjectItemCaseSensitive(s, "paused");
+    if (paused && !cJSON_IsBool(paused))
+        return km_err_set(err, KM_EINVAL, "spec.paused: must be true or false");
+    if (!paused && !cJSON_AddFalseToObject(s, "paused"))
         return km_err_set(err, KM_ENOMEM, "spec defaults: out of memory");
     return KM_OK;
 }

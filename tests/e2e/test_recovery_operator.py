@@ -161,7 +161,7 @@ class TestOperator(RecoveryChecks):
 
     def test_get_crec_shows_the_printer_columns(self, healed):
         out = healed.cp.kubectl("get", "crec").stdout.splitlines()
-        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "VERIFIED", "AGE"], out
+        assert out[0].split() == ["NAME", "PHASE", "STEP", "PROGRESS", "RESULT", "VERIFIED", "PAUSED", "AGE"], out
         row = out[1].split()
         assert row[:5] == [RECOVERY, "Succeeded", "done", "Completed", "True"], out
         wide = json.loads(healed.cp.kubectl("get", "crec", RECOVERY, "-o", "json").stdout)
@@ -219,6 +219,33 @@ def test_invalid_spec_fails_without_blocking(install, healed):
             cp.request("DELETE", CRD_API + "/" + name)
         wait_for(lambda: all(cp.request("GET", CRD_API + "/" + n)[0] == 404 for n in ("bad-regex", "after-bad")),
                  60, "both deleted (the operator removes its finalizer)")
+
+
+def test_paused_recovery_waits_then_resumes(install, healed):
+    """spec.paused on the real server, in operator mode: a paused recovery does not start (condition Paused
+    True/UserPaused, the PAUSED column), `paused: false` resumes it to Succeeded."""
+    cp = install.cp
+    name = "held"
+    cp.kubectl("apply", "-f", "-", input="apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n"
+               "  name: %s\nspec:\n  paused: true\n  tokens: {enabled: false}\n"
+               "  extensionApiserverAuthentication: {enabled: false}\n  csr: {enabled: false}\n" % name)
+
+    def paused():
+        o = cp.client().get(CRD_API + "/" + name)
+        c = [c for c in (o.get("status") or {}).get("conditions") or [] if c["type"] == "Paused"]
+        return c and c[0]["status"] == "True" and (o, c[0])
+    o, c = wait_for(paused, 60, "Paused True")
+    assert c["reason"] == "UserPaused", c
+    assert (o["status"].get("phase") or "") != "Succeeded" and "pods" not in o["status"], o["status"]
+    out = cp.kubectl("get", "crec", name).stdout.splitlines()
+    assert out[0].split()[6] == "PAUSED" and "True" in out[1].split(), out
+    cp.kubectl("patch", "crec", name, "--type", "merge", "-p", '{"spec":{"paused":false}}')
+    proc = cp.kubectl("wait", "--for=condition=Succeeded", "crec/" + name, "--timeout=240s", check=False)
+    assert proc.returncode == 0, proc.stderr + install.operator.text()[-3000:]
+    o = cp.client().get(CRD_API + "/" + name)
+    c = [c for c in o["status"]["conditions"] if c["type"] == "Paused"][0]
+    assert (c["status"], c["reason"]) == ("False", "UserResumed"), c
+    cp.kubectl("delete", "crec", name, "--timeout=60s")
 
 
 def test_operator_stops_cleanly(install, healed):

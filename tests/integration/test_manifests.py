@@ -347,6 +347,7 @@ def test_printer_columns(crd):
         ("Progress", "string", ".status.progress"),
         ("Result", "string", '.status.conditions[?(@.type=="Succeeded")].reason'),
         ("Verified", "string", '.status.conditions[?(@.type=="Verified")].status'),
+        ("Paused", "string", '.status.conditions[?(@.type=="Paused")].status'),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
 
@@ -382,6 +383,7 @@ def test_schema_is_structural(schema):
 DEFAULTS = {
     "$.spec": {},
     "$.spec.dryRun": False,
+    "$.spec.paused": False,
     "$.spec.tokens": {},
     "$.spec.tokens.enabled": True,
     "$.spec.tokens.mode": "Regenerate",
@@ -405,6 +407,7 @@ DEFAULTS = {
     "$.spec.pods.enabled": True,
     "$.spec.pods.includeDefaultServiceAccount": False,
     "$.spec.pods.maxConcurrent": 5,
+    "$.spec.pods.parallelNamespaces": 1,
     "$.spec.pods.waitForReady": True,
     "$.spec.pods.namespaceTimeoutSeconds": 600,
     "$.spec.pods.evictionTimeoutSeconds": 300,
@@ -418,8 +421,8 @@ SPEC_FIELDS = {
             "allowedDNSPatterns", "maxExpirationSeconds"},
     "nodes": {"enabled", "updateClusterInfo", "createJoinToken", "joinTokenTTLSeconds"},
     "pods": {"enabled", "includeDefaultServiceAccount", "namespaces", "includeNamespaces",
-             "excludeNamespaces", "namespaceSelector", "maxConcurrent", "waitForReady",
-             "namespaceTimeoutSeconds", "evictionTimeoutSeconds", "deleteOwnerlessPods"},
+             "excludeNamespaces", "namespaceSelector", "maxConcurrent", "parallelNamespaces",
+             "waitForReady", "namespaceTimeoutSeconds", "evictionTimeoutSeconds", "deleteOwnerlessPods"},
 }
 
 STATUS_FIELDS = {
@@ -429,7 +432,7 @@ STATUS_FIELDS = {
 
 def test_spec_fields_and_defaults(schema):
     spec = schema["properties"]["spec"]
-    assert set(spec["properties"]) == {"dryRun", "rebuildTime"} | set(SPEC_FIELDS)
+    assert set(spec["properties"]) == {"dryRun", "paused", "rebuildTime"} | set(SPEC_FIELDS)
     # rebuildTime: optional (absent = derived from the cluster's CA), a date-time
     rt = spec["properties"]["rebuildTime"]
     assert (rt["type"], rt["format"], "default" in rt) == ("string", "date-time", False)
@@ -474,7 +477,7 @@ def test_status_fields(schema):
         "deleted", "manual", "stuck", "current", "alreadyRestarted", "self"}
     assert set(st["pods"]["properties"]["self"]["properties"]) == {"workload", "uid", "action", "message"}
     assert set(st["rebuild"]["properties"]) == {"time", "source", "error"}
-    assert set(st["pods"]["properties"]["current"]["properties"]) == {"namespace", "restarted"}
+    assert set(st["pods"]["properties"]["current"]["items"]["properties"]) == {"namespace", "restarted"}
     limits = {"$.status.tokens.changed": 50, "$.status.tokens.unhealed": 50,
               "$.status.tokens.malformedSecrets": 50,
               "$.status.extensionApiserverAuthentication.removed": 20,
@@ -606,6 +609,7 @@ def test_empty_spec_gets_every_default(schema):
                                   "kind": "ClusterRecovery", "metadata": {"name": "r"}})
     assert obj["spec"] == {
         "dryRun": False,
+        "paused": False,
         "tokens": {"enabled": True, "mode": "Regenerate", "verifyTimeoutSeconds": 60, "maxInFlight": 8},
         "extensionApiserverAuthentication": {"enabled": True},
         "csr": {"enabled": True, "windowSeconds": 3600, "continuous": False, "deny": True,
@@ -613,7 +617,7 @@ def test_empty_spec_gets_every_default(schema):
         "nodes": {"enabled": True, "updateClusterInfo": True, "createJoinToken": False,
                   "joinTokenTTLSeconds": 3600},
         "pods": {"enabled": True, "includeDefaultServiceAccount": False, "maxConcurrent": 5,
-                 "waitForReady": True, "namespaceTimeoutSeconds": 600,
+                 "parallelNamespaces": 1, "waitForReady": True, "namespaceTimeoutSeconds": 600,
                  "evictionTimeoutSeconds": 300, "deleteOwnerlessPods": False},
     }
     assert validate(schema, obj) == []

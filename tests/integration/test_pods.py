@@ -11,6 +11,7 @@ import calendar
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -519,7 +520,7 @@ def test_resume_after_sigkill_never_restarts_twice(tmp_path):
                     st = json.load(f)
             except (OSError, ValueError):
                 return None
-            cur = st.get("current") or {}
+            cur = (st.get("current") or [{}])[0]
             return st if cur.get("namespace") == "kube-system" and len(cur.get("restarted") or []) == 1 else None
         try:
             st = wait_for(mid_namespace, timeout=120, interval=0.05, what="first kube-system workload restarted")
@@ -527,7 +528,7 @@ def test_resume_after_sigkill_never_restarts_twice(tmp_path):
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
         assert st["done"] == []
-        first = st["current"]["restarted"][0]
+        first = st["current"][0]["restarted"][0]
 
         run = kmstep(sim, "pods", spec=spec, status_file=status_file)
         assert run.rc == 0, run
@@ -754,3 +755,44 @@ def test_requests_at_the_minimum(seed):
     d = get(seed, "/apis/apps/v1/namespaces/web/deployments/blog")
     assert d["status"]["observedGeneration"] >= d["metadata"]["generation"]
     assert d["status"].get("updatedReplicas") == d["spec"]["replicas"] == d["status"].get("availableReplicas")
+
+
+def test_parallel_namespaces_sigkill_resume_each_workload_once_within_the_budget(tmp_path):
+    """parallelNamespaces 3 within a global budget of 2 workloads restarting at once: kube-system
+    first and alone, then the others side by side (status.pods.current lists them); SIGKILLed
+    while namespaces are in progress, the same run again finishes with every pre-rebuild workload
+    restarted exactly once (counted from the server) and never more than 2 restarting at once."""
+    with SimProcess(scenario="seed", extra_args=["--kubelet-delay", "2"]) as sim:
+        settled(sim)
+        status_file = str(tmp_path / "status.json")
+        spec = {"maxConcurrent": 2, "parallelNamespaces": 3, "namespaceTimeoutSeconds": 120}
+        proc = subprocess.Popen(kmstep_args(sim, step="pods", spec=spec, status_file=status_file),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        seen = []
+
+        def parallel_in_progress():
+            try:
+                with open(status_file) as f:
+                    st = json.load(f)
+            except (OSError, ValueError):
+                return None
+            cur = st.get("current") or []
+            seen.append([c["namespace"] for c in cur])
+            assert not (len(cur) > 1 and "kube-system" in [c["namespace"] for c in cur]), cur
+            return st if len(cur) >= 2 and any(c.get("restarted") for c in cur) else None
+        try:
+            st = wait_for(parallel_in_progress, timeout=180, interval=0.05, what="two namespaces in progress")
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert st["done"][:1] == ["kube-system"], st  # first, and done before any other started
+
+        run = kmstep(sim, "pods", spec=spec, status_file=status_file)
+        assert run.rc == 0, run
+        st = run.status
+        assert st["done"][0] == "kube-system", st
+        assert st["current"] == [] and st["namespacesDone"] == st["namespacesTotal"], st
+        assert restarts_from_the_server(sim) == {k: 1 for k in SEED_RESTARTS}
+        # the global budget, as the step accounted it (a batch takes slots before its PATCHes)
+        peaks = [int(m) for m in re.findall(r'peakRestarting=(\d+)', run.stderr)]
+        assert peaks and max(peaks) <= 2, run.stderr[-3000:]

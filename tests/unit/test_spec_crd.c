@@ -105,9 +105,10 @@ static void test_every_field_matches_the_crd(void **state)
 {
     (void)state;
     const cJSON *props = KM_JSON_AT(crd_spec(), "properties");
-    /* spec holds dryRun, rebuildTime and one block per step, nothing else */
-    assert_int_equal(cJSON_GetArraySize(props), KM_STEP_COUNT + 2);
+    /* spec holds dryRun, paused, rebuildTime and one block per step, nothing else */
+    assert_int_equal(cJSON_GetArraySize(props), KM_STEP_COUNT + 3);
     assert_true(cJSON_IsFalse(KM_JSON_AT(props, "dryRun", "default")));
+    assert_true(cJSON_IsFalse(KM_JSON_AT(props, "paused", "default")));
     /* rebuildTime: a date-time without default (absent = derived from the cluster) */
     assert_string_equal(KM_JSON_STR(props, "rebuildTime", "format"), "date-time");
     assert_null(KM_JSON_AT(props, "rebuildTime", "default"));
@@ -119,6 +120,16 @@ static void test_every_field_matches_the_crd(void **state)
     km_err e;
     assert_int_equal(km_recovery_spec_defaults(spec, &ok, &e), KM_EINVAL);
     assert_non_null(strstr(e.message, "spec.rebuildTime"));
+    cJSON_Delete(spec);
+    /* paused: a boolean, false by default */
+    spec = cJSON_Parse("{\"paused\":\"yes\"}");
+    assert_int_equal(km_recovery_spec_defaults(spec, &ok, &e), KM_EINVAL);
+    assert_non_null(strstr(e.message, "spec.paused"));
+    cJSON_Delete(spec);
+    spec = cJSON_Parse("{}");
+    assert_int_equal(km_recovery_spec_defaults(spec, &ok, NULL), KM_OK);
+    assert_true(cJSON_IsFalse(KM_JSON_AT(ok, "paused")));
+    cJSON_Delete(ok);
     cJSON_Delete(spec);
     for (int i = 0; i < KM_STEP_COUNT; i++) {
         const km_step_def *d = km_recovery_step_def(i);
