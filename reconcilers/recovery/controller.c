@@ -544,8 +544,7 @@ static km_status pause_mark(ctl *c, const cJSON *obj, km_err *err)
 {
     holder *h = NULL;
     km_status st = holder_new(c, obj, &h, err);
-    if (st == KM_OK)
-        st = km_recovery_mark_paused(h->rec, err);
+    st = st == KM_OK ? km_recovery_mark_paused(h->rec, err) : st;
     holder_free(h);
     return st;
 }

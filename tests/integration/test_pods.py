@@ -600,7 +600,8 @@ def test_one_shot_fault_on_the_pods_step_still_succeeds_exactly(seed, rule):
     seed.sim("POST", "/_sim/faults", {"rules": [dict({"count": 1}, **rule)]})
     seed.sim("POST", "/_sim/counters/reset")
     cp = kmop.run(["run", "--once", "--steps", "pods", "-o", "json", "--kubeconfig", seed.kubeconfig], timeout=600)
-    assert cp.returncode == 0, cp.stderr[-3000:]
+    # 3: the pods step succeeded; with only it run the recovery is not Verified (tokens, CAs, CSRs left)
+    assert cp.returncode in (0, 3), cp.stderr[-3000:]
     status = json.loads(cp.stdout)
     assert status["phase"] == "Succeeded", status
     assert kmop.cond({"status": status}, "PodsRestarted")["status"] == "True"
