@@ -262,6 +262,47 @@ out:
     return st;
 }
 
+/* Appends one matchExpressions item to b as selector syntax ("key", "!key", "key in (a,b)").
+ * Failure: KM_EINVAL naming the item (b may hold part of it), or the buffer's error. */
+static km_status append_expression(km_buf *b, const cJSON *it, km_err *err)
+{
+    const char *key = KM_JSON_STR(it, "key");
+    const char *op = KM_JSON_STR(it, "operator");
+    const cJSON *vals = KM_JSON_AT(it, "values");
+    if (!key || !op)
+        return km_err_set(err, KM_EINVAL,
+                          "namespaceSelector.matchExpressions: key and operator are required");
+    if (!km_labels_key_ok(key))
+        return km_err_set(err, KM_EINVAL,
+                          "namespaceSelector.matchExpressions[%.100s]: not a label key", key);
+    const char *sep = b->len ? "," : "";
+    if (strcmp(op, "Exists") == 0)
+        return km_buf_printf(b, "%s%s", sep, key);
+    if (strcmp(op, "DoesNotExist") == 0)
+        return km_buf_printf(b, "%s!%s", sep, key);
+    if (strcmp(op, "In") != 0 && strcmp(op, "NotIn") != 0)
+        return km_err_set(err, KM_EINVAL,
+                          "namespaceSelector.matchExpressions[%s]: unknown operator %s", key, op);
+    if (cJSON_GetArraySize(vals) == 0)
+        return km_err_set(err, KM_EINVAL, "namespaceSelector.matchExpressions[%s]: %s needs values",
+                          key, op);
+    km_status st = km_buf_printf(b, "%s%s %s (", sep, key, op[0] == 'I' ? "in" : "notin");
+    const cJSON *v;
+    int first = 1;
+    cJSON_ArrayForEach(v, vals)
+    {
+        if (st != KM_OK)
+            return st;
+        if (!cJSON_IsString(v) || !km_labels_value_ok(v->valuestring))
+            return km_err_set(
+                err, KM_EINVAL,
+                "namespaceSelector.matchExpressions[%s]: a value that is not a label value", key);
+        st = km_buf_printf(b, "%s%s", first ? "" : ",", v->valuestring);
+        first = 0;
+    }
+    return st == KM_OK ? km_buf_puts(b, ")") : st;
+}
+
 km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *err)
 {
     km_status st = KM_OK;
@@ -285,56 +326,7 @@ km_status km_podsel_label_selector(const cJSON *selector, char **out, km_err *er
     }
     cJSON_ArrayForEach(it, KM_JSON_AT(selector, "matchExpressions"))
     {
-        const char *key = KM_JSON_STR(it, "key");
-        const char *op = KM_JSON_STR(it, "operator");
-        const cJSON *vals = KM_JSON_AT(it, "values");
-        if (!key || !op) {
-            st = km_err_set(err, KM_EINVAL,
-                            "namespaceSelector.matchExpressions: key and "
-                            "operator are required");
-            goto out;
-        }
-        if (!km_labels_key_ok(key)) {
-            st = km_err_set(err, KM_EINVAL,
-                            "namespaceSelector.matchExpressions[%.100s]: not a label key", key);
-            goto out;
-        }
-        const char *sep = b.len ? "," : "";
-        if (strcmp(op, "Exists") == 0) {
-            st = km_buf_printf(&b, "%s%s", sep, key);
-        } else if (strcmp(op, "DoesNotExist") == 0) {
-            st = km_buf_printf(&b, "%s!%s", sep, key);
-        } else if (strcmp(op, "In") == 0 || strcmp(op, "NotIn") == 0) {
-            if (cJSON_GetArraySize(vals) == 0) {
-                st = km_err_set(err, KM_EINVAL,
-                                "namespaceSelector.matchExpressions[%s]: %s needs values", key, op);
-                goto out;
-            }
-            st = km_buf_printf(&b, "%s%s %s (", sep, key, op[0] == 'I' ? "in" : "notin");
-            const cJSON *v;
-            int first = 1;
-            cJSON_ArrayForEach(v, vals)
-            {
-                if (st != KM_OK)
-                    break;
-                if (!cJSON_IsString(v) || !km_labels_value_ok(v->valuestring)) {
-                    st = km_err_set(
-                        err, KM_EINVAL,
-                        "namespaceSelector.matchExpressions[%s]: a value that is not a label value",
-                        key);
-                    goto out;
-                }
-                st = km_buf_printf(&b, "%s%s", first ? "" : ",", v->valuestring);
-                first = 0;
-            }
-            if (st == KM_OK)
-                st = km_buf_puts(&b, ")");
-        } else {
-            st = km_err_set(err, KM_EINVAL,
-                            "namespaceSelector.matchExpressions[%s]: unknown operator %s", key, op);
-            goto out;
-        }
-        if (st != KM_OK)
+        if ((st = append_expression(&b, it, err)) != KM_OK)
             goto out;
     }
     char *s = km_buf_take(&b);
