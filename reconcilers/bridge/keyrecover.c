@@ -13,6 +13,7 @@
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 
+#include "reconcilers/bridge/kid.h"
 #include "reconcilers/tokens/jwt.h"
 
 #define DEFAULT_MAX_PAIRS 6u
@@ -127,22 +128,6 @@ static void b64url(const unsigned char *p, size_t n, char *out)
         *q = *q == '+' ? '-' : *q == '/' ? '_' : *q;
 }
 
-/* The PEM text of a SubjectPublicKeyInfo DER; malloc'ed, NULL on allocation failure. */
-static char *spki_pem(const unsigned char *der, size_t len)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p = NULL, *out = NULL;
-    long n = 0;
-    if (b && PEM_write_bio(b, "PUBLIC KEY", "", der, (long)len) > 0 &&
-        (n = BIO_get_mem_data(b, &p)) > 0 && (out = malloc((size_t)n + 1))) {
-        memcpy(out, p, (size_t)n);
-        out[n] = '\0';
-    }
-    BIO_free(b);
-    ERR_clear_error();
-    return out;
-}
-
 /* ---- candidate keys ------------------------------------------------------------------------ */
 
 /* A candidate key as a one-key JWK Set, with its kid and SPKI DER. */
@@ -246,8 +231,7 @@ static km_status try_key(ctx *c, const char *jwk, const char *alg, unsigned bits
         r->cap = cap;
     }
     kid = strdup(k.kid);
-    pem = spki_pem(k.der, k.der_len);
-    if (!kid || !pem) {
+    if (!kid || km_bridge_spki_pem(k.der, k.der_len, &pem) != KM_OK) {
         st = KM_ENOMEM;
         goto out;
     }

@@ -11,6 +11,7 @@
 #include "operator/base/json.h"
 #include "operator/base/log.h"
 #include "reconcilers/extauth/pem.h"
+#include "reconcilers/step/backup.h"
 #include "reconcilers/step/retry.h"
 
 #define MAX_ATTEMPTS 5
@@ -336,25 +337,9 @@ static km_status ensure_backup(run *r, const cJSON *cm, km_err *err)
     if (n < 0 || n > 253)
         return km_err_set(err, KM_EINVAL,
                           "backup ConfigMap name for recovery %s would exceed 253 characters", rec);
-    cJSON *obj = cJSON_CreateObject();
-    cJSON *meta = obj ? cJSON_AddObjectToObject(obj, "metadata") : NULL;
-    cJSON *labels = meta ? cJSON_AddObjectToObject(meta, "labels") : NULL;
-    cJSON *ann = meta ? cJSON_AddObjectToObject(meta, "annotations") : NULL;
-    cJSON *data = cJSON_Duplicate(KM_JSON_AT(cm, "data"), 1);
-    const char *rv = KM_JSON_STR(cm, "metadata", "resourceVersion");
-    if (!ann || !data || !cJSON_AddStringToObject(obj, "apiVersion", "v1") ||
-        !cJSON_AddStringToObject(obj, "kind", "ConfigMap") ||
-        !cJSON_AddStringToObject(meta, "name", r->backup) ||
-        !cJSON_AddStringToObject(meta, "namespace", KM_EXTAUTH_NAMESPACE) ||
-        !cJSON_AddStringToObject(labels, "app.kubernetes.io/managed-by", "kubemend") ||
-        !cJSON_AddStringToObject(ann, "kubemend.io/recovery", rec) ||
-        !cJSON_AddStringToObject(ann, "kubemend.io/source-resource-version", rv ? rv : "") ||
-        !cJSON_AddItemToObject(obj, "data", data)) {
-        if (data && !cJSON_GetObjectItemCaseSensitive(obj, "data"))
-            cJSON_Delete(data);
-        cJSON_Delete(obj);
+    cJSON *obj = NULL;
+    if (km_step_backup_object(cm, KM_EXTAUTH_NAMESPACE, r->backup, rec, &obj) != KM_OK)
         return km_err_set(err, KM_ENOMEM, "extauth: out of memory");
-    }
     char path[256];
     km_kube_path(path, sizeof(path), NULL, "v1", KM_EXTAUTH_NAMESPACE, "configmaps", NULL, NULL);
     km_err e;

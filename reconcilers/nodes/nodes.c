@@ -15,6 +15,7 @@
 #include "reconcilers/nodes/clusterinfo.h"
 #include "reconcilers/nodes/jointoken.h"
 #include "reconcilers/nodes/notready.h"
+#include "reconcilers/step/backup.h"
 
 #define MAX_ATTEMPTS 5
 #define NOTREADY_MAX 50
@@ -103,25 +104,9 @@ static km_status backup(run *r, const cJSON *cm, km_err *err)
     int n = snprintf(name, sizeof(name), KM_CLUSTERINFO_BACKUP_PREFIX "%s", rec);
     if (n < 0 || n > 253)
         return km_err_set(err, KM_EINVAL, "backup ConfigMap name for recovery %s is too long", rec);
-    const char *rv = KM_JSON_STR(cm, "metadata", "resourceVersion");
-    cJSON *obj = cJSON_CreateObject();
-    cJSON *md = obj ? cJSON_AddObjectToObject(obj, "metadata") : NULL;
-    cJSON *labels = md ? cJSON_AddObjectToObject(md, "labels") : NULL;
-    cJSON *ann = md ? cJSON_AddObjectToObject(md, "annotations") : NULL;
-    cJSON *data = cJSON_Duplicate(KM_JSON_AT(cm, "data"), 1);
-    if (!ann || !data || !cJSON_AddStringToObject(obj, "apiVersion", "v1") ||
-        !cJSON_AddStringToObject(obj, "kind", "ConfigMap") ||
-        !cJSON_AddStringToObject(md, "name", name) ||
-        !cJSON_AddStringToObject(md, "namespace", KM_CLUSTERINFO_NAMESPACE) ||
-        !cJSON_AddStringToObject(labels, "app.kubernetes.io/managed-by", "kubemend") ||
-        !cJSON_AddStringToObject(ann, "kubemend.io/recovery", rec) ||
-        !cJSON_AddStringToObject(ann, "kubemend.io/source-resource-version", rv ? rv : "") ||
-        !cJSON_AddItemToObject(obj, "data", data)) {
-        if (data && !cJSON_GetObjectItemCaseSensitive(obj, "data"))
-            cJSON_Delete(data);
-        cJSON_Delete(obj);
+    cJSON *obj = NULL;
+    if (km_step_backup_object(cm, KM_CLUSTERINFO_NAMESPACE, name, rec, &obj) != KM_OK)
         return km_err_set(err, KM_ENOMEM, "nodes: out of memory");
-    }
     ci_path(path, sizeof(path), NULL);
     km_err e;
     km_err_clear(&e);
