@@ -65,7 +65,7 @@ def handle(sim, h, method, path):
         if mode not in ("off", "next", "every"):
             raise errors.bad_request("mode: off, next or every")
         sim.continue_expire = mode  # next: the next consistent continue token -> 410; every: all of them
-        return h.send_json(200, {"ok": True, "mode": mode})
+        return h.send_json(200, {"ok": True, "mode": mode, "always": mode == "every"})
     if method == "POST" and route == "controllers":
         b = _body(h)
         bad = sorted(k for k in b if k not in ("tokenDelay", "tokenRate"))
