@@ -173,11 +173,11 @@ test-e2e-scale: $(BIN) $(TOOL_BIN) | deps
 RELIABILITY_ENV = KUBEMEND_BIN=$(abspath $(BIN)) KUBEMEND_TOOLS=$(abspath $(BUILD)/tools) KUBECTL=$(KUBECTL)
 # Its own --basetemp: the kubemend logs of every run stay there, out of reach of other pytest sessions' cleanup.
 test-reliability: $(BIN) | deps
-	@$(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs --basetemp=reliability-out/tmp-subset \
+	@mkdir -p reliability-out && $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs --basetemp=reliability-out/tmp-subset \
 	  tests/reliability
 
 reliability: $(BIN) $(TOOL_BIN) | deps
-	@KM_RELIABILITY=full $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rsx --basetemp=reliability-out/tmp \
+	@mkdir -p reliability-out && KM_RELIABILITY=full $(RELIABILITY_ENV) $(PYTHON) -m pytest $(PYTEST_ARGS) -rsx --basetemp=reliability-out/tmp \
 	  tests/reliability
 
 # The zero-downtime bridge (issue 15) on the real servers: the old key from the snapshot and recovered from the
