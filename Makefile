@@ -196,7 +196,7 @@ test-image: | deps
 # KM_TEST_QUICK: the e = 65537 RSA key recoveries (a minute of GMP each, not instrumented) run in
 # `make test` only; the same code paths run under the sanitizers with e = 3 keys.
 asan: | deps
-	@KM_TEST_QUICK=1 $(MAKE) --no-print-directory BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" \
+	@KM_TEST_QUICK=1 KM_SANITIZED=1 $(MAKE) --no-print-directory BUILD=build-asan CFLAGS="$(ASAN_FLAGS)" \
 	  LDFLAGS="-fsanitize=address,undefined" test-unit test-integration
 
 lint: | deps

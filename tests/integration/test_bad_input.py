@@ -18,6 +18,7 @@ import pytest
 import kmop
 
 MiB = 1 << 20
+SANITIZED = bool(os.environ.get("KM_SANITIZED"))  # make asan
 RSS_LIMIT_KB = 256 * 1024  # every row but the gigantic body (limits16's response cap bounds that one)
 
 REC = "apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata: {name: r}\n"
@@ -270,4 +271,5 @@ def test_malformed_api_response(bad_server, tmp_path, reply, watch, args, needle
     assert rc in (0, 1, 3), (rc, err[-3000:])
     if needle:
         assert needle in err, err[-3000:]
-    assert rss < rss_limit, (rss, err[-2000:])
+    if not SANITIZED:  # ASan's shadow memory and quarantine inflate RSS: bounds hold for the real build
+        assert rss < rss_limit, (rss, err[-2000:])

@@ -96,7 +96,8 @@ def test_peak_rss_stays_inside_the_deployment_limit_with_bloated_secrets(hostile
                                   "--steps", "tokens", "--output", "json"], tmp_path, timeout=600)
     print("peak RSS %.1f MiB (limit %.0f MiB), rc %d, %s" % (rss / MIB, limit / MIB, rc,
                                                               out.strip().splitlines()[-1:]))
-    assert rss < limit, "peak RSS %.1f MiB >= the Deployment's %.0f MiB" % (rss / MIB, limit / MIB)
+    if not os.environ.get("KM_SANITIZED"):  # make asan: ASan's shadow memory inflates RSS
+        assert rss < limit, "peak RSS %.1f MiB >= the Deployment's %.0f MiB" % (rss / MIB, limit / MIB)
     # 40: 28 MiB of Secrets, one page under the cap, parsed whole; 100: ~70 MB, the pager halves the page on
     # KM_ETOOBIG until it fits.  Either way the tokens step succeeds; exit 3 = only `--steps tokens` ran, so the
     # recovery is not Verified (the other steps' checks name what is left).
