@@ -45,18 +45,6 @@ static void run_cleanup(run *r)
     free(r->server);
 }
 
-static void eventf(run *r, const char *type, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void eventf(run *r, const char *type, const char *reason, const char *fmt, ...)
-{
-    char msg[900];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    km_step_event(r->ctx, type, reason, msg);
-}
-
 /* GET path into *out; *out NULL on 404.  Failure: the GET's error other than 404, prefixed. */
 static km_status get_opt(km_kube *kube, const char *path, cJSON **out, km_err *err)
 {
@@ -115,10 +103,10 @@ static km_status backup(run *r, const cJSON *cm, km_err *err)
     if (st == KM_EAPI && km_err_is_http(&e, 409)) {
         km_log_info("nodes: cluster-info backup exists already, keeping it", "configmap", name);
     } else if (st == KM_OK) {
-        eventf(r, "Normal", "BackupCreated",
-               "saved the original " KM_CLUSTERINFO_CONFIGMAP
-               " data in ConfigMap " KM_CLUSTERINFO_NAMESPACE "/%s",
-               name);
+        km_step_eventf(r->ctx, "Normal", "BackupCreated",
+                       "saved the original " KM_CLUSTERINFO_CONFIGMAP
+                       " data in ConfigMap " KM_CLUSTERINFO_NAMESPACE "/%s",
+                       name);
     } else {
         if (err)
             *err = e;
@@ -168,12 +156,13 @@ static km_status await_resign(run *r, const char *before, km_err *err)
             return KM_OK;
     }
     if (before)
-        eventf(r, "Warning", "ClusterInfoNotResigned",
-               KM_CLUSTERINFO_NAMESPACE
-               "/" KM_CLUSTERINFO_CONFIGMAP
-               " was not re-signed within %d s: is the controller-manager's bootstrapsigner "
-               "controller running? kubeadm join checks the jws-kubeconfig-<token-id> signature",
-               RESIGN_WAIT_S);
+        km_step_eventf(
+            r->ctx, "Warning", "ClusterInfoNotResigned",
+            KM_CLUSTERINFO_NAMESPACE
+            "/" KM_CLUSTERINFO_CONFIGMAP
+            " was not re-signed within %d s: is the controller-manager's bootstrapsigner "
+            "controller running? kubeadm join checks the jws-kubeconfig-<token-id> signature",
+            RESIGN_WAIT_S);
     return KM_OK;
 }
 
@@ -230,10 +219,11 @@ static km_status ci_attempt(run *r, int *conflict, km_err *err)
     if (st != KM_OK)
         goto out;
     km_json_set_str(ci, "phase", "Updated");
-    eventf(r, "Normal", "ClusterInfoUpdated",
-           KM_CLUSTERINFO_NAMESPACE "/" KM_CLUSTERINFO_CONFIGMAP
-                                    " now holds the current cluster CA (server %s kept; backup %s)",
-           doc.server, KM_JSON_STR(ci, "backup") ? KM_JSON_STR(ci, "backup") : "?");
+    km_step_eventf(r->ctx, "Normal", "ClusterInfoUpdated",
+                   KM_CLUSTERINFO_NAMESPACE
+                   "/" KM_CLUSTERINFO_CONFIGMAP
+                   " now holds the current cluster CA (server %s kept; backup %s)",
+                   doc.server, KM_JSON_STR(ci, "backup") ? KM_JSON_STR(ci, "backup") : "?");
     st = km_step_save(r->ctx, err);
     if (st == KM_OK)
         st = await_resign(r, jws, err);
@@ -303,9 +293,10 @@ static km_status join_token(run *r, km_err *err)
         (st = km_jointoken_create(r->ctx->kube, id, exp, r->ctx->recovery, err)) != KM_OK)
         return st;
     snprintf(r->token, sizeof(r->token), "%s", id);
-    eventf(r, "Normal", "JoinTokenCreated",
-           "bootstrap token Secret %s created, valid until %s (group " KM_JOINTOKEN_GROUP ")", name,
-           when);
+    km_step_eventf(r->ctx, "Normal", "JoinTokenCreated",
+                   "bootstrap token Secret %s created, valid until %s (group " KM_JOINTOKEN_GROUP
+                   ")",
+                   name, when);
     return km_step_save(r->ctx, err);
 }
 
@@ -447,10 +438,11 @@ static km_status not_ready(run *r, km_err *err)
     km_json_set_num(r->st, "notReadyCount", (double)l.count);
     if (l.count > 0) {
         describe(l.items, l.count, text, sizeof(text));
-        eventf(r, "Warning", "NodesNotReady",
-               "%ld NotReady node(s) — re-join them before the controller-manager evicts their "
-               "pods (taint-based eviction): %s",
-               l.count, text);
+        km_step_eventf(
+            r->ctx, "Warning", "NodesNotReady",
+            "%ld NotReady node(s) — re-join them before the controller-manager evicts their "
+            "pods (taint-based eviction): %s",
+            l.count, text);
     }
     return km_step_save(r->ctx, err);
 }
@@ -472,8 +464,9 @@ static km_status current_ca(run *r, km_err *err)
     const char *had = KM_JSON_STR(r->st, "discoveryHash");
     if (!had || strcmp(had, r->hash) != 0) {
         km_json_set_str(r->st, "discoveryHash", r->hash);
-        eventf(r, "Normal", "DiscoveryHash",
-               "workers re-join with kubeadm join --discovery-token-ca-cert-hash %s", r->hash);
+        km_step_eventf(r->ctx, "Normal", "DiscoveryHash",
+                       "workers re-join with kubeadm join --discovery-token-ca-cert-hash %s",
+                       r->hash);
     }
     return KM_OK;
 }

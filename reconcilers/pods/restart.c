@@ -15,18 +15,6 @@
 #define LIST_MAX 50
 #define CONFLICTS_MAX 20 /* re-reads after a 409 on one object before the 409 is returned */
 
-static void event(km_pods_restarter *rs, const char *type, const char *reason, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void event(km_pods_restarter *rs, const char *type, const char *reason, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    km_step_event(rs->ctx, type, reason, msg);
-}
-
 /* Adds delta to status.pods[status_key] (when given) and to the metrics counter. */
 static void count(km_pods_restarter *rs, const char *status_key, const char *counter, long delta)
 {
@@ -147,9 +135,9 @@ static void on_late(const char *ns, const char *name, void *user)
     snprintf(key, sizeof(key), "%s/%s/%s", ns, km_wl_name(l->kind), name);
     if (stuck(l->rs, key) != KM_OK)
         l->st = KM_ENOMEM;
-    event(l->rs, "Warning", "WorkloadStuck",
-          "%s %s/%s not rolled out and ready within namespaceTimeoutSeconds (%ld s)",
-          km_wl_name(l->kind), ns, name, l->rs->ns_timeout);
+    km_step_eventf(l->rs->ctx, "Warning", "WorkloadStuck",
+                   "%s %s/%s not rolled out and ready within namespaceTimeoutSeconds (%ld s)",
+                   km_wl_name(l->kind), ns, name, l->rs->ns_timeout);
 }
 
 /* Waits for every armed workload until deadline (monotonic); the late ones are stuck. */
@@ -303,15 +291,16 @@ static km_status decide_and_patch(km_pods_restarter *rs, km_pods_plan *p, const 
             char when[KM_CLOCK_TEXT_MAX];
             km_clock_format_s(km_podsel_marker(*obj), when, sizeof(when));
             if (!seen(rs, key))
-                event(rs, "Normal", "WorkloadAlreadyRestarted",
-                      "%s/%s was restarted at %s, after the PKI rebuild: not restarted again%s",
-                      p->ns, key, when, rs->wait_ready ? ", waiting until it is ready" : "");
+                km_step_eventf(
+                    rs->ctx, "Normal", "WorkloadAlreadyRestarted",
+                    "%s/%s was restarted at %s, after the PKI rebuild: not restarted again%s",
+                    p->ns, key, when, rs->wait_ready ? ", waiting until it is ready" : "");
             return handled(rs, key, "alreadyRestarted", NULL, err);
         }
         if (rs->dry_run) {
             if (!seen(rs, key))
-                event(rs, "Normal", "WouldRestartWorkload", "would restart %s/%s (dry run)", p->ns,
-                      key);
+                km_step_eventf(rs->ctx, "Normal", "WouldRestartWorkload",
+                               "would restart %s/%s (dry run)", p->ns, key);
             return handled(rs, key, "restarted", "pods_restarted_total", err);
         }
         cJSON *out = NULL, *again = NULL;
@@ -323,7 +312,8 @@ static km_status decide_and_patch(km_pods_restarter *rs, km_pods_plan *p, const 
         if (st == KM_OK) {
             cJSON_Delete(*fresh);
             *obj = *fresh = out;
-            event(rs, "Normal", "WorkloadRestarted", "rollout restart of %s/%s", p->ns, key);
+            km_step_eventf(rs->ctx, "Normal", "WorkloadRestarted", "rollout restart of %s/%s",
+                           p->ns, key);
             return handled(rs, key, "restarted", "pods_restarted_total", err);
         }
         if (st == KM_EAPI && e.http_code == 404) {
@@ -526,7 +516,8 @@ km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const km_p
 {
     if (rs->dry_run) {
         count(rs, "evicted", "pods_evicted_total", 1);
-        event(rs, "Normal", "WouldEvictPod", "would evict pod %s/%s (dry run)", p->ns, t->name);
+        km_step_eventf(rs->ctx, "Normal", "WouldEvictPod", "would evict pod %s/%s (dry run)", p->ns,
+                       t->name);
         return KM_OK;
     }
     km_backoff bo;
@@ -539,7 +530,7 @@ km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const km_p
         km_status st = evict_once(rs, p->ns, t, &code, &e);
         if (st == KM_OK) {
             count(rs, "evicted", "pods_evicted_total", 1);
-            event(rs, "Normal", "PodEvicted", "evicted pod %s/%s", p->ns, t->name);
+            km_step_eventf(rs->ctx, "Normal", "PodEvicted", "evicted pod %s/%s", p->ns, t->name);
             return save(rs, err);
         }
         if (st == KM_EAPI && code == 404)
@@ -568,9 +559,10 @@ km_status km_pods_evict(km_pods_restarter *rs, const km_pods_plan *p, const km_p
             snprintf(key, sizeof(key), "%s/Pod/%s", p->ns, t->name);
             if (stuck(rs, key) != KM_OK)
                 return oom(err);
-            event(rs, "Warning", "EvictionBlocked",
-                  "pod %s/%s could not be evicted within evictionTimeoutSeconds (%ld s): %s", p->ns,
-                  t->name, rs->evict_timeout, e.message);
+            km_step_eventf(
+                rs->ctx, "Warning", "EvictionBlocked",
+                "pod %s/%s could not be evicted within evictionTimeoutSeconds (%ld s): %s", p->ns,
+                t->name, rs->evict_timeout, e.message);
             return save(rs, err);
         }
         km_log_info("pods: eviction refused, retrying", "namespace", p->ns, "pod", t->name, "code",
@@ -595,15 +587,17 @@ km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const 
         if (lst != KM_OK)
             return oom(err);
         count(rs, NULL, "pods_manual_total", 1);
-        event(rs, "Warning", "NeedsManualRestart",
-              "pod %s has no owner and uses a stale service-account token: restart it by hand "
-              "(it would be lost if deleted; spec.pods.deleteOwnerlessPods allows deleting it)",
-              key);
+        km_step_eventf(
+            rs->ctx, "Warning", "NeedsManualRestart",
+            "pod %s has no owner and uses a stale service-account token: restart it by hand "
+            "(it would be lost if deleted; spec.pods.deleteOwnerlessPods allows deleting it)",
+            key);
         return KM_OK;
     }
     if (rs->dry_run) {
         count(rs, "deleted", "pods_deleted_total", 1);
-        event(rs, "Normal", "WouldDeletePod", "would delete ownerless pod %s (dry run)", key);
+        km_step_eventf(rs->ctx, "Normal", "WouldDeletePod",
+                       "would delete ownerless pod %s (dry run)", key);
         return KM_OK;
     }
     if (km_kube_path(path, sizeof(path), NULL, "v1", p->ns, "pods", t->name, NULL))
@@ -628,7 +622,7 @@ km_status km_pods_ownerless(km_pods_restarter *rs, const km_pods_plan *p, const 
         }
     }
     count(rs, "deleted", "pods_deleted_total", 1);
-    event(rs, "Normal", "OwnerlessPodDeleted", "deleted ownerless pod %s (deleteOwnerlessPods)",
-          key);
+    km_step_eventf(rs->ctx, "Normal", "OwnerlessPodDeleted",
+                   "deleted ownerless pod %s (deleteOwnerlessPods)", key);
     return save(rs, err);
 }

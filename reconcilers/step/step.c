@@ -39,6 +39,16 @@ void km_step_event(km_step_ctx *ctx, const char *type, const char *reason, const
         ctx->event(ctx, type, reason, message);
 }
 
+void km_step_eventf(km_step_ctx *ctx, const char *type, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    km_step_event(ctx, type, reason, msg);
+}
+
 void km_step_count(km_step_ctx *ctx, const char *counter, long delta)
 {
     if (ctx->count)

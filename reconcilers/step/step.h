@@ -109,6 +109,9 @@ int km_step_cancelled(const km_step_ctx *ctx);
 km_status km_step_save(km_step_ctx *ctx, km_err *err);
 /* ctx->event, if set. */
 void km_step_event(km_step_ctx *ctx, const char *type, const char *reason, const char *message);
+/* km_step_event with a printf-style message (truncated to 1 KiB). */
+void km_step_eventf(km_step_ctx *ctx, const char *type, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* ctx->count, if set. */
 void km_step_count(km_step_ctx *ctx, const char *counter, long delta);
 
