@@ -2,6 +2,7 @@
 #include "operator/kube/events.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,20 @@
 
 #define EVENTS_NS "default" /* for cluster-scoped objects */
 #define EVENTS_CACHE 128
+#define EVENTS_QUEUE_MAX                                                                           \
+    1000                   /* Events waiting for the sender; more are dropped (client-go: 1000) */
+#define EVENTS_DRAIN_S 5.0 /* km_events_free waits this long for the queue to drain */
+
+/* One Event waiting for the sender: a copy of what it needs of the object. */
+typedef struct ev_item {
+    struct ev_item *next;
+    cJSON *ref; /* {apiVersion, kind, metadata: {name, namespace, uid, resourceVersion}} */
+    char *key;  /* uid \x1f type \x1f reason \x1f message */
+    char type[16];
+    char reason[128];
+    char msg[1024];
+    char now[32];
+} ev_item;
 
 typedef struct ev_entry {
     char *key;   /* uid \x1f type \x1f reason \x1f message; NULL = free slot */
@@ -23,8 +38,20 @@ typedef struct ev_entry {
 } ev_entry;
 
 struct km_events {
-    pthread_mutex_t mu;
-    km_kube *kube; /* owned clone, NULL = log only */
+    pthread_mutex_t mu; /* guards the cache and the counters */
+    km_kube *kube;      /* owned clone (the sender's), NULL = log only */
+    /* the queue and the sender thread (started with a client) */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;   /* an item was queued, or stop */
+    pthread_cond_t idle;  /* the queue is empty and nothing is being sent */
+    ev_item *head, *tail; /* guarded by qmu */
+    size_t queued;        /* guarded by qmu */
+    int sending;          /* guarded by qmu */
+    int stopping;         /* guarded by qmu */
+    atomic_int cancel;    /* the sender's client gives up its request */
+    pthread_t sender;
+    int sender_started;
+    unsigned long dropped; /* guarded by qmu */
     char component[64];
     ev_entry cache[EVENTS_CACHE];
     unsigned long clock;
@@ -33,35 +60,103 @@ struct km_events {
     int warned_403; /* the first refused (403) Event was logged at warning level */
 };
 
+static void *sender_main(void *arg);
+
+static void item_free(ev_item *it)
+{
+    if (!it)
+        return;
+    cJSON_Delete(it->ref);
+    free(it->key);
+    free(it);
+}
+
 km_status km_events_new(km_kube *kube, const char *component, km_events **out, km_err *err)
 {
+    km_status st = KM_OK;
     km_events *ev = calloc(1, sizeof(*ev));
     if (!ev)
         return km_err_set(err, KM_ENOMEM, "event recorder: out of memory");
-    if (kube) {
-        km_status st = km_kube_clone(kube, &ev->kube, err);
-        if (st != KM_OK) {
-            free(ev);
-            return st;
-        }
-    }
     snprintf(ev->component, sizeof(ev->component), "%s", component ? component : "kubemend");
     pthread_mutex_init(&ev->mu, NULL);
+    pthread_mutex_init(&ev->qmu, NULL);
+    pthread_cond_init(&ev->qcv, NULL);
+    pthread_cond_init(&ev->idle, NULL);
+    if (kube) {
+        if ((st = km_kube_clone(kube, &ev->kube, err)) != KM_OK)
+            goto out;
+        km_kube_set_cancel(ev->kube, &ev->cancel);
+        if (pthread_create(&ev->sender, NULL, sender_main, ev) != 0) {
+            st = km_err_set(err, KM_EIO, "event recorder: cannot create a thread");
+            goto out;
+        }
+        ev->sender_started = 1;
+    }
     *out = ev;
-    return KM_OK;
+    ev = NULL;
+out:
+    km_events_free(ev);
+    return st;
+}
+
+int km_events_flush(km_events *ev, double timeout_s)
+{
+    if (!ev)
+        return 1;
+    struct timespec end = km_clock_wall();
+    double whole = (double)(long)timeout_s;
+    end.tv_sec += (time_t)whole;
+    end.tv_nsec += (long)((timeout_s - whole) * 1e9);
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&ev->qmu);
+    while ((ev->head || ev->sending) && ev->sender_started &&
+           pthread_cond_timedwait(&ev->idle, &ev->qmu, &end) == 0)
+        ;
+    int done = !ev->head && !ev->sending;
+    pthread_mutex_unlock(&ev->qmu);
+    return done;
 }
 
 void km_events_free(km_events *ev)
 {
     if (!ev)
         return;
+    if (ev->sender_started) {
+        if (!km_events_flush(ev, EVENTS_DRAIN_S))
+            km_log_warn("events not recorded: the API server did not take them in time");
+        pthread_mutex_lock(&ev->qmu);
+        ev->stopping = 1;
+        pthread_cond_broadcast(&ev->qcv);
+        pthread_mutex_unlock(&ev->qmu);
+        atomic_store(&ev->cancel, 1);
+        pthread_join(ev->sender, NULL);
+    }
+    while (ev->head) {
+        ev_item *it = ev->head;
+        ev->head = it->next;
+        item_free(it);
+    }
     for (int i = 0; i < EVENTS_CACHE; i++) {
         free(ev->cache[i].key);
         free(ev->cache[i].name);
     }
     km_kube_free(ev->kube);
+    pthread_cond_destroy(&ev->idle);
+    pthread_cond_destroy(&ev->qcv);
+    pthread_mutex_destroy(&ev->qmu);
     pthread_mutex_destroy(&ev->mu);
     free(ev);
+}
+
+unsigned long km_events_dropped(km_events *ev)
+{
+    pthread_mutex_lock(&ev->qmu);
+    unsigned long n = ev->dropped;
+    pthread_mutex_unlock(&ev->qmu);
+    return n;
 }
 
 unsigned long km_events_created(km_events *ev)
@@ -220,37 +315,37 @@ static km_status event_create(km_events *ev, const cJSON *obj, const char *type,
     return KM_OK;
 }
 
-void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
-                      const char *message)
+/* A copy of what an Event needs of obj; NULL on allocation failure. */
+static cJSON *object_ref(const cJSON *obj)
 {
-    const char *name = KM_JSON_STR(obj, "metadata", "name");
-    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
-    const char *kind = KM_JSON_STR(obj, "kind");
-    if (!message)
-        message = "";
-    log_event(kind ? kind : "", name ? name : "", type, reason, message);
-    if (!ev || !ev->kube || !name || !uid || !kind || !KM_JSON_STR(obj, "apiVersion"))
-        return;
+    static const char *const md_keys[] = {"name", "namespace", "uid", "resourceVersion"};
+    cJSON *ref = cJSON_CreateObject();
+    cJSON *md = ref ? cJSON_AddObjectToObject(ref, "metadata") : NULL;
+    if (!md || !cJSON_AddStringToObject(ref, "apiVersion", KM_JSON_STR(obj, "apiVersion")) ||
+        !cJSON_AddStringToObject(ref, "kind", KM_JSON_STR(obj, "kind")))
+        goto fail;
+    for (size_t i = 0; i < sizeof(md_keys) / sizeof(md_keys[0]); i++) {
+        const char *v = KM_JSON_STR(obj, "metadata", md_keys[i]);
+        if (v && !cJSON_AddStringToObject(md, md_keys[i], v))
+            goto fail;
+    }
+    return ref;
+fail:
+    cJSON_Delete(ref);
+    return NULL;
+}
 
-    /* Event messages are capped at 1 KiB by convention; keep the key bounded too. */
-    char msg[1024];
-    snprintf(msg, sizeof(msg), "%s", message);
-    size_t klen = strlen(uid) + strlen(type) + strlen(reason) + strlen(msg) + 4;
-    char *key = malloc(klen);
-    if (!key)
-        return;
-    snprintf(key, klen, "%s\x1f%s\x1f%s\x1f%s", uid, type, reason, msg);
-
-    char now[32];
-    km_clock_now_text(now, sizeof(now));
+/* Sender thread: writes one Event (a PATCH of a cached one, or a create).  Failures are
+ * logged (log_failure) and forgotten. */
+static void send_item(km_events *ev, ev_item *it)
+{
     km_err e;
     km_err_clear(&e);
-
     pthread_mutex_lock(&ev->mu);
-    ev_entry *ent = cache_find(ev, key);
+    ev_entry *ent = cache_find(ev, it->key);
     if (ent) {
         ent->used = ++ev->clock;
-        km_status st = event_bump(ev, ent, now, &e);
+        km_status st = event_bump(ev, ent, it->now, &e);
         if (st == KM_OK) {
             ev->aggregated++;
             goto out;
@@ -264,10 +359,80 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
         free(ent->name);
         ent->key = ent->name = NULL;
     }
-
-    if (event_create(ev, obj, type, reason, msg, now, key) == KM_OK)
-        key = NULL; /* the cache owns it */
+    if (event_create(ev, it->ref, it->type, it->reason, it->msg, it->now, it->key) == KM_OK)
+        it->key = NULL; /* the cache owns it */
 out:
     pthread_mutex_unlock(&ev->mu);
-    free(key);
+}
+
+static void *sender_main(void *arg)
+{
+    km_events *ev = arg;
+    pthread_mutex_lock(&ev->qmu);
+    for (;;) {
+        while (!ev->head && !ev->stopping)
+            pthread_cond_wait(&ev->qcv, &ev->qmu);
+        if (ev->stopping)
+            break;
+        ev_item *it = ev->head;
+        if (!(ev->head = it->next))
+            ev->tail = NULL;
+        ev->queued--;
+        ev->sending = 1;
+        pthread_mutex_unlock(&ev->qmu);
+        send_item(ev, it);
+        item_free(it);
+        pthread_mutex_lock(&ev->qmu);
+        ev->sending = 0;
+        if (!ev->head)
+            pthread_cond_broadcast(&ev->idle);
+    }
+    pthread_mutex_unlock(&ev->qmu);
+    return NULL;
+}
+
+void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
+                      const char *message)
+{
+    const char *name = KM_JSON_STR(obj, "metadata", "name");
+    const char *uid = KM_JSON_STR(obj, "metadata", "uid");
+    const char *kind = KM_JSON_STR(obj, "kind");
+    if (!message)
+        message = "";
+    log_event(kind ? kind : "", name ? name : "", type, reason, message);
+    if (!ev || !ev->kube || !name || !uid || !kind || !KM_JSON_STR(obj, "apiVersion"))
+        return;
+
+    ev_item *it = calloc(1, sizeof(*it));
+    if (!it)
+        return;
+    /* Event messages are capped at 1 KiB by convention; keep the key bounded too. */
+    snprintf(it->msg, sizeof(it->msg), "%s", message);
+    snprintf(it->type, sizeof(it->type), "%s", type);
+    snprintf(it->reason, sizeof(it->reason), "%s", reason);
+    km_clock_now_text(it->now, sizeof(it->now));
+    size_t klen = strlen(uid) + strlen(it->type) + strlen(it->reason) + strlen(it->msg) + 4;
+    if (!(it->key = malloc(klen)) || !(it->ref = object_ref(obj))) {
+        item_free(it);
+        return;
+    }
+    snprintf(it->key, klen, "%s\x1f%s\x1f%s\x1f%s", uid, it->type, it->reason, it->msg);
+
+    pthread_mutex_lock(&ev->qmu);
+    if (ev->queued >= EVENTS_QUEUE_MAX || ev->stopping) {
+        if (ev->dropped++ == 0)
+            km_log_warn("events dropped: the API server takes them slower than they come", "reason",
+                        reason);
+        pthread_mutex_unlock(&ev->qmu);
+        item_free(it);
+        return;
+    }
+    if (ev->tail)
+        ev->tail->next = it;
+    else
+        ev->head = it;
+    ev->tail = it;
+    ev->queued++;
+    pthread_cond_signal(&ev->qcv);
+    pthread_mutex_unlock(&ev->qmu);
 }

@@ -7,11 +7,13 @@
  * lastTimestamp are PATCHed (merge patch) instead.  New Events are named
  * "<object>.<hex nanoseconds>" like client-go.
  *
- * Recording never fails the caller: API errors are logged and forgotten; a 403 (a missing RBAC
- * rule) is logged once per recorder at warning level, then at debug level so it does not flood
- * the log.  A recorder without a client (or a NULL
- * recorder: run --once, which has no object in the cluster) writes the events to the log only.
- * Thread-safe: one mutex guards the recorder's own client and cache. */
+ * Recording never blocks nor fails the caller (client-go's recorder): the Event is logged at
+ * once and queued; a sender thread writes the queue in order on the recorder's own client.  A
+ * full queue (1,000 Events) drops the newest, counted (km_events_dropped) and logged once.  API
+ * errors are logged and forgotten; a 403 (a missing RBAC rule) is logged once per recorder at
+ * warning level, then at debug level so it does not flood the log.  A recorder without a client
+ * (or a NULL recorder: run --once, which has no object in the cluster) writes the events to the
+ * log only.  Thread-safe. */
 #ifndef KM_EVENTS_H
 #define KM_EVENTS_H
 
@@ -27,18 +29,26 @@ typedef struct km_events km_events;
  * (KM_ENOMEM, or the clone's error) *out is untouched. */
 km_status km_events_new(km_kube *kube, const char *component, km_events **out, km_err *err);
 
-/* Frees the recorder.  Accepts NULL. */
+/* Waits (up to 5 s) for the queued Events to be written, stops the sender and frees the
+ * recorder; Events still queued then are lost (logged).  Accepts NULL. */
 void km_events_free(km_events *ev);
+
+/* Waits up to timeout_s for every queued Event to be written (or to fail).  1 when the queue is
+ * empty and nothing is being sent, 0 on timeout.  A NULL or log-only recorder: 1 at once. */
+int km_events_flush(km_events *ev, double timeout_s);
 
 /* Records an Event about obj (borrowed): apiVersion, kind, metadata.name and metadata.uid are
  * needed (list items carry no apiVersion/kind: pass a reference object); without them, or
  * without a client, the Event is only logged.  type "Normal"/"Warning", reason CamelCase.
- * Never fails visibly. */
+ * Returns at once (the Event is queued; see the file comment).  Never fails visibly. */
 void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
                       const char *message);
 
 /* Number of Events created / aggregated (patched) so far (for tests and metrics). */
 unsigned long km_events_created(km_events *ev);
 unsigned long km_events_aggregated(km_events *ev);
+
+/* Number of Events dropped because the queue was full (for tests and metrics). */
+unsigned long km_events_dropped(km_events *ev);
 
 #endif
