@@ -3,28 +3,42 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "operator/base/clock.h"
 #include "operator/base/json.h"
 #include "operator/base/log.h"
+#include "operator/base/num.h"
 #include "operator/base/strmap.h"
+#include "operator/kube/pool.h"
 #include "reconcilers/csr/csr.h"
 #include "watch/watcher.h"
 
 #define REPORTED_MAX 10000
 #define ADDRS_MAX_AGE_S 30.0 /* the Nodes' addresses are listed again when older */
 
+/* The Nodes' address index shared by the deciders: swapped by the watcher thread, freed by the
+ * last decider still reading it. */
+typedef struct addrs_ref {
+    km_csr_addrs *addrs;
+    int refs; /* guarded by the approver's set_mu */
+} addrs_ref;
+
 struct km_csr_approver {
-    km_kube *kube; /* clone; used on the watcher thread only */
+    km_kube *kube; /* clone; the watcher thread's (the deciders have the pool's clones) */
     km_csr_policy *policy;
     km_watcher *w;
+    km_pool *pool; /* the deciders: spec.csr.maxInFlight CSRs decided at once */
     km_csr_hooks hooks;
     km_csr_decider h;
-    km_strmap *reported; /* names of CSRs reported as left pending (bounded) */
-    km_csr_addrs *addrs; /* the Nodes' addresses (watcher thread), listed at addrs_at */
-    double addrs_at;
+    pthread_mutex_t set_mu; /* guards reported, deciding and addrs */
+    km_strmap *reported;    /* names of CSRs reported as left pending (bounded) */
+    km_strmap *deciding;    /* names of CSRs handed to a decider and not finished */
+    addrs_ref *addrs;       /* current index (NULL until listed) */
+    double addrs_at;        /* watcher thread */
     atomic_int stop;
     int has_end;
     time_t ends;
@@ -35,11 +49,26 @@ struct km_csr_approver {
     int stopped; /* guarded by mu */
 };
 
+/* One CSR handed to a decider. */
+typedef struct decide_unit {
+    cJSON *csr; /* owned copy of the watch event's object */
+    char name[256];
+} decide_unit;
+
 static void approver_event(void *user, const char *type, const char *reason, const char *message)
 {
     km_csr_approver *a = user;
     if (a->hooks.event)
         a->hooks.event(type, reason, message, a->hooks.user);
+}
+
+/* Drops one reference (set_mu held); the last one frees the index. */
+static void addrs_unref_locked(addrs_ref *r)
+{
+    if (r && --r->refs == 0) {
+        km_csr_addrs_free(r->addrs);
+        free(r);
+    }
 }
 
 /* Watcher thread: lists the Nodes' addresses again when the index is older than
@@ -55,15 +84,70 @@ static void refresh_addrs(km_csr_approver *a)
         char buf[768];
         km_log_warn("csr approver: cannot list the nodes' addresses", "error",
                     km_err_str(&e, buf, sizeof(buf)));
+        a->addrs_at = km_clock_mono(); /* retried after ADDRS_MAX_AGE_S, not per CSR */
         return;
     }
-    km_csr_addrs_free(a->addrs);
-    a->addrs = fresh;
+    addrs_ref *r = malloc(sizeof(*r));
+    if (!r) {
+        km_csr_addrs_free(fresh);
+        return;
+    }
+    *r = (addrs_ref){.addrs = fresh, .refs = 1};
+    pthread_mutex_lock(&a->set_mu);
+    addrs_unref_locked(a->addrs);
+    a->addrs = r;
+    pthread_mutex_unlock(&a->set_mu);
     a->addrs_at = km_clock_mono();
-    a->h.addrs = fresh;
 }
 
-/* Watcher thread: one watch event. */
+static void unit_free(void *p)
+{
+    decide_unit *u = p;
+    if (u)
+        cJSON_Delete(u->csr);
+    free(u);
+}
+
+/* A decider (pool worker, its own client): decides one CSR.  A failed decision is logged and
+ * the CSR left to its next watch event or relist; it never stops the pool (always KM_OK). */
+static km_status decide_one(km_kube *kube, void *unit, void *user, km_err *err)
+{
+    (void)err;
+    km_csr_approver *a = user;
+    decide_unit *u = unit;
+    km_csr_decider h = a->h;
+    h.kube = kube;
+    pthread_mutex_lock(&a->set_mu);
+    addrs_ref *ref = a->addrs;
+    if (ref)
+        ref->refs++;
+    pthread_mutex_unlock(&a->set_mu);
+    h.addrs = ref ? ref->addrs : NULL;
+
+    km_csr_result r;
+    km_err e;
+    km_err_clear(&e);
+    km_status st = km_csr_decide(&h, u->csr, &r, &e);
+    if (st != KM_OK && !atomic_load(&a->stop)) {
+        char buf[768];
+        km_log_warn("csr approver: decision not written", "csr", r.name, "error",
+                    km_err_str(&e, buf, sizeof(buf)));
+    }
+    pthread_mutex_lock(&a->set_mu);
+    addrs_unref_locked(ref);
+    (void)km_strmap_remove(a->deciding, u->name);
+    if (st == KM_OK && r.out == KM_CSR_PENDING && km_strmap_len(a->reported) < REPORTED_MAX)
+        km_strmap_put(a->reported, u->name, a, NULL); /* a set: any non-NULL value */
+    pthread_mutex_unlock(&a->set_mu);
+    if (st == KM_OK && r.out >= KM_CSR_APPROVED && a->hooks.decided)
+        a->hooks.decided(&r, a->hooks.user);
+    unit_free(u);
+    return KM_OK;
+}
+
+/* Watcher thread: one watch event.  A pending CSR of a handled signer goes to a decider unless
+ * one is deciding it already or it was reported as left pending; the hand-off waits while every
+ * decider is busy (the watch stream waits with it). */
 static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
 {
     km_csr_approver *a = user;
@@ -73,24 +157,31 @@ static void on_csr_event(km_event_type type, const cJSON *obj, void *user)
         !km_csrcheck_handles(a->policy, KM_JSON_STR(obj, "spec", "signerName")))
         return;
     const char *name = KM_JSON_STR(obj, "metadata", "name");
-    if (name && km_strmap_has(a->reported, name))
-        return; /* already reported as left pending */
-    km_csr_result r;
-    km_err e;
-    km_err_clear(&e);
-    refresh_addrs(a);
-    if (km_csr_decide(&a->h, obj, &r, &e) != KM_OK) {
-        char buf[768];
-        km_log_warn("csr approver: decision not written", "csr", r.name, "error",
-                    km_err_str(&e, buf, sizeof(buf)));
+    if (!name || strlen(name) >= sizeof(((decide_unit *)0)->name))
+        return; /* no CSR the server accepted */
+    decide_unit *u = calloc(1, sizeof(*u));
+    if (!u || !(u->csr = cJSON_Duplicate(obj, 1))) {
+        unit_free(u);
+        km_log_warn("csr approver: out of memory; the CSR waits for the next relist", "csr", name);
         return;
     }
-    if (r.out < KM_CSR_APPROVED)
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    pthread_mutex_lock(&a->set_mu);
+    int skip = km_strmap_has(a->reported, name) || km_strmap_has(a->deciding, name) ||
+               km_strmap_put(a->deciding, name, a, NULL) != KM_OK;
+    pthread_mutex_unlock(&a->set_mu);
+    if (skip) {
+        unit_free(u);
         return;
-    if (r.out == KM_CSR_PENDING && name && km_strmap_len(a->reported) < REPORTED_MAX)
-        km_strmap_put(a->reported, name, a, NULL); /* a set: any non-NULL value */
-    if (a->hooks.decided)
-        a->hooks.decided(&r, a->hooks.user);
+    }
+    refresh_addrs(a);
+    km_err e;
+    km_err_clear(&e);
+    if (km_pool_submit(a->pool, u, &e) != KM_OK) { /* decide_one never fails: only a stop */
+        pthread_mutex_lock(&a->set_mu);
+        (void)km_strmap_remove(a->deciding, name);
+        pthread_mutex_unlock(&a->set_mu);
+    }
 }
 
 /* Timer thread: stops the watcher at windowEndsAt or when asked. */
@@ -121,12 +212,13 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
     if (!a)
         return km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
     pthread_mutex_init(&a->mu, NULL);
+    pthread_mutex_init(&a->set_mu, NULL);
     km_clock_cond_init(&a->cv, CLOCK_REALTIME);
     if (hooks)
         a->hooks = *hooks;
     if ((st = km_csr_policy_from_spec(csr_spec, &a->policy, err)) != KM_OK)
         goto fail;
-    if (!(a->reported = km_strmap_new())) {
+    if (!(a->reported = km_strmap_new()) || !(a->deciding = km_strmap_new())) {
         st = km_err_set(err, KM_ENOMEM, "csr approver: out of memory");
         goto fail;
     }
@@ -144,6 +236,9 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
         .event = approver_event,
         .user = a,
     };
+    int deciders = (int)km_num_long(km_schema_num(km_csr_def.fields, csr_spec, "maxInFlight"), 8);
+    if ((st = km_pool_new(a->kube, deciders, decide_one, unit_free, a, &a->pool, err)) != KM_OK)
+        goto fail;
     km_watch_opts o;
     km_watch_opts_init(&o);
     o.name = "certificatesigningrequests";
@@ -160,8 +255,10 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
         goto fail;
     }
     a->timer_started = 1;
+    char nd[16];
+    snprintf(nd, sizeof(nd), "%d", deciders);
     km_log_info("csr approver started", "windowEndsAt", a->has_end ? ends : "", "dryRun",
-                a->h.dry_run ? "true" : "false");
+                a->h.dry_run ? "true" : "false", "maxInFlight", nd);
     *out = a;
     return KM_OK;
 fail:
@@ -199,11 +296,15 @@ void km_csr_approver_free(km_csr_approver *a)
     if (!a)
         return;
     km_csr_approver_stop(a);
-    km_watcher_free(a->w);
+    km_watcher_free(a->w); /* no more hand-offs */
+    km_pool_free(a->pool); /* waits for the deciders */
     km_kube_free(a->kube);
     km_strmap_free(a->reported);
-    km_csr_addrs_free(a->addrs);
+    km_strmap_free(a->deciding);
+    if (a->addrs)
+        addrs_unref_locked(a->addrs);
     km_csr_policy_free(a->policy);
+    pthread_mutex_destroy(&a->set_mu);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
     free(a);

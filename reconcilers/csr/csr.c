@@ -26,6 +26,7 @@ static const km_field fields[] = {
     {"approveKubeletClient", KM_FIELD_BOOL, 0, 0, 0, NULL},
     {"allowedDNSPatterns", KM_FIELD_REGEXLIST, 0, 0, 50, NULL},
     {"maxExpirationSeconds", KM_FIELD_INT, 31536000, 600, 1e15, NULL},
+    {"maxInFlight", KM_FIELD_INT, 8, 1, 64, NULL},
     KM_FIELD_END,
 };
 
