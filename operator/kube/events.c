@@ -14,9 +14,28 @@
 
 #define EVENTS_NS "default" /* for cluster-scoped objects */
 #define EVENTS_CACHE 128
-#define EVENTS_QUEUE_MAX                                                                           \
-    1000                   /* Events waiting for the sender; more are dropped (client-go: 1000) */
+/* Events waiting for the sender; more are dropped (client-go: 1000) */
+#define EVENTS_QUEUE_MAX 1000
 #define EVENTS_DRAIN_S 5.0 /* km_events_free waits this long for the queue to drain */
+/* client-go's EventCorrelator defaults: from the AGG_MAX-th different message of the same
+ * object, type and reason within AGG_WINDOW_S on, the Events are combined into one; a token bucket
+ * of SPAM_BURST Events refilled one per SPAM_REFILL_S limits each object and reason. */
+#define AGG_MAX 10
+#define AGG_WINDOW_S 600.0
+#define SPAM_BURST 25.0
+#define SPAM_REFILL_S 300.0
+#define FILTERS 256
+#define AGG_PREFIX "(combined from similar events): "
+
+/* The correlator's state for one object, type and reason (hashed). */
+typedef struct ev_filter {
+    unsigned long long hash;          /* 0 = free slot */
+    double tokens, refilled_at;       /* spam filter */
+    double window_at;                 /* aggregation window start */
+    unsigned long long msgs[AGG_MAX]; /* the window's different messages (hashed) */
+    int nmsgs;
+    unsigned long used; /* LRU stamp */
+} ev_filter;
 
 /* One Event waiting for the sender: a copy of what it needs of the object. */
 typedef struct ev_item {
@@ -51,7 +70,10 @@ struct km_events {
     atomic_int cancel;    /* the sender's client gives up its request */
     pthread_t sender;
     int sender_started;
-    unsigned long dropped; /* guarded by qmu */
+    unsigned long dropped;      /* guarded by qmu */
+    unsigned long filtered;     /* guarded by qmu: over the spam filter's budget */
+    ev_filter filters[FILTERS]; /* guarded by qmu */
+    unsigned long fclock;       /* guarded by qmu */
     char component[64];
     ev_entry cache[EVENTS_CACHE];
     unsigned long clock;
@@ -154,7 +176,7 @@ void km_events_free(km_events *ev)
 unsigned long km_events_dropped(km_events *ev)
 {
     pthread_mutex_lock(&ev->qmu);
-    unsigned long n = ev->dropped;
+    unsigned long n = ev->dropped + ev->filtered;
     pthread_mutex_unlock(&ev->qmu);
     return n;
 }
@@ -227,14 +249,24 @@ static void log_failure(km_events *ev, const char *what, km_status st, const km_
 }
 
 /* PATCHes count/lastTimestamp of an existing Event.  Returns the client status. */
-static km_status event_bump(km_events *ev, ev_entry *ent, const char *now, km_err *e)
+static km_status event_bump(km_events *ev, ev_entry *ent, const char *now, const char *message,
+                            km_err *e)
 {
     char path[512];
     if (km_kube_path(path, sizeof(path), NULL, "v1", ent->ns, "events", ent->name, NULL) != KM_OK)
         return KM_EINVAL;
-    char patch[256];
-    snprintf(patch, sizeof(patch), "{\"count\":%ld,\"lastTimestamp\":\"%s\"}", ent->count + 1, now);
-    km_status st = km_kube_patch(ev->kube, path, KM_PATCH_MERGE, patch, NULL, e);
+    cJSON *patch = cJSON_CreateObject();
+    char *text = NULL;
+    if (!patch || !cJSON_AddNumberToObject(patch, "count", (double)(ent->count + 1)) ||
+        !cJSON_AddStringToObject(patch, "lastTimestamp", now) ||
+        !cJSON_AddStringToObject(patch, "message", message) ||
+        !(text = cJSON_PrintUnformatted(patch))) {
+        cJSON_Delete(patch);
+        return KM_ENOMEM;
+    }
+    cJSON_Delete(patch);
+    km_status st = km_kube_patch(ev->kube, path, KM_PATCH_MERGE, text, NULL, e);
+    free(text);
     if (st == KM_OK)
         ent->count++;
     return st;
@@ -345,7 +377,7 @@ static void send_item(km_events *ev, ev_item *it)
     ev_entry *ent = cache_find(ev, it->key);
     if (ent) {
         ent->used = ++ev->clock;
-        km_status st = event_bump(ev, ent, it->now, &e);
+        km_status st = event_bump(ev, ent, it->now, it->msg, &e);
         if (st == KM_OK) {
             ev->aggregated++;
             goto out;
@@ -391,6 +423,63 @@ static void *sender_main(void *arg)
     return NULL;
 }
 
+static unsigned long long fnv1a(unsigned long long h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (h * 1099511628211ull) | 1; /* never 0: 0 marks a free slot */
+}
+
+/* The filter slot of hash (qmu held): found, else a free or the least recently used one. */
+static ev_filter *filter_slot(km_events *ev, unsigned long long hash, double now)
+{
+    ev_filter *best = &ev->filters[0];
+    for (int i = 0; i < FILTERS; i++) {
+        ev_filter *f = &ev->filters[i];
+        if (f->hash == hash) {
+            f->used = ++ev->fclock;
+            return f;
+        }
+        if (!f->hash || f->used < best->used)
+            best = f;
+    }
+    *best = (ev_filter){.hash = hash,
+                        .tokens = SPAM_BURST,
+                        .refilled_at = now,
+                        .window_at = now,
+                        .used = ++ev->fclock};
+    return best;
+}
+
+/* client-go's correlator (qmu held): 0 when the spam filter drops the Event; otherwise 1, with
+ * *combined set when it joins its similar Events' combined one. */
+static int correlate(km_events *ev, const char *uid, const char *type, const char *reason,
+                     const char *message, int *combined)
+{
+    double now = km_clock_mono();
+    unsigned long long h = fnv1a(fnv1a(fnv1a(14695981039346656037ull, uid), type), reason);
+    ev_filter *f = filter_slot(ev, h, now);
+    f->tokens += (now - f->refilled_at) / SPAM_REFILL_S;
+    if (f->tokens > SPAM_BURST)
+        f->tokens = SPAM_BURST;
+    f->refilled_at = now;
+    if (f->tokens < 1.0)
+        return 0;
+    f->tokens -= 1.0;
+    if (now - f->window_at > AGG_WINDOW_S) {
+        f->window_at = now;
+        f->nmsgs = 0;
+    }
+    unsigned long long mh = fnv1a(14695981039346656037ull, message);
+    int seen = 0;
+    for (int i = 0; i < f->nmsgs && !seen; i++)
+        seen = f->msgs[i] == mh;
+    if (!seen && f->nmsgs < AGG_MAX)
+        f->msgs[f->nmsgs++] = mh;
+    *combined = f->nmsgs >= AGG_MAX; /* client-go: the 10th different message is combined */
+    return 1;
+}
+
 void km_events_record(km_events *ev, const cJSON *obj, const char *type, const char *reason,
                       const char *message)
 {
@@ -403,20 +492,30 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
     if (!ev || !ev->kube || !name || !uid || !kind || !KM_JSON_STR(obj, "apiVersion"))
         return;
 
+    int combined = 0;
+    pthread_mutex_lock(&ev->qmu);
+    int pass = correlate(ev, uid, type, reason, message, &combined);
+    if (!pass)
+        ev->filtered++;
+    pthread_mutex_unlock(&ev->qmu);
+    if (!pass)
+        return;
     ev_item *it = calloc(1, sizeof(*it));
     if (!it)
         return;
-    /* Event messages are capped at 1 KiB by convention; keep the key bounded too. */
-    snprintf(it->msg, sizeof(it->msg), "%s", message);
+    /* Event messages are capped at 1 KiB by convention; keep the key bounded too.  A combined
+     * Event has one key for all its similar Events, so it is created once and then counted. */
+    snprintf(it->msg, sizeof(it->msg), "%s%s", combined ? AGG_PREFIX : "", message);
     snprintf(it->type, sizeof(it->type), "%s", type);
     snprintf(it->reason, sizeof(it->reason), "%s", reason);
     km_clock_now_text(it->now, sizeof(it->now));
-    size_t klen = strlen(uid) + strlen(it->type) + strlen(it->reason) + strlen(it->msg) + 4;
+    const char *kmsg = combined ? AGG_PREFIX : it->msg;
+    size_t klen = strlen(uid) + strlen(it->type) + strlen(it->reason) + strlen(kmsg) + 4;
     if (!(it->key = malloc(klen)) || !(it->ref = object_ref(obj))) {
         item_free(it);
         return;
     }
-    snprintf(it->key, klen, "%s\x1f%s\x1f%s\x1f%s", uid, it->type, it->reason, it->msg);
+    snprintf(it->key, klen, "%s\x1f%s\x1f%s\x1f%s", uid, it->type, it->reason, kmsg);
 
     pthread_mutex_lock(&ev->qmu);
     if (ev->queued >= EVENTS_QUEUE_MAX || ev->stopping) {

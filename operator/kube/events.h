@@ -7,6 +7,12 @@
  * lastTimestamp are PATCHed (merge patch) instead.  New Events are named
  * "<object>.<hex nanoseconds>" like client-go.
  *
+ * Like client-go's EventCorrelator, per object, type and reason: from the 10th different
+ * message within 10 minutes on, the Events become one "(combined from similar events): <latest
+ * message>" Event whose count grows; and a token bucket (25, refilled one per 5 minutes; per
+ * reason, so a flood of one reason never hides another) drops the rest — the log still has
+ * every Event.
+ *
  * Recording never blocks nor fails the caller (client-go's recorder): the Event is logged at
  * once and queued; a sender thread writes the queue in order on the recorder's own client.  A
  * full queue (1,000 Events) drops the newest, counted (km_events_dropped) and logged once.  API
@@ -48,7 +54,8 @@ void km_events_record(km_events *ev, const cJSON *obj, const char *type, const c
 unsigned long km_events_created(km_events *ev);
 unsigned long km_events_aggregated(km_events *ev);
 
-/* Number of Events dropped because the queue was full (for tests and metrics). */
+/* Number of Events dropped: the queue was full or the spam filter's budget spent (for tests and
+ * metrics). */
 unsigned long km_events_dropped(km_events *ev);
 
 #endif

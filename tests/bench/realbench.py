@@ -230,7 +230,8 @@ def csr_latency(a, cp, kubelet, burst):
     try:
         rec = ("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: latency\nspec:\n"
                "  tokens: {enabled: false}\n  extensionApiserverAuthentication: {enabled: false}\n"
-               "  pods: {enabled: false}\n  csr: {windowSeconds: 3600, continuous: true}\n")
+               "  pods: {enabled: false}\n  csr: {windowSeconds: 3600, continuous: true%s}\n" % (
+                   ", maxInFlight: %d" % a.csr_max_in_flight if a.csr_max_in_flight else ""))
         cp.kubectl("apply", *validate, "-f", "-", input=rec)
         cp.kubectl("wait", "--for=condition=Succeeded", "crec/latency", "--timeout=180s", check=False)
         rv = c.get("/apis/certificates.k8s.io/v1/certificatesigningrequests?limit=1")["metadata"]["resourceVersion"]
@@ -247,15 +248,22 @@ def csr_latency(a, cp, kubelet, burst):
 
         w = threading.Thread(target=watch, daemon=True)
         w.start()
-        time.sleep(0.5)
         nodes = sorted(kubelet.nodes)
+        reqs = {}  # built before the burst: the latency is the server's and kubemend's, not the CSR's signing
+        for i in range(burst):
+            name = "burst-%05d" % i
+            reqs[name] = kubelet.serving_csr_request(nodes[i % len(nodes)], name=name)
+        time.sleep(0.5)
 
         def create(lo):
             for i in range(lo, burst, 4):
                 name = "burst-%05d" % i
+                client, body = reqs[name]
                 t0 = time.monotonic()
-                kubelet.create_serving_csr(nodes[i % len(nodes)], name=name)
+                client.create("/apis/certificates.k8s.io/v1/certificatesigningrequests", body)
                 created[name] = t0
+                if a.csr_pace:
+                    time.sleep(a.csr_pace)
 
         ts = [threading.Thread(target=create, args=(k,)) for k in range(4)]
         for t in ts:
@@ -267,11 +275,16 @@ def csr_latency(a, cp, kubelet, burst):
         stop.set()
         op.terminate()
         op.wait(timeout=30)
+        if a.keep_logs:
+            shutil.copy(log_path, os.path.join(a.out, "operator-latency-%s.log" % cp.version))
     lat = sorted(approved[n] - created[n] for n in approved if n in created)
     if not lat:
         return {"burst": burst, "approved": 0}
+    t_first = min(created.values())
     return {"burst": burst, "approved": len(lat), "p50_ms": lat[len(lat) // 2] * 1000,
-            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000}
+            "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000,
+            "created_per_s": len(created) / max(1e-9, max(created.values()) - t_first),
+            "all_approved_s": max(approved.values()) - t_first}
 
 
 def one(a, version, tokens, tmp):
@@ -329,11 +342,32 @@ def one(a, version, tokens, tmp):
     return res
 
 
+def csr_only(a, version, tmp):
+    """--csr-only: a small cluster (--nodes nodes, a few workloads), then the CSR approval latency alone."""
+    log("== %s, CSR approval latency only (burst of %d)" % (version, a.csr_burst))
+    cp = cluster.ControlPlane(version, os.path.join(tmp, "%s-csr" % version))
+    kubelet = None
+    try:
+        cp.start()
+        kubelet = KubeletSim(cp.workdir, []).start()
+        scen = scenario(os.path.join(cp.workdir, "scenario.json"), 4, 2, 4, a.nodes)
+        seed.install(cp, kubelet, scenario=scen, timeout=600)
+        res = {"version": version, "csr": csr_latency(a, cp, kubelet, a.csr_burst)}
+        log("    CSR approval latency: %s" % res["csr"])
+        return res
+    finally:
+        if kubelet:
+            kubelet.stop()
+        cp.stop()
+
+
 def report(results, out):
     lines = ["| version | token Secrets | kubemend exit / Verified | wall | token write rate | server capacity "
              "(PATCH/s, 1 / N in flight) | seed procedure per Secret | kubemend per Secret | ×seed | ×capacity | "
              "controller refill | requests / minimum | peak RSS | CPU |", "|" + "---|" * 14]
     for r in results:
+        if "kubemend" not in r:
+            continue
         m, cap = r["kubemend"], r["capacity"]
         caps = " / ".join("%.0f" % cap[k]["per_second"] for k in sorted(cap, key=int))
         lines.append("| %s | %d | %d / %s | %.1f s | %.0f/s | %s | %.1f ms | %.2f ms | %.0f× | %.0f%% | %.1f/s "
@@ -371,6 +405,10 @@ def main():
     ap.add_argument("--inflight", type=int, default=32)
     ap.add_argument("--seed-subset", type=int, default=200)
     ap.add_argument("--csr-burst", type=int, default=1000, help="CSRs for the approval latency (0 = skip)")
+    ap.add_argument("--csr-pace", type=float, default=0.0, help="seconds each of the 4 creators waits between CSRs")
+    ap.add_argument("--keep-logs", action="store_true", help="copy the operator's log to --out")
+    ap.add_argument("--csr-max-in-flight", type=int, default=0, help="spec.csr.maxInFlight (0 = the default)")
+    ap.add_argument("--csr-only", action="store_true", help="only the CSR approval latency, on a small cluster")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "real"))
     a = ap.parse_args()
     versions = [v for v in a.versions.split(",") if v] or assets.available_versions()
@@ -381,6 +419,9 @@ def main():
     results = []
     try:
         for v in versions:
+            if a.csr_only:
+                results.append(csr_only(a, v, tmp))
+                continue
             for n in [int(x) for x in a.tokens.split(",") if x]:
                 results.append(one(a, v, n, tmp))
     finally:

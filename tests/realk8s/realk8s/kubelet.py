@@ -569,6 +569,14 @@ class KubeletSim:
         nonNodeRequester (created by `requester`, a Client of a non-node user), clientUsages (client auth),
         emailSAN, uriSAN, cnMismatch (CN of `other`), noOrg, noSANs; clientKubelet is a client-certificate CSR
         (signer kube-apiserver-client-kubelet) of the node itself."""
+        client, body = self.serving_csr_request(node, forged=forged, kind=kind, name=name, other=other,
+                                                requester=requester, dns=dns, email=email, uri=uri)
+        return client.create("/apis/certificates.k8s.io/v1/certificatesigningrequests", body)
+
+    def serving_csr_request(self, node, forged=False, kind=None, name=None, other=None, requester=None,
+                            dns=None, email=None, uri=None):
+        """What create_serving_csr sends, built but not sent: (the Client it creates with, the CSR body) — so a
+        benchmark can time the creation alone."""
         kind = kind or ("otherNodeIP" if forged else "valid")
         if other is None:
             other = next((x for x in sorted(self.nodes) if x != node), node)
@@ -584,7 +592,7 @@ class KubeletSim:
         meta = {"name": name} if name else {"generateName": "csr-"}
         body = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": meta,
                 "spec": {"request": csrgen.csr_request_b64(pem), "signerName": f["signer"], "usages": f["usages"]}}
-        return client.create("/apis/certificates.k8s.io/v1/certificatesigningrequests", body)
+        return client, body
 
     def _recreate_mirror(self, key):
         if self._stop.is_set() or self.pods.get(*key) is not None:
