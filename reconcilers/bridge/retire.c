@@ -141,8 +141,18 @@ int km_bridge_retire_condition(km_kube *kube, cJSON *status, long long generatio
                    ? -1
                    : 0;
     }
-    if (!r.bridged)
-        return 0;
+    if (!r.bridged) { /* once said bridged: say it is gone */
+        const char *was = km_cond_reason(status, KM_COND_BRIDGE_RETIRABLE);
+        if (!km_cond_get(status, KM_COND_BRIDGE_RETIRABLE) ||
+            (was && strcmp(was, KM_BRIDGE_RETIRED) == 0))
+            return 0;
+        return km_cond_set(status, KM_COND_BRIDGE_RETIRABLE, "True", KM_BRIDGE_RETIRED,
+                           "the API server trusts one service-account key again: the bridge is "
+                           "gone",
+                           generation, now) < 0
+                   ? -1
+                   : 0;
+    }
     if (r.old_secrets == 0 && r.old_pods == 0) {
         snprintf(msg, sizeof(msg),
                  "nothing depends on the old key any more: remove the extra "
@@ -165,4 +175,11 @@ int km_bridge_retire_condition(km_kube *kube, cJSON *status, long long generatio
                        now) < 0
                ? -1
                : 0;
+}
+
+int km_bridge_active(const cJSON *status)
+{
+    const char *reason = km_cond_reason(status, KM_COND_BRIDGE_RETIRABLE);
+    return km_cond_get(status, KM_COND_BRIDGE_RETIRABLE) &&
+           !(reason && strcmp(reason, KM_BRIDGE_RETIRED) == 0);
 }

@@ -18,6 +18,10 @@
 #include "operator/kube/kube.h"
 
 #define KM_COND_BRIDGE_RETIRABLE "BridgeRetirable"
+#define KM_BRIDGE_RETIRED "BridgeRetired" /* its reason once the server trusts one key again */
+
+/* The seconds between two checks of a completed recovery whose bridge is still in place. */
+#define KM_BRIDGE_RECHECK_S 60.0
 
 typedef struct km_bridge_retire {
     int bridged;            /* the server trusts more than one key */
@@ -42,7 +46,12 @@ km_status km_bridge_retire_check(km_kube *kube, time_t rebuilt_at, km_bridge_ret
 
 /* Sets the condition BridgeRetirable in status (a ClusterRecovery status, whose rebuild.time
  * gives the rebuild) from the cluster, when the server is bridged; with the exact manifest change
- * when True.  Read errors set it Unknown.  Returns -1 on allocation failure, else 0. */
+ * when True.  Once set, a server no longer bridged turns it True/BridgeRetired.  Read errors set
+ * it Unknown.  Returns -1 on allocation failure, else 0. */
 int km_bridge_retire_condition(km_kube *kube, cJSON *status, long long generation);
+
+/* Pure: 1 while status says the server is still bridged (BridgeRetirable set, not
+ * BridgeRetired) — the cluster is then not healed: the old key is still trusted. */
+int km_bridge_active(const cJSON *status);
 
 #endif

@@ -13,11 +13,14 @@
 #include "operator/base/num.h"
 #include "operator/base/strmap.h"
 #include "operator/cmd/manager.h"
+#include "reconcilers/bridge/retire.h"
 #include "reconcilers/recovery/finalizer.h"
 #include "reconcilers/recovery/failure.h"
 #include "reconcilers/recovery/invalid.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/spec.h"
+#include "reconcilers/recovery/verify.h"
+#include "reconcilers/step/conditions.h"
 #include "watch/queue.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
@@ -62,6 +65,8 @@ typedef struct ctl {
     pthread_t run_thread;
     holder *win;       /* a completed recovery whose CSR window is open */
     km_strmap *failed; /* name -> "uid/generation" that ended on a permanent error (under mu) */
+    double
+        reverified_at; /* km_clock_mono of the last reverify (under mu): one per recheck period */
 } ctl;
 
 /* What a reconcile asks of its worker. */
@@ -458,8 +463,37 @@ static km_status read_fresh(km_kube *kube, const char *name, cJSON **fresh, km_e
     return st;
 }
 
-/* Completed: keep its CSR approval window ticking (requeue) until it closes.  A refused one
- * (InvalidSpec) has no window. */
+/* A completed recovery whose Verified must be checked again (km_recovery_needs_reverify): checked
+ * now on a holder of its own; requeued while the server is still bridged. */
+static km_status reverify(ctl *c, const cJSON *obj, outcome *o, km_err *err)
+{
+    holder *h = NULL;
+    double again = -1, now = km_clock_mono();
+    const char *why = km_cond_reason(KM_JSON_AT(obj, "status"), KM_COND_VERIFIED);
+    int interrupted = why && strcmp(why, "Verifying") == 0;
+    pthread_mutex_lock(&c->mu);
+    double wait = c->reverified_at + KM_BRIDGE_RECHECK_S - now;
+    if (interrupted || c->reverified_at <= 0 || wait <= 0) {
+        c->reverified_at = now;
+        wait = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (wait > 0) { /* checked lately (its own status writes bring it back here): later */
+        if (o->after <= 0 || wait < o->after)
+            o->after = wait;
+        return KM_OK;
+    }
+    km_status st = holder_new(c, obj, &h, err);
+    if (st == KM_OK)
+        st = km_recovery_reverify(h->rec, &again, err);
+    holder_free(h);
+    if (again >= 0 && (o->after <= 0 || again < o->after))
+        o->after = again;
+    return st;
+}
+
+/* Completed: keep its CSR approval window ticking (requeue) until it closes, and check Verified
+ * again when needed (reverify).  A refused one (InvalidSpec) has no window. */
 static km_status on_completed(ctl *c, const cJSON *obj, outcome *o, km_err *err)
 {
     const char *name = KM_JSON_STR(obj, "metadata", "name");
@@ -486,6 +520,8 @@ static km_status on_completed(ctl *c, const cJSON *obj, outcome *o, km_err *err)
     }
     pthread_mutex_unlock(&c->mu);
     holder_free(h);
+    if (st == KM_OK && km_recovery_needs_reverify(obj))
+        st = reverify(c, obj, o, err);
     return st;
 }
 

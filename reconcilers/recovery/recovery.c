@@ -589,8 +589,31 @@ static void run_last(km_recovery *r)
     }
 }
 
+/* The bridge's answer for Verified: while the server still trusts the old key (BridgeRetirable
+ * set, not BridgeRetired) the cluster is not healed; a bridge that could not be read cannot
+ * tell.  No answer without a bridge. */
+static void verify_bridge(km_recovery *r, km_verify *v)
+{
+    const cJSON *c = km_cond_get(status_obj(r), KM_COND_BRIDGE_RETIRABLE);
+    const char *cs = KM_JSON_STR(c, "status"), *m = KM_JSON_STR(c, "message");
+    char text[1024];
+    if (!km_bridge_active(status_obj(r)))
+        return;
+    if (!cs || strcmp(cs, "Unknown") == 0) {
+        km_err e;
+        km_err_clear(&e);
+        km_err_set(&e, KM_EIO, "%.900s", m ? m : "BridgeRetirable unknown");
+        km_verify_add(v, "bridge", KM_EIO, NULL, NULL, &e);
+        return;
+    }
+    snprintf(text, sizeof(text),
+             "the API server still accepts the old key's tokens (BridgeRetirable %s: %.900s)", cs,
+             m ? m : "");
+    km_verify_add(v, "bridge", KM_OK, "False", text, NULL);
+}
+
 /* The Verified condition (verify.h): every step's verify hook, after the final status was
- * written; persisted.  Each hook only reads. */
+ * written, and the bridge (verify_bridge); persisted.  Each hook only reads. */
 static void run_verify(km_recovery *r)
 {
     km_verify v;
@@ -611,6 +634,7 @@ static void run_verify(km_recovery *r)
         km_verify_add(&v, def->flag, st, ctx.cond_status, ctx.cond_message, &e);
         r->cur_step = NULL;
     }
+    verify_bridge(r, &v);
     km_verify_result(&v, &cst, &reason, msg, sizeof(msg));
     set_cond(r, KM_COND_VERIFIED, cst, reason, msg);
     record(r, strcmp(cst, "True") == 0 ? "Normal" : "Warning", reason, "%.1000s", msg);
@@ -655,6 +679,28 @@ static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
     }
     run_verify(r);
     run_last(r);
+    return KM_OK;
+}
+
+int km_recovery_needs_reverify(const cJSON *obj)
+{
+    const cJSON *status = KM_JSON_AT(obj, "status");
+    const char *reason = km_cond_reason(status, KM_COND_VERIFIED);
+    if (!km_recovery_is_completed(obj) || !km_cond_get(status, KM_COND_VERIFIED))
+        return 0;
+    return (reason && strcmp(reason, "Verifying") == 0) || km_bridge_active(status);
+}
+
+km_status km_recovery_reverify(km_recovery *r, double *again_s, km_err *err)
+{
+    cJSON *status = status_obj(r);
+    if (again_s)
+        *again_s = -1;
+    if (!status || km_bridge_retire_condition(r->o.kube, status, generation(r)) < 0)
+        return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
+    run_verify(r);
+    if (again_s && km_bridge_active(status))
+        *again_s = KM_BRIDGE_RECHECK_S;
     return KM_OK;
 }
 

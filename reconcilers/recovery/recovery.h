@@ -154,6 +154,17 @@ km_status km_recovery_mark_paused(km_recovery *r, km_err *err);
 /* 1 when the last object seen has a deletionTimestamp. */
 int km_recovery_deleting(const km_recovery *r);
 
+/* Pure: 1 when obj is a completed recovery whose Verified condition must be checked again: its
+ * verification was interrupted (Unknown/Verifying: the operator stopped between the final status
+ * and Verified), or the server was still bridged (reconcilers/bridge/retire.h). */
+int km_recovery_needs_reverify(const cJSON *obj);
+
+/* For a completed recovery: reads the bridge again (BridgeRetirable), runs every verify hook and
+ * writes Verified (persisted in operator mode).  *again_s (may be NULL) receives the seconds until
+ * the next check is useful (the server still bridged), else -1.  Failure: KM_ENOMEM only (a
+ * hook's read error is Verified Unknown). */
+km_status km_recovery_reverify(km_recovery *r, double *again_s, km_err *err);
+
 /* Replaces the wrapped object's metadata and spec by those of fresh (same uid), keeping our
  * status.  KM_ESTATE when fresh is another object (uid differs), KM_ENOMEM. */
 km_status km_recovery_refresh(km_recovery *r, const cJSON *fresh, km_err *err);

@@ -2,8 +2,9 @@
 
     seed + disaster -> `kubemend keys recover` (from the snapshot, or from the stale token Secrets alone)
     -> kube-apiserver restarted with the recovered key as a second --service-account-key-file (the bridge)
-    -> old tokens valid again (TokenReview) -> `kubemend run --once` (status.tokens.bridged, BridgeRetirable)
-    -> what still depends on the old key restarted -> BridgeRetirable True -> bridge removed.
+    -> old tokens valid again (TokenReview) -> `kubemend run --once` (status.tokens.bridged, BridgeRetirable;
+       exit 3, Verified False while the old key is trusted) -> what still depends on the old key restarted
+    -> BridgeRetirable True -> bridge removed -> Verified True.
 """
 
 import base64
@@ -108,7 +109,11 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
 
     spec = {"pods": {"includeDefaultServiceAccount": True, "deleteOwnerlessPods": True}}
     rc, status, err = run_once(cp, tmp_path, spec=spec)
-    assert rc == 0, err[-3000:]
+    # Every step succeeded, but the server still trusts the old key: not healed yet (exit 3, Verified False).
+    assert rc == 3, err[-3000:]
+    assert status["phase"] == "Succeeded", status.get("conditions")
+    verified = condition(status, "Verified")
+    assert verified["status"] == "False" and "bridge: the API server still accepts" in verified["message"], verified
     tok = status["tokens"]
     assert tok.get("bridged", 0) >= len(old_tokens) - 1 and tok["bridged"] > 0, tok
     assert tok.get("healed", 0) >= tok["bridged"], tok
@@ -139,4 +144,9 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
     ok = reviewed(cp, now)
     assert all(ok.values()), [k for k, v in ok.items() if not v]
     assert not any(reviewed(cp, old_tokens).values())
+    # The bridge gone, the same recovery verifies the cluster healed.
+    rc, status, err = run_once(cp, tmp_path, spec=spec, steps="tokens")
+    verified = condition(status, "Verified")
+    assert rc == 0 and verified["status"] == "True", (verified, err[-3000:])
+    assert condition(status, "BridgeRetirable") is None  # run --once: no bridge seen, nothing to say
     return first

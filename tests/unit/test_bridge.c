@@ -22,6 +22,9 @@
 #include "reconcilers/bridge/kid.h"
 #include "reconcilers/bridge/retire.h"
 #include "reconcilers/bridge/snapshot.h"
+#include "reconcilers/recovery/recovery.h"
+#include "reconcilers/recovery/verify.h"
+#include "reconcilers/step/conditions.h"
 #include "tests/unit/support/kmtest.h"
 #include "tests/unit/support/testpki.h"
 
@@ -235,6 +238,51 @@ static void test_pod_depends(void **state)
     }
 }
 
+/* A completed ClusterRecovery with Verified (reason) and, when bridge_reason, BridgeRetirable. */
+static cJSON *completed(const char *phase, const char *verified_reason, const char *bridge_reason)
+{
+    cJSON *o = cJSON_Parse("{\"apiVersion\":\"kubemend.io/v1alpha1\",\"kind\":\"ClusterRecovery\","
+                           "\"metadata\":{\"name\":\"r\",\"generation\":1},\"spec\":{},"
+                           "\"status\":{}}");
+    cJSON *st = cJSON_GetObjectItem(o, "status");
+    cJSON_AddStringToObject(st, "phase", phase);
+    if (verified_reason)
+        assert_int_equal(km_cond_set(st, KM_COND_VERIFIED, "False", verified_reason, "m", 1,
+                                     "2026-12-03T00:00:00Z") < 0,
+                         0);
+    if (bridge_reason)
+        assert_int_equal(km_cond_set(st, KM_COND_BRIDGE_RETIRABLE, "True", bridge_reason, "m", 1,
+                                     "2026-12-03T00:00:00Z") < 0,
+                         0);
+    return o;
+}
+
+static void test_bridge_active_and_reverify(void **state)
+{
+    (void)state;
+    struct {
+        const char *phase, *verified, *bridge;
+        int active, reverify;
+    } cases[] = {
+        {"Succeeded", "Healed", NULL, 0, 0},                        /* no bridge: done */
+        {"Succeeded", "NotHealed", "NothingDependsOnOldKey", 1, 1}, /* bridged: check again */
+        {"Succeeded", "NotHealed", "OldKeyInUse", 1, 1},
+        {"Succeeded", "Healed", KM_BRIDGE_RETIRED, 0, 0}, /* the bridge is gone */
+        {"Succeeded", "Verifying", NULL, 0, 1},           /* interrupted verification */
+        {"Failed", "Verifying", NULL, 0, 1},
+        {"Running", "Verifying", "OldKeyInUse", 1, 0}, /* not completed: the run does it */
+        {"Succeeded", NULL, NULL, 0, 0},               /* completed before Verified existed */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *o = completed(cases[i].phase, cases[i].verified, cases[i].bridge);
+        if (km_bridge_active(cJSON_GetObjectItem(o, "status")) != cases[i].active)
+            fail_msg("case %zu: active", i);
+        if (km_recovery_needs_reverify(o) != cases[i].reverify)
+            fail_msg("case %zu: reverify", i);
+        cJSON_Delete(o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -243,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_token_set),
         cmocka_unit_test(test_snapshot_merge),
         cmocka_unit_test(test_pod_depends),
+        cmocka_unit_test(test_bridge_active_and_reverify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
