@@ -186,3 +186,33 @@ def test_resume_after_sigkill_redoes_nothing(cluster):
     assert st["pods"]["done"][:len(before["pods"]["done"])] == before["pods"]["done"]
     assert st["startedAt"] == before["startedAt"]
     assert "Resumed" in sim.kubectl("describe", "crec", "resume").stdout
+
+
+def test_bridged_recovery_is_not_verified_until_the_bridge_goes(cluster):
+    """Issue 15: while the server still trusts the old service-account key (the bridge) every step may succeed
+    but the cluster is not healed: Verified False naming the bridge. Once the server trusts one key again the
+    operator, checking a completed recovery's bridge every minute, turns BridgeRetirable True/BridgeRetired and
+    Verified True — with no new run."""
+    sim = cluster
+    kids = sim.sim("POST", "/_sim/bridge", {"enabled": True})[1]["kids"]
+    assert len(kids) == 2, kids
+    op = sim.start_operator()
+    apply(sim, "bridged")
+    cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/bridged", "--timeout=180s", check=False, timeout=200)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+    cp = sim.kubectl("wait", "--for=condition=Verified=False", "crec/bridged", "--timeout=120s", check=False,
+                     timeout=140)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+    obj = kmop.get_crec(sim, "bridged")
+    assert "bridge: the API server still accepts the old key" in kmop.cond(obj, "Verified")["message"], obj["status"]
+    assert kmop.cond(obj, "BridgeRetirable")["status"] in ("True", "False"), obj["status"]
+    assert obj["status"]["tokens"].get("bridged", 0) > 0, obj["status"]["tokens"]
+    completed_at = obj["status"]["completedAt"]
+
+    sim.sim("POST", "/_sim/bridge", {"enabled": False})
+    cp = sim.kubectl("wait", "--for=condition=Verified", "crec/bridged", "--timeout=150s", check=False, timeout=170)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+    obj = kmop.get_crec(sim, "bridged")
+    assert kmop.cond(obj, "BridgeRetirable")["reason"] == "BridgeRetired", obj["status"]
+    assert kmop.cond(obj, "Verified")["reason"] == "Healed", obj["status"]
+    assert obj["status"]["completedAt"] == completed_at  # checked again, not run again

@@ -1,4 +1,5 @@
-"""/_sim test controls (admin only): counters, faults, watch cut/expire, restart, dump, PKI rebuild, tokens, nodes."""
+"""/_sim test controls (admin only): counters, faults, watch cut/expire, restart, dump, PKI rebuild, the bridge
+(old service-account keys trusted again), tokens, nodes."""
 
 import json
 import threading
@@ -112,6 +113,14 @@ def handle(sim, h, method, path):
         sim.pki.rebuild()
         return h.send_json(200, {"ok": True, "caCert": sim.pki.ca_cert_pem,
                                  "kid": sim.pki.current_sa_key.kid})
+    if method == "POST" and route == "bridge":
+        # {"enabled": true}: the old service-account keys are trusted again next to the current one (a second
+        # --service-account-key-file), as after `kubemend keys recover`; false: the current key alone.
+        on = bool(_body(h).get("enabled"))
+        with sim.pki._lock:
+            sim.pki.sa_keys = [sim.pki.current_sa_key] + (list(sim.pki.old_sa_keys) if on else [])
+            sim.pki._verify_cache.clear()
+        return h.send_json(200, {"ok": True, "kids": [k.kid for k in sim.pki.sa_keys]})
     if method == "GET" and route == "pki":
         return h.send_json(200, {"caCert": sim.pki.ca_cert_pem, "oldCaCerts": list(sim.pki.old_ca_cert_pems),
                                  "kid": sim.pki.current_sa_key.kid})
