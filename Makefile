@@ -216,6 +216,7 @@ bench: $(BIN) | deps
 
 # The same comparison on a real control plane (tests/bench/realbench.py); BENCH_ARGS e.g. '--tokens 1000'.
 bench-real: $(BIN) $(TOOL_BIN) | deps
+	@KM_EXTRA_PKGS="gnuplot-nox time" ./tests/deps.sh
 	@KUBECTL=$(KUBECTL) $(PYTHON) tests/bench/realbench.py --bin $(abspath $(BIN)) \
 	  --tools $(abspath $(BUILD)/tools) $(BENCH_ARGS)
 

@@ -17,7 +17,8 @@ For each version (KUBEMEND_K8S_VERSIONS or --versions) and each size (--tokens):
   6. the seed's kubectl procedure (one kubectl process per object) on --seed-subset objects per kind;
   7. operator mode: the approval latency of --csr-burst kubelet-serving CSRs (creation -> Approved), paced below
      the server's write capacity (--csr-pace) and as an unpaced burst.
-Reports, never fails on time: bench-out/real/results.md and results.json.
+Reports, never fails on time: bench-out/real/results.md, results.json and real.png (gnuplot). --merge A.json,B.json
+reports earlier runs together.
 """
 
 import argparse
@@ -377,6 +378,49 @@ def csr_only(a, version, tmp):
         cp.stop()
 
 
+def plot(results, out_png, tmp):
+    """bench-out/real/real.png (gnuplot): per run, the milliseconds per token Secret of the seed's procedure, of
+    kubemend and of the server's capacity (log scale); the tokens step against the controller-manager's refill
+    bound; peak RSS. False when gnuplot is missing."""
+    runs = [r for r in results if "kubemend" in r]
+    if not runs or not shutil.which("gnuplot"):
+        log("  gnuplot missing or nothing measured: no plot")
+        return False
+    data = os.path.join(tmp, "real.dat")
+    with open(data, "w") as f:
+        for r in runs:
+            m = r["kubemend"]
+            best = max(c["per_second"] for c in r["capacity"].values())
+            f.write('"%s %dk" %.3f %.3f %.3f %.1f %.1f %.1f\n' % (
+                r["version"], round(r["token_secrets"] / 1000.0), r["seed"]["tokens"] * 1000,
+                1000.0 / m["write_per_s"], 1000.0 / best, m["steps"].get("tokens", 0), m["refill_bound_s"] or 0,
+                m["rss_kib"] / 1024.0))
+    script = f"""set terminal png size 1200,520
+set output '{out_png}'
+set multiplot layout 1,3 title 'kubemend on a real control plane (make bench-real, 2-core machine)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set xtics rotate by -30
+set grid ytics
+set key below vertical
+set title 'ms per token Secret (log)'
+set logscale y
+set yrange [1:300]
+plot '{data}' using 2:xtic(1) title 'kubectl procedure', '' using 3 title 'kubemend', '' using 4 title 'server capacity'
+unset logscale y
+set yrange [0:*]
+set title 'tokens step vs refill bound (s)'
+plot '{data}' using 5:xtic(1) title 'tokens step (writes + refill)', '' using 6 title 'controller-manager refill bound'
+set title 'peak RSS (MiB), budget 64'
+set yrange [0:80]
+plot '{data}' using 7:xtic(1) title 'kubemend peak RSS', 64 with lines dashtype 2 lc rgb 'red' title 'budget'
+unset multiplot
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    return True
+
+
 def report(results, out):
     lines = ["| version | token Secrets | kubemend exit / Verified | wall | tokens step (writes + refill wait) | "
              "token write rate | server capacity "
@@ -411,6 +455,11 @@ def report(results, out):
                 "127.0.0.1; 2 cores).\n\n%s\n" % (time.strftime("%Y-%m-%d"), table))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
+    tmp = tempfile.mkdtemp(prefix="kubemend-realplot-")
+    try:
+        plot(results, os.path.join(out, "real.png"), tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(table)
 
 
@@ -431,9 +480,17 @@ def main():
     ap.add_argument("--keep-logs", action="store_true", help="copy the operator's log to --out")
     ap.add_argument("--csr-max-in-flight", type=int, default=0, help="spec.csr.maxInFlight (0 = the default)")
     ap.add_argument("--operator-args", default="", help="extra flags for the operator of the CSR latency run")
+    ap.add_argument("--merge", default="", help="comma-separated results JSON files: report them together, run nothing")
     ap.add_argument("--csr-only", action="store_true", help="only the CSR approval latency, on a small cluster")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "real"))
     a = ap.parse_args()
+    if a.merge:  # the table and plot of earlier runs' results.json / results-partial.json files
+        results = []
+        for path in a.merge.split(","):
+            with open(path) as f:
+                results.extend(json.load(f))
+        report(results, a.out)
+        return
     versions = [v for v in a.versions.split(",") if v] or assets.available_versions()
     if not versions:
         print("bench-real: skipped: %s" % assets.skip_reason())
