@@ -188,8 +188,10 @@ test-bridge: $(BIN) $(TOOL_BIN) | deps
 	  KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs -s tests/e2e/test_bridge_snapshot.py \
 	  tests/e2e/test_bridge_recover.py
 
-# The image built and run (skipped, with one line saying why, where podman cannot run).
+# The image built and run: podman, runc and mmdebstrap installed when missing; skipped, with one
+# line saying why, where podman cannot run containers.
 test-image: | deps
+	@KM_IMAGE_DEPS=1 ./tests/deps.sh
 	@KUBEMEND_VERSION=$(VERSION) KUBECTL=$(KUBECTL) $(PYTHON) -m pytest $(PYTEST_ARGS) -rs tests/image
 
 # The sanitizer build runs the same C-facing tests (units and integration) in build-asan/.
