@@ -103,7 +103,7 @@ km_status km_events_new(km_kube *kube, const char *component, km_events **out, k
     pthread_mutex_init(&ev->mu, NULL);
     pthread_mutex_init(&ev->qmu, NULL);
     pthread_cond_init(&ev->qcv, NULL);
-    pthread_cond_init(&ev->idle, NULL);
+    km_clock_cond_init(&ev->idle, CLOCK_MONOTONIC); /* km_events_flush's deadlines */
     if (kube) {
         if ((st = km_kube_clone(kube, &ev->kube, err)) != KM_OK)
             goto out;
@@ -125,14 +125,7 @@ int km_events_flush(km_events *ev, double timeout_s)
 {
     if (!ev)
         return 1;
-    struct timespec end = km_clock_wall();
-    double whole = (double)(long)timeout_s;
-    end.tv_sec += (time_t)whole;
-    end.tv_nsec += (long)((timeout_s - whole) * 1e9);
-    if (end.tv_nsec >= 1000000000L) {
-        end.tv_sec++;
-        end.tv_nsec -= 1000000000L;
-    }
+    struct timespec end = km_clock_deadline(CLOCK_MONOTONIC, timeout_s);
     pthread_mutex_lock(&ev->qmu);
     while ((ev->head || ev->sending) && ev->sender_started &&
            pthread_cond_timedwait(&ev->idle, &ev->qmu, &end) == 0)

@@ -226,8 +226,8 @@ typedef km_status (*km_kube_transport_fn)(const km_kube_req *req, const char *to
                                           km_kube_reply *reply, km_buf *body, km_err *err,
                                           void *user);
 
-/* Replaces libcurl under km_kube_do / get / list / ... for this client (not streams, not
- * inherited by clones); fn NULL restores libcurl.  For tests. */
+/* Replaces libcurl under km_kube_do / get / list / ... for this client and the clones made from
+ * it afterwards (not streams); fn NULL restores libcurl.  For tests. */
 void km_kube_set_transport(km_kube *k, km_kube_transport_fn fn, void *user);
 
 /* The message logged once and put in err->message when the server rejects the credentials. */

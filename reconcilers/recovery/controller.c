@@ -19,8 +19,6 @@
 #include "reconcilers/recovery/invalid.h"
 #include "reconcilers/recovery/recovery.h"
 #include "reconcilers/recovery/spec.h"
-#include "reconcilers/recovery/verify.h"
-#include "reconcilers/step/conditions.h"
 #include "watch/queue.h"
 #include "watch/store.h"
 #include "watch/watcher.h"
@@ -63,10 +61,9 @@ typedef struct ctl {
     holder *run;         /* the running recovery, NULL when none */
     int run_thread_live; /* a runner thread exists (joinable) */
     pthread_t run_thread;
-    holder *win;       /* a completed recovery whose CSR window is open */
-    km_strmap *failed; /* name -> "uid/generation" that ended on a permanent error (under mu) */
-    double
-        reverified_at; /* km_clock_mono of the last reverify (under mu): one per recheck period */
+    holder *win;          /* a completed recovery whose CSR window is open */
+    km_strmap *failed;    /* name -> "uid/generation" that ended on a permanent error (under mu) */
+    double reverified_at; /* km_clock_mono of the last reverify (under mu) */
 } ctl;
 
 /* What a reconcile asks of its worker. */
@@ -465,12 +462,11 @@ static km_status read_fresh(km_kube *kube, const char *name, cJSON **fresh, km_e
 
 /* A completed recovery whose Verified must be checked again (km_recovery_needs_reverify): checked
  * now on a holder of its own; requeued while the server is still bridged. */
-static km_status reverify(ctl *c, const cJSON *obj, outcome *o, km_err *err)
+static km_status reverify(ctl *c, const cJSON *obj, int why, outcome *o, km_err *err)
 {
     holder *h = NULL;
     double again = -1, now = km_clock_mono();
-    const char *why = km_cond_reason(KM_JSON_AT(obj, "status"), KM_COND_VERIFIED);
-    int interrupted = why && strcmp(why, "Verifying") == 0;
+    int interrupted = why == KM_REVERIFY_INTERRUPTED; /* at once; a bridge once per period */
     pthread_mutex_lock(&c->mu);
     double wait = c->reverified_at + KM_BRIDGE_RECHECK_S - now;
     if (interrupted || c->reverified_at <= 0 || wait <= 0) {
@@ -520,8 +516,9 @@ static km_status on_completed(ctl *c, const cJSON *obj, outcome *o, km_err *err)
     }
     pthread_mutex_unlock(&c->mu);
     holder_free(h);
-    if (st == KM_OK && km_recovery_needs_reverify(obj))
-        st = reverify(c, obj, o, err);
+    int why = st == KM_OK ? km_recovery_needs_reverify(obj) : 0;
+    if (why)
+        st = reverify(c, obj, why, o, err);
     return st;
 }
 

@@ -688,7 +688,9 @@ int km_recovery_needs_reverify(const cJSON *obj)
     const char *reason = km_cond_reason(status, KM_COND_VERIFIED);
     if (!km_recovery_is_completed(obj) || !km_cond_get(status, KM_COND_VERIFIED))
         return 0;
-    return (reason && strcmp(reason, "Verifying") == 0) || km_bridge_active(status);
+    if (reason && strcmp(reason, "Verifying") == 0)
+        return KM_REVERIFY_INTERRUPTED;
+    return km_bridge_active(status) ? KM_REVERIFY_BRIDGED : 0;
 }
 
 km_status km_recovery_reverify(km_recovery *r, double *again_s, km_err *err)

@@ -154,9 +154,12 @@ km_status km_recovery_mark_paused(km_recovery *r, km_err *err);
 /* 1 when the last object seen has a deletionTimestamp. */
 int km_recovery_deleting(const km_recovery *r);
 
-/* Pure: 1 when obj is a completed recovery whose Verified condition must be checked again: its
- * verification was interrupted (Unknown/Verifying: the operator stopped between the final status
- * and Verified), or the server was still bridged (reconcilers/bridge/retire.h). */
+/* Pure: non-zero when obj is a completed recovery whose Verified condition must be checked
+ * again: KM_REVERIFY_INTERRUPTED when its verification was interrupted (Unknown/Verifying: the
+ * operator stopped between the final status and Verified), KM_REVERIFY_BRIDGED when the server
+ * was still bridged (reconcilers/bridge/retire.h); 0 otherwise. */
+#define KM_REVERIFY_INTERRUPTED 1
+#define KM_REVERIFY_BRIDGED 2
 int km_recovery_needs_reverify(const cJSON *obj);
 
 /* For a completed recovery: reads the bridge again (BridgeRetirable), runs every verify hook and

@@ -264,12 +264,13 @@ static void test_bridge_active_and_reverify(void **state)
         const char *phase, *verified, *bridge;
         int active, reverify;
     } cases[] = {
-        {"Succeeded", "Healed", NULL, 0, 0},                        /* no bridge: done */
-        {"Succeeded", "NotHealed", "NothingDependsOnOldKey", 1, 1}, /* bridged: check again */
-        {"Succeeded", "NotHealed", "OldKeyInUse", 1, 1},
-        {"Succeeded", "Healed", KM_BRIDGE_RETIRED, 0, 0}, /* the bridge is gone */
-        {"Succeeded", "Verifying", NULL, 0, 1},           /* interrupted verification */
-        {"Failed", "Verifying", NULL, 0, 1},
+        {"Succeeded", "Healed", NULL, 0, 0}, /* no bridge: done */
+        {"Succeeded", "NotHealed", "NothingDependsOnOldKey", 1,
+         KM_REVERIFY_BRIDGED}, /* bridged: check again */
+        {"Succeeded", "NotHealed", "OldKeyInUse", 1, KM_REVERIFY_BRIDGED},
+        {"Succeeded", "Healed", KM_BRIDGE_RETIRED, 0, 0},             /* the bridge is gone */
+        {"Succeeded", "Verifying", NULL, 0, KM_REVERIFY_INTERRUPTED}, /* interrupted verification */
+        {"Failed", "Verifying", NULL, 0, KM_REVERIFY_INTERRUPTED},
         {"Running", "Verifying", "OldKeyInUse", 1, 0}, /* not completed: the run does it */
         {"Succeeded", NULL, NULL, 0, 0},               /* completed before Verified existed */
     };
