@@ -80,6 +80,17 @@ class Kmwatch:
     def stats(self):
         return self.command("stats", "stats")
 
+    def wait_state(self, want):
+        """The stats once the watcher's state is want (on_synced fires when the list
+        is in the store, just before the watch request starts), or the last stats
+        after WAIT."""
+        deadline = time.time() + WAIT
+        st = self.stats()
+        while st["state"] != want and time.time() < deadline:
+            time.sleep(0.05)
+            st = self.stats()
+        return st
+
     def close(self):
         if self.proc.poll() is None:
             try:
@@ -186,7 +197,7 @@ def test_initial_list_is_paginated_and_synced(sim, kmwatch):
     assert msg["store"] == len(final)
     assert len(mine(final)) == 7
     assert sorted(k for t, k, _ in w.events if t == "ADDED") == sorted(final)
-    st = w.stats()
+    st = w.wait_state("watching")
     assert st["lists"] == 1 and st["relists"] == 0 and st["synced"] is True
     assert st["state"] == "watching"
 
@@ -284,5 +295,5 @@ def test_survives_simulator_restart(sim, kmwatch):
 def test_stop_is_prompt_while_watching(sim, kmwatch):
     w = kmwatch("--timeout-min", "300", "--timeout-max", "300")
     w.wait_for(lambda m: m.get("synced"), "sync")
-    assert w.stats()["state"] == "watching"
+    assert w.wait_state("watching")["state"] == "watching"
     w.close()  # returns only when the watcher thread stopped (the stream was cancelled)
