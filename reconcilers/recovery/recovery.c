@@ -22,6 +22,7 @@
 #include "reconcilers/step/conditions.h"
 #include "reconcilers/step/retry.h"
 #include "reconcilers/step/step.h"
+#include "reconcilers/tokens/replace.h"
 
 struct km_recovery {
     km_recovery_opts o;
@@ -643,6 +644,26 @@ static void run_verify(km_recovery *r)
         km_recovery_write_status(r->o.kube, r->path, r->obj, NULL);
 }
 
+/* Token Secrets this recovery replaced while bridged are deleted once no pod refers to them
+ * (reconcilers/tokens/replace.h: after the pods step's restarts, and on each re-verification),
+ * before the bridge's condition is computed.  An error is logged: the next re-verification tries
+ * again. */
+static void retire_replaced(km_recovery *r)
+{
+    cJSON *tok = cJSON_GetObjectItemCaseSensitive(status_obj(r), "tokens");
+    km_tokens_retired t;
+    km_err e;
+    char eb[600];
+    if (r->dry_run || !cJSON_IsObject(tok) || KM_JSON_LONG(tok, 0, "replaced") <= 0)
+        return;
+    km_err_clear(&e);
+    if (km_tokens_retire_replaced(r->o.kube, 0, &r->cancel, &t, &e) == KM_OK)
+        km_tokens_retired_record(tok, &t);
+    else
+        km_log_warn("recovery: cannot retire the replaced token Secrets yet", "error",
+                    km_err_str(&e, eb, sizeof(eb)));
+}
+
 /* Phase Succeeded, or Failed naming the first step that failed; persisted even after a cancel. */
 static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
 {
@@ -669,6 +690,7 @@ static km_status run_complete(km_recovery *r, int failed_step, km_err *err)
     }
     set_cond(r, KM_COND_VERIFIED, "Unknown", "Verifying",
              "checking from the server's answers that the cluster is healed");
+    retire_replaced(r);
     if (km_bridge_retire_condition(r->o.kube, status, generation(r)) < 0) /* while bridged */
         return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
     km_csr_window_flush(r->window, csr_status(r));
@@ -698,6 +720,8 @@ km_status km_recovery_reverify(km_recovery *r, double *again_s, km_err *err)
     cJSON *status = status_obj(r);
     if (again_s)
         *again_s = -1;
+    if (status)
+        retire_replaced(r);
     if (!status || km_bridge_retire_condition(r->o.kube, status, generation(r)) < 0)
         return km_err_set(err, KM_ENOMEM, "recovery: out of memory");
     run_verify(r);

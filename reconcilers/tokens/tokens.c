@@ -17,6 +17,7 @@
 #include "reconcilers/tokens/check.h"
 #include "reconcilers/step/retry.h"
 #include "reconcilers/tokens/heal.h"
+#include "reconcilers/tokens/replace.h"
 #include "reconcilers/tokens/verify.h"
 
 #define SA_TOKEN_SELECTOR "type=" KM_SA_TOKEN_TYPE
@@ -43,6 +44,7 @@ typedef struct run {
     km_pool *pool;
     pthread_mutex_t lock;
     char signing_kid[96]; /* while bridged: the key new tokens are signed with (bridge/kid.h) */
+    int no_replace;       /* replacing was refused (403): regenerate in place (under lock) */
 } run;
 
 static void event(run *r, const char *type, const char *reason, const char *msg)
@@ -189,14 +191,16 @@ static km_status fix(run *r, km_kube *kube, const cJSON *s, int del, int *confli
     return st;
 }
 
-/* Judges one Secret (cur).  *stale = 1 when its token is stale; everything else is counted
- * here (malformed, skipped, failed: only while counting, except a refused review).  Fails only
- * on transport errors, cancel or ENOMEM. */
+/* Judges one Secret (cur).  *stale = 1 when its token is stale, *bridged = 1 too when the
+ * token is valid only through the bridge; everything else is counted here (malformed, skipped,
+ * failed: only while counting, except a refused review).  Fails only on transport errors,
+ * cancel or ENOMEM. */
 static km_status classify(run *r, const cJSON *cur, const char *key, int counting, int *stale,
-                          km_err *err)
+                          int *bridged_out, km_err *err)
 {
     char *token = NULL;
     *stale = 0;
+    *bridged_out = 0;
     km_token_check c = km_tokens_precheck(cur, &token);
     if (c == KM_TOKEN_MALFORMED && counting) {
         char msg[700];
@@ -225,6 +229,7 @@ static km_status classify(run *r, const cJSON *cur, const char *key, int countin
     km_tokens_token_free(token);
     if (st == KM_OK && v == KM_REVIEW_VALID && bridged) {
         v = KM_REVIEW_STALE;
+        *bridged_out = 1;
         if (counting)
             add(r, "bridged", 1);
     }
@@ -274,6 +279,73 @@ static km_status fixed(run *r, const cJSON *cur, const char *key, int del, km_er
     return st;
 }
 
+/* A stale Secret replaced while bridged (replace.h): counted, reported and its replacement
+ * remembered for verification. */
+static km_status replaced(run *r, const cJSON *cur, const char *key, const char *rname, km_err *err)
+{
+    const char *ns = KM_JSON_STR(cur, "metadata", "namespace");
+    char rkey[600];
+    snprintf(rkey, sizeof(rkey), "%s/%s", ns, rname);
+    pthread_mutex_lock(&r->lock);
+    km_status st = KM_OK;
+    add(r, "replaced", 1);
+    count(r, "tokens_replaced_total", 1);
+    km_step_list_add(r->st, "changed", rkey, LIST_MAX);
+    km_log_info("tokens: replaced a bridged token Secret (kept until no pod refers to it)",
+                "secret", key, "replacement", rname);
+    if (km_tokens_heal_add(
+            r->heal, ns, rname, KM_JSON_STR(cur, "metadata", "annotations", KM_SA_ANN_NAME),
+            KM_JSON_STR(cur, "metadata", "annotations", KM_SA_ANN_UID), NULL, 0) != KM_OK)
+        st = km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+/* While bridged, mode Regenerate: replaces the Secret instead (replace.h).  *done = 1 when it
+ * was replaced; 0 when it cannot be (regenerated in place then).  Fails only on transport
+ * errors or ENOMEM; an API error is logged and the Secret regenerated in place. */
+static km_status try_replace(run *r, km_kube *kube, const cJSON *cur, const char *key, int *done,
+                             km_err *err)
+{
+    char rname[300], eb[600];
+    km_err e;
+    km_err_clear(&e);
+    km_retry rt;
+    km_retry_init(&rt, 0, r->ctx->cancel);
+    km_status st;
+    *done = 0;
+    pthread_mutex_lock(&r->lock);
+    int refused = r->no_replace;
+    pthread_mutex_unlock(&r->lock);
+    if (refused)
+        return KM_OK;
+    while ((st = km_tokens_replace(kube, cur, done, rname, sizeof(rname), &e)) != KM_OK &&
+           km_retry_again(&rt, st, &e, key))
+        km_err_clear(&e);
+    if (st == KM_OK)
+        return *done ? replaced(r, cur, key, rname, err) : KM_OK;
+    if (fatal(st)) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    if (km_err_is_http(&e, 403)) {
+        pthread_mutex_lock(&r->lock);
+        refused = r->no_replace;
+        r->no_replace = 1;
+        pthread_mutex_unlock(&r->lock);
+        if (!refused)
+            km_log_warn("tokens: not allowed to create token Secrets or patch ServiceAccounts "
+                        "(deploy/optional/bridge-replace.yaml grants it): bridged token Secrets "
+                        "are regenerated in place, their running pods get 401 until restarted",
+                        "error", km_err_str(&e, eb, sizeof(eb)));
+        return KM_OK;
+    }
+    km_log_warn("tokens: cannot replace the bridged token Secret, regenerating it in place",
+                "secret", key, "error", km_err_str(&e, eb, sizeof(eb)));
+    return KM_OK;
+}
+
 /* Re-reads a Secret that changed under our write into *fresh (NULL when it is gone or the read
  * was refused: counted as failed).  Fails only on transport errors. */
 static km_status reread(run *r, km_kube *kube, const cJSON *cur, const char *key, cJSON **fresh,
@@ -309,13 +381,18 @@ static km_status reread(run *r, km_kube *kube, const cJSON *cur, const char *key
 /* Fixes a stale Secret.  *again = 1 with *fresh (caller frees) when it changed under us and must
  * be decided once more (attempt: the decisions so far; up to CONFLICTS_MAX, after a pause of rt
  * from the second on, while its deadline allows).  Fails only on transport errors or ENOMEM. */
-static km_status fix_stale(run *r, km_kube *kube, const cJSON *cur, const char *key, int attempt,
-                           km_retry *rt, cJSON **fresh, int *again, km_err *err)
+static km_status fix_stale(run *r, km_kube *kube, const cJSON *cur, const char *key, int bridged,
+                           int attempt, km_retry *rt, cJSON **fresh, int *again, km_err *err)
 {
-    int conflict = 0, del = 0;
+    int conflict = 0, del = 0, done = 0;
     km_err e;
     km_err_clear(&e);
     *again = 0;
+    if (bridged && !r->del) {
+        km_status rs = try_replace(r, kube, cur, key, &done, err);
+        if (rs != KM_OK || done)
+            return rs;
+    }
     km_status st = r->del ? sa_references(r, kube, cur, &del, &e) : KM_OK;
     if (st == KM_OK && r->del && !del)
         km_log_info("tokens: not listed by its ServiceAccount (would not be recreated), "
@@ -350,10 +427,10 @@ static km_status fix_stale(run *r, km_kube *kube, const cJSON *cur, const char *
 
 /* classify under the run's lock (the judge and the counters are shared with the writers). */
 static km_status classify_locked(run *r, const cJSON *cur, const char *key, int counting,
-                                 int *stale, km_err *err)
+                                 int *stale, int *bridged, km_err *err)
 {
     pthread_mutex_lock(&r->lock);
-    km_status st = classify(r, cur, key, counting, stale, err);
+    km_status st = classify(r, cur, key, counting, stale, bridged, err);
     pthread_mutex_unlock(&r->lock);
     return st;
 }
@@ -363,6 +440,7 @@ typedef struct fix_unit {
     run *r;
     cJSON *item;
     int counting;
+    int bridged; /* valid only through the bridge (replaced, not regenerated) */
     char key[512];
 } fix_unit;
 
@@ -386,13 +464,15 @@ static km_status fix_one(km_kube *kube, void *p, void *user, km_err *err)
     const cJSON *cur = u->item;
     km_retry rt; /* conflicts: re-read and decided again until its deadline */
     km_retry_init(&rt, 0, r->ctx->cancel);
+    int bridged = u->bridged;
     for (int attempt = 0;; attempt++) {
         int stale = 1, again = 0;
         if (attempt > 0 &&
-            ((st = classify_locked(r, cur, u->key, u->counting, &stale, err)) != KM_OK || !stale))
+            ((st = classify_locked(r, cur, u->key, u->counting, &stale, &bridged, err)) != KM_OK ||
+             !stale))
             break;
         cJSON *next = NULL;
-        st = fix_stale(r, kube, cur, u->key, attempt, &rt, &next, &again, err);
+        st = fix_stale(r, kube, cur, u->key, bridged, attempt, &rt, &next, &again, err);
         if (next) {
             cJSON_Delete(fresh);
             fresh = next;
@@ -419,13 +499,13 @@ static km_status process(run *r, const cJSON *item, km_err *err)
         return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
     snprintf(u->key, sizeof(u->key), "%s/%s", ns, name);
     snprintf(r->last, sizeof(r->last), "%s", u->key);
-    int counting = r->counting, stale = 0;
+    int counting = r->counting, stale = 0, bridged = 0;
     if (!counting && r->marker && strcmp(r->marker, u->key) == 0)
         r->counting = 1; /* the marker itself was counted before */
     pthread_mutex_lock(&r->lock);
     if (counting)
         add(r, "scanned", 1);
-    km_status st = classify(r, item, u->key, counting, &stale, err);
+    km_status st = classify(r, item, u->key, counting, &stale, &bridged, err);
     if (st == KM_OK && stale) {
         add(r, "stale", 1);
         if (r->ctx->dry_run) {
@@ -440,6 +520,7 @@ static km_status process(run *r, const cJSON *item, km_err *err)
     }
     u->r = r;
     u->counting = counting;
+    u->bridged = bridged;
     if (!(u->item = cJSON_Duplicate(item, 1))) {
         free(u);
         return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
@@ -532,13 +613,14 @@ static km_status preload_changed(run *r)
 
 static void reset_pass(run *r)
 {
-    static const char *const keys[] = {"scanned", "stale",    "regenerated",      "deleted",
-                                       "failed",  "skipped",  "malformed",        "healed",
-                                       "changed", "unhealed", "malformedSecrets", "continue"};
+    static const char *const keys[] = {"scanned",  "stale",    "regenerated",      "deleted",
+                                       "failed",   "skipped",  "malformed",        "healed",
+                                       "changed",  "unhealed", "malformedSecrets", "continue",
+                                       "replaced", "retired",  "retiring"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
         cJSON_DeleteItemFromObjectCaseSensitive(r->st, keys[i]);
-    static const char *const zero[] = {"scanned", "stale",     "regenerated", "deleted",
-                                       "failed",  "malformed", "skipped",     "healed"};
+    static const char *const zero[] = {"scanned",   "stale",   "regenerated", "deleted", "failed",
+                                       "malformed", "skipped", "healed",      "replaced"};
     for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++)
         set_num(r, zero[i], 0);
 }
@@ -567,9 +649,15 @@ static void finish(run *r)
     const char *method = KM_JSON_STR(r->st, "method");
     long scanned = num(r, "scanned"), stale = num(r, "stale"), failed = num(r, "failed");
     long deleted = num(r, "deleted"), regenerated = num(r, "regenerated");
-    long changed = deleted + regenerated;
-    char how[96];
-    if (deleted && regenerated)
+    long repl = num(r, "replaced");
+    long changed = deleted + regenerated + repl;
+    char how[160];
+    if (repl)
+        snprintf(how, sizeof(how),
+                 "changed (%ld replaced while bridged, the old ones kept until no pod refers to "
+                 "them: %ld retired, %ld waiting; %ld regenerated, %ld deleted)",
+                 repl, num(r, "retired"), num(r, "retiring"), regenerated, deleted);
+    else if (deleted && regenerated)
         snprintf(how, sizeof(how), "changed (%ld deleted and recreated, %ld regenerated)", deleted,
                  regenerated);
     else
@@ -615,8 +703,13 @@ static void finish(run *r)
         char msg[512];
         snprintf(msg, sizeof(msg), "%ld stale token Secret(s) %s and verified (%s), %ld scanned",
                  changed, how, method, scanned);
-        event(r, "Normal", deleted ? "TokensDeleted" : "TokensRegenerated", msg);
-        km_step_set_result(ctx, "True", deleted ? "Deleted" : "Regenerated", "%s%s", msg, extra);
+        const char *reason = repl ? "Replaced" : deleted ? "Deleted" : "Regenerated";
+        event(r, "Normal",
+              repl      ? "TokensReplaced"
+              : deleted ? "TokensDeleted"
+                        : "TokensRegenerated",
+              msg);
+        km_step_set_result(ctx, "True", reason, "%s%s", msg, extra);
         return;
     }
     km_step_set_result(ctx, "True", "NoStaleTokens", "%ld token Secrets scanned (%s), none stale%s",
@@ -701,6 +794,33 @@ static km_status verify(run *r, km_err *err)
     return st;
 }
 
+/* The Secrets replaced while bridged that no pod refers to any more are deleted
+ * (status.tokens.retired, .retiring: still referred to).  Only after this recovery replaced
+ * some.  Failure: transport errors, cancel, ENOMEM (an API error is logged: the next run or
+ * re-verification retires them). */
+static km_status retire(run *r, km_err *err)
+{
+    if (num(r, "replaced") <= 0)
+        return KM_OK;
+    km_tokens_retired t;
+    km_err e;
+    km_err_clear(&e);
+    km_status st = km_tokens_retire_replaced(r->ctx->kube, 0, r->ctx->cancel, &t, &e);
+    if (st == KM_OK) {
+        km_tokens_retired_record(r->st, &t);
+        return KM_OK;
+    }
+    if (fatal(st)) {
+        if (err)
+            *err = e;
+        return st;
+    }
+    char eb[600];
+    km_log_warn("tokens: cannot retire the replaced token Secrets yet", "error",
+                km_err_str(&e, eb, sizeof(eb)));
+    return KM_OK;
+}
+
 static km_status tokens_step(km_step_ctx *ctx, km_err *err)
 {
     run r;
@@ -737,6 +857,8 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
     } else {
         set_num(&r, "healed", 0);
     }
+    if (!ctx->dry_run && (st = retire(&r, err)) != KM_OK)
+        goto out;
     cJSON_DeleteItemFromObjectCaseSensitive(r.st, "continue");
     finish(&r);
 out:

@@ -322,6 +322,24 @@ def test_optional_metrics_networkpolicy(objs):
     assert probe_ports == {"metrics"}  # the probes share the port; the kubelet is allowed regardless
 
 
+def test_optional_bridge_replace_rbac(objs):
+    """deploy/optional/bridge-replace.yaml: not applied by `kubectl apply -k deploy/`; while bridged it grants
+    exactly what replacing a token Secret needs (reconcilers/tokens/replace.h): create Secrets, patch
+    ServiceAccounts, bound to kubemend's ServiceAccount."""
+    assert not allowed(objs, "create", "", "secrets", "", "default")
+    assert not allowed(objs, "patch", "", "serviceaccounts", "x", "default")
+    with open(os.path.join(ROOT, "deploy", "optional", "bridge-replace.yaml")) as f:
+        extra = [o for o in yaml.safe_load_all(f) if o]
+    assert {o["kind"] for o in extra} == {"ClusterRole", "ClusterRoleBinding"}
+    both = objs + extra
+    assert allowed(both, "create", "", "secrets", "", "default")
+    assert allowed(both, "patch", "", "serviceaccounts", "x", "default")
+    (role,) = [o for o in extra if o["kind"] == "ClusterRole"]
+    assert sorted((r["resources"][0], tuple(r["verbs"])) for r in role["rules"]) == [
+        ("secrets", ("create",)), ("serviceaccounts", ("patch",))]
+    assert not [n for n in ("update", "delete", "get") if allowed(extra, n, "", "serviceaccounts", "x", "default")]
+
+
 # ---- CRD ------------------------------------------------------------------------------------
 
 def test_crd_names_and_version(crd):
@@ -463,7 +481,8 @@ def test_status_fields(schema):
                                          "nodes", "pods", ""]
     assert set(st["tokens"]["properties"]) == {
         "method", "scanned", "stale", "regenerated", "deleted", "failed", "malformed", "skipped",
-        "healed", "bridged", "changed", "unhealed", "malformedSecrets", "continue"}
+        "healed", "bridged", "replaced", "retired", "retiring", "changed", "unhealed", "malformedSecrets",
+        "continue"}
     assert st["tokens"]["properties"]["method"]["enum"] == ["JWKS", "TokenReview"]
     assert set(st["extensionApiserverAuthentication"]["properties"]) == {
         "backup", "removed", "kept", "readded", "phase"}

@@ -3,7 +3,9 @@ deploy/ ServiceAccount (so the simulator enforces exactly that RBAC): kubectl wa
 columns, Events, one recovery at a time, deletion through the finalizer, leader election with
 failover after SIGKILL, resume after SIGKILL without redoing units."""
 
+import base64
 import os
+import threading
 import time
 
 import pytest
@@ -12,9 +14,8 @@ import kmop
 from kmop import SimProcess
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    with SimProcess(scenario="seed") as sim:
+def _cluster(tmp_path, extra_args=()):
+    with SimProcess(scenario="seed", extra_args=extra_args) as sim:
         kmop.install(sim)
         sim.kubeconfig_sa = kmop.sa_kubeconfig(sim)
         ops = []
@@ -28,6 +29,17 @@ def cluster(tmp_path):
         yield sim
         for op in ops:
             op.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    yield from _cluster(tmp_path)
+
+
+@pytest.fixture
+def legacy_cluster(tmp_path):
+    """The seed on a < 1.24 profile: ServiceAccount admission mounts the account's first token Secret."""
+    yield from _cluster(tmp_path, ("--profile", "legacy"))
 
 
 def apply(sim, name, spec=""):
@@ -216,3 +228,120 @@ def test_bridged_recovery_is_not_verified_until_the_bridge_goes(cluster):
     assert kmop.cond(obj, "BridgeRetirable")["reason"] == "BridgeRetired", obj["status"]
     assert kmop.cond(obj, "Verified")["reason"] == "Healed", obj["status"]
     assert obj["status"]["completedAt"] == completed_at  # checked again, not run again
+
+
+class PodTokenProbe:
+    """Each running pod's legacy token (its mounted token Secret's data.token at first sight: a client that reads
+    its token file once at start), used as a bearer token every `interval` s; counts the 401s (apisim, like
+    kube-apiserver, compares a legacy token with its Secret's current data)."""
+
+    def __init__(self, sim, interval=0.3):
+        self.sim, self.interval = sim, interval
+        self.tokens = {}  # pod uid -> (ns/name, secret, token)
+        self.probes = self.unauthorized = 0
+        self.seen_401 = set()
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _round(self):
+        code, pods = self.sim.request("GET", "/api/v1/pods")
+        if code != 200:
+            return
+        live = set()
+        for p in pods["items"]:
+            uid, ns = p["metadata"]["uid"], p["metadata"]["namespace"]
+            live.add(uid)
+            if uid not in self.tokens and (p.get("status") or {}).get("phase") == "Running":
+                for v in p["spec"].get("volumes") or []:
+                    name = (v.get("secret") or {}).get("secretName")
+                    if not name:
+                        continue
+                    code, sec = self.sim.request("GET", "/api/v1/namespaces/%s/secrets/%s" % (ns, name))
+                    tok = code == 200 and sec.get("type") == "kubernetes.io/service-account-token" and \
+                        (sec.get("data") or {}).get("token")
+                    if tok:
+                        self.tokens[uid] = ("%s/%s" % (ns, p["metadata"]["name"]), name,
+                                            base64.b64decode(tok).decode())
+        for uid in list(self.tokens):
+            if uid not in live:
+                del self.tokens[uid]
+                continue
+            pod, _, tok = self.tokens[uid]
+            code, _ = self.sim.request("GET", "/api", token=tok)
+            self.probes += 1
+            if code == 401:
+                self.unauthorized += 1
+                self.seen_401.add(pod)
+
+    def _loop(self):
+        while not self.stop_ev.is_set():
+            try:
+                self._round()
+            except OSError:
+                pass
+            self.stop_ev.wait(self.interval)
+
+    def __enter__(self):
+        self._round()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join()
+
+
+def test_bridged_recovery_replaces_token_secrets_so_running_pods_see_no_401(legacy_cluster):
+    """Issue 15, zero 401s: with deploy/optional/bridge-replace.yaml applied while the server is bridged, a stale
+    token Secret that its ServiceAccount lists is replaced (a new "<name>-kubemend" Secret, first in the account's
+    secrets), not regenerated: the running pods' old tokens keep working, the restarted pods mount the
+    replacement, the old Secret is deleted once no pod refers to it, and the pods' tokens never get a 401. Without
+    the optional grant (the test above) bridged Secrets are regenerated in place."""
+    sim = legacy_cluster
+    sim.sim("POST", "/_sim/bridge", {"enabled": True})
+    sim.kubectl("apply", "-f", os.path.join(kmop.ROOT, "deploy", "optional", "bridge-replace.yaml"))
+    with PodTokenProbe(sim) as probe:
+        assert probe.tokens, "the seed's pods mount token Secrets"
+        mounted_before = {sec for _, sec, _ in probe.tokens.values()}
+        op = sim.start_operator()
+        # every pod restarted (default accounts, ownerless ones too): else their old Secrets rightly stay
+        apply(sim, "replace", "  pods: {includeDefaultServiceAccount: true, deleteOwnerlessPods: true}\n")
+        cp = sim.kubectl("wait", "--for=condition=Succeeded", "crec/replace", "--timeout=180s", check=False,
+                         timeout=200)
+        assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+        # regenerated in place, the Secrets of running pods would have failed them by now
+        assert probe.unauthorized == 0, (probe.unauthorized, sorted(probe.seen_401))
+
+        def retired():
+            st = kmop.get_crec(sim, "replace")["status"]["tokens"]
+            return st.get("retiring") == 0 and st.get("retired", 0) > 0 and st
+        try:
+            tok = kmop.wait_for(retired, timeout=150, interval=1, what="the replaced Secrets retired")
+        except AssertionError as e:
+            raise AssertionError("%s: %s\n%s" % (e, kmop.get_crec(sim, "replace")["status"], op.text()[-6000:]))
+    assert tok["replaced"] > 0 and tok["bridged"] >= tok["replaced"], tok
+    assert probe.probes > 0 and probe.unauthorized == 0, (probe.unauthorized, sorted(probe.seen_401))
+
+    secrets = sim.request("GET", "/api/v1/secrets")[1]["items"]
+    by_key = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in secrets}
+    repl = [s for s in secrets if "kubemend.io/replaces" in (s["metadata"].get("annotations") or {})]
+    assert len(repl) == tok["replaced"], [s["metadata"]["name"] for s in repl]
+    for r in repl:
+        ns, name = r["metadata"]["namespace"], r["metadata"]["name"]
+        old = r["metadata"]["annotations"]["kubemend.io/replaces"]
+        assert name == old + "-kubemend" and (ns, old) not in by_key, (ns, name)  # the old one retired
+        sa = sim.request("GET", "/api/v1/namespaces/%s/serviceaccounts/%s" % (
+            ns, r["metadata"]["annotations"]["kubernetes.io/service-account.name"]))[1]
+        assert sa["secrets"][0]["name"] == name, sa  # listed first: what new pods mount
+        assert old not in [x["name"] for x in sa["secrets"]], sa  # dropped with the Secret
+        assert r["data"]["token"]
+    # the replaced Secrets were the ones pods mounted, and the restarted pods mount the replacements
+    assert mounted_before & {r["metadata"]["annotations"]["kubemend.io/replaces"] for r in repl}
+    pods = sim.request("GET", "/api/v1/pods")[1]["items"]
+    mounted_now = {(v.get("secret") or {}).get("secretName") for p in pods for v in p["spec"].get("volumes") or []}
+    assert mounted_now & {r["metadata"]["name"] for r in repl}
+    assert not mounted_now & {r["metadata"]["annotations"]["kubemend.io/replaces"] for r in repl}
+
+    sim.sim("POST", "/_sim/bridge", {"enabled": False})
+    cp = sim.kubectl("wait", "--for=condition=Verified", "crec/replace", "--timeout=150s", check=False, timeout=170)
+    assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
