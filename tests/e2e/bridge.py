@@ -5,6 +5,9 @@
     -> old tokens valid again (TokenReview) -> `kubemend run --once` (status.tokens.bridged, BridgeRetirable;
        exit 3, Verified False while the old key is trusted) -> what still depends on the old key restarted
     -> BridgeRetirable True -> bridge removed -> Verified True.
+A token prober (prober.py, started before the disaster) counts the 401s the pods' own tokens get from the moment
+the bridge is installed until it is removed: zero, as stale token Secrets are replaced while bridged
+(reconcilers/tokens/replace.h), not regenerated under the pods that mounted them.
 """
 
 import base64
@@ -99,13 +102,18 @@ def condition(status, ctype):
     return next((c for c in status.get("conditions") or [] if c["type"] == ctype), None)
 
 
-def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
+def bridge_and_recover(cp, tmp_path, pem_path, old_tokens, prober):
     """The bridge installed with pem_path; old tokens valid again; the recovery run until BridgeRetirable is True;
-    the bridge removed. Returns the first run's final status."""
+    the bridge removed. prober (prober.TokenProber, running since before the disaster) must count no 401 from
+    the bridge's installation to its removal. Returns the first run's final status."""
     assert not any(reviewed(cp, old_tokens).values()), "the old tokens must be rejected before the bridge"
     restart_with_keys(cp, [pem_path])
     ok = reviewed(cp, old_tokens)
     assert all(ok.values()), "bridged kube-apiserver rejects %s" % [k for k, v in ok.items() if not v]
+    outage = prober.mark()  # from the disaster to the bridge: every old token was refused
+    print("token prober, disaster -> bridge: %s" % {k: outage[k] for k in ("probes", "unauthorized", "pods")})
+    assert outage["unauthorized"] > 0, outage  # the prober sees the outage it is to see none of below
+    prober.wait_rounds(1)
 
     spec = {"pods": {"includeDefaultServiceAccount": True, "deleteOwnerlessPods": True}}
     rc, status, err = run_once(cp, tmp_path, spec=spec)
@@ -133,6 +141,14 @@ def bridge_and_recover(cp, tmp_path, pem_path, old_tokens):
         cond = condition(status, "BridgeRetirable")
     assert cond["status"] == "True", cond
     assert "--service-account-key-file" in cond["message"] and "kube-apiserver.yaml" in cond["message"]
+    # The pods' own tokens while bridged: the run, the restarts, the retirement of the replaced Secrets.
+    seen = prober.mark()
+    print("token prober, bridged recovery: %s" % {k: seen[k] for k in (
+        "probes", "unauthorized", "pods", "rounds", "errors", "window_s", "round_s_max")})
+    assert seen["rounds"] > 0 and seen["pods"] > 0, seen
+    assert seen["unauthorized"] == 0, seen
+    if "legacy" in prober.captured().values():  # pods mount token Secrets (< 1.21): those were replaced
+        assert tok.get("replaced", 0) > 0, tok
 
     # No token Secret holds an old-kid token any more; retire the bridge: every valid token stays valid.
     old_kids = set(kid_of(t) for t in old_tokens.values())

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.skipif(os.environ.get("KUBEMEND_BRIDGE_E2E") != "1",
                                 reason="the bridge's real-server suite: run with `make test-bridge`")
 
 import bridge
+from prober import TokenProber
 from realk8s import seed
 
 
@@ -26,12 +27,14 @@ def seeded(control_plane, kubelet):
     assert "written" in out
     cm = control_plane.client().get("/api/v1/namespaces/%s/configmaps/kubemend-keys" % bridge.OPERATOR_NS)
     old_tokens = bridge.valid_tokens(control_plane)
-    seed.disaster(control_plane, kubelet, desc)
-    return desc, cm, old_tokens
+    with TokenProber(control_plane) as prober:
+        prober.wait_rounds(1)  # the pods' tokens captured while they are the current key's
+        seed.disaster(control_plane, kubelet, desc)
+        yield desc, cm, old_tokens, prober
 
 
 def test_snapshot_holds_public_data_only(control_plane, seeded):
-    _, cm, old_tokens = seeded
+    _, cm, old_tokens, _ = seeded
     data = cm["data"]
     assert set(data) == {"jwks.json", "jwks-source", "ca.crt"}
     assert data["jwks-source"] == "/openid/v1/jwks"
@@ -51,7 +54,7 @@ def test_snapshot_keeps_the_old_key_after_the_rebuild(control_plane, seeded):
 
 
 def test_recover_from_snapshot_then_bridge_and_retire(control_plane, seeded, tmp_path):
-    _, _, old_tokens = seeded
+    _, _, old_tokens, prober = seeded
     pem = os.path.join(str(tmp_path), "sa-old.pub")
     rc, out, err, secs = bridge.kubemend(control_plane, "keys", "recover", "-o", pem)
     assert rc == 0, out + err
@@ -61,4 +64,4 @@ def test_recover_from_snapshot_then_bridge_and_retire(control_plane, seeded, tmp
     assert "recovering a 2048-bit RSA key" not in err  # the snapshot needs no computation
     with open(pem) as f:
         assert f.read().strip() == bridge.lost_sa_pub(control_plane).strip()
-    bridge.bridge_and_recover(control_plane, tmp_path, pem, old_tokens)
+    bridge.bridge_and_recover(control_plane, tmp_path, pem, old_tokens, prober)
