@@ -235,7 +235,10 @@ static void print_bridge(const keysjob *j)
            "new key)\n"
            "  3. run the recovery (kubemend run --once, or a ClusterRecovery): tokens signed by "
            "the old\n"
-           "     key are reported as bridged and regenerated, pods can be restarted at your pace.\n"
+           "     key are reported as bridged; their token Secrets are replaced, the old ones kept "
+           "until\n"
+           "     no pod uses them (running pods see no 401), pods can be restarted at your pace.\n"
+           "     The operator needs: kubectl apply -f deploy/optional/bridge-replace.yaml\n"
            "  4. when the ClusterRecovery's condition BridgeRetirable is True (or run --once says "
            "so),\n"
            "     remove that line again (and the file).\n",
