@@ -165,35 +165,46 @@ static km_status get_or_null(km_kube *kube, const char *path, cJSON **out, km_er
     return st;
 }
 
+/* 1 when ServiceAccount sa lists a Secret named name. */
+static int sa_names(const cJSON *sa, const char *name)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, KM_JSON_AT(sa, "secrets"))
+    {
+        if (str_eq(KM_JSON_STR(it, "name"), name))
+            return 1;
+    }
+    return 0;
+}
+
 /* 1 when ServiceAccount sa is the one Secret s belongs to and lists it. */
 static int sa_lists(const cJSON *sa, const cJSON *s)
 {
     const char *uid = KM_JSON_STR(s, "metadata", "annotations", KM_SA_ANN_UID);
     if (!sa || (uid && !str_eq(uid, KM_JSON_STR(sa, "metadata", "uid"))))
         return 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, KM_JSON_AT(sa, "secrets"))
-    {
-        if (str_eq(KM_JSON_STR(it, "name"), KM_JSON_STR(s, "metadata", "name")))
-            return 1;
-    }
-    return 0;
+    return sa_names(sa, KM_JSON_STR(s, "metadata", "name"));
 }
 
-/* Creates the replacement rname of s, or finds it.  *ours = 0 when the name is another object's. */
+/* Creates the replacement rname of s, or finds it; its uid into uid (size n).  *ours = 0 when
+ * the name is another object's. */
 static km_status ensure_replacement(km_kube *kube, const cJSON *s, const char *ns,
-                                    const char *rname, int *ours, km_err *err)
+                                    const char *rname, int *ours, char *uid, size_t n, km_err *err)
 {
     char path[PATH_LEN];
     cJSON *obj = replacement_obj(s, rname), *got = NULL;
     km_status st;
     *ours = 0;
+    uid[0] = '\0';
     if (!obj)
         return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
     km_kube_path(path, sizeof(path), NULL, "v1", ns, "secrets", NULL, NULL);
-    st = km_kube_create(kube, path, obj, NULL, err);
+    st = km_kube_create(kube, path, obj, &got, err);
     cJSON_Delete(obj);
     if (st == KM_OK) {
+        const char *u = KM_JSON_STR(got, "metadata", "uid");
+        snprintf(uid, n, "%s", u ? u : "");
+        cJSON_Delete(got);
         *ours = 1;
         km_log_info("tokens: created a replacement token Secret (bridged)", "namespace", ns,
                     "secret", rname, "replaces", KM_JSON_STR(s, "metadata", "name"));
@@ -207,8 +218,31 @@ static km_status ensure_replacement(km_kube *kube, const cJSON *s, const char *n
         return st;
     *ours = got && km_tokens_is_replacement(got, s) &&
             !KM_JSON_AT(got, "metadata", "deletionTimestamp");
+    if (*ours) {
+        const char *u = KM_JSON_STR(got, "metadata", "uid");
+        snprintf(uid, n, "%s", u ? u : "");
+    }
     cJSON_Delete(got);
     return KM_OK;
+}
+
+/* The ServiceAccount refused to list replacement rname (e.g. 403: the grant allows creating
+ * Secrets but not patching ServiceAccounts): it is deleted again (uid precondition) rather than
+ * left as an extra valid token of the account.  Nothing mounts it: admission takes only the
+ * Secrets the account lists.  A failure is logged (the caller regenerates in place anyway). */
+static void drop_unlisted(km_kube *kube, const char *ns, const char *rname, const char *uid)
+{
+    char path[PATH_LEN], eb[600];
+    km_delete_opts o;
+    km_err e;
+    km_err_clear(&e);
+    km_delete_opts_init(&o);
+    o.uid = uid && *uid ? uid : NULL;
+    km_kube_path(path, sizeof(path), NULL, "v1", ns, "secrets", rname, NULL);
+    km_status st = km_kube_delete(kube, path, &o, NULL, &e);
+    if (st != KM_OK && !km_err_is_http(&e, 404))
+        km_log_warn("tokens: cannot delete the unlisted replacement token Secret", "namespace", ns,
+                    "secret", rname, "error", km_err_str(&e, eb, sizeof(eb)));
 }
 
 km_status km_tokens_replace(km_kube *kube, const cJSON *secret, int *replaced, char *name, size_t n,
@@ -216,7 +250,7 @@ km_status km_tokens_replace(km_kube *kube, const cJSON *secret, int *replaced, c
 {
     const char *ns = KM_JSON_STR(secret, "metadata", "namespace");
     const char *sa_name = KM_JSON_STR(secret, "metadata", "annotations", KM_SA_ANN_NAME);
-    char rname[NAME_MAX_LEN + 1], path[PATH_LEN];
+    char rname[NAME_MAX_LEN + 1], path[PATH_LEN], ruid[128];
     cJSON *sa = NULL;
     km_status st = KM_OK;
     int ours = 0;
@@ -229,7 +263,9 @@ km_status km_tokens_replace(km_kube *kube, const cJSON *secret, int *replaced, c
     km_kube_path(path, sizeof(path), NULL, "v1", ns, "serviceaccounts", sa_name, NULL);
     if ((st = get_or_null(kube, path, &sa, err)) != KM_OK || !sa_lists(sa, secret))
         goto out;
-    if ((st = ensure_replacement(kube, secret, ns, rname, &ours, err)) != KM_OK || !ours)
+    if ((st = ensure_replacement(kube, secret, ns, rname, &ours, ruid, sizeof(ruid), err)) !=
+            KM_OK ||
+        !ours)
         goto out;
     for (int i = 0; i <= SA_CONFLICTS_MAX; i++) {
         int oom = 0;
@@ -251,7 +287,11 @@ km_status km_tokens_replace(km_kube *kube, const cJSON *secret, int *replaced, c
             snprintf(name, n, "%s", rname);
             goto out;
         }
-        /* 409, or 422 from the failed "test": the ServiceAccount changed; read it again */
+        /* 409, or 422 from the failed "test": the ServiceAccount changed; read it again.  Refused
+         * otherwise: the replacement is not left behind unlisted. */
+        if (st == KM_EAPI && !km_err_is_http(err, 409) && !km_err_is_http(err, 422) &&
+            !km_err_is_http(err, 404) && !sa_names(sa, rname))
+            drop_unlisted(kube, ns, rname, ruid);
         if (st != KM_EAPI || !(km_err_is_http(err, 409) || km_err_is_http(err, 422)))
             goto out;
         km_err_clear(err);

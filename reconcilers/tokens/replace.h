@@ -62,8 +62,9 @@ char *km_tokens_secrets_first_patch(const cJSON *sa, const char *name, const cha
  * few times).  *replaced = 1 with the replacement's name in name (size n) on success; 0 when the
  * Secret cannot be replaced (its ServiceAccount is gone, has another uid or does not list it; the
  * name is too long or taken by another object) — the caller regenerates it in place then.
- * Failure: the API's or transport's error (KM_EAPI with details in err), KM_ENOMEM; a replacement
- * created before the failure stays (the next run finds it). */
+ * Failure: the API's or transport's error (KM_EAPI with details in err), KM_ENOMEM.  A replacement
+ * the ServiceAccount refused to list (e.g. 403) is deleted again, never left as an unmounted extra
+ * token; one created before a transport failure stays (the next run finds it by name). */
 km_status km_tokens_replace(km_kube *kube, const cJSON *secret, int *replaced, char *name, size_t n,
                             km_err *err);
 

@@ -4,11 +4,13 @@ columns, Events, one recovery at a time, deletion through the finalizer, leader 
 failover after SIGKILL, resume after SIGKILL without redoing units."""
 
 import base64
+import json
 import os
 import threading
 import time
 
 import pytest
+import yaml
 
 import kmop
 from kmop import SimProcess
@@ -345,3 +347,29 @@ def test_bridged_recovery_replaces_token_secrets_so_running_pods_see_no_401(lega
     sim.sim("POST", "/_sim/bridge", {"enabled": False})
     cp = sim.kubectl("wait", "--for=condition=Verified", "crec/replace", "--timeout=150s", check=False, timeout=170)
     assert cp.returncode == 0, cp.stderr + op.text()[-4000:]
+
+
+def test_bridged_replace_refused_by_the_service_account_leaves_nothing_behind(legacy_cluster, tmp_path):
+    """A partial grant (token Secrets may be created, ServiceAccounts not patched): a replacement the account cannot
+    list would be an extra valid token nobody mounts, so it is deleted again and the bridged Secret regenerated in
+    place — as without the grant, which is logged once."""
+    sim = legacy_cluster
+    sim.sim("POST", "/_sim/bridge", {"enabled": True})
+    with open(os.path.join(kmop.ROOT, "deploy", "optional", "bridge-replace.yaml")) as f:
+        grant = [o for o in yaml.safe_load_all(f) if o]
+    for o in grant:
+        if o["kind"] == "ClusterRole":
+            o["rules"] = [r for r in o["rules"] if r["resources"] != ["serviceaccounts"]]
+    sim.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(grant))
+    spec = tmp_path / "partial.yaml"
+    spec.write_text(kmop.crec_yaml("partial"))
+    r = kmop.run(["run", "--once", "-o", "json", "--steps", "tokens", "-f", str(spec), "--kubeconfig",
+                  sim.kubeconfig_sa], timeout=240)
+    assert r.stdout.strip(), r.stderr[-3000:]
+    tok = json.loads(r.stdout)["tokens"]
+    assert tok["bridged"] > 0 and tok.get("replaced", 0) == 0, tok
+    assert tok["regenerated"] >= tok["bridged"] and tok["failed"] == 0, tok
+    assert r.stderr.count("not allowed to create token Secrets or patch ServiceAccounts") == 1, r.stderr[-3000:]
+    left = [s["metadata"]["name"] for s in sim.request("GET", "/api/v1/secrets")[1]["items"]
+            if "kubemend.io/replaces" in (s["metadata"].get("annotations") or {})]
+    assert not left, left
