@@ -235,6 +235,7 @@ km_status km_csr_approver_start(km_kube *kube, const cJSON *csr_spec, const km_c
         .dry_run = KM_JSON_BOOL(csr_spec, 0, "dryRun"),
         .event = approver_event,
         .user = a,
+        .cancel = &a->stop,
     };
     int deciders = (int)km_num_long(km_schema_num(km_csr_def.fields, csr_spec, "maxInFlight"), 8);
     if ((st = km_pool_new(a->kube, deciders, decide_one, unit_free, a, &a->pool, err)) != KM_OK)

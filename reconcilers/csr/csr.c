@@ -297,6 +297,7 @@ static km_status csr_step(km_step_ctx *ctx, km_err *err)
         .event = step_event,
         .user = ctx,
         .addrs = addrs,
+        .cancel = ctx->cancel,
     };
     if ((st = decide_all(ctx, &h, s.todo, n, err)) != KM_OK)
         goto out;

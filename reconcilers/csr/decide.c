@@ -10,7 +10,7 @@
 #include "reconcilers/step/retry.h"
 #include "reconcilers/step/step.h"
 
-#define WRITE_RETRY_S 30.0 /* a decision's write retried this long (the approver has no cancel) */
+#define WRITE_RETRY_S 30.0 /* a decision's write retried this long (or until cancelled) */
 
 /* GETs the Node (404 -> *out NULL, KM_OK). */
 static km_status get_node(km_kube *k, const char *name, cJSON **out, km_err *err)
@@ -85,7 +85,7 @@ static km_status add_condition(cJSON *body, const char *type, const char *reason
 
 /* PUTs csr + a condition to /approval.  KM_OK, or the write's error. */
 static km_status write_approval(km_kube *k, const cJSON *csr, int approve, const char *message,
-                                km_err *err)
+                                const atomic_int *cancel, km_err *err)
 {
     char path[512];
     const char *name = KM_JSON_STR(csr, "metadata", "name");
@@ -101,7 +101,7 @@ static km_status write_approval(km_kube *k, const cJSON *csr, int approve, const
         st = km_err_set(err, KM_ENOMEM, "csr: out of memory");
     else {
         km_retry rt; /* guarded by the CSR's resourceVersion: safe to send again */
-        km_retry_init(&rt, WRITE_RETRY_S, NULL);
+        km_retry_init(&rt, WRITE_RETRY_S, cancel);
         while ((st = km_kube_update(k, path, body, NULL, err)) != KM_OK &&
                km_retry_again(&rt, st, err, name))
             km_err_clear(err);
@@ -145,7 +145,7 @@ static km_status decide_once(const km_csr_decider *h, const cJSON *csr, km_csr_r
         return KM_OK;
     km_err e;
     km_err_clear(&e);
-    st = write_approval(h->kube, csr, approve, r->d.message, &e);
+    st = write_approval(h->kube, csr, approve, r->d.message, h->cancel, &e);
     if (st == KM_OK)
         return KM_OK;
     r->out = KM_CSR_SKIPPED;

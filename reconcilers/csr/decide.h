@@ -13,6 +13,8 @@
 #ifndef KM_CSR_DECIDE_H
 #define KM_CSR_DECIDE_H
 
+#include <stdatomic.h>
+
 #include <cjson/cJSON.h>
 
 #include "operator/base/err.h"
@@ -53,6 +55,8 @@ typedef struct km_csr_decider {
     /* The Nodes' addresses (csrcheck.h), for the "address of another Node" checks of
      * kubelet-serving CSRs; borrowed; NULL = those checks are not made. */
     const km_csr_addrs *addrs;
+    /* Ends the pauses between retries of a decision's write (borrowed; NULL = none). */
+    const atomic_int *cancel;
 } km_csr_decider;
 
 /* Lists the Nodes (paged) into a new address index (caller frees *out with

@@ -1,6 +1,7 @@
 /* test_csrcheck.c — the CSR approval matrix: one valid kubelet-serving CSR is approved and each
  * check failing alone prevents approval and is named; the client-kubelet signer; the recorded
- * kube-apiserver 1.19 fixture CSR against its recorded Node. */
+ * kube-apiserver 1.19 fixture CSR against its recorded Node; a decision's write retries end on
+ * cancel (decide.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,8 +11,14 @@
 
 #include <cmocka.h>
 
+#include <stdatomic.h>
+
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
 #include "reconcilers/csr/csr.h"
 #include "reconcilers/csr/csrcheck.h"
+#include "reconcilers/csr/decide.h"
+#include "tests/unit/support/kmtest.h"
 #include "tests/unit/support/testcsr.h"
 
 /* create-csr-kubelet-serving.json (kube-apiserver 1.19 fixture, verbatim) */
@@ -487,6 +494,70 @@ static void test_address_of_another_node(void **state)
     cJSON_Delete(n2);
 }
 
+/* The decision's server: GET of the Node answers it, the /approval PUT 503 + Retry-After 5. */
+static km_status unavailable(const km_kube_req *req, const char *token, km_kube_reply *reply,
+                             km_buf *body, km_err *err, void *user)
+{
+    (void)token, (void)err;
+    int *puts = user;
+    if (strcmp(req->method, "GET") == 0) {
+        cJSON *n = node1();
+        char *text = cJSON_PrintUnformatted(n);
+        km_status st = km_buf_append(body, text, strlen(text));
+        free(text);
+        cJSON_Delete(n);
+        reply->code = 200;
+        return st;
+    }
+    (*puts)++;
+    reply->code = 503;
+    reply->retry_after = 5;
+    reply->sent = 1;
+    return km_buf_append(body, "{}", 2);
+}
+
+static void test_write_retries_end_on_cancel(void **state)
+{
+    (void)state;
+    char dir[256], kc[4096];
+    kmtest_mkdtemp(dir, sizeof(dir));
+    kmtest_write(dir, "kubeconfig",
+                 "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                 "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                 "users: [{name: u, user: {token: t}}]\n"
+                 "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+                 kc);
+    km_kubeconfig *cfg = NULL;
+    km_kube *k = NULL;
+    km_err e;
+    assert_int_equal(km_kubeconfig_from_file(kc, NULL, &cfg, &e), KM_OK);
+    km_kube_opts o;
+    km_kube_opts_default(&o);
+    o.adaptive = 0;
+    o.max_retries = 0; /* the decision's own retries only */
+    assert_int_equal(km_kube_new(cfg, &o, &k, &e), KM_OK);
+    int puts = 0;
+    km_kube_set_transport(k, unavailable, &puts);
+    testcsr_spec spec = {.subject = GOOD_SUBJECT, .sans = GOOD_SANS};
+    char *req = testcsr_request_b64(&spec);
+    cJSON *csr =
+        testcsr_object("csr-1", SERVING, "system:node:node1", NODE_GROUPS, SERVING_USAGES, req, -1);
+    km_csr_policy *p = policy(0);
+    atomic_int cancel = 1; /* the approver stopping / the step cancelled */
+    km_csr_decider h = {.kube = k, .policy = p, .cancel = &cancel};
+    km_csr_result r;
+    assert_int_not_equal(km_csr_decide(&h, csr, &r, &e), KM_OK);
+    /* one PUT, no pause and retry (30 s of them when the cancel is not consulted) */
+    assert_int_equal(puts, 1);
+    assert_int_equal(r.out, KM_CSR_SKIPPED);
+    km_csr_policy_free(p);
+    cJSON_Delete(csr);
+    free(req);
+    km_kube_free(k);
+    km_kubeconfig_free(cfg);
+    kmtest_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_policy_errors),
         cmocka_unit_test(test_ips_compared_as_values),
         cmocka_unit_test(test_address_of_another_node),
+        cmocka_unit_test(test_write_retries_end_on_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
