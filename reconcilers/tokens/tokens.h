@@ -28,6 +28,10 @@
  *               annotations) survives, the tokens controller writes a new token into it;
  *   Delete:     DELETE with preconditions {uid, resourceVersion} (clusters < 1.24 recreate the
  *               Secret under a new name).
+ * While bridged (the server trusts the old key again, reconcilers/bridge), mode Regenerate replaces
+ * a stale Secret that its ServiceAccount lists instead (replace.h: a new "<name>-kubemend" listed
+ * first, the old one deleted once no pod refers to it), so the running pods that mounted it keep
+ * a valid token; status.tokens.replaced / retired / retiring.
  * A conflict (409, or 422 from the failed "test") re-reads the Secret and decides again (with
  * backoff, until the unit's deadline); transient failures of writes, reads, reviews and the list
  * are retried the same way (reconcilers/step/retry.h): a write with a resourceVersion precondition
