@@ -1,6 +1,7 @@
 /* tokens.h — reconcilers/tokens: tokens.h (this file: the step, one pass over the token
  * Secrets), check.h (how one token is judged), heal.h (the check that changed Secrets got a valid
- * token), jwt.h (JWT/JWKS verification with OpenSSL).
+ * token), jwt.h (JWT/JWKS verification with OpenSSL), replace.h (while bridged: a replacement
+ * Secret instead of regenerating in place, and the old one's retirement).
  *
  * The tokens step: find service-account token Secrets whose token was signed by a
  * key the API server no longer trusts, and make the tokens controller write a new one.
