@@ -519,25 +519,17 @@ static km_status unavailable(const km_kube_req *req, const char *token, km_kube_
 static void test_write_retries_end_on_cancel(void **state)
 {
     (void)state;
-    char dir[256], kc[4096];
+    char dir[256];
     kmtest_mkdtemp(dir, sizeof(dir));
-    kmtest_write(dir, "kubeconfig",
-                 "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-                 "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                 "users: [{name: u, user: {token: t}}]\n"
-                 "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-                 kc);
     km_kubeconfig *cfg = NULL;
     km_kube *k = NULL;
     km_err e;
-    assert_int_equal(km_kubeconfig_from_file(kc, NULL, &cfg, &e), KM_OK);
     km_kube_opts o;
     km_kube_opts_default(&o);
     o.adaptive = 0;
     o.max_retries = 0; /* the decision's own retries only */
-    assert_int_equal(km_kube_new(cfg, &o, &k, &e), KM_OK);
     int puts = 0;
-    km_kube_set_transport(k, unavailable, &puts);
+    kmtest_fake_client(dir, &o, unavailable, &puts, &cfg, &k);
     testcsr_spec spec = {.subject = GOOD_SUBJECT, .sans = GOOD_SANS};
     char *req = testcsr_request_b64(&spec);
     cJSON *csr =

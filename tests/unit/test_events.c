@@ -64,20 +64,10 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof(*f));
     pthread_mutex_init(&f->s.lock, NULL);
     kmtest_mkdtemp(f->dir, sizeof(f->dir));
-    char kc[4096];
-    kmtest_write(f->dir, "kubeconfig",
-                 "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-                 "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                 "users: [{name: u, user: {token: t}}]\n"
-                 "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-                 kc);
-    km_err e;
-    assert_int_equal(km_kubeconfig_from_file(kc, NULL, &f->cfg, &e), KM_OK);
     km_kube_opts o;
     km_kube_opts_default(&o);
     o.adaptive = 0;
-    assert_int_equal(km_kube_new(f->cfg, &o, &f->k, &e), KM_OK);
-    km_kube_set_transport(f->k, fake, &f->s); /* cloned into the recorder */
+    kmtest_fake_client(f->dir, &o, fake, &f->s, &f->cfg, &f->k); /* cloned into the recorder */
     f->obj = cJSON_Parse("{\"apiVersion\":\"kubemend.io/v1alpha1\",\"kind\":\"ClusterRecovery\","
                          "\"metadata\":{\"name\":\"r\",\"uid\":\"u-1\"}}");
     *state = f;

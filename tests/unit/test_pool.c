@@ -78,20 +78,10 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof(*f));
     kmtest_mkdtemp(f->dir, sizeof(f->dir));
-    char kc[4096];
-    kmtest_write(f->dir, "kubeconfig",
-                 "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-                 "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                 "users: [{name: u, user: {token: t}}]\n"
-                 "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
-                 kc);
-    km_err e;
-    assert_int_equal(km_kubeconfig_from_file(kc, NULL, &f->cfg, &e), KM_OK);
     km_kube_opts o;
     km_kube_opts_default(&o);
     o.adaptive = 0; /* no client-side limit: the pool alone bounds the requests in flight */
-    assert_int_equal(km_kube_new(f->cfg, &o, &f->k, &e), KM_OK);
-    km_kube_set_transport(f->k, slow_ok, NULL);
+    kmtest_fake_client(f->dir, &o, slow_ok, NULL, &f->cfg, &f->k);
     *state = f;
     return 0;
 }

@@ -123,3 +123,22 @@ void kmtest_log_stop(void)
     km_log_set_sink(NULL, NULL);
     km_buf_cleanup(&g_log);
 }
+
+void kmtest_fake_client(const char *dir, const km_kube_opts *opts, km_kube_transport_fn fn,
+                        void *user, km_kubeconfig **cfg, km_kube **k)
+{
+    char kc[PATH_MAX];
+    km_err e;
+    kmtest_write(dir, "kubeconfig",
+                 "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                 "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+                 "users: [{name: u, user: {token: t}}]\n"
+                 "contexts: [{name: c, context: {cluster: c, user: u}}]\n",
+                 kc);
+    if (km_kubeconfig_from_file(kc, NULL, cfg, &e) != KM_OK ||
+        km_kube_new(*cfg, opts, k, &e) != KM_OK) {
+        fprintf(stderr, "kmtest: cannot make the fake client\n");
+        abort();
+    }
+    km_kube_set_transport(*k, fn, user);
+}

@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 
+#include "operator/kube/kube.h"
+#include "operator/kube/kubeconfig.h"
+
 /* Creates a fresh directory under $TMPDIR (or /tmp) and copies its path into buf (n >= 64).
  * Aborts the test program on failure.  Returns buf. */
 char *kmtest_mkdtemp(char *buf, size_t n);
@@ -23,6 +26,12 @@ void kmtest_write(const char *dir, const char *name, const char *text, char *out
 /* The whole fixture file `name` (malloc'ed, NUL-terminated; *len its size when len is non-NULL).
  * A missing fixture aborts the test program (never a silent skip). */
 char *kmtest_fixture(const char *name, size_t *len);
+
+/* A client of a kubeconfig written to dir (server https://127.0.0.1:1, token "t") whose requests
+ * go to fn(user) (km_kube_set_transport); opts NULL = defaults.  *cfg and *k: the caller frees
+ * them (km_kube_free, then km_kubeconfig_free).  Aborts the test program on failure. */
+void kmtest_fake_client(const char *dir, const km_kube_opts *opts, km_kube_transport_fn fn,
+                        void *user, km_kubeconfig **cfg, km_kube **k);
 
 /* Captures log lines (km_log_set_sink) into a buffer until kmtest_log_stop(). */
 void kmtest_log_start(void);
