@@ -498,7 +498,7 @@ static const km_field fields[] = {
     {"excludeNamespaces", KM_FIELD_STRLIST, 0, 0, 256, NULL},
     {"namespaceSelector", KM_FIELD_SELECTOR, 0, 0, 0, NULL},
     {"maxConcurrent", KM_FIELD_INT, 5, 1, 100, NULL},
-    {"parallelNamespaces", KM_FIELD_INT, 1, 1, 16, NULL},
+    {"parallelNamespaces", KM_FIELD_INT, 4, 1, 16, NULL},
     {"waitForReady", KM_FIELD_BOOL, 1, 0, 0, NULL},
     {"namespaceTimeoutSeconds", KM_FIELD_INT, 600, 1, 2147483647, NULL},
     {"evictionTimeoutSeconds", KM_FIELD_INT, 300, 1, 2147483647, NULL},

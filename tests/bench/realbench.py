@@ -13,7 +13,8 @@ For each version (KUBEMEND_K8S_VERSIONS or --versions) and each size (--tokens):
      timestamps of its Secret PATCHes), the controller-manager's refill (a poller: token Secrets re-signed);
   4. the disaster again (same cluster shape, everything stale again);
   5. the server's capacity: tests/tools/kmload PATCHes every token Secret (a metadata annotation: the same
-     verb and resource as kubemend's token write) with 1 and --inflight requests in flight;
+     verb and resource as kubemend's token write) with 1 and --inflight requests in flight; and the
+     controller-manager's rollout bound: every Deployment restarted at once, the time until all are rolled out;
   6. the seed's kubectl procedure (one kubectl process per object) on --seed-subset objects per kind;
   7. operator mode: the approval latency of --csr-burst kubelet-serving CSRs (creation -> Approved), paced below
      the server's write capacity (--csr-pace) and as an unpaced burst.
@@ -150,7 +151,8 @@ def minimum(status, namespaces_with_stale, list_pages):
 def run_kubemend(a, cp, kubeconfig, out_dir, label):
     rec = os.path.join(out_dir, "recovery.yaml")
     with open(rec, "w") as f:
-        f.write("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: bench\nspec: {}\n")
+        f.write("apiVersion: kubemend.io/v1alpha1\nkind: ClusterRecovery\nmetadata:\n  name: bench\nspec: %s\n" % (
+            a.spec or "{}"))
     before = token_shas(cp)
     watch = RefillWatch(cp, before)
     watch.start()
@@ -197,6 +199,47 @@ def capacity(a, cp, paths, inflight):
                            str(inflight)], input="\n".join(paths) + "\n", stdout=subprocess.PIPE, text=True,
                           check=True)
     return json.loads(proc.stdout)
+
+
+def rollout_capacity(cp, timeout=1800):
+    """The controller-manager's own pace of replacing pods: every bench Deployment restarted at once (one PATCH of
+    its template's restartedAt each, as `kubectl rollout restart`), then the time until all are rolled out and
+    available again (polled every 0.5 s) -> {"workloads", "pods", "seconds", "pods_per_s"}: the least any tool
+    needs to restart them all on this control plane (its ReplicaSet controller creates and deletes every pod
+    under its client's rate limit)."""
+    c = cp.client()
+
+    def deployments():
+        items, cont = [], ""
+        while True:
+            body = c.get("/apis/apps/v1/deployments?limit=500" + ("&continue=" + cont if cont else ""))
+            items += [d for d in body["items"] if d["metadata"]["namespace"].startswith("bench-")]
+            cont = (body.get("metadata") or {}).get("continue")
+            if not cont:
+                return items
+
+    def rolled_out(d):
+        st, want = d.get("status") or {}, d["spec"].get("replicas", 1)
+        return (st.get("observedGeneration", 0) >= d["metadata"]["generation"] and st.get("updatedReplicas") == want
+                and st.get("replicas") == want and st.get("availableReplicas") == want)
+
+    deps = deployments()
+    stamp_ = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t0 = time.monotonic()
+    for d in deps:
+        c.patch("/apis/apps/v1/namespaces/%s/deployments/%s" % (d["metadata"]["namespace"], d["metadata"]["name"]),
+                {"spec": {"template": {"metadata": {"annotations": {
+                    "kubectl.kubernetes.io/restartedAt": stamp_}}}}})
+    while time.monotonic() - t0 < timeout:
+        time.sleep(0.5)
+        try:
+            if all(rolled_out(d) for d in deployments()):
+                break
+        except Exception:  # noqa: BLE001 — a poll may fail while the server is busy; the next one counts
+            continue
+    secs = time.monotonic() - t0
+    pods = sum(d["spec"].get("replicas", 1) for d in deps)
+    return {"workloads": len(deps), "pods": pods, "seconds": secs, "pods_per_s": pods / secs}
 
 
 def seed_procedure(cp, n, out_dir):
@@ -294,7 +337,7 @@ def csr_latency(a, cp, kubelet, burst, pace=0.0, prefix="burst-"):
 
 def one(a, version, tokens, tmp):
     log("== %s, %d token Secrets, %d pods in %d namespaces" % (version, tokens, a.pods, a.namespaces))
-    res = {"version": version, "tokens": tokens}
+    res = {"version": version, "tokens": tokens, "spec": a.spec}
     cp = cluster.ControlPlane(version, os.path.join(tmp, "%s-%d" % (version, tokens)), audit_groups=[SA_GROUP])
     kubelet = None
     try:
@@ -332,6 +375,9 @@ def one(a, version, tokens, tmp):
         for n, c in res["capacity"].items():
             log("    %s in flight: %.0f PATCH/s (p50 %.1f ms, p99 %.1f ms, %d errors)" % (
                 n, c["per_second"], c["p50_ms"], c["p99_ms"], c["errors"]))
+        res["rollout"] = rollout_capacity(cp)
+        log("    the controller-manager's rollout of all %d Deployments at once: %.1f s (%.1f pods/s)" % (
+            res["rollout"]["workloads"], res["rollout"]["seconds"], res["rollout"]["pods_per_s"]))
         res["seed"] = seed_procedure(cp, a.seed_subset, cp.workdir)
         if a.csr_burst:
             csr_runs(a, cp, kubelet, res)
@@ -439,6 +485,18 @@ def report(results, out):
                          r["ratios"]["seed_over_kubemend"], 100 * r["ratios"]["kubemend_over_capacity"],
                          m["refill_per_s"], m["refill_bound_s"] or float("nan"), m["audit"]["total"], m["minimum"],
                          m["rss_kib"] / 1024, m["user_s"] + m["sys_s"]))
+    lines += ["", "| version | token Secrets / pods | spec | time to Verified | tokens step / refill bound | "
+              "pods step / rollout bound | the least possible (max of the two bounds) |", "|" + "---|" * 7]
+    for r in results:
+        if "kubemend" not in r:
+            continue
+        m, ro = r["kubemend"], r.get("rollout") or {}
+        bound = max(m["refill_bound_s"] or 0, ro.get("seconds", 0))
+        lines.append("| %s | %d / %s | `%s` | %.1f s | %.1f / %.0f s | %.1f / %s | %s |" % (
+            r["version"], r["token_secrets"], ro.get("pods", "?"), r.get("spec") or "{}", m["wall_s"],
+            m["steps"].get("tokens", float("nan")), m["refill_bound_s"] or float("nan"),
+            m["steps"].get("pods", float("nan")), "%.0f s" % ro["seconds"] if ro else "not measured",
+            "%.0f s" % bound if ro else "not measured"))
     for r in results:
         for key, what in (("csr", "paced"), ("csr_burst", "unpaced burst")):
             x = r.get(key) or {}
@@ -482,6 +540,8 @@ def main():
     ap.add_argument("--operator-args", default="", help="extra flags for the operator of the CSR latency run")
     ap.add_argument("--merge", default="", help="comma-separated results JSON files: report them together, run nothing")
     ap.add_argument("--csr-only", action="store_true", help="only the CSR approval latency, on a small cluster")
+    ap.add_argument("--spec", default="", help="the ClusterRecovery spec of the kubemend run (YAML/JSON flow, "
+                    "e.g. '{pods: {parallelNamespaces: 1}}'; default {}: every default)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-out", "real"))
     a = ap.parse_args()
     if a.merge:  # the table and plot of earlier runs' results.json / results-partial.json files

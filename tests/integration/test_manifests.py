@@ -426,7 +426,7 @@ DEFAULTS = {
     "$.spec.pods.enabled": True,
     "$.spec.pods.includeDefaultServiceAccount": False,
     "$.spec.pods.maxConcurrent": 5,
-    "$.spec.pods.parallelNamespaces": 1,
+    "$.spec.pods.parallelNamespaces": 4,
     "$.spec.pods.waitForReady": True,
     "$.spec.pods.namespaceTimeoutSeconds": 600,
     "$.spec.pods.evictionTimeoutSeconds": 300,
@@ -637,7 +637,7 @@ def test_empty_spec_gets_every_default(schema):
         "nodes": {"enabled": True, "updateClusterInfo": True, "createJoinToken": False,
                   "joinTokenTTLSeconds": 3600},
         "pods": {"enabled": True, "includeDefaultServiceAccount": False, "maxConcurrent": 5,
-                 "parallelNamespaces": 1, "waitForReady": True, "namespaceTimeoutSeconds": 600,
+                 "parallelNamespaces": 4, "waitForReady": True, "namespaceTimeoutSeconds": 600,
                  "evictionTimeoutSeconds": 300, "deleteOwnerlessPods": False},
     }
     assert validate(schema, obj) == []
