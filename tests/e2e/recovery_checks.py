@@ -221,9 +221,18 @@ class RecoveryChecks:
 
     def test_pods_without_rollout_evicted_and_replaced(self, healed):
         cp, before = healed.cp, healed.before
-        for ref in healed.plan["evictions"]:
+
+        def gone_or_going(ref, wait_gone):
             st, pod = cp.request("GET", "/api/v1/namespaces/%s/pods/%s" % tuple(ref.split("/")))
-            assert st == 404 or pod["metadata"]["uid"] != before["pods"][ref]["uid"], ref
+            if st == 404 or pod["metadata"]["uid"] != before["pods"][ref]["uid"]:
+                return True
+            # evicted = deleted gracefully: when the namespace was the last one done, the pod may still be
+            # terminating (the kubelet's grace period) as the run ends
+            return not wait_gone and bool(pod["metadata"].get("deletionTimestamp"))
+        for ref in healed.plan["evictions"]:
+            assert gone_or_going(ref, False), ref
+        wait_for(lambda: all(gone_or_going(r, True) for r in healed.plan["evictions"]), 90,
+                 "evicted pods %s gone" % sorted(healed.plan["evictions"]))
         owners = {before["pods"][ref]["owner"] for ref in healed.plan["evictions"]}
 
         def replaced():
