@@ -19,7 +19,6 @@ import re
 import uuid
 
 import pytest
-import yaml
 
 from kmimage import ROOT, kmop, podman, unavailable
 
@@ -73,7 +72,8 @@ def install(target, image, tmp_path):
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     name, tag = image.split(":", 1)
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+    # JSON (is YAML): every string quoted — PyYAML leaves a tag like "0979e02" bare, which kustomize reads as a number
+    (overlay / "kustomization.yaml").write_text(json.dumps({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(os.path.join(ROOT, "deploy"), overlay)],
         "images": [{"name": "kubemend", "newName": "localhost/" + name, "newTag": tag}],
