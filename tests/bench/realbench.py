@@ -38,9 +38,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "realk8s"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 from realk8s import assets, cluster, seed  # noqa: E402
 from realk8s.kubelet import KubeletSim  # noqa: E402
 from bench import parse_time_v, step_times  # noqa: E402
+from scene import rolled_out  # noqa: E402 — the real-server suites' "rolled out and Ready"
 
 KUBECTL = os.environ.get("KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
 SA_NS, SA_NAME = "kubemend-bench", "kubemend"
@@ -71,18 +73,25 @@ def scenario(path, tokens, namespaces, pods, nodes):
     return path
 
 
-def token_shas(cp):
-    """{"ns/name": sha256 of data.token or None} of every token Secret (admin, paged)."""
-    out, cont, c = {}, "", cp.client()
+def paged(c, path):
+    """Every item of a list (path without query or with one), a page of 500 at a time."""
+    items, cont, sep = [], "", "&" if "?" in path else "?"
     while True:
-        body = c.get(TOKEN_SEL + "&limit=500" + ("&continue=" + cont if cont else ""))
-        for s in body["items"]:
-            tok = (s.get("data") or {}).get("token")
-            out["%s/%s" % (s["metadata"]["namespace"], s["metadata"]["name"])] = (
-                hashlib.sha256(tok.encode()).hexdigest() if tok else None)
+        body = c.get(path + sep + "limit=500" + ("&continue=" + cont if cont else ""))
+        items += body["items"]
         cont = (body.get("metadata") or {}).get("continue")
         if not cont:
-            return out
+            return items
+
+
+def token_shas(cp):
+    """{"ns/name": sha256 of data.token or None} of every token Secret (admin, paged)."""
+    out = {}
+    for s in paged(cp.client(), TOKEN_SEL):
+        tok = (s.get("data") or {}).get("token")
+        out["%s/%s" % (s["metadata"]["namespace"], s["metadata"]["name"])] = (
+            hashlib.sha256(tok.encode()).hexdigest() if tok else None)
+    return out
 
 
 class RefillWatch(threading.Thread):
@@ -204,24 +213,13 @@ def capacity(a, cp, paths, inflight):
 def rollout_capacity(cp, timeout=1800):
     """The controller-manager's own pace of replacing pods: every bench Deployment restarted at once (one PATCH of
     its template's restartedAt each, as `kubectl rollout restart`), then the time until all are rolled out and
-    available again (polled every 0.5 s) -> {"workloads", "pods", "seconds", "pods_per_s"}: the least any tool
+    Ready again (scene.rolled_out, polled every 0.5 s) -> {"workloads", "pods", "seconds", "pods_per_s"}: the least any tool
     needs to restart them all on this control plane (its ReplicaSet controller creates and deletes every pod
     under its client's rate limit)."""
     c = cp.client()
 
     def deployments():
-        items, cont = [], ""
-        while True:
-            body = c.get("/apis/apps/v1/deployments?limit=500" + ("&continue=" + cont if cont else ""))
-            items += [d for d in body["items"] if d["metadata"]["namespace"].startswith("bench-")]
-            cont = (body.get("metadata") or {}).get("continue")
-            if not cont:
-                return items
-
-    def rolled_out(d):
-        st, want = d.get("status") or {}, d["spec"].get("replicas", 1)
-        return (st.get("observedGeneration", 0) >= d["metadata"]["generation"] and st.get("updatedReplicas") == want
-                and st.get("replicas") == want and st.get("availableReplicas") == want)
+        return [d for d in paged(c, "/apis/apps/v1/deployments") if d["metadata"]["namespace"].startswith("bench-")]
 
     deps = deployments()
     stamp_ = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -233,7 +231,7 @@ def rollout_capacity(cp, timeout=1800):
     while time.monotonic() - t0 < timeout:
         time.sleep(0.5)
         try:
-            if all(rolled_out(d) for d in deployments()):
+            if all(rolled_out("Deployment", d) for d in deployments()):
                 break
         except Exception:  # noqa: BLE001 — a poll may fail while the server is busy; the next one counts
             continue
