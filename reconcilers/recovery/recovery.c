@@ -37,6 +37,11 @@ struct km_recovery {
     int deleting;
     const char *cur_step;  /* key of the running step, for progress/count callbacks */
     km_csr_window *window; /* the CSR approval window */
+    /* Per step: what its run kept for its settle (step.h keep; freed with def->keep_free), and
+     * whether its run handed work to the cluster in this process (settle due after the later
+     * steps). */
+    void *keep[KM_STEP_COUNT];
+    int handed[KM_STEP_COUNT];
 };
 
 /* How one step ended. */
@@ -181,6 +186,11 @@ void km_recovery_free(km_recovery *r)
     if (!r)
         return;
     km_csr_window_free(r->window);
+    for (int i = 0; i < KM_STEP_COUNT; i++) {
+        const km_step_def *def = km_recovery_step_def(i);
+        if (r->keep[i] && def->keep_free)
+            def->keep_free(r->keep[i]);
+    }
     cJSON_Delete(r->obj);
     cJSON_Delete(r->spec);
     cJSON_Delete(r->ref);
@@ -390,6 +400,9 @@ static km_status step_begin_ctx(km_recovery *r, const km_step_def *def, km_step_
     ctx->count = ctx_count;
     ctx->cluster_ca = ctx_cluster_ca;
     ctx->user = r;
+    for (int i = 0; i < KM_STEP_COUNT; i++)
+        if (km_recovery_step_def(i) == def)
+            ctx->keep = &r->keep[i];
     if (km_clock_parse(KM_JSON_STR(status, "rebuild", "time"), &ctx->rebuilt_at) != KM_OK) {
         rebuild_settle(r); /* not derivable at the start: once more before each step */
         if (km_clock_parse(KM_JSON_STR(status, "rebuild", "time"), &ctx->rebuilt_at) != KM_OK)
@@ -420,11 +433,12 @@ static km_status step_begin(km_recovery *r, const km_step_def *def, km_step_ctx 
     return save(r, err);
 }
 
-/* Runs the step's function: once in operator mode (a transient error goes back to the
- * controller's queue with the condition Unknown/Retrying), in run --once again with backoff
- * after a transient error until the retry policy's deadline (retry.h; the step resumes from its
- * status).  KM_OK also when it failed for good (*end STEP_ERROR, condition False/Error). */
-static km_status step_attempts(km_recovery *r, km_step_ctx *ctx, step_end *end, km_err *err)
+/* Runs the step's function fn (its run or settle): once in operator mode (a transient error goes
+ * back to the controller's queue with the condition Unknown/Retrying), in run --once again with
+ * backoff after a transient error until the retry policy's deadline (retry.h; the step resumes from
+ * its status).  KM_OK also when it failed for good (*end STEP_ERROR, condition False/Error). */
+static km_status step_attempts(km_recovery *r, km_step_ctx *ctx, km_step_fn fn, step_end *end,
+                               km_err *err)
 {
     const km_step_def *def = ctx->def;
     km_retry rt;
@@ -433,7 +447,7 @@ static km_status step_attempts(km_recovery *r, km_step_ctx *ctx, step_end *end, 
         km_err e;
         km_err_clear(&e);
         ctx->cond_status[0] = ctx->cond_reason[0] = ctx->cond_message[0] = '\0';
-        km_status st = def->run(ctx, &e);
+        km_status st = fn(ctx, &e);
         if (st == KM_OK)
             return KM_OK;
         char ebuf[768], msg[800];
@@ -469,13 +483,24 @@ static km_status step_attempts(km_recovery *r, km_step_ctx *ctx, step_end *end, 
 }
 
 /* Records the step's own result as its condition (the csr step's pass opens the approval
- * window). */
-static step_end step_result(km_recovery *r, const km_step_ctx *ctx, int step)
+ * window).  A run (not a settle) of a step with settle that ended "Unknown" handed work to the
+ * cluster: its condition stays Unknown with the step's reason, settle is due (r->handed). */
+static step_end step_result(km_recovery *r, const km_step_ctx *ctx, int step, int settling)
 {
     const km_step_def *def = ctx->def;
     const char *cst = ctx->cond_status[0] ? ctx->cond_status : "True";
     const char *reason = ctx->cond_reason[0] ? ctx->cond_reason : "Completed";
     char msg[768];
+    if (strcmp(cst, "Unknown") == 0 && def->settle && !settling) {
+        reason = ctx->cond_reason[0] ? ctx->cond_reason : "Waiting";
+        set_cond(r, def->cond, "Unknown", reason, ctx->cond_message);
+        record(r, "Normal", "StepWaiting", "step %s: %s (settled after the later steps)", def->key,
+               ctx->cond_message);
+        snprintf(msg, sizeof(msg), "%s: %s", def->key, reason);
+        set_progress(r, def->key, msg);
+        r->handed[step] = 1;
+        return STEP_DONE;
+    }
     if (strcmp(cst, "True") != 0 && strcmp(cst, "False") != 0)
         cst = "False";
     if (step == KM_STEP_CSR && strcmp(cst, "True") == 0) {
@@ -509,13 +534,57 @@ static km_status run_step(km_recovery *r, int step, step_end *end, km_err *err)
         return save(r, err);
     km_status st = step_begin(r, def, &ctx, err);
     if (st == KM_OK)
-        st = step_attempts(r, &ctx, end, err);
+        st = step_attempts(r, &ctx, def->run, end, err);
     r->cur_step = NULL;
     if (st != KM_OK)
         return st;
     if (*end != STEP_ERROR)
-        *end = step_result(r, &ctx, step);
+        *end = step_result(r, &ctx, step, 0);
     return save(r, err);
+}
+
+/* The settle of a step whose run handed work to the cluster (step.h), to its end: as run_step,
+ * with the step's settle.  KM_OK: the condition is final, *end says how. */
+static km_status settle_step(km_recovery *r, int step, step_end *end, km_err *err)
+{
+    const km_step_def *def = km_recovery_step_def(step);
+    km_step_ctx ctx;
+    char msg[128];
+    *end = STEP_DONE;
+    r->cur_step = def->key;
+    km_json_set_str(status_obj(r), "currentStep", def->key);
+    snprintf(msg, sizeof(msg), "%s: settling", def->key);
+    set_progress(r, def->key, msg);
+    km_status st = step_begin_ctx(r, def, &ctx) != KM_OK
+                       ? km_err_set(err, KM_ENOMEM, "recovery: out of memory")
+                       : save(r, err);
+    if (st == KM_OK)
+        st = step_attempts(r, &ctx, def->settle, end, err);
+    r->cur_step = NULL;
+    if (st != KM_OK)
+        return st;
+    r->handed[step] = 0;
+    if (*end != STEP_ERROR)
+        *end = step_result(r, &ctx, step, 1);
+    return save(r, err);
+}
+
+/* The settles due (steps whose run handed work to the cluster in this process), in step order,
+ * after the later steps ran.  *failed_step becomes the first step in order that failed.
+ * Failure: as run_step (interrupted: resumable). */
+static km_status run_settles(km_recovery *r, int *failed_step, km_err *err)
+{
+    for (int step = 0; step < KM_STEP_COUNT; step++) {
+        step_end end = STEP_DONE;
+        if (!r->handed[step])
+            continue;
+        km_status st = settle_step(r, step, &end, err);
+        if (st != KM_OK)
+            return st;
+        if (end != STEP_DONE && (*failed_step < 0 || step < *failed_step))
+            *failed_step = step;
+    }
+    return KM_OK;
 }
 
 /* ---- the run ------------------------------------------------------------------------------- */
@@ -757,6 +826,8 @@ km_status km_recovery_run(km_recovery *r, km_err *err)
             failed_step = step;
         error_end = end == STEP_ERROR;
     }
+    if (st == KM_OK)
+        st = run_settles(r, &failed_step, err);
     if (st == KM_ECANCELED && atomic_load(&r->pause) && !r->deleting) {
         km_recovery_mark_paused(r, NULL); /* the safe point reached: say so */
         return km_err_set(err, KM_ECANCELED, "ClusterRecovery %s: paused (spec.paused)", r->name);

@@ -4,7 +4,8 @@
  * Manager's job), persist.h (the /status write), finalizer.h.
  *
  * The ClusterRecovery lifecycle: the steps in order (tokens ->
- * extensionApiserverAuthentication -> csr (the approval window opens) -> pods; the step table
+ * extensionApiserverAuthentication -> csr (the approval window opens) -> pods, then the tokens
+ * step's settle: the wait for the tokens controller; the step table
  * and the spec are in reconcilers/recovery/spec.h), progress in status after every unit of
  * work, resume from status, the CSR approval window.
  *
@@ -21,6 +22,12 @@
  *   its own status object.  Summary condition Succeeded: Unknown/Running, then True/Completed,
  *   or False/<Step>Failed when a step failed or finished False (the remaining steps still run
  *   after a step that finished False; a step that returned an error ends the run).
+ *   A step with a settle hook (step.h; the tokens step) may end its run handing work to the
+ *   cluster: its condition stays Unknown with its reason (TokensRegenerated Unknown/Refilling,
+ *   Event StepWaiting), the later steps run meanwhile, and its settle runs after them and makes
+ *   the condition final before Succeeded is decided (a settle that finishes False counts as that
+ *   step's failure; the first failed step in order is named).  After a restart its run is called
+ *   again (it hands off at once) and its settle after the later steps.
  *   Condition Verified (reconcilers/recovery/verify.h): Unknown/Verifying in the final status
  *   write, then every step's verify hook (read-only, from the server's answers) folded into
  *   True/Healed, False/NotHealed (what is left) or Unknown/VerifyFailed, persisted.

@@ -66,6 +66,11 @@ struct km_step_ctx {
      * each call.  May be NULL (then no CA is known).  Failure: the read's error, KM_ENOTFOUND
      * when nothing tells; *pem untouched. */
     km_status (*cluster_ca)(km_step_ctx *ctx, char **pem, km_err *err);
+    /* The step's memory from run to settle within this process (see km_step_def.settle): what
+     * run stores in *keep is handed to settle and freed by the engine with def->keep_free.  NULL
+     * when the runner keeps nothing (then *keep is never set); *keep is NULL again after a
+     * restart: settle then works from status. */
+    void **keep;
 };
 
 /* A step: KM_OK when it ran to its end (see cond_*); another status when it could not (the
@@ -95,6 +100,19 @@ struct km_step_def {
      * run (ctx->status the step's final status, read-only by convention); writes nothing to the
      * cluster.  Failure (could not read): the error; the engine reports Verified Unknown. */
     km_step_fn verify;
+    /* Optional: the second half of a step whose run handed work to the cluster and need not
+     * hold up the later steps (the tokens controller refilling regenerated Secrets while the
+     * pods step restarts workloads).  run then returns KM_OK with cond_status "Unknown" (reason
+     * and message say what is awaited); the engine records that condition, runs the later
+     * steps, and calls settle before the recovery's outcome is decided: settle waits for that
+     * work and sets the final condition (True/False) as run would.  Same contract as run
+     * (resumable, KM_ECANCELED, errors retried by the engine).  After a restart the engine calls
+     * run again (its status says only the wait is left: it returns "Unknown" at once), then
+     * settle after the later steps.  A step without settle never returns "Unknown" (the engine
+     * would record False). */
+    km_step_fn settle;
+    /* Frees what run left in *ctx->keep (NULL accepted); NULL when the step keeps nothing. */
+    void (*keep_free)(void *kept);
 };
 
 /* The step's setting `name` from ctx->spec, or its declared default (schema.h). */

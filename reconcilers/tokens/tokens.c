@@ -25,6 +25,14 @@
 #define VERIFY_MARK "verify"
 #define CONFLICTS_MAX 10    /* re-decisions of one Secret after conflicts (and the deadline) */
 #define PROGRESS_SAVE_S 2.0 /* the verification's progress persisted at most this often */
+#define FIRST_NS "kube-system"
+
+/* What the step's run keeps for its settle (km_step_ctx.keep): the Secrets changed, to verify,
+ * and how many were not authenticated for a non-key reason. */
+typedef struct kept {
+    km_tokens_heal *heal;
+    long other;
+} kept;
 
 typedef struct run {
     km_step_ctx *ctx;
@@ -33,6 +41,7 @@ typedef struct run {
     km_tokens_judge *judge;
     km_tokens_heal *heal; /* the Secrets changed, to verify */
     char *marker;         /* resume marker ("ns/name"), NULL = none */
+    const char *skip_ns;  /* the namespace already listed (FIRST_NS), skipped in the next list */
     int counting;         /* 0 while re-listing Secrets up to the marker */
     long other;           /* not authenticated for a non-key reason */
     char last[512];       /* key of the last Secret handled */
@@ -492,7 +501,7 @@ static km_status process(run *r, const cJSON *item, km_err *err)
 {
     const char *ns = KM_JSON_STR(item, "metadata", "namespace");
     const char *name = KM_JSON_STR(item, "metadata", "name");
-    if (!ns || !name)
+    if (!ns || !name || (r->skip_ns && strcmp(ns, r->skip_ns) == 0))
         return KM_OK;
     fix_unit *u = calloc(1, sizeof(*u));
     if (!u)
@@ -528,16 +537,28 @@ static km_status process(run *r, const cJSON *item, km_err *err)
     return km_pool_submit(r->pool, u, err);
 }
 
+/* The current list starts again (an expired continue token, a failed list): what it handed
+ * this pass before is not counted again (the marker = the last key handled, when that came from
+ * this list and not from the namespace listed before it).  Failure: KM_ENOMEM (r unchanged). */
+static km_status list_restarted(run *r)
+{
+    size_t n = r->skip_ns ? strlen(r->skip_ns) : 0;
+    if (!r->last[0] || (n && strncmp(r->last, r->skip_ns, n) == 0 && r->last[n] == '/'))
+        return KM_OK;
+    char *m = strdup(r->last);
+    if (!m)
+        return KM_ENOMEM;
+    free(r->marker);
+    r->marker = m;
+    r->counting = 0;
+    return KM_OK;
+}
+
 static km_status on_page(const km_kube_page *page, void *user)
 {
     run *r = user;
-    if (page->restarted && r->last[0]) {
-        /* The list restarted after an expired continue token: do not count again what this
-         * pass has already seen. */
-        free(r->marker);
-        r->marker = strdup(r->last);
-        r->counting = 0;
-    }
+    if (page->restarted && list_restarted(r) != KM_OK)
+        return km_err_set(r->err, KM_ENOMEM, "tokens: out of memory");
     const cJSON *it;
     cJSON_ArrayForEach(it, page->items)
     {
@@ -562,28 +583,36 @@ static km_status on_page(const km_kube_page *page, void *user)
     return km_step_save(r->ctx, r->err);
 }
 
-/* The pass over the token Secrets.  A list that fails transiently (after the client's own
- * retries) is listed again until the unit's deadline, without counting again what this pass has
- * seen (as after an expired continue token).  Failure: the list's or a page's error. */
-static km_status scan(run *r, km_err *err)
+/* One list of the pass (path: the collection).  A list that fails transiently (after the
+ * client's own retries) is listed again until the unit's deadline, without counting again what
+ * this pass has seen (as after an expired continue token).  Failure: the list's or a page's
+ * error. */
+static km_status scan_list(run *r, const char *path, km_err *err)
 {
     km_list_opts o = {.field_selector = SA_TOKEN_SELECTOR, .limit = KM_TOKENS_PAGE_LIMIT};
     km_retry rt;
     km_status st;
     km_retry_init(&rt, 0, r->ctx->cancel);
-    while ((st = km_kube_list(r->ctx->kube, "/api/v1/secrets", &o, on_page, r, NULL, err)) !=
-               KM_OK &&
+    while ((st = km_kube_list(r->ctx->kube, path, &o, on_page, r, NULL, err)) != KM_OK &&
            km_retry_again(&rt, st, err, "token Secrets list")) {
         km_err_clear(err);
-        if (r->last[0]) {
-            char *m = strdup(r->last);
-            if (!m)
-                return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
-            free(r->marker);
-            r->marker = m;
-            r->counting = 0;
-        }
+        if (list_restarted(r) != KM_OK)
+            return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
     }
+    return st;
+}
+
+/* The pass over the token Secrets: FIRST_NS's first (the tokens controller refills in the order
+ * of the writes, and the pods step restarts kube-system first), then every other namespace's
+ * from the cluster-wide list.  The keys keep that order, so the resume marker works across both
+ * lists.  Failure: scan_list's. */
+static km_status scan(run *r, km_err *err)
+{
+    km_status st = scan_list(r, "/api/v1/namespaces/" FIRST_NS "/secrets", err);
+    r->skip_ns = FIRST_NS;
+    if (st == KM_OK)
+        st = scan_list(r, "/api/v1/secrets", err);
+    r->skip_ns = NULL;
     return st;
 }
 
@@ -821,24 +850,98 @@ static km_status retire(run *r, km_err *err)
     return KM_OK;
 }
 
+static void kept_free(void *p)
+{
+    kept *k = p;
+    if (k)
+        km_tokens_heal_free(k->heal);
+    free(k);
+}
+
+/* Sets up r for a run or settle of the step.  Failure: KM_ENOMEM (r must still be cleaned up). */
+static km_status run_init(run *r, km_step_ctx *ctx, km_err *err)
+{
+    memset(r, 0, sizeof(*r));
+    r->ctx = ctx;
+    r->st = ctx->status;
+    r->counting = 1;
+    r->err = err;
+    r->del = strcmp(km_step_str(ctx, "mode"), "Delete") == 0;
+    pthread_mutex_init(&r->lock, NULL);
+    if (!(r->heal = km_tokens_heal_new()))
+        return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+    return KM_OK;
+}
+
+static void run_cleanup(run *r)
+{
+    km_pool_free(r->pool);
+    km_tokens_heal_free(r->heal);
+    km_tokens_judge_free(r->judge);
+    free(r->marker);
+    pthread_mutex_destroy(&r->lock);
+}
+
+/* The end of the step once every write was made: verification (waiting for the tokens
+ * controller), retirement of replaced Secrets, the condition.  Failure: verify's or retire's. */
+static km_status conclude(run *r, km_err *err)
+{
+    km_status st;
+    if (!r->ctx->dry_run && km_tokens_heal_len(r->heal) > 0) {
+        if ((st = verify(r, err)) != KM_OK)
+            return st;
+    } else {
+        set_num(r, "healed", 0);
+    }
+    if (!r->ctx->dry_run && (st = retire(r, err)) != KM_OK)
+        return st;
+    cJSON_DeleteItemFromObjectCaseSensitive(r->st, "continue");
+    finish(r);
+    return KM_OK;
+}
+
+/* The writes are made and the tokens controller has new tokens to write: the wait for them is
+ * handed to the step's settle (step.h), so the later steps run meanwhile.  The changed Secrets
+ * go to *ctx->keep (one kept from this process's earlier run of the pass is more complete than
+ * the status's list after a resume: it stays).  Condition Unknown/Refilling.  Failure: the
+ * status save's error, KM_ENOMEM. */
+static km_status hand_off(run *r, int verify_only, km_err *err)
+{
+    km_step_ctx *ctx = r->ctx;
+    kept *k = *ctx->keep;
+    if (!k || !verify_only) {
+        kept *n = calloc(1, sizeof(*n));
+        if (!n)
+            return km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+        n->heal = r->heal;
+        n->other = r->other;
+        r->heal = NULL;
+        kept_free(k);
+        *ctx->keep = k = n;
+    }
+    km_json_set_str(r->st, "continue", VERIFY_MARK);
+    long changed = num(r, "regenerated") + num(r, "deleted") + num(r, "replaced");
+    km_step_set_result(ctx, "Unknown", "Refilling",
+                       "%ld stale token Secret(s) %s (%s); waiting for the tokens controller to "
+                       "write %zu new token(s), checked after the later steps",
+                       changed,
+                       num(r, "replaced")  ? "changed"
+                       : num(r, "deleted") ? "deleted"
+                                           : "regenerated",
+                       KM_JSON_STR(r->st, "method") ? KM_JSON_STR(r->st, "method") : "?",
+                       km_tokens_heal_len(k->heal));
+    if (ctx->progress)
+        ctx->progress(ctx, "tokens: waiting for the tokens controller");
+    return km_step_save(ctx, err);
+}
+
 static km_status tokens_step(km_step_ctx *ctx, km_err *err)
 {
     run r;
-    memset(&r, 0, sizeof(r));
-    r.ctx = ctx;
-    r.st = ctx->status;
-    r.counting = 1;
-    r.err = err;
-    r.del = strcmp(km_step_str(ctx, "mode"), "Delete") == 0;
-    pthread_mutex_init(&r.lock, NULL);
     int verify_only = 0;
-    km_status st = KM_OK;
+    km_status st = run_init(&r, ctx, err);
     int inflight = ctx->dry_run ? 1 : (int)km_step_int(ctx, "maxInFlight");
-    if (!(r.heal = km_tokens_heal_new())) {
-        st = km_err_set(err, KM_ENOMEM, "tokens: out of memory");
-        goto out;
-    }
-    if ((st = start_pass(&r, &verify_only, err)) != KM_OK)
+    if (st != KM_OK || (st = start_pass(&r, &verify_only, err)) != KM_OK)
         goto out;
     if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) != KM_OK)
         goto out;
@@ -851,22 +954,39 @@ static km_status tokens_step(km_step_ctx *ctx, km_err *err)
         goto out;
     km_pool_free(r.pool); /* drained: every write of the last page finished */
     r.pool = NULL;
-    if (!ctx->dry_run && km_tokens_heal_len(r.heal) > 0) {
-        if ((st = verify(&r, err)) != KM_OK)
-            goto out;
-    } else {
-        set_num(&r, "healed", 0);
-    }
-    if (!ctx->dry_run && (st = retire(&r, err)) != KM_OK)
-        goto out;
-    cJSON_DeleteItemFromObjectCaseSensitive(r.st, "continue");
-    finish(&r);
+    if (ctx->keep && !ctx->dry_run && km_tokens_heal_len(r.heal) > 0)
+        st = hand_off(&r, verify_only, err);
+    else
+        st = conclude(&r, err);
 out:
-    km_pool_free(r.pool);
-    km_tokens_heal_free(r.heal);
-    km_tokens_judge_free(r.judge);
-    free(r.marker);
-    pthread_mutex_destroy(&r.lock);
+    run_cleanup(&r);
+    return st;
+}
+
+/* The step's settle: the wait for the tokens controller that tokens_step handed off, with the
+ * Secrets it kept (or, after a restart, those status.tokens.changed names), then the condition
+ * as tokens_step sets it.  Failure: as tokens_step. */
+static km_status tokens_settle(km_step_ctx *ctx, km_err *err)
+{
+    run r;
+    km_status st = run_init(&r, ctx, err);
+    kept *k = ctx->keep ? *ctx->keep : NULL;
+    if (st != KM_OK)
+        goto out;
+    if (k) {
+        km_tokens_heal_free(r.heal);
+        r.heal = k->heal; /* borrowed: a retry of the settle checks them again */
+        r.other = k->other;
+    } else if (preload_changed(&r) != KM_OK) {
+        st = km_err_set(err, KM_ENOMEM, "tokens: out of memory");
+        goto out;
+    }
+    if ((st = km_tokens_judge_new(ctx->kube, &r.judge, err)) == KM_OK)
+        st = conclude(&r, err);
+out:
+    if (k)
+        r.heal = NULL;
+    run_cleanup(&r);
     return st;
 }
 
@@ -888,4 +1008,6 @@ const km_step_def km_tokens_def = {
     .fields = fields,
     .run = tokens_step,
     .verify = km_tokens_verify,
+    .settle = tokens_settle,
+    .keep_free = kept_free,
 };

@@ -38,6 +38,10 @@
  * are retried the same way (reconcilers/step/retry.h): a write with a resourceVersion precondition
  * is safe to send again.
  *
+ * Order: kube-system's token Secrets are listed and written first (one namespaced list), then
+ * every other namespace's from the cluster-wide list (kube-system's skipped): the tokens
+ * controller refills in the order of the writes, and the pods step restarts kube-system first.
+ *
  * Afterwards (reconcilers/tokens/heal.h) each changed Secret is polled until it holds a token that
  * validates (Regenerate: the same Secret; Delete: a new token Secret of the same ServiceAccount),
  * in rounds (a short pause first and between rounds) until none healed for
@@ -53,11 +57,21 @@
  * (condition False ChangeFailed); transport errors end the step with the error (the
  * orchestrator retries and the step resumes).
  *
+ * That wait is the step's settle (reconcilers/step/step.h): once every write was made, the run
+ * ends with condition Unknown/Refilling ("N stale token Secret(s) regenerated; waiting for the
+ * tokens controller ...") and keeps the changed Secrets for the settle, which the engine calls
+ * after the later steps — the pods step restarts a namespace as soon as the token Secrets its
+ * stale pods mount are refilled (reconcilers/pods/tokengate.h) instead of after all of them.  The
+ * settle then verifies as described and sets the condition (True, or False/NotHealed), before
+ * the recovery's outcome.  A runner without km_step_ctx.keep (none today) gets the wait in run.
+ *
  * Resume: status is saved after every page.  status.tokens.continue holds "ns/name" of the last
- * Secret of the last saved page while listing ("verify" while verifying) and is removed at the
- * end; a run that finds it re-lists from the start (healed tokens validate, so nothing is
- * changed twice) without counting Secrets up to that marker again.  A run without it starts a
- * fresh pass (counters reset).
+ * Secret of the last saved page while listing ("verify" from the hand-off to the settle's end)
+ * and is removed at the end; a run that finds a key re-lists from the start, kube-system first
+ * (healed tokens validate, so nothing is changed twice) without counting Secrets up to that
+ * marker again; a run that finds "verify" hands off at once (the settle then verifies the
+ * Secrets this process kept, or after a restart those status.tokens.changed lists: mode
+ * Regenerate).  A run without it starts a fresh pass (counters reset).
  *
  * Dry run: classifies everything, lists the Secrets that would change in status.tokens.changed,
  * changes nothing and does not verify. */

@@ -77,6 +77,7 @@ def test_recovery_succeeds_under_deploy_rbac(cluster):
 
     desc = sim.kubectl("describe", "crec", "fix").stdout
     assert "Events:" in desc and "Completed" in desc and "StepCompleted" in desc, desc
+    assert "StepWaiting" in desc, desc  # the tokens step handed its wait for the tokens controller to the end
     assert "RebuildTime" in desc, desc
     # The operator never hit an RBAC wall: no request was answered 403 (server-side counters; a
     # log grep for "403" would also match millisecond timestamps).

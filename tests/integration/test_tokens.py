@@ -53,6 +53,12 @@ def secrets(sim):
     return {"%s/%s" % (s["metadata"]["namespace"], s["metadata"]["name"]): s for s in body["items"]}
 
 
+def pass_order(keys):
+    """The order the tokens step handles "ns/name" keys in: kube-system's first, then the rest, each sorted."""
+    first = sorted(k for k in keys if k.startswith("kube-system/"))
+    return first + sorted(k for k in keys if not k.startswith("kube-system/"))
+
+
 def token_of(secret):
     t = (secret.get("data") or {}).get("token")
     return base64.b64decode(t).decode() if t else None
@@ -266,13 +272,14 @@ def test_delete_mode_modern_reports_not_healed(seed):
 
 def test_resume_from_status_does_not_count_twice(seed, tmp_path):
     before = secrets(seed)
-    keys = sorted(before)
+    keys = pass_order(before)
     status_file = str(tmp_path / "status.json")
     # A run interrupted after the page that ended at keys[5]: counters as it saved them.
     with open(status_file, "w") as f:
+        seen = MALFORMED in keys[:6]
         json.dump({"method": "JWKS", "scanned": 6, "stale": 0, "regenerated": 0, "deleted": 0,
-                   "failed": 0, "malformed": 1, "skipped": 1, "healed": 0,
-                   "malformedSecrets": [MALFORMED], "continue": keys[5]}, f)
+                   "failed": 0, "malformed": int(seen), "skipped": 1, "healed": 0,
+                   "malformedSecrets": [MALFORMED] if seen else [], "continue": keys[5]}, f)
     r = run_step(seed, status_file=status_file)
     st = r.status
     assert "continue" not in st
@@ -355,3 +362,24 @@ def test_writes_in_flight_are_bounded(inflight):
             assert together == 1, sorted(ends)
         else:
             assert 2 <= together <= 8, sorted(ends)
+
+
+def test_kube_system_tokens_written_first(seed):
+    """The tokens controller refills in the order of the writes and the pods step restarts kube-system first:
+    kube-system's stale Secrets are written before any other namespace's (in the plain cluster-wide list, billing
+    and ci sort before kube-system)."""
+    stale = stale_keys(secrets(seed))
+    assert any(k.startswith("kube-system/") for k in stale) and any(k < "kube-system/" for k in stale)
+    seed.sim("DELETE", "/_sim/writes")
+    r = run_step(seed)
+    assert r.status["regenerated"] == len(stale), r
+    _, body = seed.sim("GET", "/_sim/writes")
+    ours = ["%s/%s" % (w["namespace"], w["name"]) for w in body["writes"]
+            if w["resource"] == "secrets" and w["user"] == "kubernetes-admin" and w["verb"] == "patch"]
+    assert sorted(ours) == sorted(stale), ours
+    n = sum(1 for k in stale if k.startswith("kube-system/"))
+    assert all(k.startswith("kube-system/") for k in ours[:n]), ours
+    # the run handed the wait for the tokens controller to its settle, which verified every one
+    assert r.reasons("TokensRegenerated") or r.condition["reason"] == "Regenerated", r
+    assert [e for e in r.stdout.splitlines() if '"handoff"' in e], r
+    assert r.condition["status"] == "True" and r.status["healed"] == len(stale), r

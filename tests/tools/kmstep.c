@@ -14,6 +14,8 @@
  * namespace; KUBERNETES_SERVICE_HOST/PORT from the environment).  After a step that finished,
  * its `last` hook runs (as the engine runs it after the final status); with --verify then its
  * `verify` hook, printed as {"verify":{status, reason, message}} or {"verifyError": text}.
+ * A step whose run hands work to the cluster (condition Unknown, step.h settle) prints
+ * {"handoff":{reason, message}} and its settle runs right away.
  * ctx->cluster_ca is the engine's (rebuild.h km_rebuild_current_ca).
  * --status-file: the step's status is loaded from F (when it exists) and written back to F
  * (atomically) on every ctx->save, so a killed run can be resumed.  Events are printed as JSON
@@ -287,7 +289,19 @@ static km_status run_step(const opts *o, km_kube *kube, const char *ca, cJSON *s
         cJSON_AddStringToObject(rbj, "time", km_clock_format_s(rb.at, when, sizeof(when)));
     cJSON_AddStringToObject(rbj, "source", rb.source);
     emit("rebuild", rbj);
+    void *kept = NULL;
+    ctx.keep = &kept;
     km_status st = ctx.def->run(&ctx, err);
+    if (st == KM_OK && ctx.def->settle && strcmp(ctx.cond_status, "Unknown") == 0) {
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddStringToObject(h, "reason", ctx.cond_reason);
+        cJSON_AddStringToObject(h, "message", ctx.cond_message);
+        emit("handoff", h);
+        ctx.cond_status[0] = ctx.cond_reason[0] = ctx.cond_message[0] = '\0';
+        st = ctx.def->settle(&ctx, err);
+    }
+    if (kept && ctx.def->keep_free)
+        ctx.def->keep_free(kept);
     if (st != KM_OK)
         return st;
     if (ctx.def->last) {
