@@ -15,7 +15,10 @@
 #include "reconcilers/pods/pace.h"
 #include "reconcilers/pods/podsel.h"
 #include "reconcilers/pods/restart.h"
+#include "reconcilers/pods/tokengate.h"
 #include "reconcilers/pods/verify.h"
+
+#define GATE_STALL_S 60 /* the token gate goes ahead after this long without progress */
 
 static km_status oom(km_err *err)
 {
@@ -153,6 +156,50 @@ static km_status plan_attempt(km_pods_restarter *rs, void *p, km_err *err)
     return km_pods_plan_make(p, err);
 }
 
+/* Before namespace p's pods are restarted: waits until the token Secrets its stale pods mount
+ * hold a token (tokengate.h; the tokens controller may still be refilling them).  After
+ * GATE_STALL_S without progress it goes ahead (Warning Event TokensNotRefilled).  Failure: the
+ * list's error, KM_ECANCELED, KM_ENOMEM. */
+static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, km_err *err)
+{
+    km_step_ctx *ctx = rs->ctx;
+    km_status st = KM_OK;
+    size_t left = 0;
+    char first[256];
+    const cJSON *pod;
+    if (rs->dry_run || p->nworkloads + p->evict.n + p->ownerless.n == 0)
+        return KM_OK;
+    km_pods_gate *g = km_pods_gate_new();
+    if (!g)
+        return oom(err);
+    cJSON_ArrayForEach(pod, p->pods)
+    {
+        if (km_podsel_pod(pod, NULL, p->rebuilt_at, p->include_default) == KM_PODSEL_RESTART &&
+            km_pods_gate_want_pod(g, pod) != KM_OK) {
+            st = oom(err);
+            goto out;
+        }
+    }
+    if (km_pods_gate_wants(g) == 0)
+        goto out;
+    double t0 = km_clock_mono();
+    st = km_pods_gate_wait(g, rs->kube, p->ns, GATE_STALL_S, ctx->cancel, &left, first,
+                           sizeof(first), err);
+    if (st != KM_OK)
+        goto out;
+    km_log_info("pods: token Secrets checked", "namespace", p->ns, "mounted",
+                KM_LOG_INT((long)km_pods_gate_wants(g)), "notRefilled", KM_LOG_INT((long)left),
+                "waitedMs", KM_LOG_INT((long)((km_clock_mono() - t0) * 1000)));
+    if (left > 0)
+        km_step_eventf(ctx, "Warning", "TokensNotRefilled",
+                       "namespace %s: %zu token Secret(s) its stale pods mount still hold no token "
+                       "after %ds without progress (e.g. %s); restarting anyway",
+                       p->ns, left, GATE_STALL_S, first);
+out:
+    km_pods_gate_free(g);
+    return st;
+}
+
 /* One namespace: plan, restart the workloads, evict, handle the ownerless pods. */
 static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err)
 {
@@ -173,6 +220,8 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err
                     "gone", KM_LOG_INT(p.gone), "skippedNoToken",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NO_TOKEN]), "skippedNew",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NEW]));
+    if (st == KM_OK)
+        st = token_gate(rs, &p, err);
     if (st == KM_OK)
         st = km_pods_restart(rs, &p, deadline, err);
     for (size_t i = 0; st == KM_OK && i < p.evict.n; i++)

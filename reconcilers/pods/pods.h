@@ -15,6 +15,9 @@
  *              respected), ownerless pods, the retries of transient faults;
  *   pace.h     what namespaces restarted in parallel share: the status lock, the global budget
  *              of workloads restarting at once (maxConcurrent);
+ *   tokengate.h before a namespace's restarts: the wait until the token Secrets its stale pods
+ *              mount are refilled (the tokens step's wait for the tokens controller runs at the
+ *              end of the recovery, so the two overlap);
  *   podsel.h   the pure rules: which pod is stale, what proves an owner, namespace order, the
  *              restart marker at/after the rebuild, readiness.
  *

@@ -804,3 +804,50 @@ def test_parallel_namespaces_sigkill_resume_each_workload_once_within_the_budget
         # the global budget, as the step accounted it (a batch takes slots before its PATCHes)
         peaks = [int(m) for m in re.findall(r'peakRestarting=(\d+)', run.stderr)]
         assert peaks and max(peaks) <= 2, run.stderr[-3000:]
+
+
+def test_pods_restart_once_the_token_secrets_they_mount_are_refilled_while_the_rest_refill():
+    """The tokens step hands the wait for the tokens controller to the end of the recovery (settle), so the
+    pods step starts while new tokens are still being written; before it restarts a namespace's workloads it
+    waits until the token Secrets their stale pods mount hold a token again (reconcilers/pods/tokengate.h).
+    Legacy profile (pods mount "<sa>-token-*" Secret volumes), a tokens controller refilling 2 Secrets per
+    second: every workload restart comes after the refill of each regenerated Secret its namespace's pods
+    mount, and the first restart comes before the last refill (the two overlap)."""
+    with SimProcess(scenario="seed", extra_args=["--profile", "legacy"]) as sim:
+        mounted = {}  # namespace -> token Secrets its stale pods (non-default ServiceAccounts) mount
+        for p in get(sim, "/api/v1/pods")["items"]:
+            if p["spec"].get("serviceAccountName", "default") == "default":
+                continue
+            for v in p["spec"].get("volumes") or []:
+                name = (v.get("secret") or {}).get("secretName", "")
+                if "-token-" in name:
+                    mounted.setdefault(p["metadata"]["namespace"], set()).add(name)
+        assert mounted.get("kube-system") and len(mounted) >= 3, mounted
+        sim.sim("POST", "/_sim/controllers", {"tokenRate": 2})
+        sim.sim("DELETE", "/_sim/writes")
+        cp = kmop.run(["run", "--once", "-o", "json", "--kubeconfig", sim.kubeconfig], timeout=600)
+        assert cp.returncode == 0, cp.stderr[-3000:]
+        conds = {c["type"]: c for c in json.loads(cp.stdout)["conditions"]}
+        assert conds["TokensRegenerated"]["status"] == "True", conds
+        assert conds["Succeeded"]["status"] == "True" and conds["Verified"]["status"] == "True", conds
+        writes = sim.sim("GET", "/_sim/writes")[1]["writes"]
+        ours = [w for w in writes if w["user"] == "kubernetes-admin"]
+        regenerated = {(w["namespace"], w["name"]) for w in ours if w["resource"] == "secrets" and w["verb"] == "patch"}
+        # The simulated tokens controller writes in-process (not in the write log): its refill is the Secret's
+        # last change, and resourceVersions come from one cluster-wide counter, as etcd's revisions do.
+        refilled = {}
+        for ns, name in regenerated:
+            sec = get(sim, "/api/v1/namespaces/%s/secrets/%s" % (ns, name))
+            assert (sec.get("data") or {}).get("token"), sec["metadata"]
+            refilled[(ns, name)] = int(sec["metadata"]["resourceVersion"])
+        restarts = [w for w in ours if w["verb"] == "patch" and w["resource"].startswith("apps/")]
+        assert restarts
+        checked = 0
+        for w in restarts:
+            for name in mounted.get(w["namespace"], ()):
+                key = (w["namespace"], name)
+                if key in regenerated:
+                    assert refilled[key] < int(w["resourceVersion"]), (w, key, refilled[key])
+                    checked += 1
+        assert checked, (restarts, regenerated)
+        assert min(int(w["resourceVersion"]) for w in restarts) < max(refilled.values()), (restarts, refilled)

@@ -1,0 +1,71 @@
+/* tokengate.h — the pods step's wait, per namespace, for the token Secrets its stale pods mount.
+ *
+ * The tokens step hands the wait for the tokens controller to the end of the recovery (step.h
+ * settle), so the pods step starts while new tokens are still being written.  A pod restarted
+ * before the token Secret it mounts holds a token again would start without one, so before a
+ * namespace's workloads are restarted (and its pods evicted), the step waits until every token
+ * Secret the namespace's stale pods mount is refilled.  Pods with projected service-account
+ * tokens (the default since 1.22) mount no token Secret: their namespace does not wait.
+ *
+ *   wanted: every Secret a stale pod mounts (spec.volumes[].secret.secretName and projected
+ *     volumes' secret sources), with the pod's ServiceAccount;
+ *   ready, from one paged list of the namespace's token Secrets (fieldSelector
+ *     type=kubernetes.io/service-account-token):
+ *     - listed: ready when its data.token is not empty (regenerated: the tokens controller wrote
+ *       a new one; never touched: it kept its own);
+ *     - not listed, named "<serviceAccount>-token-*" (the legacy admission volume; mode Delete
+ *       deleted it): ready once that ServiceAccount has a listed token Secret with a token
+ *       (< 1.24 recreates one, which new pods then mount);
+ *     - not listed otherwise: not a token Secret, nothing to wait for.
+ *   The wait lists again every KM_PODS_GATE_POLL_S until all are ready, or none became ready
+ *   for stall_s (then the restart goes ahead: a pod started early gets its token once the
+ *   kubelet syncs the Secret volume; the caller reports it).
+ *
+ * The collection and the judgement are pure (km_pods_gate_want_pod, km_pods_gate_see,
+ * km_pods_gate_missing); km_pods_gate_wait does the lists.  One gate serves one namespace. */
+#ifndef KM_PODS_TOKENGATE_H
+#define KM_PODS_TOKENGATE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "operator/base/err.h"
+#include "operator/kube/kube.h"
+
+#define KM_PODS_GATE_POLL_S 1.0
+
+typedef struct km_pods_gate km_pods_gate;
+
+/* A new gate with nothing wanted.  Caller frees with km_pods_gate_free; NULL when out of
+ * memory. */
+km_pods_gate *km_pods_gate_new(void);
+
+/* Frees it.  Accepts NULL. */
+void km_pods_gate_free(km_pods_gate *g);
+
+/* Wants the Secrets pod (a stale pod, as listed or slimmed) mounts.  Failure: KM_ENOMEM (what
+ * was added before stays). */
+km_status km_pods_gate_want_pod(km_pods_gate *g, const cJSON *pod);
+
+/* How many Secrets are wanted. */
+size_t km_pods_gate_wants(const km_pods_gate *g);
+
+/* Folds items (a page of the namespace's token Secrets) into the current round.  Failure:
+ * KM_ENOMEM (the round must be started again: km_pods_gate_missing resets it). */
+km_status km_pods_gate_see(km_pods_gate *g, const cJSON *items);
+
+/* Ends the round: how many wanted Secrets are not ready by what the round saw (see above);
+ * first (may be NULL) receives the name of one of them ("" when none).  Resets the round. */
+size_t km_pods_gate_missing(km_pods_gate *g, char *first, size_t n);
+
+/* Waits (see the file comment) on kube for namespace ns.  *missing receives how many were still
+ * not ready when it stopped (0: all ready).  Failure: the list's error (transient ones are
+ * retried at the next poll until the stall ends the wait), KM_ECANCELED when *cancel became
+ * non-zero, KM_ENOMEM; *missing untouched. */
+km_status km_pods_gate_wait(km_pods_gate *g, km_kube *kube, const char *ns, double stall_s,
+                            const atomic_int *cancel, size_t *missing, char *first, size_t n,
+                            km_err *err);
+
+#endif
