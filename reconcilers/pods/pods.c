@@ -158,9 +158,12 @@ static km_status plan_attempt(km_pods_restarter *rs, void *p, km_err *err)
 
 /* Before namespace p's pods are restarted: waits until the token Secrets its stale pods mount
  * hold a token (tokengate.h; the tokens controller may still be refilling them).  After
- * GATE_STALL_S without progress it goes ahead (Warning Event TokensNotRefilled).  Failure: the
- * list's error, KM_ECANCELED, KM_ENOMEM. */
-static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, km_err *err)
+ * GATE_STALL_S without progress it goes ahead (Warning Event TokensNotRefilled).  With defer it
+ * only looks once: *deferred = 1 when something is not refilled yet (the caller comes back to
+ * the namespace later instead of holding a worker).  Failure: the list's error, KM_ECANCELED,
+ * KM_ENOMEM. */
+static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, int defer, int *deferred,
+                            km_err *err)
 {
     km_step_ctx *ctx = rs->ctx;
     km_status st = KM_OK;
@@ -183,10 +186,16 @@ static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, km_err *err)
     if (km_pods_gate_wants(g) == 0)
         goto out;
     double t0 = km_clock_mono();
-    st = km_pods_gate_wait(g, rs->kube, p->ns, GATE_STALL_S, ctx->cancel, &left, first,
+    st = km_pods_gate_wait(g, rs->kube, p->ns, defer ? 0 : GATE_STALL_S, ctx->cancel, &left, first,
                            sizeof(first), err);
     if (st != KM_OK)
         goto out;
+    if (defer && left > 0) {
+        km_log_info("pods: namespace deferred: token Secrets its pods mount not refilled yet",
+                    "namespace", p->ns, "notRefilled", KM_LOG_INT((long)left), "example", first);
+        *deferred = 1;
+        goto out;
+    }
     km_log_info("pods: token Secrets checked", "namespace", p->ns, "mounted",
                 KM_LOG_INT((long)km_pods_gate_wants(g)), "notRefilled", KM_LOG_INT((long)left),
                 "waitedMs", KM_LOG_INT((long)((km_clock_mono() - t0) * 1000)));
@@ -200,8 +209,11 @@ out:
     return st;
 }
 
-/* One namespace: plan, restart the workloads, evict, handle the ownerless pods. */
-static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err)
+/* One namespace: plan, restart the workloads, evict, handle the ownerless pods.  With defer, a
+ * namespace whose mounted token Secrets are not refilled yet is left at once (*deferred = 1,
+ * nothing restarted; token_gate). */
+static km_status do_namespace(km_pods_restarter *rs, const char *ns, int defer, int *deferred,
+                              km_err *err)
 {
     km_step_ctx *ctx = rs->ctx;
     const char *own_ns = getenv("POD_NAMESPACE"), *own_pod = getenv("POD_NAME");
@@ -221,7 +233,11 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, km_err *err
                     KM_LOG_INT(p.skipped[KM_PODSEL_NO_TOKEN]), "skippedNew",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NEW]));
     if (st == KM_OK)
-        st = token_gate(rs, &p, err);
+        st = token_gate(rs, &p, defer, deferred, err);
+    if (st == KM_OK && *deferred) {
+        km_pods_plan_cleanup(&p);
+        return KM_OK;
+    }
     if (st == KM_OK)
         st = km_pods_restart(rs, &p, deadline, err);
     for (size_t i = 0; st == KM_OK && i < p.evict.n; i++)
@@ -396,7 +412,21 @@ typedef struct par {
     km_pods_pace *pace;             /* the status lock, the global budget */
     km_pods_self self;              /* kubemend's own workload, when a worker met it */
     int stuck;
+    int defer;       /* first round: a namespace not refilled yet is deferred, not waited for */
+    cJSON *deferred; /* names deferred in the first round (under the pace's lock) */
 } par;
+
+/* A deferred namespace (pace lock held) leaves status.pods.current unless an earlier attempt
+ * already restarted some of its workloads (then its entry keeps them counted once). */
+static void set_aside(km_pods_restarter *rs)
+{
+    cJSON *list = current_list(rs->ctx->status);
+    if (!list || !rs->cur || cJSON_GetArraySize(KM_JSON_AT(rs->cur, "restarted")) > 0)
+        return;
+    cJSON_Delete(cJSON_DetachItemViaPointer(list, rs->cur));
+    rs->cur = NULL;
+    current_names(rs->ctx->status, list);
+}
 
 /* A pool unit: one namespace (unit: its name, freed here) on the worker's own client. */
 static km_status ns_unit(km_kube *kube, void *unit, void *user, km_err *err)
@@ -410,11 +440,17 @@ static km_status ns_unit(km_kube *kube, void *unit, void *user, km_err *err)
     rs.pace = pa->pace;
     rs.cur = NULL;
     rs.stuck = 0;
+    int deferred = 0;
     km_status st = km_step_cancelled(rs.ctx) ? km_err_set(err, KM_ECANCELED, "pods step cancelled")
-                                             : do_namespace(&rs, ns, err);
-    if (st == KM_OK)
+                                             : do_namespace(&rs, ns, pa->defer, &deferred, err);
+    if (st == KM_OK && !deferred)
         st = leave_namespace(&rs, ns, err);
     km_pods_pace_lock(pa->pace);
+    if (st == KM_OK && deferred) {
+        set_aside(&rs);
+        if (!cJSON_AddItemToArray(pa->deferred, cJSON_CreateString(ns)))
+            st = oom(err);
+    }
     if (rs.self.found && !pa->self.found)
         pa->self = rs.self;
     pa->stuck |= rs.stuck;
@@ -424,28 +460,49 @@ static km_status ns_unit(km_kube *kube, void *unit, void *user, km_err *err)
     return st;
 }
 
-/* The namespaces from `from` on (those not done) by `parallel` workers, each on its own client
- * (operator/kube/pool.h), at most rs->max_conc workloads restarting at once across them
- * (pace.h).  rs->self / rs->stuck get what the workers met.  Failure: the first namespace's
- * error (the others stop at their next unit), KM_ENOMEM, a clone's error. */
-static km_status run_parallel(km_pods_restarter *rs, const cJSON *from, const cJSON *done,
-                              int parallel, km_err *err)
+/* Submits the namespaces from `from` on that are not in done.  Failure: the pool's, KM_ENOMEM. */
+static km_status submit_from(km_pool *pool, const cJSON *from, const cJSON *done, km_err *err)
 {
-    par pa = {.proto = rs};
-    km_pool *pool = NULL;
-    km_status st = km_pods_pace_new(rs->max_conc, &pa.pace, err);
-    if (st == KM_OK)
-        st = km_pool_new(rs->kube, parallel, ns_unit, free, &pa, &pool, err);
+    km_status st = KM_OK;
     for (const cJSON *ns = from; st == KM_OK && ns; ns = ns->next) {
         if (km_json_array_has_str(done, ns->valuestring))
             continue;
         char *name = strdup(ns->valuestring);
         st = name ? km_pool_submit(pool, name, err) : oom(err);
     }
+    return st;
+}
+
+/* The namespaces from `from` on (those not done) by `parallel` workers, each on its own client
+ * (operator/kube/pool.h), at most rs->max_conc workloads restarting at once across them
+ * (pace.h).  A namespace whose mounted token Secrets are not refilled yet does not hold a
+ * worker: it is deferred and handled, waiting for them, after all the others.  rs->self /
+ * rs->stuck get what the workers met.  Failure: the first namespace's error (the others stop
+ * at their next unit), KM_ENOMEM, a clone's error. */
+static km_status run_parallel(km_pods_restarter *rs, const cJSON *from, const cJSON *done,
+                              int parallel, km_err *err)
+{
+    par pa = {.proto = rs, .defer = 1, .deferred = cJSON_CreateArray()};
+    km_pool *pool = NULL;
+    km_status st = pa.deferred ? km_pods_pace_new(rs->max_conc, &pa.pace, err) : oom(err);
+    if (st == KM_OK)
+        st = km_pool_new(rs->kube, parallel, ns_unit, free, &pa, &pool, err);
+    if (st == KM_OK)
+        st = submit_from(pool, from, done, err);
     km_status wst = pool ? km_pool_wait(pool, st == KM_OK ? err : NULL) : KM_OK;
     if (st == KM_OK)
         st = wst;
+    if (st == KM_OK && cJSON_GetArraySize(pa.deferred) > 0) {
+        km_log_info("pods: the deferred namespaces now", "namespaces",
+                    KM_LOG_INT(cJSON_GetArraySize(pa.deferred)));
+        pa.defer = 0;
+        st = submit_from(pool, pa.deferred->child, NULL, err);
+        wst = km_pool_wait(pool, st == KM_OK ? err : NULL);
+        if (st == KM_OK)
+            st = wst;
+    }
     km_pool_free(pool);
+    cJSON_Delete(pa.deferred);
     km_log_info("pods: namespaces in parallel", "workers", KM_LOG_INT(parallel), "budget",
                 KM_LOG_INT(rs->max_conc), "peakRestarting", KM_LOG_INT(km_pods_pace_peak(pa.pace)));
     km_pods_pace_free(pa.pace);
@@ -494,7 +551,8 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
             break;
         if (km_step_cancelled(ctx))
             st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-        if (st == KM_OK && (st = do_namespace(&rs, ns->valuestring, err)) == KM_OK)
+        int deferred = 0;
+        if (st == KM_OK && (st = do_namespace(&rs, ns->valuestring, 0, &deferred, err)) == KM_OK)
             st = leave_namespace(&rs, ns->valuestring, err);
         if (st != KM_OK)
             break;

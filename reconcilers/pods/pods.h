@@ -17,7 +17,8 @@
  *              of workloads restarting at once (maxConcurrent);
  *   tokengate.h before a namespace's restarts: the wait until the token Secrets its stale pods
  *              mount are refilled (the tokens step's wait for the tokens controller runs at the
- *              end of the recovery, so the two overlap);
+ *              end of the recovery, so the two overlap); in parallel, a namespace not refilled
+ *              yet is deferred until the others are done;
  *   podsel.h   the pure rules: which pod is stale, what proves an owner, namespace order, the
  *              restart marker at/after the rebuild, readiness.
  *

@@ -19,7 +19,12 @@
  *     - not listed otherwise: not a token Secret, nothing to wait for.
  *   The wait lists again every KM_PODS_GATE_POLL_S until all are ready, or none became ready
  *   for stall_s (then the restart goes ahead: a pod started early gets its token once the
- *   kubelet syncs the Secret volume; the caller reports it).
+ *   kubelet syncs the Secret volume; the caller reports it).  stall_s 0 looks once: with
+ *   namespaces in parallel the step first defers a namespace that is not ready (its worker
+ *   takes the next one) and comes back to it, waiting, after the others — the tokens
+ *   controller does not always refill in the order of the writes (after a PKI rebuild it first
+ *   rewrites every token Secret's ca.crt; a Secret it passed before kubemend's write goes to
+ *   the back of its queue).
  *
  * The collection and the judgement are pure (km_pods_gate_want_pod, km_pods_gate_see,
  * km_pods_gate_missing); km_pods_gate_wait does the lists.  One gate serves one namespace. */

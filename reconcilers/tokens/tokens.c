@@ -923,7 +923,7 @@ static km_status hand_off(run *r, int verify_only, km_err *err)
     long changed = num(r, "regenerated") + num(r, "deleted") + num(r, "replaced");
     km_step_set_result(ctx, "Unknown", "Refilling",
                        "%ld stale token Secret(s) %s (%s); waiting for the tokens controller to "
-                       "write %zu new token(s), checked after the later steps",
+                       "write %zu new token(s)",
                        changed,
                        num(r, "replaced")  ? "changed"
                        : num(r, "deleted") ? "deleted"

@@ -851,3 +851,5 @@ def test_pods_restart_once_the_token_secrets_they_mount_are_refilled_while_the_r
                     checked += 1
         assert checked, (restarts, regenerated)
         assert min(int(w["resourceVersion"]) for w in restarts) < max(refilled.values()), (restarts, refilled)
+        # a namespace not refilled yet did not hold a worker: it was deferred and done after the others
+        assert "namespace deferred" in cp.stderr and "the deferred namespaces now" in cp.stderr, cp.stderr[-3000:]

@@ -19,6 +19,14 @@ static cJSON *parse(const char *text)
     return j;
 }
 
+/* One round of the gate over a single page (JSON array text): how many wanted are missing. */
+static size_t round_of(km_pods_gate *g, const char *page_text, char *first, size_t n)
+{
+    cJSON *page = parse(page_text);
+    assert_int_equal(km_pods_gate_see(g, page), KM_OK);
+    return km_pods_gate_missing(g, first, n);
+}
+
 /* A pod of ServiceAccount app mounting its legacy token Secret app-token-abcde, a config Secret
  * and, through a projected volume, the Secret extra-token. */
 static const char *POD =
@@ -59,22 +67,25 @@ static void test_regenerated_secret_waits_for_its_token(void **state)
     assert_int_equal(km_pods_gate_want_pod(g, pod), KM_OK);
     /* app-token-abcde regenerated (no token yet), extra-token holds one, config is not a token
      * Secret (not listed: nothing to wait for) */
-    cJSON *page = parse("[{\"metadata\":{\"name\":\"app-token-abcde\",\"annotations\":{"
-                        "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{\"ca.crt\":"
-                        "\"eA==\"}},{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":"
-                        "\"eA==\"}}]");
-    assert_int_equal(km_pods_gate_see(g, page), KM_OK);
-    assert_int_equal(km_pods_gate_missing(g, first, sizeof(first)), 1);
+    assert_int_equal(
+        round_of(g,
+                 "[{\"metadata\":{\"name\":\"app-token-abcde\",\"annotations\":{"
+                 "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{\"ca.crt\":"
+                 "\"eA==\"}},{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":"
+                 "\"eA==\"}}]",
+                 first, sizeof(first)),
+        1);
     assert_string_equal(first, "app-token-abcde");
     /* the tokens controller wrote its token: nothing left to wait for */
-    cJSON_Delete(page);
-    page = parse("[{\"metadata\":{\"name\":\"app-token-abcde\",\"annotations\":{"
-                 "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{\"token\":\"eA==\"}},"
-                 "{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":\"eA==\"}}]");
-    assert_int_equal(km_pods_gate_see(g, page), KM_OK);
-    assert_int_equal(km_pods_gate_missing(g, first, sizeof(first)), 0);
+    assert_int_equal(
+        round_of(g,
+                 "[{\"metadata\":{\"name\":\"app-token-abcde\",\"annotations\":{"
+                 "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{\"token\":"
+                 "\"eA==\"}},{\"metadata\":{\"name\":\"extra-token\"},\"data\":{"
+                 "\"token\":\"eA==\"}}]",
+                 first, sizeof(first)),
+        0);
     assert_string_equal(first, "");
-    cJSON_Delete(page);
     cJSON_Delete(pod);
     km_pods_gate_free(g);
 }
@@ -86,27 +97,30 @@ static void test_deleted_legacy_secret_waits_for_another_of_its_account(void **s
     cJSON *pod = parse(POD);
     assert_int_equal(km_pods_gate_want_pod(g, pod), KM_OK);
     /* mode Delete: app-token-abcde is gone; a token Secret of another account does not help */
-    cJSON *page = parse("[{\"metadata\":{\"name\":\"extra-token\",\"annotations\":{"
-                        "\"kubernetes.io/service-account.name\":\"other\"}},\"data\":{\"token\":"
-                        "\"eA==\"}}]");
-    assert_int_equal(km_pods_gate_see(g, page), KM_OK);
-    assert_int_equal(km_pods_gate_missing(g, NULL, 0), 1);
-    cJSON_Delete(page);
+    assert_int_equal(
+        round_of(g,
+                 "[{\"metadata\":{\"name\":\"extra-token\",\"annotations\":{"
+                 "\"kubernetes.io/service-account.name\":\"other\"}},\"data\":{\"token\":"
+                 "\"eA==\"}}]",
+                 NULL, 0),
+        1);
     /* the tokens controller created app-token-fghij without a token yet: still waiting */
-    page = parse("[{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":\"eA==\"}},"
+    assert_int_equal(
+        round_of(g,
+                 "[{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":\"eA==\"}},"
                  "{\"metadata\":{\"name\":\"app-token-fghij\",\"annotations\":{"
-                 "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{}}]");
-    assert_int_equal(km_pods_gate_see(g, page), KM_OK);
-    assert_int_equal(km_pods_gate_missing(g, NULL, 0), 1);
-    cJSON_Delete(page);
+                 "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{}}]",
+                 NULL, 0),
+        1);
     /* ... and once it holds a token, the account's new pods mount it: ready */
-    page = parse("[{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":\"eA==\"}},"
+    assert_int_equal(
+        round_of(g,
+                 "[{\"metadata\":{\"name\":\"extra-token\"},\"data\":{\"token\":\"eA==\"}},"
                  "{\"metadata\":{\"name\":\"app-token-fghij\",\"annotations\":{"
                  "\"kubernetes.io/service-account.name\":\"app\"}},\"data\":{\"token\":"
-                 "\"eA==\"}}]");
-    assert_int_equal(km_pods_gate_see(g, page), KM_OK);
-    assert_int_equal(km_pods_gate_missing(g, NULL, 0), 0);
-    cJSON_Delete(page);
+                 "\"eA==\"}}]",
+                 NULL, 0),
+        0);
     cJSON_Delete(pod);
     km_pods_gate_free(g);
 }
