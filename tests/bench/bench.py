@@ -72,11 +72,12 @@ def parse_time_v(text):
     return out
 
 
-EVENT_RE = re.compile(r'^ts=(\S+) .*reason=Step(Started|Completed|Failed) message="step (\S+) ')
+EVENT_RE = re.compile(r'^ts=(\S+) .*reason=Step(Started|Completed|Failed|Waiting) message="step (\w+)')
 
 
 def step_times(log_text):
-    """Wall seconds per step from the StepStarted/StepCompleted events in the run's log."""
+    """Wall seconds per step from the StepStarted/StepCompleted events in the run's log; a step that handed its
+    wait to a settle (StepWaiting: the tokens step) also gets "<step>_handoff", the seconds until then."""
     import datetime
     start, out = {}, {}
     for line in log_text.splitlines():
@@ -86,6 +87,8 @@ def step_times(log_text):
         t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
         if m.group(2) == "Started":
             start[m.group(3)] = t
+        elif m.group(2) == "Waiting" and m.group(3) in start:
+            out[m.group(3) + "_handoff"] = t - start[m.group(3)]
         elif m.group(3) in start:
             out[m.group(3)] = t - start[m.group(3)]
     return out

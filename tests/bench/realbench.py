@@ -424,8 +424,8 @@ def csr_only(a, version, tmp):
 
 def plot(results, out_png, tmp):
     """bench-out/real/real.png (gnuplot): per run, the milliseconds per token Secret of the seed's procedure, of
-    kubemend and of the server's capacity (log scale); the tokens step against the controller-manager's refill
-    bound; peak RSS. False when gnuplot is missing."""
+    kubemend and of the server's capacity (log scale); the time to Verified against the controller-manager's
+    refill and rollout bounds; peak RSS. False when gnuplot is missing."""
     runs = [r for r in results if "kubemend" in r]
     if not runs or not shutil.which("gnuplot"):
         log("  gnuplot missing or nothing measured: no plot")
@@ -435,10 +435,10 @@ def plot(results, out_png, tmp):
         for r in runs:
             m = r["kubemend"]
             best = max(c["per_second"] for c in r["capacity"].values())
-            f.write('"%s %dk" %.3f %.3f %.3f %.1f %.1f %.1f\n' % (
+            f.write('"%s %dk" %.3f %.3f %.3f %.1f %.1f %.1f %.1f\n' % (
                 r["version"], round(r["token_secrets"] / 1000.0), r["seed"]["tokens"] * 1000,
-                1000.0 / m["write_per_s"], 1000.0 / best, m["steps"].get("tokens", 0), m["refill_bound_s"] or 0,
-                m["rss_kib"] / 1024.0))
+                1000.0 / m["write_per_s"], 1000.0 / best, m["wall_s"], m["refill_bound_s"] or 0,
+                (r.get("rollout") or {}).get("seconds", 0), m["rss_kib"] / 1024.0))
     script = f"""set terminal png size 1200,520
 set output '{out_png}'
 set multiplot layout 1,3 title 'kubemend on a real control plane (make bench-real, 2-core machine)'
@@ -454,11 +454,11 @@ set yrange [1:300]
 plot '{data}' using 2:xtic(1) title 'kubectl procedure', '' using 3 title 'kubemend', '' using 4 title 'server capacity'
 unset logscale y
 set yrange [0:*]
-set title 'tokens step vs refill bound (s)'
-plot '{data}' using 5:xtic(1) title 'tokens step (writes + refill)', '' using 6 title 'controller-manager refill bound'
+set title 'time to Verified vs the controller-manager (s)'
+plot '{data}' using 5:xtic(1) title 'kubemend: time to Verified', '' using 6 title 'refill bound', '' using 7 title 'rollout bound'
 set title 'peak RSS (MiB), budget 64'
 set yrange [0:80]
-plot '{data}' using 7:xtic(1) title 'kubemend peak RSS', 64 with lines dashtype 2 lc rgb 'red' title 'budget'
+plot '{data}' using 8:xtic(1) title 'kubemend peak RSS', 64 with lines dashtype 2 lc rgb 'red' title 'budget'
 unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
@@ -466,7 +466,7 @@ unset multiplot
 
 
 def report(results, out):
-    lines = ["| version | token Secrets | kubemend exit / Verified | wall | tokens step (writes + refill wait) | "
+    lines = ["| version | token Secrets | kubemend exit / Verified | wall | token writes / tokens settled | "
              "token write rate | server capacity "
              "(PATCH/s, 1 / N in flight) | seed procedure per Secret | kubemend per Secret | ×seed | ×capacity | "
              "controller refill | requests / minimum | peak RSS | CPU |", "|" + "---|" * 15]
@@ -475,15 +475,16 @@ def report(results, out):
             continue
         m, cap = r["kubemend"], r["capacity"]
         caps = " / ".join("%.0f" % cap[k]["per_second"] for k in sorted(cap, key=int))
-        lines.append("| %s | %d | %d / %s | %.1f s | %.1f s | %.0f/s | %s | %.1f ms | %.2f ms | %.0f× | %.0f%% | "
+        lines.append("| %s | %d | %d / %s | %.1f s | %.1f / %.1f s | %.0f/s | %s | %.1f ms | %.2f ms | %.0f× | %.0f%% | "
                      "%.1f/s (bound %.0f s) | %d / %d | %.1f MiB | %.1f s |" % (
                          r["version"], r["token_secrets"], m["exit"], m["verified"], m["wall_s"],
-                         m["steps"].get("tokens", float("nan")), m["write_per_s"],
+                         m["steps"].get("tokens_handoff", float("nan")), m["steps"].get("tokens", float("nan")),
+                         m["write_per_s"],
                          caps, r["seed"]["tokens"] * 1000, 1000.0 / m["write_per_s"],
                          r["ratios"]["seed_over_kubemend"], 100 * r["ratios"]["kubemend_over_capacity"],
                          m["refill_per_s"], m["refill_bound_s"] or float("nan"), m["audit"]["total"], m["minimum"],
                          m["rss_kib"] / 1024, m["user_s"] + m["sys_s"]))
-    lines += ["", "| version | token Secrets / pods | spec | time to Verified | tokens step / refill bound | "
+    lines += ["", "| version | token Secrets / pods | spec | time to Verified | token writes / refill bound | "
               "pods step / rollout bound | the least possible (max of the two bounds) |", "|" + "---|" * 7]
     for r in results:
         if "kubemend" not in r:
@@ -492,7 +493,7 @@ def report(results, out):
         bound = max(m["refill_bound_s"] or 0, ro.get("seconds", 0))
         lines.append("| %s | %d / %s | `%s` | %.1f s | %.1f / %.0f s | %.1f / %s | %s |" % (
             r["version"], r["token_secrets"], ro.get("pods", "?"), r.get("spec") or "{}", m["wall_s"],
-            m["steps"].get("tokens", float("nan")), m["refill_bound_s"] or float("nan"),
+            m["steps"].get("tokens_handoff", float("nan")), m["refill_bound_s"] or float("nan"),
             m["steps"].get("pods", float("nan")), "%.0f s" % ro["seconds"] if ro else "not measured",
             "%.0f s" % bound if ro else "not measured"))
     for r in results:
