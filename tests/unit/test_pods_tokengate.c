@@ -24,6 +24,7 @@ static size_t round_of(km_pods_gate *g, const char *page_text, char *first, size
 {
     cJSON *page = parse(page_text);
     assert_int_equal(km_pods_gate_see(g, page), KM_OK);
+    cJSON_Delete(page);
     return km_pods_gate_missing(g, first, n);
 }
 
