@@ -523,8 +523,28 @@ static step_end step_result(km_recovery *r, const km_step_ctx *ctx, int step, in
     return strcmp(cst, "True") == 0 ? STEP_DONE : STEP_UNHEALTHY;
 }
 
-/* Runs one step to its end.  KM_OK: the condition is final (True/False), *end says how.
- * Otherwise interrupted (see km_recovery_run). */
+/* The attempts of fn (the step's run, or its settle when settling) on a context that st says
+ * was set up, then the step's condition from its result; persisted.  KM_OK: the run ended (a
+ * settle: the condition is final), *end says how.  Otherwise interrupted (see km_recovery_run). */
+static km_status attempts_to_end(km_recovery *r, km_status st, km_step_ctx *ctx, int step,
+                                 int settling, step_end *end, km_err *err)
+{
+    const km_step_def *def = ctx->def;
+    if (st == KM_OK)
+        st = step_attempts(r, ctx, settling ? def->settle : def->run, end, err);
+    r->cur_step = NULL;
+    if (st != KM_OK)
+        return st;
+    if (settling)
+        r->handed[step] = 0;
+    if (*end != STEP_ERROR)
+        *end = step_result(r, ctx, step, settling);
+    return save(r, err);
+}
+
+/* Runs one step to its end.  KM_OK: the condition is final (True/False) or, for a step that
+ * handed work to the cluster, Unknown with its settle due; *end says how.  Otherwise
+ * interrupted (see km_recovery_run). */
 static km_status run_step(km_recovery *r, int step, step_end *end, km_err *err)
 {
     const km_step_def *def = km_recovery_step_def(step);
@@ -532,15 +552,7 @@ static km_status run_step(km_recovery *r, int step, step_end *end, km_err *err)
     *end = STEP_DONE;
     if (step_disabled(r, def, step))
         return save(r, err);
-    km_status st = step_begin(r, def, &ctx, err);
-    if (st == KM_OK)
-        st = step_attempts(r, &ctx, def->run, end, err);
-    r->cur_step = NULL;
-    if (st != KM_OK)
-        return st;
-    if (*end != STEP_ERROR)
-        *end = step_result(r, &ctx, step, 0);
-    return save(r, err);
+    return attempts_to_end(r, step_begin(r, def, &ctx, err), &ctx, step, 0, end, err);
 }
 
 /* The settle of a step whose run handed work to the cluster (step.h), to its end: as run_step,
@@ -558,15 +570,7 @@ static km_status settle_step(km_recovery *r, int step, step_end *end, km_err *er
     km_status st = step_begin_ctx(r, def, &ctx) != KM_OK
                        ? km_err_set(err, KM_ENOMEM, "recovery: out of memory")
                        : save(r, err);
-    if (st == KM_OK)
-        st = step_attempts(r, &ctx, def->settle, end, err);
-    r->cur_step = NULL;
-    if (st != KM_OK)
-        return st;
-    r->handed[step] = 0;
-    if (*end != STEP_ERROR)
-        *end = step_result(r, &ctx, step, 1);
-    return save(r, err);
+    return attempts_to_end(r, st, &ctx, step, 1, end, err);
 }
 
 /* The settles due (steps whose run handed work to the cluster in this process), in step order,
