@@ -64,6 +64,21 @@ def settled(sim):
         return True
     wait_for(all_created, what="seed workloads to have all their pods")
 
+    # then quiet: no workload written for a second (the controllers' status writes are over, so a
+    # guarded PATCH from a listed resourceVersion does not conflict)
+    def versions():
+        return {(plural, meta["namespace"], meta["name"]): meta["resourceVersion"]
+                for plural in ("deployments", "statefulsets", "daemonsets")
+                for meta in (o["metadata"] for o in get(sim, "/apis/apps/v1/" + plural)["items"])}
+    last = [versions()]
+
+    def quiet():
+        time.sleep(1.0)
+        now = versions()
+        same, last[0] = now == last[0], now
+        return same
+    wait_for(quiet, what="seed workloads' status writes to be over")
+
 
 def ca_not_before(pem):
     out = subprocess.run(["openssl", "x509", "-noout", "-startdate"], input=pem, capture_output=True, text=True,
@@ -403,8 +418,16 @@ def test_decoy_replicaset_is_evicted_and_the_deployment_untouched():
         def running():
             pods = get(sim, "/api/v1/namespaces/%s/pods" % ns)["items"]
             ok = [p for p in pods if p["status"].get("phase") == "Running"]
-            return pods if len(ok) == 3 == len(pods) else None
-        pods = wait_for(running, what="3 running pods")
+            return pods if len(ok) == 3 == len(pods) and complete("api") and complete("decoy") else None
+
+        def complete(name):
+            # the deployment controller's last status write: a later one would make the guarded
+            # PATCH conflict (409) and re-read the Deployment, one GET the count below does not expect
+            d = get(sim, apps + "deployments/" + name)
+            conds = {c["type"]: c.get("reason") for c in d.get("status", {}).get("conditions", [])}
+            return conds.get("Progressing") == "NewReplicaSetAvailable" and \
+                d["status"].get("availableReplicas") == 1
+        pods = wait_for(running, what="3 running pods, both Deployments complete")
         decoy_pod = [p for p in pods if p["metadata"]["ownerReferences"][0]["name"] == "decoy-5d8f7c9b4"][0]
         rebuilt = rebuild_pki(sim)
         decoy_gen = generation(sim, "deployments", ns, "decoy")
