@@ -176,6 +176,9 @@ def run_kubemend(a, cp, kubeconfig, out_dir, label):
     watch.join()
     with open(errf) as f:
         text = f.read()
+    if a.keep_logs:
+        os.makedirs(a.out, exist_ok=True)
+        shutil.copy(errf, os.path.join(a.out, "kubemend-%s-%s.log" % (label, cp.version)))
     try:
         doc = json.loads(proc.stdout)
         status = doc.get("status", doc)
@@ -322,6 +325,7 @@ def csr_latency(a, cp, kubelet, burst, pace=0.0, prefix="burst-"):
         op.terminate()
         op.wait(timeout=30)
         if a.keep_logs:
+            os.makedirs(a.out, exist_ok=True)
             shutil.copy(log_path, os.path.join(a.out, "operator-latency-%s.log" % cp.version))
     lat = sorted(approved[n] - created[n] for n in approved if n in created)
     if not lat:
@@ -534,7 +538,7 @@ def main():
     ap.add_argument("--csr-burst", type=int, default=1000, help="CSRs for the approval latency (0 = skip)")
     ap.add_argument("--csr-pace", type=float, default=0.04,
                     help="seconds each of the 4 creators waits between CSRs in the paced run (0 = no paced run)")
-    ap.add_argument("--keep-logs", action="store_true", help="copy the operator's log to --out")
+    ap.add_argument("--keep-logs", action="store_true", help="copy kubemend's logs (the recovery run, the CSR operator) to --out")
     ap.add_argument("--csr-max-in-flight", type=int, default=0, help="spec.csr.maxInFlight (0 = the default)")
     ap.add_argument("--operator-args", default="", help="extra flags for the operator of the CSR latency run")
     ap.add_argument("--merge", default="", help="comma-separated results JSON files: report them together, run nothing")

@@ -149,3 +149,31 @@ def test_failed_step_exits_1(tmp_path):
         status = json.loads(cp.stdout)
         assert status["phase"] == "Failed"
         assert kmop.cond({"status": status}, "Succeeded")["status"] == "False"
+
+
+def test_tokens_never_refilled_fail_the_recovery_after_the_later_steps(tmp_path):
+    """The engine's settle ending False: Delete mode on the modern profile (>= 1.24 recreates no deleted token
+    Secret).  The tokens step hands its wait to the end of the recovery (StepWaiting), the pods step still runs
+    and completes, then the settle finds nothing healed: TokensRegenerated False/NotHealed, the recovery Failed
+    naming the tokens step (Succeeded False/TokensFailed), exit 1 — never Succeeded on hope."""
+    with SimProcess(scenario="seed") as sim:
+        rec = tmp_path / "rec.yaml"
+        rec.write_text(kmop.crec_yaml("never-refilled", "  tokens:\n    mode: Delete\n    verifyTimeoutSeconds: 3\n"
+                                      "  csr:\n    windowSeconds: 5\n"))
+        cp = kmop.run(["run", "--once", "-f", str(rec), "-o", "json", "--kubeconfig", sim.kubeconfig])
+        assert cp.returncode == 1, (cp.returncode, cp.stderr[-3000:])
+        status = json.loads(cp.stdout)
+        conds = {c["type"]: c for c in status["conditions"]}
+        assert status["phase"] == "Failed", status["phase"]
+        t = conds["TokensRegenerated"]
+        assert t["status"] == "False" and t["reason"] == "NotHealed", t
+        assert status["tokens"]["deleted"] > 0 and status["tokens"]["unhealed"], status["tokens"]
+        s = conds["Succeeded"]
+        assert s["status"] == "False" and s["reason"] == "TokensFailed", s
+        assert s["message"].startswith("step tokens failed: "), s
+        assert conds["PodsRestarted"]["status"] == "True", conds["PodsRestarted"]
+        assert status["pods"]["restarted"] > 0, status["pods"]
+        # the order: handed off, the pods step completed, then the settle's verdict
+        log = cp.stderr
+        at = [log.index(n) for n in ("reason=StepWaiting ", "step pods completed", "reason=TokensFailed ")]
+        assert at == sorted(at), (at, log[-3000:])
