@@ -17,6 +17,7 @@
 #include "reconcilers/pods/restart.h"
 #include "reconcilers/pods/tokengate.h"
 #include "reconcilers/pods/verify.h"
+#include "reconcilers/step/retry.h"
 
 #define GATE_STALL_S 60 /* the token gate goes ahead after this long without progress */
 
@@ -156,14 +157,22 @@ static km_status plan_attempt(km_pods_restarter *rs, void *p, km_err *err)
     return km_pods_plan_make(p, err);
 }
 
+/* How a namespace meets the token gate (token_gate). */
+typedef enum gate_mode {
+    GATE_WAIT,  /* wait for the refill, up to GATE_STALL_S without progress */
+    GATE_DEFER, /* look once; not refilled yet: deferred, the gate handed to the caller */
+    GATE_LOOK,  /* look once; not refilled yet: go ahead (the wait for it is over) */
+} gate_mode;
+
 /* Before namespace p's pods are restarted: waits until the token Secrets its stale pods mount
  * hold a token (tokengate.h; the tokens controller may still be refilling them).  After
- * GATE_STALL_S without progress it goes ahead (Warning Event TokensNotRefilled).  With defer it
- * only looks once: *deferred = 1 when something is not refilled yet (the caller comes back to
- * the namespace later instead of holding a worker).  Failure: the list's error, KM_ECANCELED,
- * KM_ENOMEM. */
-static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, int defer, int *deferred,
-                            km_err *err)
+ * GATE_STALL_S without progress (GATE_LOOK: at once) it goes ahead (Warning Event
+ * TokensNotRefilled).  GATE_DEFER only looks once: when something is not refilled yet *deferred
+ * receives the gate with what the namespace wants (caller frees it with km_pods_gate_free) and
+ * the caller comes back to the namespace later instead of holding a worker.  Failure: the
+ * list's error, KM_ECANCELED, KM_ENOMEM; *deferred untouched. */
+static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, gate_mode mode,
+                            km_pods_gate **deferred, km_err *err)
 {
     km_step_ctx *ctx = rs->ctx;
     km_status st = KM_OK;
@@ -186,14 +195,15 @@ static km_status token_gate(km_pods_restarter *rs, km_pods_plan *p, int defer, i
     if (km_pods_gate_wants(g) == 0)
         goto out;
     double t0 = km_clock_mono();
-    st = km_pods_gate_wait(g, rs->kube, p->ns, defer ? 0 : GATE_STALL_S, ctx->cancel, &left, first,
-                           sizeof(first), err);
+    st = km_pods_gate_wait(g, rs->kube, p->ns, mode == GATE_WAIT ? GATE_STALL_S : 0, ctx->cancel,
+                           &left, first, sizeof(first), err);
     if (st != KM_OK)
         goto out;
-    if (defer && left > 0) {
+    if (mode == GATE_DEFER && left > 0) {
         km_log_info("pods: namespace deferred: token Secrets its pods mount not refilled yet",
                     "namespace", p->ns, "notRefilled", KM_LOG_INT((long)left), "example", first);
-        *deferred = 1;
+        *deferred = g;
+        g = NULL;
         goto out;
     }
     km_log_info("pods: token Secrets checked", "namespace", p->ns, "mounted",
@@ -209,11 +219,11 @@ out:
     return st;
 }
 
-/* One namespace: plan, restart the workloads, evict, handle the ownerless pods.  With defer, a
- * namespace whose mounted token Secrets are not refilled yet is left at once (*deferred = 1,
- * nothing restarted; token_gate). */
-static km_status do_namespace(km_pods_restarter *rs, const char *ns, int defer, int *deferred,
-                              km_err *err)
+/* One namespace: plan, restart the workloads, evict, handle the ownerless pods.  With
+ * GATE_DEFER, a namespace whose mounted token Secrets are not refilled yet is left at once
+ * (*deferred receives its gate, nothing restarted; token_gate). */
+static km_status do_namespace(km_pods_restarter *rs, const char *ns, gate_mode mode,
+                              km_pods_gate **deferred, km_err *err)
 {
     km_step_ctx *ctx = rs->ctx;
     const char *own_ns = getenv("POD_NAMESPACE"), *own_pod = getenv("POD_NAME");
@@ -233,7 +243,7 @@ static km_status do_namespace(km_pods_restarter *rs, const char *ns, int defer, 
                     KM_LOG_INT(p.skipped[KM_PODSEL_NO_TOKEN]), "skippedNew",
                     KM_LOG_INT(p.skipped[KM_PODSEL_NEW]));
     if (st == KM_OK)
-        st = token_gate(rs, &p, defer, deferred, err);
+        st = token_gate(rs, &p, mode, deferred, err);
     if (st == KM_OK && *deferred) {
         km_pods_plan_cleanup(&p);
         return KM_OK;
@@ -412,9 +422,35 @@ typedef struct par {
     km_pods_pace *pace;             /* the status lock, the global budget */
     km_pods_self self;              /* kubemend's own workload, when a worker met it */
     int stuck;
-    int defer;       /* first round: a namespace not refilled yet is deferred, not waited for */
-    cJSON *deferred; /* names deferred in the first round (under the pace's lock) */
+    cJSON *deferred;  /* names deferred in the first round, in order (under the pace's lock) */
+    km_strmap *gates; /* deferred name -> its km_pods_gate, until it is handed on (same lock) */
 } par;
+
+/* A pool unit: one namespace and how it meets the token gate. */
+typedef struct ns_work {
+    gate_mode mode;
+    char ns[];
+} ns_work;
+
+/* A unit for ns (borrowed).  Caller frees it with free(); NULL when out of memory. */
+static ns_work *ns_work_new(const char *ns, gate_mode mode)
+{
+    size_t n = strlen(ns) + 1;
+    ns_work *w = malloc(sizeof(*w) + n);
+    if (w) {
+        w->mode = mode;
+        memcpy(w->ns, ns, n);
+    }
+    return w;
+}
+
+static int free_gate(const char *ns, void *gate, void *user)
+{
+    (void)ns;
+    (void)user;
+    km_pods_gate_free(gate);
+    return 0;
+}
 
 /* A deferred namespace (pace lock held) leaves status.pods.current unless an earlier attempt
  * already restarted some of its workloads (then its entry keeps them counted once). */
@@ -428,11 +464,11 @@ static void set_aside(km_pods_restarter *rs)
     current_names(rs->ctx->status, list);
 }
 
-/* A pool unit: one namespace (unit: its name, freed here) on the worker's own client. */
+/* A pool unit (an ns_work, freed here) on the worker's own client. */
 static km_status ns_unit(km_kube *kube, void *unit, void *user, km_err *err)
 {
     par *pa = user;
-    char *ns = unit;
+    ns_work *w = unit;
     km_pods_restarter rs = *pa->proto;
     memset(rs.wait, 0, sizeof(rs.wait)); /* its own readiness watches, on its own client */
     memset(&rs.self, 0, sizeof(rs.self));
@@ -440,35 +476,113 @@ static km_status ns_unit(km_kube *kube, void *unit, void *user, km_err *err)
     rs.pace = pa->pace;
     rs.cur = NULL;
     rs.stuck = 0;
-    int deferred = 0;
+    km_pods_gate *gate = NULL;
     km_status st = km_step_cancelled(rs.ctx) ? km_err_set(err, KM_ECANCELED, "pods step cancelled")
-                                             : do_namespace(&rs, ns, pa->defer, &deferred, err);
-    if (st == KM_OK && !deferred)
-        st = leave_namespace(&rs, ns, err);
+                                             : do_namespace(&rs, w->ns, w->mode, &gate, err);
+    if (st == KM_OK && !gate)
+        st = leave_namespace(&rs, w->ns, err);
     km_pods_pace_lock(pa->pace);
-    if (st == KM_OK && deferred) {
+    if (st == KM_OK && gate) {
         set_aside(&rs);
-        if (!cJSON_AddItemToArray(pa->deferred, cJSON_CreateString(ns)))
+        if (!cJSON_AddItemToArray(pa->deferred, cJSON_CreateString(w->ns)) ||
+            km_strmap_put(pa->gates, w->ns, gate, NULL) != KM_OK)
             st = oom(err);
+        else
+            gate = NULL;
     }
     if (rs.self.found && !pa->self.found)
         pa->self = rs.self;
     pa->stuck |= rs.stuck;
     km_pods_pace_unlock(pa->pace);
+    km_pods_gate_free(gate);
     km_pods_restarter_cleanup(&rs);
-    free(ns);
+    free(w);
     return st;
 }
 
-/* Submits the namespaces from `from` on that are not in done.  Failure: the pool's, KM_ENOMEM. */
-static km_status submit_from(km_pool *pool, const cJSON *from, const cJSON *done, km_err *err)
+/* Submits namespace ns with mode.  Failure: the pool's (an earlier unit's error), KM_ENOMEM. */
+static km_status submit_one(km_pool *pool, const char *ns, gate_mode mode, km_err *err)
+{
+    ns_work *w = ns_work_new(ns, mode);
+    return w ? km_pool_submit(pool, w, err) : oom(err);
+}
+
+/* Submits the namespaces from `from` on that are not in done.  Failure: as submit_one. */
+static km_status submit_from(km_pool *pool, const cJSON *from, const cJSON *done, gate_mode mode,
+                             km_err *err)
 {
     km_status st = KM_OK;
     for (const cJSON *ns = from; st == KM_OK && ns; ns = ns->next) {
-        if (km_json_array_has_str(done, ns->valuestring))
-            continue;
-        char *name = strdup(ns->valuestring);
-        st = name ? km_pool_submit(pool, name, err) : oom(err);
+        if (!km_json_array_has_str(done, ns->valuestring))
+            st = submit_one(pool, ns->valuestring, mode, err);
+    }
+    return st;
+}
+
+/* The namespaces deferred in the first round (pa->deferred, pa->gates; the first round is over,
+ * no worker adds to them), in the order their token Secrets are refilled: every
+ * KM_PODS_GATE_POLL_S one cluster-wide list of token Secrets judges all their gates
+ * (km_pods_gates_see_all), and a namespace whose mounted Secrets all hold a token goes to the
+ * pool.  The tokens controller's order is not the namespaces': after a PKI rebuild it first
+ * rewrites every token Secret's ca.crt, and a Secret it passed before kubemend's write waits at
+ * the back of its queue.  After GATE_STALL_S without progress the rest go ahead, each looking
+ * once more (GATE_LOOK: Warning TokensNotRefilled for what is still missing).  Failure: a list
+ * error that is not transient, an earlier unit's error, KM_ECANCELED, KM_ENOMEM. */
+static km_status dispatch_deferred(par *pa, km_kube *kube, km_pool *pool, const atomic_int *cancel,
+                                   km_err *err)
+{
+    km_status st = KM_OK;
+    size_t best = (size_t)-1, waiting = km_strmap_len(pa->gates);
+    double t0 = km_clock_mono(), since = t0;
+    while (waiting > 0) {
+        km_err e;
+        km_err_clear(&e);
+        size_t missing = best;
+        st = km_pods_gates_see_all(kube, pa->gates, &e);
+        if (st == KM_OK) {
+            missing = 0;
+            for (const cJSON *n = pa->deferred->child; st == KM_OK && n; n = n->next) {
+                km_pods_gate *g = km_strmap_get(pa->gates, n->valuestring);
+                size_t left = g ? km_pods_gate_missing(g, NULL, 0) : 0;
+                missing += left;
+                if (!g || left > 0)
+                    continue;
+                km_log_info("pods: deferred namespace refilled", "namespace", n->valuestring,
+                            "waitedMs", KM_LOG_INT((long)((km_clock_mono() - t0) * 1000)));
+                km_pods_gate_free(km_strmap_remove(pa->gates, n->valuestring));
+                waiting--;
+                st = submit_one(pool, n->valuestring, GATE_WAIT, err);
+            }
+            if (st != KM_OK)
+                return st;
+        } else if (km_retry_transient(st, &e)) {
+            char eb[512];
+            km_log_warn("pods: token Secrets list failed, trying again", "error",
+                        km_err_str(&e, eb, sizeof(eb)));
+        } else {
+            if (err)
+                *err = e;
+            return st;
+        }
+        if (missing < best) {
+            best = missing;
+            since = km_clock_mono();
+        }
+        if (waiting > 0 && km_clock_mono() - since >= GATE_STALL_S)
+            break;
+        if (waiting > 0 && km_clock_sleep(KM_PODS_GATE_POLL_S, cancel) != KM_OK)
+            return km_err_set(err, KM_ECANCELED, "pods step cancelled");
+    }
+    if (waiting > 0)
+        km_log_info("pods: deferred namespaces go ahead: nothing more refilled", "namespaces",
+                    KM_LOG_INT((long)waiting), "seconds", KM_LOG_INT(GATE_STALL_S));
+    st = KM_OK;
+    for (const cJSON *n = pa->deferred->child; st == KM_OK && n; n = n->next) {
+        km_pods_gate *g = km_strmap_remove(pa->gates, n->valuestring);
+        if (g) {
+            km_pods_gate_free(g);
+            st = submit_one(pool, n->valuestring, GATE_LOOK, err);
+        }
     }
     return st;
 }
@@ -476,35 +590,40 @@ static km_status submit_from(km_pool *pool, const cJSON *from, const cJSON *done
 /* The namespaces from `from` on (those not done) by `parallel` workers, each on its own client
  * (operator/kube/pool.h), at most rs->max_conc workloads restarting at once across them
  * (pace.h).  A namespace whose mounted token Secrets are not refilled yet does not hold a
- * worker: it is deferred and handled, waiting for them, after all the others.  rs->self /
- * rs->stuck get what the workers met.  Failure: the first namespace's error (the others stop
- * at their next unit), KM_ENOMEM, a clone's error. */
+ * worker: it is deferred, and after the others handed on as its Secrets are refilled
+ * (dispatch_deferred).  rs->self / rs->stuck get what the workers met.  Failure: the first
+ * namespace's error (the others stop at their next unit), KM_ENOMEM, a clone's error. */
 static km_status run_parallel(km_pods_restarter *rs, const cJSON *from, const cJSON *done,
                               int parallel, km_err *err)
 {
-    par pa = {.proto = rs, .defer = 1, .deferred = cJSON_CreateArray()};
+    par pa = {.proto = rs, .deferred = cJSON_CreateArray(), .gates = km_strmap_new()};
     km_pool *pool = NULL;
-    km_status st = pa.deferred ? km_pods_pace_new(rs->max_conc, &pa.pace, err) : oom(err);
+    km_status st =
+        pa.deferred && pa.gates ? km_pods_pace_new(rs->max_conc, &pa.pace, err) : oom(err);
     if (st == KM_OK)
         st = km_pool_new(rs->kube, parallel, ns_unit, free, &pa, &pool, err);
     if (st == KM_OK)
-        st = submit_from(pool, from, done, err);
+        st = submit_from(pool, from, done, GATE_DEFER, err);
     km_status wst = pool ? km_pool_wait(pool, st == KM_OK ? err : NULL) : KM_OK;
     if (st == KM_OK)
         st = wst;
     if (st == KM_OK && cJSON_GetArraySize(pa.deferred) > 0) {
-        km_log_info("pods: the deferred namespaces now", "namespaces",
-                    KM_LOG_INT(cJSON_GetArraySize(pa.deferred)));
-        pa.defer = 0;
-        st = submit_from(pool, pa.deferred->child, NULL, err);
+        km_log_info("pods: the deferred namespaces now, as their token Secrets are refilled",
+                    "namespaces", KM_LOG_INT(cJSON_GetArraySize(pa.deferred)));
+        st = dispatch_deferred(&pa, rs->kube, pool, rs->ctx->cancel, err);
         wst = km_pool_wait(pool, st == KM_OK ? err : NULL);
         if (st == KM_OK)
             st = wst;
     }
     km_pool_free(pool);
     cJSON_Delete(pa.deferred);
-    km_log_info("pods: namespaces in parallel", "workers", KM_LOG_INT(parallel), "budget",
-                KM_LOG_INT(rs->max_conc), "peakRestarting", KM_LOG_INT(km_pods_pace_peak(pa.pace)));
+    if (pa.gates)
+        km_strmap_each(pa.gates, free_gate, NULL);
+    km_strmap_free(pa.gates);
+    if (pa.pace)
+        km_log_info("pods: namespaces in parallel", "workers", KM_LOG_INT(parallel), "budget",
+                    KM_LOG_INT(rs->max_conc), "peakRestarting",
+                    KM_LOG_INT(km_pods_pace_peak(pa.pace)));
     km_pods_pace_free(pa.pace);
     if (pa.self.found && !rs->self.found)
         rs->self = pa.self;
@@ -551,8 +670,9 @@ static km_status pods_step(km_step_ctx *ctx, km_err *err)
             break;
         if (km_step_cancelled(ctx))
             st = km_err_set(err, KM_ECANCELED, "pods step cancelled");
-        int deferred = 0;
-        if (st == KM_OK && (st = do_namespace(&rs, ns->valuestring, 0, &deferred, err)) == KM_OK)
+        km_pods_gate *deferred = NULL; /* stays NULL: GATE_WAIT never defers */
+        if (st == KM_OK &&
+            (st = do_namespace(&rs, ns->valuestring, GATE_WAIT, &deferred, err)) == KM_OK)
             st = leave_namespace(&rs, ns->valuestring, err);
         if (st != KM_OK)
             break;

@@ -93,24 +93,33 @@ km_status km_pods_gate_want_pod(km_pods_gate *g, const cJSON *pod)
     return KM_OK;
 }
 
+km_status km_pods_gate_see_one(km_pods_gate *g, const cJSON *secret)
+{
+    if (!g->seen && !(g->seen = km_strmap_new()))
+        return KM_ENOMEM;
+    if (!g->sa_ok && !(g->sa_ok = km_strmap_new()))
+        return KM_ENOMEM;
+    const char *name = KM_JSON_STR(secret, "metadata", "name");
+    const char *sa =
+        KM_JSON_STR(secret, "metadata", "annotations", "kubernetes.io/service-account.name");
+    const char *token = KM_JSON_STR(secret, "data", "token");
+    int ready = token && *token;
+    if (!name)
+        return KM_OK;
+    if (km_strmap_put(g->seen, name, ready ? SEEN_READY : SEEN_EMPTY, NULL) != KM_OK ||
+        (ready && sa && km_strmap_put(g->sa_ok, sa, SEEN_READY, NULL) != KM_OK))
+        return KM_ENOMEM;
+    return KM_OK;
+}
+
 km_status km_pods_gate_see(km_pods_gate *g, const cJSON *items)
 {
     const cJSON *it;
     if (!g->seen && !(g->seen = km_strmap_new()))
         return KM_ENOMEM;
-    if (!g->sa_ok && !(g->sa_ok = km_strmap_new()))
-        return KM_ENOMEM;
     cJSON_ArrayForEach(it, items)
     {
-        const char *name = KM_JSON_STR(it, "metadata", "name");
-        const char *sa =
-            KM_JSON_STR(it, "metadata", "annotations", "kubernetes.io/service-account.name");
-        const char *token = KM_JSON_STR(it, "data", "token");
-        int ready = token && *token;
-        if (!name)
-            continue;
-        if (km_strmap_put(g->seen, name, ready ? SEEN_READY : SEEN_EMPTY, NULL) != KM_OK ||
-            (ready && sa && km_strmap_put(g->sa_ok, sa, SEEN_READY, NULL) != KM_OK))
+        if (km_pods_gate_see_one(g, it) != KM_OK)
             return KM_ENOMEM;
     }
     return KM_OK;
@@ -197,4 +206,37 @@ km_status km_pods_gate_wait(km_pods_gate *g, km_kube *kube, const char *ns, doub
     }
     *missing = left;
     return KM_OK;
+}
+
+static int reset_one(const char *ns, void *gate, void *user)
+{
+    (void)ns;
+    (void)user;
+    round_reset(gate);
+    return 0;
+}
+
+/* A page of the cluster-wide list: each Secret to the gate of its namespace, if any. */
+static km_status on_page_all(const km_kube_page *page, void *user)
+{
+    const km_strmap *gates = user;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, page->items)
+    {
+        const char *ns = KM_JSON_STR(it, "metadata", "namespace");
+        km_pods_gate *g = ns ? km_strmap_get(gates, ns) : NULL;
+        if (g && km_pods_gate_see_one(g, it) != KM_OK)
+            return KM_ENOMEM;
+    }
+    return KM_OK;
+}
+
+km_status km_pods_gates_see_all(km_kube *kube, km_strmap *gates, km_err *err)
+{
+    km_list_opts o = {.field_selector = "type=" KM_SA_TOKEN_TYPE, .limit = PAGE_LIMIT};
+    km_strmap_each(gates, reset_one, NULL);
+    km_status st = km_kube_list(kube, "/api/v1/secrets", &o, on_page_all, gates, NULL, err);
+    if (st != KM_OK)
+        km_strmap_each(gates, reset_one, NULL);
+    return st;
 }

@@ -21,10 +21,11 @@
  *   for stall_s (then the restart goes ahead: a pod started early gets its token once the
  *   kubelet syncs the Secret volume; the caller reports it).  stall_s 0 looks once: with
  *   namespaces in parallel the step first defers a namespace that is not ready (its worker
- *   takes the next one) and comes back to it, waiting, after the others — the tokens
- *   controller does not always refill in the order of the writes (after a PKI rebuild it first
- *   rewrites every token Secret's ca.crt; a Secret it passed before kubemend's write goes to
- *   the back of its queue).
+ *   takes the next one).  After the others, the gates of all deferred namespaces are judged
+ *   together from one cluster-wide list per poll (km_pods_gates_see_all), and each namespace
+ *   goes on once its Secrets are refilled — the tokens controller does not refill in the order
+ *   of the writes (after a PKI rebuild it first rewrites every token Secret's ca.crt; a Secret
+ *   it passed before kubemend's write goes to the back of its queue).
  *
  * The collection and the judgement are pure (km_pods_gate_want_pod, km_pods_gate_see,
  * km_pods_gate_missing); km_pods_gate_wait does the lists.  One gate serves one namespace. */
@@ -37,6 +38,7 @@
 #include <cjson/cJSON.h>
 
 #include "operator/base/err.h"
+#include "operator/base/strmap.h"
 #include "operator/kube/kube.h"
 
 #define KM_PODS_GATE_POLL_S 1.0
@@ -60,6 +62,16 @@ size_t km_pods_gate_wants(const km_pods_gate *g);
 /* Folds items (a page of the namespace's token Secrets) into the current round.  Failure:
  * KM_ENOMEM (the round must be started again: km_pods_gate_missing resets it). */
 km_status km_pods_gate_see(km_pods_gate *g, const cJSON *items);
+
+/* Folds one listed token Secret into the current round (as km_pods_gate_see).  Failure:
+ * KM_ENOMEM (as km_pods_gate_see). */
+km_status km_pods_gate_see_one(km_pods_gate *g, const cJSON *secret);
+
+/* One round for the gates of several namespaces at once (gates: namespace -> km_pods_gate *,
+ * borrowed): one paged cluster-wide list of token Secrets, each folded into the gate of its
+ * namespace (Secrets of other namespaces skipped, no page kept).  Then km_pods_gate_missing
+ * ends each gate's round.  Failure: the list's error or KM_ENOMEM, every gate's round reset. */
+km_status km_pods_gates_see_all(km_kube *kube, km_strmap *gates, km_err *err);
 
 /* Ends the round: how many wanted Secrets are not ready by what the round saw (see above);
  * first (may be NULL) receives the name of one of them ("" when none).  Resets the round. */

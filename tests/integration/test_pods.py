@@ -876,3 +876,52 @@ def test_pods_restart_once_the_token_secrets_they_mount_are_refilled_while_the_r
         assert min(int(w["resourceVersion"]) for w in restarts) < max(refilled.values()), (restarts, refilled)
         # a namespace not refilled yet did not hold a worker: it was deferred and done after the others
         assert "namespace deferred" in cp.stderr and "the deferred namespaces now" in cp.stderr, cp.stderr[-3000:]
+
+
+def test_deferred_namespaces_go_in_the_order_their_tokens_are_refilled():
+    """The tokens controller does not refill in the namespaces' order (after a PKI rebuild it first rewrites
+    every Secret's ca.crt, and a Secret it passed before kubemend's write waits at the back of its queue).
+    Legacy profile, 2 workers, four namespaces whose stale pods mount token Secrets: the Secrets are emptied
+    (as the tokens step does) in reverse name order — web, shop, monitoring, billing — and refilled one
+    every 2 s in that order.  Every namespace is deferred in the first round; then they go on as their
+    Secrets are refilled, judged together from one cluster-wide list per poll: web first, billing last.
+    (Handed on in name order, the two workers would wait on billing and monitoring while web and shop
+    were ready.)"""
+    with SimProcess(scenario="seed", extra_args=["--profile", "legacy"]) as sim:
+        settled(sim)
+        mounted = {}
+        for p in get(sim, "/api/v1/pods")["items"]:
+            if p["spec"].get("serviceAccountName", "default") == "default":
+                continue
+            for v in p["spec"].get("volumes") or []:
+                name = (v.get("secret") or {}).get("secretName", "")
+                if "-token-" in name:
+                    mounted.setdefault(p["metadata"]["namespace"], set()).add(name)
+        refill = ["web", "shop", "monitoring", "billing"]
+        assert set(refill) <= set(mounted), mounted
+        sim.sim("POST", "/_sim/controllers", {"tokenRate": 0.5})
+        for ns in refill:
+            for name in sorted(mounted[ns]):
+                code, _ = sim.request("PATCH", "/api/v1/namespaces/%s/secrets/%s" % (ns, name),
+                                      {"data": {"token": None}},
+                                      headers={"Content-Type": "application/merge-patch+json"})
+                assert code == 200, (ns, name, code)
+        sim.sim("DELETE", "/_sim/writes")
+        run = kmstep(sim, "pods", spec={"includeNamespaces": refill, "parallelNamespaces": 2,
+                                        "namespaceTimeoutSeconds": 120}, timeout=300)
+        assert run.rc == 0, run
+        assert sorted(run.status["done"]) == sorted(refill), run.status
+        pods_lines = [line for line in run.stderr.splitlines() if "pods:" in line]
+        deferred = re.findall(r'msg="pods: namespace deferred[^"]*" namespace=(\S+)', run.stderr)
+        assert sorted(deferred) == sorted(refill), pods_lines
+        writes = sim.sim("GET", "/_sim/writes")[1]["writes"]
+        first = []  # namespaces in the order of their first restart or eviction
+        for w in writes:
+            if w["user"] == "kubernetes-admin" and w["verb"] in ("patch", "create", "delete") and \
+                    (w["resource"].startswith("apps/") or w["resource"] == "pods") and w["namespace"] not in first:
+                first.append(w["namespace"])
+        assert sorted(first) == sorted(refill), (first, writes)
+        assert first[0] == "web" and first[-1] == "billing" and first.index("shop") < first.index("monitoring"), \
+            (first, pods_lines)
+        handed = re.findall(r'msg="pods: deferred namespace refilled" namespace=(\S+)', run.stderr)
+        assert handed == refill, (handed, pods_lines)
