@@ -829,6 +829,19 @@ def test_parallel_namespaces_sigkill_resume_each_workload_once_within_the_budget
         assert peaks and max(peaks) <= 2, run.stderr[-3000:]
 
 
+def mounted_token_secrets(sim):
+    """namespace -> the legacy token Secrets ("<sa>-token-*") its stale pods (non-default ServiceAccounts) mount."""
+    mounted = {}
+    for p in get(sim, "/api/v1/pods")["items"]:
+        if p["spec"].get("serviceAccountName", "default") == "default":
+            continue
+        for v in p["spec"].get("volumes") or []:
+            name = (v.get("secret") or {}).get("secretName", "")
+            if "-token-" in name:
+                mounted.setdefault(p["metadata"]["namespace"], set()).add(name)
+    return mounted
+
+
 def test_pods_restart_once_the_token_secrets_they_mount_are_refilled_while_the_rest_refill():
     """The tokens step hands the wait for the tokens controller to the end of the recovery (settle), so the
     pods step starts while new tokens are still being written; before it restarts a namespace's workloads it
@@ -837,14 +850,7 @@ def test_pods_restart_once_the_token_secrets_they_mount_are_refilled_while_the_r
     second: every workload restart comes after the refill of each regenerated Secret its namespace's pods
     mount, and the first restart comes before the last refill (the two overlap)."""
     with SimProcess(scenario="seed", extra_args=["--profile", "legacy"]) as sim:
-        mounted = {}  # namespace -> token Secrets its stale pods (non-default ServiceAccounts) mount
-        for p in get(sim, "/api/v1/pods")["items"]:
-            if p["spec"].get("serviceAccountName", "default") == "default":
-                continue
-            for v in p["spec"].get("volumes") or []:
-                name = (v.get("secret") or {}).get("secretName", "")
-                if "-token-" in name:
-                    mounted.setdefault(p["metadata"]["namespace"], set()).add(name)
+        mounted = mounted_token_secrets(sim)
         assert mounted.get("kube-system") and len(mounted) >= 3, mounted
         sim.sim("POST", "/_sim/controllers", {"tokenRate": 2})
         sim.sim("DELETE", "/_sim/writes")
@@ -889,14 +895,7 @@ def test_deferred_namespaces_go_in_the_order_their_tokens_are_refilled():
     were ready.)"""
     with SimProcess(scenario="seed", extra_args=["--profile", "legacy"]) as sim:
         settled(sim)
-        mounted = {}
-        for p in get(sim, "/api/v1/pods")["items"]:
-            if p["spec"].get("serviceAccountName", "default") == "default":
-                continue
-            for v in p["spec"].get("volumes") or []:
-                name = (v.get("secret") or {}).get("secretName", "")
-                if "-token-" in name:
-                    mounted.setdefault(p["metadata"]["namespace"], set()).add(name)
+        mounted = mounted_token_secrets(sim)
         refill = ["web", "shop", "monitoring", "billing"]
         assert set(refill) <= set(mounted), mounted
         sim.sim("POST", "/_sim/controllers", {"tokenRate": 0.5})
