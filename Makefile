@@ -55,7 +55,7 @@ FUZZ_TIME ?= 60
 FUZZ_SMOKE_TIME ?= 1
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 
-.PHONY: all deps test test-unit test-integration test-apisim asan lint format clean install \
+.PHONY: all build deps test test-unit test-integration test-apisim asan lint format clean install \
         demo bench help reliability test-reliability fuzz fuzz-build test-fuzz
 .PHONY: image test-image test-e2e test-e2e-scale test-bridge bench-real
 .DEFAULT_GOAL := all
@@ -63,7 +63,7 @@ FUZZ_TARGETS ?= $(FUZZ_NAMES)
 .SECONDARY:
 
 help:
-	@echo "make [all]     build $(BIN)"
+	@echo "make [all]     build $(BIN) and the test tools (make build: the same)"
 	@echo "make test      build and run every test (units, integration, apisim, real-server e2e, image)"
 	@echo "make asan      the same tests with an ASan+UBSan build (in build-asan/)"
 	@echo "make test-bridge  the zero-downtime bridge on the real servers, the key recovered from tokens (minutes)"
@@ -77,6 +77,9 @@ help:
 	@echo "make image     container image kubemend:$(VERSION) and :latest (podman, tests/image/build.sh)"
 
 all: $(BIN) $(TOOL_BIN)
+
+# `make build` names the build directory; without this rule it would be "up to date" and build nothing.
+build: all
 
 # ---- dependencies --------------------------------------------------------------------------
 deps:
