@@ -17,7 +17,6 @@
 #include "reconcilers/pods/restart.h"
 #include "reconcilers/pods/tokengate.h"
 #include "reconcilers/pods/verify.h"
-#include "reconcilers/step/retry.h"
 
 #define GATE_STALL_S 60 /* the token gate goes ahead after this long without progress */
 
@@ -532,51 +531,43 @@ static km_status dispatch_deferred(par *pa, km_kube *kube, km_pool *pool, const 
                                    km_err *err)
 {
     km_status st = KM_OK;
-    size_t best = (size_t)-1, waiting = km_strmap_len(pa->gates);
-    double t0 = km_clock_mono(), since = t0;
+    size_t waiting = km_strmap_len(pa->gates);
+    km_pods_gate_progress pr;
+    km_pods_gate_progress_start(&pr);
+    double t0 = pr.since;
     while (waiting > 0) {
         km_err e;
         km_err_clear(&e);
-        size_t missing = best;
-        st = km_pods_gates_see_all(kube, pa->gates, &e);
-        if (st == KM_OK) {
-            missing = 0;
-            for (const cJSON *n = pa->deferred->child; st == KM_OK && n; n = n->next) {
-                km_pods_gate *g = km_strmap_get(pa->gates, n->valuestring);
-                size_t left = g ? km_pods_gate_missing(g, NULL, 0) : 0;
-                missing += left;
-                if (!g || left > 0)
-                    continue;
-                km_log_info("pods: deferred namespace refilled", "namespace", n->valuestring,
-                            "waitedMs", KM_LOG_INT((long)((km_clock_mono() - t0) * 1000)));
-                km_pods_gate_free(km_strmap_remove(pa->gates, n->valuestring));
-                waiting--;
-                st = submit_one(pool, n->valuestring, GATE_WAIT, err);
-            }
-            if (st != KM_OK)
+        size_t missing = 0;
+        int stalled = 0;
+        km_status listed = km_pods_gates_see_all(kube, pa->gates, &e);
+        for (const cJSON *n = pa->deferred->child; listed == KM_OK && n; n = n->next) {
+            km_pods_gate *g = km_strmap_get(pa->gates, n->valuestring);
+            size_t left = g ? km_pods_gate_missing(g, NULL, 0) : 0;
+            missing += left;
+            if (!g || left > 0)
+                continue;
+            km_log_info("pods: deferred namespace refilled", "namespace", n->valuestring,
+                        "waitedMs", KM_LOG_INT((long)((km_clock_mono() - t0) * 1000)));
+            km_pods_gate_free(km_strmap_remove(pa->gates, n->valuestring));
+            waiting--;
+            if ((st = submit_one(pool, n->valuestring, GATE_WAIT, err)) != KM_OK)
                 return st;
-        } else if (km_retry_transient(st, &e)) {
-            char eb[512];
-            km_log_warn("pods: token Secrets list failed, trying again", "error",
-                        km_err_str(&e, eb, sizeof(eb)));
-        } else {
+        }
+        st = km_pods_gate_progress_poll(&pr, listed, &e, NULL, missing, GATE_STALL_S, &stalled);
+        if (st != KM_OK) {
             if (err)
                 *err = e;
             return st;
         }
-        if (missing < best) {
-            best = missing;
-            since = km_clock_mono();
-        }
-        if (waiting > 0 && km_clock_mono() - since >= GATE_STALL_S)
+        if (waiting == 0 || stalled)
             break;
-        if (waiting > 0 && km_clock_sleep(KM_PODS_GATE_POLL_S, cancel) != KM_OK)
+        if (km_clock_sleep(KM_PODS_GATE_POLL_S, cancel) != KM_OK)
             return km_err_set(err, KM_ECANCELED, "pods step cancelled");
     }
     if (waiting > 0)
         km_log_info("pods: deferred namespaces go ahead: nothing more refilled", "namespaces",
                     KM_LOG_INT((long)waiting), "seconds", KM_LOG_INT(GATE_STALL_S));
-    st = KM_OK;
     for (const cJSON *n = pa->deferred->child; st == KM_OK && n; n = n->next) {
         km_pods_gate *g = km_strmap_remove(pa->gates, n->valuestring);
         if (g) {

@@ -115,8 +115,6 @@ km_status km_pods_gate_see_one(km_pods_gate *g, const cJSON *secret)
 km_status km_pods_gate_see(km_pods_gate *g, const cJSON *items)
 {
     const cJSON *it;
-    if (!g->seen && !(g->seen = km_strmap_new()))
-        return KM_ENOMEM;
     cJSON_ArrayForEach(it, items)
     {
         if (km_pods_gate_see_one(g, it) != KM_OK)
@@ -167,39 +165,58 @@ static km_status on_page(const km_kube_page *page, void *user)
     return km_pods_gate_see(user, page->items);
 }
 
+void km_pods_gate_progress_start(km_pods_gate_progress *p)
+{
+    p->best = (size_t)-1;
+    p->since = km_clock_mono();
+}
+
+km_status km_pods_gate_progress_poll(km_pods_gate_progress *p, km_status st, const km_err *e,
+                                     const char *ns, size_t missing, double stall_s, int *stalled)
+{
+    if (st != KM_OK) {
+        if (!km_retry_transient(st, e))
+            return st;
+        char eb[512];
+        km_log_warn("pods: token Secrets list failed, trying again", "namespace", ns ? ns : "(all)",
+                    "error", km_err_str(e, eb, sizeof(eb)));
+    } else if (missing < p->best) {
+        p->best = missing;
+        p->since = km_clock_mono();
+    }
+    *stalled = km_clock_mono() - p->since >= stall_s;
+    return KM_OK;
+}
+
 km_status km_pods_gate_wait(km_pods_gate *g, km_kube *kube, const char *ns, double stall_s,
                             const atomic_int *cancel, size_t *missing, char *first, size_t n,
                             km_err *err)
 {
     char path[512];
     km_list_opts o = {.field_selector = "type=" KM_SA_TOKEN_TYPE, .limit = PAGE_LIMIT};
-    size_t best = (size_t)-1, left = 0;
-    double since = km_clock_mono();
+    km_pods_gate_progress pr;
+    size_t left = 0;
+    km_pods_gate_progress_start(&pr);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets", ns);
     for (;;) {
         km_err e;
         km_err_clear(&e);
-        km_status st = km_kube_list(kube, path, &o, on_page, g, NULL, &e);
-        if (st == KM_OK) {
+        int stalled = 0;
+        km_status listed = km_kube_list(kube, path, &o, on_page, g, NULL, &e);
+        if (listed == KM_OK) {
             left = km_pods_gate_missing(g, first, n);
-            if (left < best) {
-                best = left;
-                since = km_clock_mono();
-            }
         } else {
             round_reset(g);
-            if (!km_retry_transient(st, &e)) {
-                if (err)
-                    *err = e;
-                return st;
-            }
-            char eb[512];
-            km_log_warn("pods: token Secrets list failed, trying again", "namespace", ns, "error",
-                        km_err_str(&e, eb, sizeof(eb)));
-            if (best == (size_t)-1)
+            if (pr.best == (size_t)-1)
                 left = km_pods_gate_wants(g);
         }
-        if ((st == KM_OK && left == 0) || km_clock_mono() - since >= stall_s)
+        km_status st = km_pods_gate_progress_poll(&pr, listed, &e, ns, left, stall_s, &stalled);
+        if (st != KM_OK) {
+            if (err)
+                *err = e;
+            return st;
+        }
+        if ((listed == KM_OK && left == 0) || stalled)
             break;
         if (km_clock_sleep(KM_PODS_GATE_POLL_S, cancel) != KM_OK)
             return km_err_set(err, KM_ECANCELED, "pods: cancelled");

@@ -77,6 +77,23 @@ km_status km_pods_gates_see_all(km_kube *kube, km_strmap *gates, km_err *err);
  * first (may be NULL) receives the name of one of them ("" when none).  Resets the round. */
 size_t km_pods_gate_missing(km_pods_gate *g, char *first, size_t n);
 
+/* A wait's progress: the fewest wanted Secrets seen not ready so far, and since when. */
+typedef struct km_pods_gate_progress {
+    size_t best;
+    double since;
+} km_pods_gate_progress;
+
+/* Starts the clock: nothing seen yet. */
+void km_pods_gate_progress_start(km_pods_gate_progress *p);
+
+/* After one poll whose list ended with st (e: its error).  A failure that is not transient is
+ * returned: the wait ends with it (*stalled untouched).  A transient one is logged (ns, or the
+ * whole cluster when NULL) and counts as no progress.  Otherwise missing (how many were not
+ * ready) below every earlier poll's restarts the clock.  KM_OK: *stalled = 1 once stall_s passed
+ * without progress. */
+km_status km_pods_gate_progress_poll(km_pods_gate_progress *p, km_status st, const km_err *e,
+                                     const char *ns, size_t missing, double stall_s, int *stalled);
+
 /* Waits (see the file comment) on kube for namespace ns.  *missing receives how many were still
  * not ready when it stopped (0: all ready).  Failure: the list's error (transient ones are
  * retried at the next poll until the stall ends the wait), KM_ECANCELED when *cancel became
